@@ -1,0 +1,140 @@
+//! Byte copy, fill and compare for code that runs before libc exists.
+//!
+//! The dlfm wrapper runs inside ld.so's load path, before the program is
+//! relocated: a call to libc's `memcpy`, `memset` or `bcmp` would jump through
+//! a GOT slot that is still zero. The compiler emits such calls on its own for
+//! plain loops and slice operations, so every bulk byte operation in the
+//! wrapper (and in the parts of `dlfm-cache` it uses) goes through this crate,
+//! whose routines are inline `rep` string instructions that no optimiser can
+//! turn into a call.
+//!
+//! This crate knows nothing about dlfm; it holds only these three routines.
+#![no_std]
+
+/// Copies `src` into the start of `dst`; copies `min(dst.len(), src.len())`
+/// bytes and returns that count.
+#[inline(always)]
+pub fn copy(dst: &mut [u8], src: &[u8]) -> usize {
+    let n = if dst.len() < src.len() { dst.len() } else { src.len() };
+    // SAFETY: `n` is within both slices, which cannot overlap (one is `&mut`).
+    // `rep movsb` with DF clear (the ABI guarantees it) copies rcx bytes from
+    // rsi to rdi and touches nothing else.
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            inout("rcx") n => _,
+            inout("rdi") dst.as_mut_ptr() => _,
+            inout("rsi") src.as_ptr() => _,
+            options(nostack, preserves_flags)
+        );
+    }
+    n
+}
+
+/// Sets every byte of `dst` to `value`.
+#[inline(always)]
+pub fn fill(dst: &mut [u8], value: u8) {
+    // SAFETY: writes exactly `dst.len()` bytes starting at `dst`, which the
+    // exclusive borrow owns; DF is clear by the ABI.
+    unsafe {
+        core::arch::asm!(
+            "rep stosb",
+            inout("rcx") dst.len() => _,
+            inout("rdi") dst.as_mut_ptr() => _,
+            in("al") value,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// Returns whether `a` and `b` hold the same bytes.
+#[inline(always)]
+pub fn equal(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.is_empty() {
+        return true;
+    }
+    let rest: usize;
+    // SAFETY: reads at most `a.len()` bytes from each slice, both of which
+    // are that long. `repe cmpsb` stops at the first difference or when rcx
+    // reaches zero; rcx is then zero only if every byte matched up to the
+    // last, so the last byte is checked separately below through ZF.
+    let same_last: u8;
+    unsafe {
+        core::arch::asm!(
+            "repe cmpsb",
+            "sete {z}",
+            z = out(reg_byte) same_last,
+            inout("rcx") a.len() => rest,
+            inout("rsi") a.as_ptr() => _,
+            inout("rdi") b.as_ptr() => _,
+            options(nostack, readonly)
+        );
+    }
+    rest == 0 && same_last == 1
+}
+
+/// Returns the length of the NUL-terminated string at `s`, looking at no more
+/// than `max` bytes; `None` when no NUL is found within `max`.
+///
+/// # Safety
+/// `s` must be readable for `max` bytes or up to and including its NUL,
+/// whichever comes first.
+#[inline(always)]
+pub unsafe fn c_strlen(s: *const u8, max: usize) -> Option<usize> {
+    let mut n = 0;
+    while n < max {
+        // SAFETY: the caller guarantees bytes up to the NUL (or `max`) are
+        // readable; `n` has not passed either yet.
+        if unsafe { core::ptr::read_volatile(s.add(n)) } == 0 {
+            return Some(n);
+        }
+        n += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_takes_the_shorter_length() {
+        let mut d = [0u8; 4];
+        assert_eq!(copy(&mut d, b"abcdef"), 4);
+        assert_eq!(&d, b"abcd");
+        let mut d = [9u8; 6];
+        assert_eq!(copy(&mut d, b"xy"), 2);
+        assert_eq!(&d, b"xy\x09\x09\x09\x09");
+    }
+
+    #[test]
+    fn fill_sets_every_byte() {
+        let mut d = [1u8; 33];
+        fill(&mut d, 0);
+        assert!(d.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn equal_compares_every_byte() {
+        assert!(equal(b"", b""));
+        assert!(equal(b"abc", b"abc"));
+        assert!(!equal(b"abc", b"abd"));
+        assert!(!equal(b"abc", b"xbc"));
+        assert!(!equal(b"abc", b"ab"));
+        assert!(equal(b"a", b"a"));
+        assert!(!equal(b"a", b"b"));
+    }
+
+    #[test]
+    fn c_strlen_stops_at_nul_or_max() {
+        let s = b"hello\0world";
+        // SAFETY: `s` is readable for its whole length.
+        unsafe {
+            assert_eq!(c_strlen(s.as_ptr(), s.len()), Some(5));
+            assert_eq!(c_strlen(s.as_ptr(), 3), None);
+        }
+    }
+}

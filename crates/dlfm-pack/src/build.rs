@@ -1,0 +1,276 @@
+//! The cache writer: lays out `dlcache.dat` as `dlfm-cache`'s `layout` module
+//! describes (metadata under a checksum, then each file's bytes at a
+//! page-aligned offset) and streams the files' contents from disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use dlfm_cache::layout;
+use dlfm_cache::read::{fnv1a64, IdKind, Outcome, PAGE, STAT_SIZE};
+
+/// What was written.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Path entries in the index.
+    pub entries: usize,
+    /// Distinct files stored.
+    pub files: usize,
+    /// Bytes of file data (before page padding).
+    pub data_bytes: u64,
+    /// Length of the cache file.
+    pub file_len: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Lookups {
+    open: Outcome,
+    stat: Outcome,
+    access: Outcome,
+}
+
+struct FileEntry {
+    path: Vec<u8>,
+    stat: u32,
+    size: u64,
+    source: PathBuf,
+}
+
+/// Collects what goes into a cache file, then writes it.
+pub struct CacheBuilder {
+    width: u32,
+    ids: Vec<(u8, Vec<u8>)>,
+    stats: Vec<[u8; STAT_SIZE]>,
+    stat_index: HashMap<[u8; STAT_SIZE], u32>,
+    files: Vec<FileEntry>,
+    file_by_inode: HashMap<(u64, u64), u32>,
+    lookups: BTreeMap<Vec<u8>, Lookups>,
+}
+
+impl CacheBuilder {
+    /// An empty cache for a run of `width` processes.
+    pub fn new(width: u32) -> Self {
+        CacheBuilder {
+            width,
+            ids: Vec::new(),
+            stats: Vec::new(),
+            stat_index: HashMap::new(),
+            files: Vec::new(),
+            file_by_inode: HashMap::new(),
+            lookups: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a program or ld.so identity the cache is valid for.
+    pub fn add_id(&mut self, kind: IdKind, id: &[u8]) {
+        let entry = (kind as u8, id.to_vec());
+        if !self.ids.contains(&entry) {
+            self.ids.push(entry);
+        }
+    }
+
+    /// Adds a raw `struct stat`, returning its index (identical ones shared).
+    pub fn add_stat(&mut self, raw: [u8; STAT_SIZE]) -> u32 {
+        if let Some(&i) = self.stat_index.get(&raw) {
+            return i;
+        }
+        let i = self.stats.len() as u32;
+        self.stats.push(raw);
+        self.stat_index.insert(raw, i);
+        i
+    }
+
+    /// Adds a file whose bytes will be read from `source`; the same file
+    /// (same st_dev and st_ino in its stat) under two paths is stored once.
+    pub fn add_file(&mut self, path: &[u8], stat_index: u32, size: u64, source: PathBuf) -> u32 {
+        let st = &self.stats[stat_index as usize];
+        let key = (
+            u64::from_le_bytes(st[0..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(st[8..16].try_into().expect("8 bytes")),
+        );
+        if let Some(&i) = self.file_by_inode.get(&key) {
+            return i;
+        }
+        let i = self.files.len() as u32;
+        self.files.push(FileEntry {
+            path: path.to_vec(),
+            stat: stat_index,
+            size,
+            source,
+        });
+        self.file_by_inode.insert(key, i);
+        i
+    }
+
+    fn lookups(&mut self, path: &[u8]) -> &mut Lookups {
+        self.lookups.entry(path.to_vec()).or_insert(Lookups {
+            open: Outcome::NotRecorded,
+            stat: Outcome::NotRecorded,
+            access: Outcome::NotRecorded,
+        })
+    }
+
+    /// Records what `open(path)` gives.
+    pub fn set_open(&mut self, path: &[u8], outcome: Outcome) {
+        self.lookups(path).open = outcome;
+    }
+
+    /// Records what `stat(path)` gives.
+    pub fn set_stat(&mut self, path: &[u8], outcome: Outcome) {
+        self.lookups(path).stat = outcome;
+    }
+
+    /// Records what `access(path, R_OK)` gives.
+    pub fn set_access(&mut self, path: &[u8], outcome: Outcome) {
+        self.lookups(path).access = outcome;
+    }
+
+    /// Writes the cache to `out` (through `out.tmp`, renamed at the end).
+    /// `prepare` runs on the new, empty temporary file first.
+    pub fn write_with(&self, out: &Path, prepare: impl FnOnce(&Path)) -> io::Result<Summary> {
+        let mut tmp_name = out.as_os_str().to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        File::create(&tmp)?;
+        prepare(&tmp);
+        let file = std::fs::OpenOptions::new().write(true).open(&tmp)?;
+        let result = self.write_into(file);
+        match result {
+            Ok(summary) => {
+                std::fs::rename(&tmp, out)?;
+                Ok(summary)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_into(&self, file: File) -> io::Result<Summary> {
+        // Strings: every path, entries sorted by (hash, path).
+        let mut strings = Vec::new();
+        let mut offsets = HashMap::new();
+        let mut intern = |p: &[u8], strings: &mut Vec<u8>| -> (u32, u32) {
+            if let Some(&o) = offsets.get(p) {
+                return (o, p.len() as u32);
+            }
+            let o = strings.len() as u32;
+            strings.extend_from_slice(p);
+            offsets.insert(p.to_vec(), o);
+            (o, p.len() as u32)
+        };
+        let mut entries: Vec<(u64, &Vec<u8>, &Lookups)> =
+            self.lookups.iter().map(|(p, l)| (fnv1a64(p), p, l)).collect();
+        entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+
+        let entries_off = layout::HEADER_LEN as u64;
+        let files_off = entries_off + (entries.len() * layout::ENTRY_LEN) as u64;
+        let stats_off = files_off + (self.files.len() * layout::FILE_LEN) as u64;
+        let ids_off = stats_off + (self.stats.len() * STAT_SIZE) as u64;
+        let strings_off = ids_off + (self.ids.len() * layout::ID_LEN) as u64;
+
+        let mut entry_bytes = Vec::new();
+        for (hash, path, l) in &entries {
+            let (po, pl) = intern(path, &mut strings);
+            entry_bytes.extend_from_slice(&hash.to_le_bytes());
+            entry_bytes.extend_from_slice(&po.to_le_bytes());
+            entry_bytes.extend_from_slice(&pl.to_le_bytes());
+            for o in [l.open, l.stat, l.access] {
+                entry_bytes.extend_from_slice(&layout::encode_outcome(o).to_le_bytes());
+            }
+            entry_bytes.extend_from_slice(&0u32.to_le_bytes());
+        }
+        let file_paths: Vec<(u32, u32)> = self.files.iter().map(|f| intern(&f.path, &mut strings)).collect();
+        for (_, id) in &self.ids {
+            if id.len() > layout::ID_MAX {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "identity longer than 32 bytes"));
+            }
+        }
+        let meta_len = strings_off + strings.len() as u64;
+        let mut data_off = meta_len.div_ceil(PAGE) * PAGE;
+        let mut file_bytes = Vec::new();
+        let mut placed = Vec::new();
+        for (f, (po, pl)) in self.files.iter().zip(&file_paths) {
+            file_bytes.extend_from_slice(&data_off.to_le_bytes());
+            file_bytes.extend_from_slice(&f.size.to_le_bytes());
+            file_bytes.extend_from_slice(&f.stat.to_le_bytes());
+            file_bytes.extend_from_slice(&po.to_le_bytes());
+            file_bytes.extend_from_slice(&pl.to_le_bytes());
+            file_bytes.extend_from_slice(&0u32.to_le_bytes());
+            placed.push(data_off);
+            data_off += f.size.div_ceil(PAGE) * PAGE;
+        }
+        let file_len = data_off.max(meta_len.div_ceil(PAGE) * PAGE);
+        let mut id_bytes = Vec::new();
+        for (kind, id) in &self.ids {
+            let mut rec = [0u8; layout::ID_LEN];
+            rec[0] = *kind;
+            rec[1] = id.len() as u8;
+            rec[8..8 + id.len()].copy_from_slice(id);
+            id_bytes.extend_from_slice(&rec);
+        }
+
+        let mut meta = vec![0u8; layout::HEADER_LEN];
+        let header = layout::Header {
+            file_len,
+            meta_len,
+            entries_off,
+            entries_count: entries.len() as u32,
+            files_count: self.files.len() as u32,
+            files_off,
+            stats_off,
+            stats_count: self.stats.len() as u32,
+            ids_count: self.ids.len() as u32,
+            ids_off,
+            strings_off,
+            strings_len: strings.len() as u64,
+            width: self.width,
+        };
+        header.write(&mut meta);
+        meta.extend_from_slice(&entry_bytes);
+        meta.extend_from_slice(&file_bytes);
+        for s in &self.stats {
+            meta.extend_from_slice(s);
+        }
+        meta.extend_from_slice(&id_bytes);
+        meta.extend_from_slice(&strings);
+        layout::seal(&mut meta);
+
+        let mut out = BufWriter::new(file);
+        out.write_all(&meta)?;
+        let mut data_bytes = 0;
+        for (f, off) in self.files.iter().zip(&placed) {
+            out.seek(SeekFrom::Start(*off))?;
+            let mut src = File::open(&f.source).map_err(|e| annotate(e, &f.source))?;
+            let copied = io::copy(&mut (&mut src).take(f.size + 1), &mut out)?;
+            if copied != f.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is {copied} bytes now, {} when recorded: it changed while packing",
+                        f.source.display(),
+                        f.size
+                    ),
+                ));
+            }
+            data_bytes += f.size;
+        }
+        out.flush()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.set_len(file_len)?;
+        file.sync_all()?;
+        Ok(Summary {
+            entries: entries.len(),
+            files: self.files.len(),
+            data_bytes,
+            file_len,
+        })
+    }
+}
+
+fn annotate(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,14 @@
+//! Packs a dlfm pilot's journal into `dlcache.dat`: the std side of the cache
+//! format whose no_std reader lives in `dlfm-cache`.
+//!
+//! It owns reading the journal, merging what the pilot's processes recorded,
+//! refusing libraries that changed since the pilot, and writing the cache
+//! file. It knows nothing of ld.so or of how replay uses the cache.
+
+pub mod build;
+pub mod journal;
+pub mod merge;
+pub mod pack;
+pub mod stat;
+
+pub use pack::{pack, PackReport};

@@ -1,0 +1,179 @@
+//! Turns journal records into one set of facts per path. Facts recorded more
+//! than once must agree (the same errno, the same file); a path whose facts
+//! disagree (a file created or replaced while the pilot ran) is left out of
+//! the cache, so replay passes it to the file system.
+
+use std::collections::BTreeMap;
+
+use dlfm_cache::read::STAT_SIZE;
+
+use crate::journal::OwnedRecord;
+use crate::stat::StatView;
+
+/// What `open` of a path gave.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OpenFact {
+    /// Failed with this errno (positive).
+    Err(i32),
+    /// Opened a file whose fstat was this.
+    File([u8; STAT_SIZE]),
+}
+
+/// What `stat` of a path gave.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StatFact {
+    /// Failed with this errno (positive).
+    Err(i32),
+    /// Succeeded with this stat.
+    Ok([u8; STAT_SIZE]),
+}
+
+/// Everything recorded about one path.
+#[derive(Clone, Default, Debug)]
+pub struct PathFacts {
+    /// `open(path, O_RDONLY)`.
+    pub open: Option<OpenFact>,
+    /// `stat(path)`.
+    pub stat: Option<StatFact>,
+    /// `access(path, R_OK)`: 0 or a positive errno.
+    pub access: Option<i32>,
+}
+
+/// One program (or ld.so) identity seen in the journal.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Recorder {
+    /// The executable's identity (build-id or header hash).
+    pub program_id: Vec<u8>,
+    /// ld.so's identity.
+    pub ldso_id: Vec<u8>,
+    /// The name the program was run as.
+    pub exe: String,
+}
+
+/// The journal, merged.
+#[derive(Default, Debug)]
+pub struct Merged {
+    /// Facts per path (absolute paths, as ld.so gave them).
+    pub paths: BTreeMap<Vec<u8>, PathFacts>,
+    /// Paths dropped because their facts disagreed.
+    pub conflicts: Vec<Vec<u8>>,
+    /// Distinct (program, ld.so) pairs that recorded.
+    pub recorders: Vec<Recorder>,
+    /// How many processes recorded (Process records).
+    pub processes: usize,
+    /// How many library mappings were recorded.
+    pub mappings: usize,
+    /// Records read.
+    pub records: usize,
+}
+
+/// Merges `records` (in journal order).
+pub fn merge(records: &[OwnedRecord]) -> Merged {
+    let mut m = Merged {
+        records: records.len(),
+        ..Merged::default()
+    };
+    let mut conflicted = std::collections::BTreeSet::new();
+    for rec in records {
+        let ok = match rec {
+            OwnedRecord::Process {
+                program_id,
+                ldso_id,
+                exe,
+                ..
+            } => {
+                m.processes += 1;
+                let r = Recorder {
+                    program_id: program_id.clone(),
+                    ldso_id: ldso_id.clone(),
+                    exe: String::from_utf8_lossy(exe).into_owned(),
+                };
+                if !m.recorders.iter().any(|x| x.program_id == r.program_id && x.ldso_id == r.ldso_id) {
+                    m.recorders.push(r);
+                }
+                continue;
+            }
+            OwnedRecord::Map { .. } => {
+                m.mappings += 1;
+                continue;
+            }
+            OwnedRecord::Open {
+                result, stat, path, ..
+            } => {
+                let fact = match (*result, stat) {
+                    (r, _) if r < 0 => Some(OpenFact::Err(-r)),
+                    (_, Some(st)) => Some(OpenFact::File(*st)),
+                    // Opened, but its stat could not be taken: cannot be
+                    // checked for staleness, so it is not cached.
+                    (_, None) => None,
+                };
+                let facts = m.paths.entry(path.clone()).or_default();
+                match fact {
+                    Some(f) => agree(&mut facts.open, f, same_open),
+                    None => false,
+                }
+            }
+            OwnedRecord::Stat {
+                result, stat, path, ..
+            } => {
+                let fact = if *result < 0 {
+                    StatFact::Err(-*result)
+                } else {
+                    StatFact::Ok(*stat)
+                };
+                let facts = m.paths.entry(path.clone()).or_default();
+                agree(&mut facts.stat, fact, same_stat)
+            }
+            OwnedRecord::Access { result, path, .. } => {
+                let facts = m.paths.entry(path.clone()).or_default();
+                agree(&mut facts.access, result.saturating_neg().max(0), |a, b| a == b)
+            }
+        };
+        if !ok {
+            let path = match rec {
+                OwnedRecord::Open { path, .. }
+                | OwnedRecord::Stat { path, .. }
+                | OwnedRecord::Access { path, .. } => path.clone(),
+                _ => continue,
+            };
+            conflicted.insert(path);
+        }
+    }
+    for path in &conflicted {
+        m.paths.remove(path);
+    }
+    m.conflicts = conflicted.into_iter().collect();
+    m
+}
+
+/// Stores `new` in `slot`, or checks it agrees with what is there.
+fn agree<T: Copy>(slot: &mut Option<T>, new: T, same: impl Fn(&T, &T) -> bool) -> bool {
+    match slot {
+        None => {
+            *slot = Some(new);
+            true
+        }
+        Some(old) => same(old, &new),
+    }
+}
+
+fn same_open(a: &OpenFact, b: &OpenFact) -> bool {
+    match (a, b) {
+        (OpenFact::Err(x), OpenFact::Err(y)) => x == y,
+        (OpenFact::File(x), OpenFact::File(y)) => StatView(x).same_file_content(&StatView(y)),
+        _ => false,
+    }
+}
+
+fn same_stat(a: &StatFact, b: &StatFact) -> bool {
+    match (a, b) {
+        (StatFact::Err(x), StatFact::Err(y)) => x == y,
+        // A directory's times change as the pilot runs; what replay needs is
+        // the same object of the same kind.
+        (StatFact::Ok(x), StatFact::Ok(y)) => {
+            let (x, y) = (StatView(x), StatView(y));
+            x.ino() == y.ino() && x.mode() == y.mode()
+        }
+        _ => false,
+    }
+}

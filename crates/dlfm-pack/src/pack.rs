@@ -1,0 +1,178 @@
+//! Packing: journal → merged facts → stale-library check → `dlcache.dat`.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use dlfm_cache::read::{IdKind, Outcome};
+
+use crate::build::{CacheBuilder, Summary};
+use crate::journal::{decode, Damage};
+use crate::merge::{merge, Merged, OpenFact, Recorder, StatFact};
+use crate::stat::StatView;
+
+/// What `pack` did, for the summary `dlfm.pre` prints.
+#[derive(Debug)]
+pub struct PackReport {
+    /// The cache file written.
+    pub cache: PathBuf,
+    /// What the writer wrote.
+    pub written: Summary,
+    /// Programs (and their ld.so) the cache serves.
+    pub recorders: Vec<Recorder>,
+    /// Processes that recorded.
+    pub processes: usize,
+    /// Journal records read.
+    pub records: usize,
+    /// Damaged stretches of the journal that were skipped.
+    pub damage: Vec<Damage>,
+    /// Paths whose `open` failed (ENOENT probes, mostly).
+    pub failed_opens: usize,
+    /// Files opened and packed (before de-duplication by inode).
+    pub opened_files: usize,
+    /// Paths stat'ed (directories of the search path, mostly).
+    pub stats: usize,
+    /// `access` checks.
+    pub accesses: usize,
+    /// Mappings of recorded files seen in the pilot.
+    pub mappings: usize,
+    /// Paths left out because the pilot saw different results for them.
+    pub conflicts: usize,
+    /// Opened objects that are not regular files (left to the file system).
+    pub not_regular: usize,
+}
+
+/// Packs the journal at `journal` into the cache at `cache` for `width`
+/// processes. `prepare` runs on the new, still empty cache file before any
+/// data is written (Lustre striping must be set on an empty file).
+pub fn pack(
+    journal: &Path,
+    cache: &Path,
+    width: u32,
+    prepare: impl FnOnce(&Path),
+) -> Result<PackReport> {
+    let bytes = std::fs::read(journal).with_context(|| {
+        format!(
+            "cannot read the journal {}: run `dlfm.pre write-cache` and the pilot (DLFM_OP=write-cache) first",
+            journal.display()
+        )
+    })?;
+    let decoded = decode(&bytes);
+    let merged = merge(&decoded.records);
+    if merged.processes == 0 || merged.paths.is_empty() {
+        bail!(
+            "the journal {} holds no recording: was the pilot run with DLFM_OP=write-cache, \
+             linked with libdlfm_wrap.a and started through the ld.so that dlpatch wrote?",
+            journal.display()
+        );
+    }
+    check_unchanged(&merged)?;
+    let mut report = PackReport {
+        cache: cache.to_path_buf(),
+        written: Summary::default(),
+        recorders: merged.recorders.clone(),
+        processes: merged.processes,
+        records: merged.records,
+        damage: decoded.damaged,
+        failed_opens: 0,
+        opened_files: 0,
+        stats: 0,
+        accesses: 0,
+        mappings: merged.mappings,
+        conflicts: merged.conflicts.len(),
+        not_regular: 0,
+    };
+    let builder = build(&merged, width, &mut report);
+    report.written = builder
+        .write_with(cache, prepare)
+        .with_context(|| format!("cannot write the cache {}", cache.display()))?;
+    Ok(report)
+}
+
+/// Refuses a cache whose libraries changed since the pilot: each opened file
+/// must still have the inode, size and modification time it had then.
+fn check_unchanged(merged: &Merged) -> Result<()> {
+    let mut changed = Vec::new();
+    for (path, facts) in &merged.paths {
+        let Some(OpenFact::File(st)) = &facts.open else {
+            continue;
+        };
+        let then = StatView(st);
+        if !then.is_regular() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(path).into_owned();
+        let os_path = Path::new(std::ffi::OsStr::from_bytes(path));
+        match std::fs::metadata(os_path) {
+            Err(e) => changed.push(format!("{name} is gone since the pilot ({e})")),
+            Ok(now) => {
+                let mut what = Vec::new();
+                if now.ino() != then.ino() {
+                    what.push(format!("inode {} -> {}", then.ino(), now.ino()));
+                }
+                if now.size() != then.size() {
+                    what.push(format!("size {} -> {}", then.size(), now.size()));
+                }
+                if (now.mtime(), now.mtime_nsec()) != then.mtime() {
+                    what.push("modification time differs".to_string());
+                }
+                if !what.is_empty() {
+                    changed.push(format!("{name} changed since the pilot ({})", what.join(", ")));
+                }
+            }
+        }
+    }
+    match changed.len() {
+        0 => Ok(()),
+        1 => bail!("{}: rerun the pilot to record it again", changed[0]),
+        n => bail!(
+            "{} (and {} more changed files): rerun the pilot to record them again",
+            changed[0],
+            n - 1
+        ),
+    }
+}
+
+/// Lays the merged facts out for the cache writer.
+fn build(merged: &Merged, width: u32, report: &mut PackReport) -> CacheBuilder {
+    let mut b = CacheBuilder::new(width);
+    for r in &merged.recorders {
+        b.add_id(IdKind::Program, &r.program_id);
+        b.add_id(IdKind::Ldso, &r.ldso_id);
+    }
+    for (path, facts) in &merged.paths {
+        match &facts.open {
+            Some(OpenFact::Err(errno)) => {
+                report.failed_opens += 1;
+                b.set_open(path, Outcome::Err(*errno));
+            }
+            Some(OpenFact::File(st)) if StatView(st).is_regular() => {
+                report.opened_files += 1;
+                let stat = b.add_stat(*st);
+                let source = PathBuf::from(std::ffi::OsStr::from_bytes(path));
+                let file = b.add_file(path, stat, StatView(st).size(), source);
+                b.set_open(path, Outcome::Ok(file));
+            }
+            Some(OpenFact::File(_)) => report.not_regular += 1,
+            None => {}
+        }
+        match &facts.stat {
+            Some(StatFact::Err(errno)) => {
+                report.stats += 1;
+                b.set_stat(path, Outcome::Err(*errno));
+            }
+            Some(StatFact::Ok(st)) => {
+                report.stats += 1;
+                let stat = b.add_stat(*st);
+                b.set_stat(path, Outcome::Ok(stat));
+            }
+            None => {}
+        }
+        if let Some(errno) = facts.access {
+            report.accesses += 1;
+            b.set_access(path, if errno == 0 { Outcome::Ok(0) } else { Outcome::Err(errno) });
+        }
+    }
+    b
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The dlfm demo: builds a small program against the wrapper, patches ld.so,
+# runs the pilot, packs the cache, replays it, and reports how many file calls
+# the cache served and how many reached the file system.
+# Run from anywhere after `cargo build --release`; works in demo/out/.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+rel="$here/../target/release"
+out="$here/out"
+for f in dlpatch dlfm.pre libdlfm_wrap.a; do
+    [ -e "$rel/$f" ] || { echo "demo: $rel/$f missing: run 'cargo build --release' first" >&2; exit 2; }
+done
+rm -rf "$out"; mkdir -p "$out"/{lib/a,lib/b,lib/c,lib/plugins}; cd "$out"
+chmod -R u+w . 2>/dev/null || true
+
+echo "== build: 4 libraries over 4 RUNPATH directories, one loaded by dlopen"
+cc -shared -fPIC -DGREET  -o lib/c/libgreet.so  "$here/libs.c"
+cc -shared -fPIC -DUNITS  -o lib/c/libunits.so  "$here/libs.c"
+cc -shared -fPIC -DSHAPES -o lib/c/libshapes.so "$here/libs.c" -Llib/c -lunits -Wl,-rpath,"$out/lib/c"
+cc -shared -fPIC -DPLUGIN -o lib/plugins/libplugin.so "$here/libs.c"
+cc -c -o main.o "$here/main.c"
+cc main.o "$rel/libdlfm_wrap.a" -Llib/c -lgreet -lshapes -lunits \
+   -Wl,--enable-new-dtags,-rpath,"$out/lib/a:$out/lib/b:$out/lib/c:$out/lib/plugins" \
+   -Wl,--dynamic-linker="$out/ld.so" -o demo
+
+echo "== dlpatch demo"
+"$rel/dlpatch" demo
+
+echo "== pilot (DLFM_OP=write-cache)"
+export DLCACHE_DBG=1
+DLFM_OP=write-cache "$rel/dlfm.pre" write-cache
+DLFM_OP=write-cache ./demo
+
+echo "== pack (dlfm.pre read-cache 4)"
+DLFM_OP=read-cache "$rel/dlfm.pre" read-cache 4
+
+echo "== large run (DLFM_OP=read-cache)"
+DLFM_OP=read-cache ./demo
+echo
+echo "== what the wrapper reports (DLCACHE_DBG trace summary lines)"
+grep -h "summary:" dlcache.dbg/* || true
+
+if command -v strace >/dev/null; then
+    calls='openat,newfstatat,read,pread64,mmap,access,close'
+    strace -f -qq -e trace=$calls -o base.strace ./demo >/dev/null
+    DLFM_OP=read-cache strace -f -qq -e trace=$calls -o replay.strace ./demo >/dev/null
+    lookups() { grep -cE '^[0-9]+ +(openat|newfstatat|access)\(' "$1" || true; }
+    enoent() { grep -c 'ENOENT' "$1" || true; }
+    echo
+    echo "== file-system lookups (openat/stat/access) before main and at dlopen, from strace"
+    printf '   without dlfm:   %4d lookups, %4d of them ENOENT probes\n' "$(lookups base.strace)" "$(enoent base.strace)"
+    printf '   with read-cache:%4d lookups, %4d of them ENOENT probes\n' "$(lookups replay.strace)" "$(enoent replay.strace)"
+    echo "   (with read-cache the only file opened on the load path is dlcache.dat)"
+    grep -E 'openat\(' replay.strace | sed 's/^/     /'
+fi

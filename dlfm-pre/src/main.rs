@@ -1,0 +1,81 @@
+//! `dlfm.pre`: the job-script step around a dlfm run (the DLFM manual's
+//! interface).
+//!
+//! - `dlfm.pre write-cache` before the pilot: starts an empty journal that
+//!   the pilot's recording process appends to;
+//! - `dlfm.pre read-cache WIDTH` before the large run: packs the journal into
+//!   `dlcache.dat`, refusing libraries that changed since the pilot.
+//!
+//! With `DLCACHE_DBG` set, either step also creates the trace directory and
+//! one empty trace file per node and core.
+
+mod lustre;
+mod prepare;
+mod trace_files;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Prepare a dlfm pilot run, or pack its recording into the cache file.
+#[derive(Parser)]
+#[command(
+    name = "dlfm.pre",
+    version,
+    after_help = "\
+A dlfm run has two jobs. In the small pilot job:
+    export DLFM_OP=write-cache
+    dlfm.pre write-cache           # starts an empty journal
+    srun -n 24 ./myapp             # rank 0 records every lookup ld.so makes
+In the large job:
+    export DLFM_OP=read-cache
+    dlfm.pre read-cache 24000      # packs dlcache.dat, checks the libraries
+    srun -n 24000 ./myapp          # every rank replays from dlcache.dat
+
+Environment:
+    DLFM_CACHE    the cache file (default ./dlcache.dat); the journal is
+                  <cache>.journal
+    DLCACHE_DBG   on/true/yes/1: create dlcache.dbg/dlcache.dbg.<node>.<core>
+                  trace files; each process that finds its file writes one
+                  line per call and a summary"
+)]
+struct Cli {
+    /// The cache file (default: $DLFM_CACHE, else ./dlcache.dat).
+    #[arg(long, global = true, value_name = "PATH")]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    op: Op,
+}
+
+#[derive(Subcommand)]
+enum Op {
+    /// Before the pilot: start an empty, writable journal.
+    WriteCache,
+    /// Before the large run: pack the pilot's journal into the cache file.
+    ReadCache {
+        /// The number of processes of the large run (sets Lustre striping).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+        width: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cache = cli
+        .cache
+        .or_else(|| std::env::var_os("DLFM_CACHE").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("dlcache.dat"));
+    let result = match cli.op {
+        Op::WriteCache => prepare::write_cache(&cache),
+        Op::ReadCache { width } => prepare::read_cache(&cache, width),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dlfm.pre: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

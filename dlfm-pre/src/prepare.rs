@@ -1,0 +1,123 @@
+//! The two job-script steps: `write-cache` before the pilot, `read-cache
+//! WIDTH` before the large run.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::lustre::{self, Striping};
+use crate::trace_files;
+
+/// The journal that goes with `cache`.
+fn journal_of(cache: &Path) -> PathBuf {
+    let mut name = cache.as_os_str().to_os_string();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// Starts an empty, writable journal for the pilot; creates trace files when
+/// DLCACHE_DBG asks for them.
+pub fn write_cache(cache: &Path) -> Result<()> {
+    let journal = journal_of(cache);
+    fs::write(&journal, b"").with_context(|| format!("cannot create the journal {}", journal.display()))?;
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot make {} writable", journal.display()))?;
+    println!("dlfm.pre write-cache: empty journal {} ready", journal.display());
+    debug_traces()?;
+    println!("next: run the pilot with DLFM_OP=write-cache (rank 0 records), then `dlfm.pre read-cache WIDTH`");
+    Ok(())
+}
+
+/// Packs the journal into the cache, read-only and striped for `width`.
+pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
+    let journal = journal_of(cache);
+    let mut striping = Striping::Skipped;
+    let report = dlfm_pack::pack(&journal, cache, width, |empty| {
+        striping = lustre::stripe(empty, width);
+    })?;
+    fs::set_permissions(cache, fs::Permissions::from_mode(0o444))
+        .with_context(|| format!("cannot make {} read-only", cache.display()))?;
+
+    let w = &report.written;
+    println!(
+        "dlfm.pre read-cache: wrote {} ({}) for width {width}",
+        cache.display(),
+        human(w.file_len)
+    );
+    for r in &report.recorders {
+        println!("  program      {} (id {}, ld.so id {})", r.exe, hex(&r.program_id), hex(&r.ldso_id));
+    }
+    println!(
+        "  lookups      {} paths: {} failed opens (ENOENT probes), {} stat, {} access, {} files opened",
+        w.entries, report.failed_opens, report.stats, report.accesses, report.opened_files
+    );
+    println!(
+        "  files        {} stored ({} of data, page aligned; {} mappings in the pilot)",
+        w.files,
+        human(w.data_bytes),
+        report.mappings
+    );
+    println!(
+        "  journal      {} records from {} recording process(es)",
+        report.records, report.processes
+    );
+    for d in &report.damage {
+        println!(
+            "  warning      skipped {} damaged journal bytes at offset {} (a pilot process died while writing?)",
+            d.skipped_bytes, d.offset
+        );
+    }
+    if report.conflicts > 0 {
+        println!(
+            "  warning      {} path(s) gave different results during the pilot; left to the file system",
+            report.conflicts
+        );
+    }
+    if report.not_regular > 0 {
+        println!("  note         {} opened object(s) are not regular files; left to the file system", report.not_regular);
+    }
+    match striping {
+        Striping::Skipped => println!("  lustre       striping skipped: `lfs` not found (not a Lustre client)"),
+        Striping::Set(c) => println!("  lustre       striped over {} targets", if c < 0 { "all".to_string() } else { c.to_string() }),
+        Striping::Failed(e) => println!("  lustre       striping not set: lfs setstripe failed: {e}"),
+    }
+    println!("  permissions  read-only (0444)");
+    debug_traces()?;
+    println!("next: run the program with DLFM_OP=read-cache");
+    Ok(())
+}
+
+/// Creates the DLCACHE_DBG trace files if asked for.
+fn debug_traces() -> Result<()> {
+    if trace_files::requested() {
+        let (count, nodes) = trace_files::create(Path::new("."))?;
+        println!(
+            "  traces       {count} empty trace files in {}/ for node(s) {}",
+            trace_files::DIR,
+            nodes.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A byte count for people.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

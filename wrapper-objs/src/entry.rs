@@ -1,0 +1,136 @@
+//! The entry point the patched ld.so calls, and the one-time start-up that
+//! reads the environment and opens the cache or the journal.
+
+use crate::config::{self, Mode};
+use crate::ident::Ids;
+use crate::initial_stack::InitialStack;
+use crate::replay::Answer;
+use crate::state::{self, OffReason, State};
+use crate::sys;
+use crate::trace::{self, Outcome};
+
+/// Called by the patched ld.so in place of system call `nr` with the six
+/// argument registers at `args`; `stack_end` is ld.so's `__libc_stack_end`.
+/// Returns what the kernel would: a value or `-errno`.
+///
+/// # Safety
+/// Only the trampolines that `dlpatch` writes may call this: `args` points at
+/// six readable u64, the arguments are those ld.so gave the system call, and
+/// calls are serialised (see `state`).
+#[no_mangle]
+pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const u64) -> i64 {
+    // SAFETY: the trampoline passes six saved argument registers.
+    let a = unsafe { core::ptr::read(args as *const [u64; 6]) };
+    // SAFETY: calls are serialised by ld.so (see `state`).
+    let st = unsafe { state::get() };
+    if !st.ready {
+        // SAFETY: `stack_end` is ld.so's __libc_stack_end.
+        unsafe { start(st, stack_end) };
+    }
+    match st.mode {
+        Mode::Off => {
+            // SAFETY: ld.so's own call, unchanged.
+            let r = unsafe { sys::syscall6(nr, a) };
+            count_and_trace(st, nr, &a, Outcome::Passed, r);
+            r
+        }
+        Mode::Record => {
+            // SAFETY: ld.so's own call, unchanged.
+            let r = unsafe { sys::syscall6(nr, a) };
+            let outcome = if st.record.after(nr, &a, r) {
+                Outcome::Recorded
+            } else {
+                Outcome::Passed
+            };
+            count_and_trace(st, nr, &a, outcome, r);
+            r
+        }
+        Mode::Replay => {
+            let (outcome, r) = match st.replay.answer(nr, &a) {
+                Answer::Served(r) => (Outcome::Served, r),
+                // SAFETY: ld.so's own call, unchanged.
+                Answer::Missed => (Outcome::Missed, unsafe { sys::syscall6(nr, a) }),
+                // SAFETY: ld.so's own call, unchanged.
+                Answer::Pass => (Outcome::Passed, unsafe { sys::syscall6(nr, a) }),
+            };
+            count_and_trace(st, nr, &a, outcome, r);
+            r
+        }
+    }
+}
+
+fn count_and_trace(st: &mut State, nr: u64, a: &[u64; 6], outcome: Outcome, r: i64) {
+    match outcome {
+        Outcome::Served | Outcome::Recorded => st.counts.served += 1,
+        Outcome::Missed => st.counts.missed += 1,
+        Outcome::Passed => st.counts.passed += 1,
+    }
+    trace::call(st, nr, a, outcome, r);
+}
+
+/// Reads the environment once and sets the mode; on any failure the mode
+/// stays `Off` and the trace says why.
+///
+/// # Safety
+/// `stack_end` must be ld.so's `__libc_stack_end`.
+unsafe fn start(st: &mut State, stack_end: *const u64) {
+    st.ready = true;
+    // SAFETY: forwarded from the caller.
+    let Some(stack) = (unsafe { InitialStack::read(stack_end) }) else {
+        return;
+    };
+    st.stack = Some(stack);
+    st.asked = config::mode(&stack);
+    if config::trace_requested(&stack) {
+        // The journal path buffer is free until `cache_paths` fills it.
+        st.trace.open(&mut st.journal_path);
+    }
+    if st.asked == Mode::Off {
+        return;
+    }
+    if !config::cache_paths(&stack, &mut st.cache_path, &mut st.journal_path) {
+        turn_off(st, (OffReason::PathTooLong, b""));
+        return;
+    }
+    st.ids = Ids::read(&stack);
+    let started = match st.asked {
+        Mode::Record => st.record.start(&st.journal_path, &st.ids, &stack),
+        Mode::Replay => st.replay.start(&st.cache_path, &st.ids),
+        Mode::Off => Ok(()),
+    };
+    match started {
+        Ok(()) => {
+            st.mode = st.asked;
+            trace::started(st);
+        }
+        Err(e) => turn_off(st, e),
+    }
+}
+
+/// Falls back to passing every call to the kernel, and traces why.
+fn turn_off(st: &mut State, (reason, detail): (OffReason, &'static [u8])) {
+    st.mode = Mode::Off;
+    st.off_reason = reason;
+    let what = if st.asked == Mode::Record {
+        b"write-cache off: " as &[u8]
+    } else {
+        b"read-cache off: "
+    };
+    trace::off(st, what, reason, detail);
+}
+
+/// Writes the trace's summary line when the program exits (run by libc from
+/// `.fini_array`, long after relocation, so the one relocation this table
+/// entry needs is harmless).
+extern "C" fn summary_at_exit() {
+    // SAFETY: exit runs after ld.so's start-up; no call into the wrapper is
+    // in progress on this thread.
+    let st = unsafe { state::get() };
+    if st.ready {
+        trace::summary(st);
+    }
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static SUMMARY_AT_EXIT: extern "C" fn() = summary_at_exit;

@@ -1,0 +1,76 @@
+//! A fixed buffer for building one trace line, without formatting machinery.
+
+use core::mem::MaybeUninit;
+
+/// Longest trace line; longer content is cut.
+const LINE_MAX: usize = 4096 + 256;
+
+/// One line being built. Only the first `len` bytes are ever read.
+pub struct Line {
+    buf: MaybeUninit<[u8; LINE_MAX]>,
+    len: usize,
+}
+
+impl Line {
+    /// An empty line.
+    pub const EMPTY: Line = Line {
+        buf: MaybeUninit::uninit(),
+        len: 0,
+    };
+
+    /// Starts a new line.
+    pub fn clear(&mut self) -> &mut Self {
+        self.len = 0;
+        self
+    }
+
+    /// Appends bytes, cutting what does not fit.
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        let room = LINE_MAX - self.len;
+        let n = if b.len() < room { b.len() } else { room };
+        // SAFETY: `len + n <= LINE_MAX`, so the destination lies in `buf`;
+        // writing initialises those bytes.
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut((self.buf.as_mut_ptr() as *mut u8).add(self.len), n)
+        };
+        if let Some(src) = b.get(..n) {
+            dlfm_bytes::copy(dst, src);
+            self.len += n;
+        }
+        self
+    }
+
+    /// Appends a signed decimal number.
+    pub fn int(&mut self, v: i64) -> &mut Self {
+        if v < 0 {
+            self.bytes(b"-");
+        }
+        self.uint(v.unsigned_abs())
+    }
+
+    /// Appends an unsigned decimal number.
+    pub fn uint(&mut self, mut v: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            if let Some(d) = digits.get_mut(i) {
+                *d = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 || i == 0 {
+                break;
+            }
+        }
+        match digits.get(i..) {
+            Some(d) => self.bytes(d),
+            None => self,
+        }
+    }
+
+    /// The line so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes were written by `bytes`.
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
+    }
+}

@@ -1,0 +1,277 @@
+//! Replay (read-cache): answers recorded lookups from `dlcache.dat`.
+//!
+//! The cache file is opened and mapped once, read-only, at ld.so's first
+//! file call. A recorded `open` returns a virtual descriptor ([`crate::vfd`]);
+//! `read`, `pread64`, `lseek` and `fstat` on it copy from the mapping; `mmap`
+//! on it maps the same pages of the cache file (zero copy: every process on
+//! a node shares them in the page cache); `close` frees it. A lookup the
+//! cache does not hold goes to the kernel (a miss).
+
+use dlfm_cache::read::{Cache, IdKind, Outcome, STAT_SIZE};
+
+use crate::config::PathBuf;
+use crate::ident::Ids;
+use crate::lookup;
+use crate::state::OffReason;
+use crate::sys::{self, errno, nr};
+use crate::vfd::{Slot, VfdTable};
+
+/// How replay handles one call.
+pub enum Answer {
+    /// Answered from the cache: return this to ld.so.
+    Served(i64),
+    /// A lookup the cache does not hold: the kernel must answer.
+    Missed,
+    /// Not a lookup of a recorded object: the kernel must answer.
+    Pass,
+}
+
+/// The mapped cache and the virtual descriptors open on it.
+pub struct Replayer {
+    cache: Option<Cache<'static>>,
+    map: &'static [u8],
+    fd: i32,
+    vfds: VfdTable,
+}
+
+/// Why `start` failed: the reason, and a detail for the trace line.
+pub type StartError = (OffReason, &'static [u8]);
+
+impl Replayer {
+    /// Nothing mapped.
+    pub const EMPTY: Replayer = Replayer {
+        cache: None,
+        map: &[],
+        fd: -1,
+        vfds: VfdTable::EMPTY,
+    };
+
+    /// Opens, maps and checks the cache at `path` for this program and ld.so.
+    pub fn start(&mut self, path: &PathBuf, ids: &Ids) -> Result<(), StartError> {
+        // SAFETY: `path` is NUL-terminated.
+        let fd = unsafe { sys::open(path.as_ptr(), nr::O_RDONLY | nr::O_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err((OffReason::CacheOpen, b""));
+        }
+        let fd = sys::move_high(fd as i32);
+        match map_and_check(fd, ids) {
+            Ok((cache, map)) => {
+                self.cache = Some(cache);
+                self.map = map;
+                self.fd = fd;
+                Ok(())
+            }
+            Err(e) => {
+                sys::close(fd);
+                Err(e)
+            }
+        }
+    }
+
+    /// Decides how to handle system call `nr` with arguments `a`.
+    pub fn answer(&mut self, nr: u64, a: &[u64; 6]) -> Answer {
+        let Some(cache) = self.cache.as_ref() else {
+            return Answer::Pass;
+        };
+        match nr as u32 {
+            nr::__NR_openat => match lookup::open_key(a) {
+                Some(path) => match cache.lookup(path).map(|e| e.open) {
+                    Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
+                    Some(Outcome::Ok(file)) if cache.file(file).is_some() => {
+                        match self.vfds.open(file) {
+                            Some(vfd) => Answer::Served(i64::from(vfd)),
+                            None => Answer::Missed,
+                        }
+                    }
+                    _ => Answer::Missed,
+                },
+                None => Answer::Pass,
+            },
+            nr::__NR_newfstatat => {
+                if let Some(fd) = lookup::fstat_fd(a) {
+                    match self.vfds.get(fd) {
+                        Some(slot) => {
+                            let stat = cache.file(slot.file).and_then(|f| cache.stat(f.stat_index));
+                            Answer::Served(copy_stat(stat, a[2]))
+                        }
+                        None => Answer::Pass,
+                    }
+                } else if let Some(path) = lookup::stat_key(a) {
+                    match cache.lookup(path).map(|e| e.stat) {
+                        Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
+                        Some(Outcome::Ok(index)) => match cache.stat(index) {
+                            Some(stat) => Answer::Served(copy_stat(Some(stat), a[2])),
+                            None => Answer::Missed,
+                        },
+                        _ => Answer::Missed,
+                    }
+                } else {
+                    Answer::Pass
+                }
+            }
+            nr::__NR_access => match lookup::access_key(a) {
+                Some(path) => match cache.lookup(path).map(|e| e.access) {
+                    Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
+                    Some(Outcome::Ok(_)) => Answer::Served(0),
+                    _ => Answer::Missed,
+                },
+                None => Answer::Pass,
+            },
+            nr::__NR_read => self.on_vfd(a[0], |slot, data| {
+                let n = copy_out(data, slot.pos, a[1], a[2]);
+                slot.pos += n as u64;
+                n as i64
+            }),
+            nr::__NR_pread64 => {
+                self.on_vfd(a[0], |_, data| copy_out(data, a[3], a[1], a[2]) as i64)
+            }
+            nr::__NR_lseek => self.on_vfd(a[0], |slot, data| seek(slot, data.len(), a[1] as i64, a[2] as u32)),
+            nr::__NR_close => match self.vfds.get(a[0] as i32 as i64) {
+                Some(slot) => {
+                    slot.used = false;
+                    Answer::Served(0)
+                }
+                None => Answer::Pass,
+            },
+            nr::__NR_mmap => self.mmap(a),
+            _ => Answer::Pass,
+        }
+    }
+
+    /// Runs `f` on the slot and file bytes behind virtual descriptor `fd`.
+    fn on_vfd(&mut self, fd: u64, f: impl FnOnce(&mut Slot, &[u8]) -> i64) -> Answer {
+        let Some(cache) = self.cache.as_ref() else {
+            return Answer::Pass;
+        };
+        let map = self.map;
+        match self.vfds.get(fd as i32 as i64) {
+            Some(slot) => {
+                let data = cache.file(slot.file).and_then(|file| {
+                    let end = file.data_off.checked_add(file.size)?;
+                    map.get(file.data_off as usize..end as usize)
+                });
+                match data {
+                    Some(data) => Answer::Served(f(slot, data)),
+                    None => Answer::Served(-i64::from(errno::EIO)),
+                }
+            }
+            None => Answer::Pass,
+        }
+    }
+
+    /// `mmap` of a virtual descriptor maps the same bytes of the cache file.
+    fn mmap(&mut self, a: &[u64; 6]) -> Answer {
+        let flags = a[3] as u32;
+        if flags & nr::MAP_ANONYMOUS != 0 {
+            return Answer::Pass;
+        }
+        let Some(cache) = self.cache.as_ref() else {
+            return Answer::Pass;
+        };
+        let Some(slot) = self.vfds.get(a[4] as i32 as i64) else {
+            return Answer::Pass;
+        };
+        let offset = a[5];
+        let Some(file) = cache.file(slot.file) else {
+            return Answer::Served(-i64::from(errno::EIO));
+        };
+        if offset % dlfm_cache::read::PAGE != 0 {
+            return Answer::Served(-i64::from(errno::EINVAL));
+        }
+        let Some(at) = file.data_off.checked_add(offset) else {
+            return Answer::Served(-i64::from(errno::EINVAL));
+        };
+        // SAFETY: the same call ld.so asked for, on the cache file instead of
+        // the library: a private mapping of bytes identical to the library's.
+        Answer::Served(unsafe {
+            sys::syscall6(nr::__NR_mmap as u64, [a[0], a[1], a[2], a[3], self.fd as u64, at])
+        })
+    }
+}
+
+/// Opens the mapping of the cache behind `fd` and checks it is for us.
+fn map_and_check(fd: i32, ids: &Ids) -> Result<(Cache<'static>, &'static [u8]), StartError> {
+    let mut stat = core::mem::MaybeUninit::<[u8; STAT_SIZE]>::uninit();
+    // SAFETY: `stat` is STAT_SIZE writable bytes.
+    if unsafe { sys::fstat(fd, stat.as_mut_ptr() as *mut u8) } < 0 {
+        return Err((OffReason::CacheMap, b"fstat failed"));
+    }
+    // SAFETY: fstat succeeded, so the kernel filled the struct; st_size is
+    // the i64 at offset 48.
+    let size = unsafe { core::ptr::read_unaligned((stat.as_ptr() as *const u8).add(48) as *const i64) };
+    let len = usize::try_from(size).unwrap_or(0);
+    let map: &'static [u8] = if len == 0 {
+        &[]
+    } else {
+        let addr = sys::map_readonly(fd, len);
+        if (-4095..0).contains(&addr) {
+            return Err((OffReason::CacheMap, b"mmap failed"));
+        }
+        // SAFETY: a fresh read-only mapping of `len` bytes that is never
+        // unmapped while replay uses it.
+        unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
+    };
+    let checked = match Cache::parse(map) {
+        Err(e) => Err((OffReason::CacheInvalid, e.reason())),
+        Ok(cache) if !cache.has_id(IdKind::Program, ids.program.as_bytes()) => {
+            Err((OffReason::OtherProgram, b"" as &[u8]))
+        }
+        Ok(cache) if !cache.has_id(IdKind::Ldso, ids.ldso.as_bytes()) => {
+            Err((OffReason::OtherLdso, b"" as &[u8]))
+        }
+        Ok(cache) => return Ok((cache, map)),
+    };
+    if !map.is_empty() {
+        // SAFETY: the mapping made above; nothing refers to it any more.
+        unsafe { sys::unmap(map.as_ptr(), map.len()) };
+    }
+    checked
+}
+
+/// Copies the recorded `stat` to ld.so's buffer at `dst`.
+fn copy_stat(stat: Option<&[u8]>, dst: u64) -> i64 {
+    match stat {
+        Some(stat) => {
+            // SAFETY: ld.so passes a buffer for a struct stat (STAT_SIZE bytes).
+            let out = unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, STAT_SIZE) };
+            dlfm_bytes::copy(out, stat);
+            0
+        }
+        None => -i64::from(errno::EIO),
+    }
+}
+
+/// Copies up to `count` bytes of `data` from `pos` to ld.so's buffer `dst`;
+/// returns the number copied (0 at or past the end, as `read` does).
+fn copy_out(data: &[u8], pos: u64, dst: u64, count: u64) -> usize {
+    let from = usize::try_from(pos).unwrap_or(usize::MAX);
+    let src = data.get(from..).unwrap_or(&[]);
+    let n = if (count as usize) < src.len() {
+        count as usize
+    } else {
+        src.len()
+    };
+    if n == 0 {
+        return 0;
+    }
+    // SAFETY: ld.so passes a buffer of at least `count` writable bytes.
+    let out = unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, n) };
+    dlfm_bytes::copy(out, src)
+}
+
+/// `lseek` on a virtual descriptor.
+fn seek(slot: &mut Slot, size: usize, offset: i64, whence: u32) -> i64 {
+    let base = match whence {
+        nr::SEEK_SET => 0,
+        nr::SEEK_CUR => slot.pos as i64,
+        nr::SEEK_END => size as i64,
+        _ => return -i64::from(errno::EINVAL),
+    };
+    match base.checked_add(offset) {
+        Some(pos) if pos >= 0 => {
+            slot.pos = pos as u64;
+            pos
+        }
+        _ => -i64::from(errno::EINVAL),
+    }
+}

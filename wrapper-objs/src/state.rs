@@ -1,0 +1,114 @@
+//! The wrapper's whole state: one zero-initialised static in `.bss`, filled in
+//! at run time, so it needs no relocation.
+//!
+//! ld.so makes its file calls with `dl_load_lock` held (or, at start-up,
+//! before any thread exists), so calls into the wrapper never overlap: that is
+//! what makes the single `&mut` handed out by [`get`] sound.
+
+use core::cell::UnsafeCell;
+
+use crate::config::{Mode, PathBuf};
+use crate::ident::Ids;
+use crate::initial_stack::InitialStack;
+use crate::line::Line;
+use crate::record::Recorder;
+use crate::replay::Replayer;
+use crate::trace::Trace;
+
+/// Why replay or recording was turned off for this process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OffReason {
+    /// Not turned off (or never asked for).
+    None = 0,
+    /// `DLFM_CACHE` is longer than PATH_MAX.
+    PathTooLong,
+    /// The cache file could not be opened.
+    CacheOpen,
+    /// The cache file could not be examined or mapped.
+    CacheMap,
+    /// The cache file failed validation (see the trace line before).
+    CacheInvalid,
+    /// The cache was recorded for other programs.
+    OtherProgram,
+    /// The cache was recorded with another ld.so build.
+    OtherLdso,
+    /// The journal could not be opened for appending.
+    JournalOpen,
+}
+
+/// Counts of calls by how they were handled, for the summary line.
+#[derive(Clone, Copy)]
+pub struct Counts {
+    /// Answered from the cache (read-cache) or recorded (write-cache).
+    pub served: u64,
+    /// Lookups the cache did not hold: passed to the kernel.
+    pub missed: u64,
+    /// Calls that are not lookups of recorded objects: passed to the kernel.
+    pub passed: u64,
+}
+
+/// Everything the wrapper keeps between calls.
+pub struct State {
+    /// Set on the first call, once the environment has been read.
+    pub ready: bool,
+    /// What this process does with ld.so's calls.
+    pub mode: Mode,
+    /// The mode `DLFM_OP` asked for, before any fallback.
+    pub asked: Mode,
+    /// Why `mode` fell back to `Off`, if it did.
+    pub off_reason: OffReason,
+    /// The initial stack, once read.
+    pub stack: Option<InitialStack>,
+    /// The cache file's path.
+    pub cache_path: PathBuf,
+    /// The journal's path (`<cache>.journal`).
+    pub journal_path: PathBuf,
+    /// The identities of this program and of ld.so.
+    pub ids: Ids,
+    /// Replay state (read-cache).
+    pub replay: Replayer,
+    /// Recording state (write-cache).
+    pub record: Recorder,
+    /// The trace file, when DLCACHE_DBG found one.
+    pub trace: Trace,
+    /// Call counts for the summary line.
+    pub counts: Counts,
+    /// Scratch buffer for trace lines.
+    pub line: Line,
+}
+
+struct Global(UnsafeCell<State>);
+
+// SAFETY: see the module doc: calls into the wrapper are serialised by ld.so.
+unsafe impl Sync for Global {}
+
+static GLOBAL: Global = Global(UnsafeCell::new(State {
+    ready: false,
+    mode: Mode::Off,
+    asked: Mode::Off,
+    off_reason: OffReason::None,
+    stack: None,
+    cache_path: PathBuf::EMPTY,
+    journal_path: PathBuf::EMPTY,
+    ids: Ids::EMPTY,
+    replay: Replayer::EMPTY,
+    record: Recorder::EMPTY,
+    trace: Trace::EMPTY,
+    counts: Counts {
+        served: 0,
+        missed: 0,
+        passed: 0,
+    },
+    line: Line::EMPTY,
+}));
+
+/// The wrapper's state.
+///
+/// # Safety
+/// Only one call into the wrapper may run at a time (see the module doc), and
+/// the reference must not outlive that call.
+pub unsafe fn get() -> &'static mut State {
+    // SAFETY: exclusive by the caller's guarantee.
+    unsafe { &mut *GLOBAL.0.get() }
+}

@@ -1,0 +1,189 @@
+//! Raw Linux system calls for x86_64: the only way the wrapper talks to the
+//! kernel. Each returns the kernel's raw result: a value, or `-errno`.
+
+use core::arch::asm;
+pub use linux_raw_sys::errno;
+pub use linux_raw_sys::general as nr;
+
+/// Issues system call `n` with six arguments and returns the raw result.
+///
+/// # Safety
+/// The arguments must be valid for system call `n` (pointers readable or
+/// writable as that call requires).
+#[inline(always)]
+pub unsafe fn syscall6(n: u64, a: [u64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: the caller vouches for the arguments; `syscall` clobbers only
+    // rax, rcx and r11, which are declared.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") n as i64 => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret
+}
+
+/// Shorthand for calls with fewer arguments (the rest are zero).
+///
+/// # Safety
+/// As for [`syscall6`].
+#[inline(always)]
+pub unsafe fn syscall3(n: u32, a0: u64, a1: u64, a2: u64) -> i64 {
+    // SAFETY: forwarded; unused argument registers are ignored by the kernel.
+    unsafe { syscall6(n as u64, [a0, a1, a2, 0, 0, 0]) }
+}
+
+/// `openat(AT_FDCWD, path, flags, mode)`.
+///
+/// # Safety
+/// `path` must point at a NUL-terminated string.
+pub unsafe fn open(path: *const u8, flags: u32, mode: u32) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        syscall6(
+            nr::__NR_openat as u64,
+            [AT_FDCWD as u64, path as u64, flags as u64, mode as u64, 0, 0],
+        )
+    }
+}
+
+/// `write(fd, bytes)`.
+pub fn write(fd: i32, bytes: &[u8]) -> i64 {
+    // SAFETY: the slice is readable for its length.
+    unsafe {
+        syscall3(
+            nr::__NR_write,
+            fd as u64,
+            bytes.as_ptr() as u64,
+            bytes.len() as u64,
+        )
+    }
+}
+
+/// `close(fd)`.
+pub fn close(fd: i32) -> i64 {
+    // SAFETY: close takes no pointer.
+    unsafe { syscall3(nr::__NR_close, fd as u64, 0, 0) }
+}
+
+/// `fstat(fd)` into `buf` (the kernel's 144-byte `struct stat`), which may
+/// be uninitialised.
+///
+/// # Safety
+/// `buf` must be writable for 144 bytes.
+pub unsafe fn fstat(fd: i32, buf: *mut u8) -> i64 {
+    // SAFETY: `buf` is writable for the size of the kernel's struct stat
+    // (caller's guarantee); the empty path is a NUL-terminated literal.
+    unsafe {
+        syscall6(
+            nr::__NR_newfstatat as u64,
+            [
+                fd as u64,
+                b"\0".as_ptr() as u64,
+                buf as u64,
+                AT_EMPTY_PATH as u64,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)`: a read-only view of a file.
+pub fn map_readonly(fd: i32, len: usize) -> i64 {
+    // SAFETY: a fresh mapping at an address of the kernel's choosing cannot
+    // disturb existing memory.
+    unsafe {
+        syscall6(
+            nr::__NR_mmap as u64,
+            [
+                0,
+                len as u64,
+                nr::PROT_READ as u64,
+                nr::MAP_PRIVATE as u64,
+                fd as u64,
+                0,
+            ],
+        )
+    }
+}
+
+/// `munmap(addr, len)` of a mapping this wrapper made.
+///
+/// # Safety
+/// `[addr, addr + len)` must be a mapping nothing else uses.
+pub unsafe fn unmap(addr: *const u8, len: usize) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { syscall3(nr::__NR_munmap, addr as u64, len as u64, 0) }
+}
+
+/// `getpid()`.
+pub fn getpid() -> i64 {
+    // SAFETY: no arguments.
+    unsafe { syscall3(nr::__NR_getpid, 0, 0, 0) }
+}
+
+/// `uname()` into a 390-byte `struct utsname` (six 65-byte fields) at `buf`,
+/// which may be uninitialised.
+/// # Safety
+/// `buf` must be writable for 390 bytes.
+pub unsafe fn uname(buf: *mut u8) -> i64 {
+    // SAFETY: the kernel writes the struct or fails with EFAULT; it never
+    // touches memory the caller does not own when `buf` is a 390-byte buffer.
+    unsafe { syscall3(nr::__NR_uname, buf as u64, 0, 0) }
+}
+
+/// The CPU this thread runs on (`getcpu`), or `None` if the call fails.
+pub fn current_cpu() -> Option<u32> {
+    let mut cpu: u32 = 0;
+    // SAFETY: `cpu` is a writable u32; node and cache pointers are NULL.
+    let r = unsafe { syscall3(nr::__NR_getcpu, &mut cpu as *mut u32 as u64, 0, 0) };
+    if r < 0 {
+        None
+    } else {
+        Some(cpu)
+    }
+}
+
+/// Moves descriptor `fd` near the top of the process's descriptor limit,
+/// close-on-exec, so the wrapper's own files (cache, journal, trace) do not
+/// take the low numbers the program would otherwise get. Returns the new
+/// descriptor, or `fd` itself when it cannot be moved.
+pub fn move_high(fd: i32) -> i32 {
+    // Leave a few descriptors free below the limit for the program.
+    const HEADROOM: u64 = 16;
+    let mut limit = [0u64; 2];
+    // SAFETY: prlimit64(0, RLIMIT_NOFILE, NULL, &old) writes two u64.
+    let r = unsafe {
+        syscall6(
+            nr::__NR_prlimit64 as u64,
+            [0, nr::RLIMIT_NOFILE as u64, 0, limit.as_mut_ptr() as u64, 0, 0],
+        )
+    };
+    if r < 0 || limit[0] <= HEADROOM * 2 {
+        return fd;
+    }
+    let want = (limit[0] - HEADROOM).min(i32::MAX as u64);
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes no pointer.
+    let high = unsafe { syscall3(nr::__NR_fcntl, fd as u64, nr::F_DUPFD_CLOEXEC as u64, want) };
+    if high < 0 {
+        return fd;
+    }
+    close(fd);
+    high as i32
+}
+
+/// `AT_FDCWD` as the kernel expects it in a 64-bit register.
+pub const AT_FDCWD: i32 = nr::AT_FDCWD;
+/// `AT_EMPTY_PATH`: `newfstatat(fd, "", ..)` is `fstat(fd)`.
+pub const AT_EMPTY_PATH: u32 = nr::AT_EMPTY_PATH;
