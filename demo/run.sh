@@ -5,7 +5,7 @@
 # Run from anywhere after `cargo build --release`; works in demo/out/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-rel="$here/../target/release"
+rel="${DLFM_BIN:-$here/../target/release}"
 out="$here/out"
 for f in dlpatch dlfm.pre libdlfm_wrap.a; do
     [ -e "$rel/$f" ] || { echo "demo: $rel/$f missing: run 'cargo build --release' first" >&2; exit 2; }

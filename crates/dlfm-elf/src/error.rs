@@ -1,0 +1,44 @@
+//! Why dlpatch refuses: each variant's message is the one line the user sees.
+
+use std::fmt;
+
+/// A refusal, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchError {
+    /// The file is not an ELF64 x86_64 object of the expected kind.
+    NotElf { what: &'static str, detail: String },
+    /// The program names no interpreter and none was given.
+    NoInterp,
+    /// The program was not linked with the wrapper.
+    NoWrapper { detail: String },
+    /// ld.so does not match the site table.
+    UnknownLdso { detail: String, build_id: String },
+    /// The ld.so copy was already patched by dlpatch.
+    AlreadyPatched,
+}
+
+impl fmt::Display for PatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatchError::NotElf { what, detail } => write!(f, "{what} is not usable: {detail}"),
+            PatchError::NoInterp => write!(
+                f,
+                "the program names no dynamic loader (PT_INTERP): is it statically linked? Give one with --ldso"
+            ),
+            PatchError::NoWrapper { detail } => write!(
+                f,
+                "the program is not linked with the dlfm wrapper ({detail}): add target/release/libdlfm_wrap.a to its link line"
+            ),
+            PatchError::UnknownLdso { detail, build_id } => write!(
+                f,
+                "ld.so build not recognised (build-id {build_id}): {detail}; dlpatch supports glibc 2.36 on x86_64"
+            ),
+            PatchError::AlreadyPatched => write!(
+                f,
+                "this ld.so was already patched by dlpatch: patch the system ld.so instead (--ldso)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PatchError {}

@@ -1,0 +1,21 @@
+//! Reading ELF files and patching a copy of ld.so so that its file calls
+//! branch to the dlfm wrapper.
+//!
+//! It owns: the table of ld.so's file-call sites (`sites`), finding and
+//! verifying them in a given ld.so (`finder`), the machine code added to the
+//! copy (`codegen`), laying out the patched file (`patch`), and checking that
+//! a program carries the wrapper (`program`). docs/internals.md §1–2 is the
+//! contract with the wrapper. It knows nothing of the cache or the journal.
+
+mod codegen;
+mod elf;
+mod error;
+mod finder;
+mod patch;
+mod program;
+mod sites;
+
+pub use error::PatchError;
+pub use patch::{patch_ldso, Patched, PatchedSite};
+pub use program::{check_program, ProgramInfo};
+pub use sites::{SiteSpec, SITES};

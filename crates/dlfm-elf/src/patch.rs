@@ -1,0 +1,181 @@
+//! Laying out the patched ld.so: the original bytes, the site windows
+//! replaced by jumps, and two added segments (docs/internals.md §1): R+X at
+//! file offset == vaddr with the new program-header table and the code, and a
+//! one-page R+W segment holding the entry slot.
+
+use crate::codegen::{generate, Layout};
+use crate::elf::{u64_at, Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
+use crate::error::PatchError;
+use crate::finder::find_sites;
+
+const PAGE: u64 = 4096;
+/// The R+X segment's size: the header table and the code must fit in it.
+const RX_SIZE: u64 = 4 * PAGE;
+/// Marks an ld.so written by dlpatch (in the added code page).
+const MARKER: &[u8] = b"dlfm: ld.so patched by dlpatch (abi 1)";
+
+/// One patched site, for the report and for tests.
+#[derive(Debug, Clone)]
+pub struct PatchedSite {
+    /// The system call's name.
+    pub name: &'static str,
+    /// The system call number.
+    pub nr: u32,
+    /// File offset of the replaced window.
+    pub window_offset: u64,
+    /// Virtual address of the window (relative to ld.so's load base).
+    pub window_vaddr: u64,
+    /// Bytes replaced.
+    pub window_len: u64,
+    /// Where the site's trampoline starts.
+    pub trampoline_vaddr: u64,
+}
+
+/// A patched ld.so.
+#[derive(Debug, Clone)]
+pub struct Patched {
+    /// The new file's bytes.
+    pub bytes: Vec<u8>,
+    /// The sites, in the order of `SITES`.
+    pub sites: Vec<PatchedSite>,
+    /// The original's GNU build-id (hex).
+    pub build_id: String,
+    /// Where the added code starts.
+    pub code_vaddr: u64,
+    /// The entry slot's address.
+    pub slot_vaddr: u64,
+}
+
+/// Patches a copy of the ld.so in `bytes`.
+pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
+    let elf = Elf::parse(bytes, "ld.so")?;
+    if elf.kind != ET_DYN {
+        return Err(PatchError::NotElf {
+            what: "ld.so",
+            detail: "not a shared object (a dynamic loader is ET_DYN)".into(),
+        });
+    }
+    if bytes.windows(MARKER.len()).any(|w| w == MARKER) {
+        return Err(PatchError::AlreadyPatched);
+    }
+    let build_id = elf.build_id();
+    let stack_end_vaddr =
+        dynamic_symbol(bytes, "__libc_stack_end").ok_or_else(|| PatchError::UnknownLdso {
+            detail: "it exports no __libc_stack_end".into(),
+            build_id: build_id.clone(),
+        })?;
+    let sites = find_sites(&elf)?;
+
+    let load_end = elf
+        .phdrs
+        .iter()
+        .filter(|p| p.kind == PT_LOAD)
+        .map(|p| p.vaddr + p.memsz)
+        .max()
+        .unwrap_or(0);
+    let rx_vaddr = (bytes.len() as u64).max(load_end).next_multiple_of(PAGE);
+    let table_len = (elf.phdrs.len() + 2) * PHENT;
+    let code_vaddr = rx_vaddr + (table_len as u64).next_multiple_of(16);
+    let slot_vaddr = rx_vaddr + RX_SIZE;
+    let code = generate(
+        &sites,
+        &Layout {
+            code_vaddr,
+            slot_vaddr,
+            stack_end_vaddr,
+        },
+    )
+    .map_err(|e| PatchError::UnknownLdso {
+        detail: format!("code generation failed: {e}"),
+        build_id: build_id.clone(),
+    })?;
+
+    // The new program-header table: the two segments go after the last
+    // original PT_LOAD, keeping PT_LOADs in ascending address order.
+    let rx = Phdr {
+        kind: PT_LOAD,
+        flags: PF_R | PF_X,
+        offset: rx_vaddr,
+        vaddr: rx_vaddr,
+        filesz: RX_SIZE,
+        memsz: RX_SIZE,
+        align: PAGE,
+    };
+    let rw = Phdr {
+        kind: PT_LOAD,
+        flags: PF_R | PF_W,
+        offset: 0,
+        vaddr: slot_vaddr,
+        filesz: 0,
+        memsz: PAGE,
+        align: PAGE,
+    };
+    let last_load = elf
+        .phdrs
+        .iter()
+        .rposition(|p| p.kind == PT_LOAD)
+        .unwrap_or(0);
+    let mut phdrs = elf.phdrs.clone();
+    phdrs.splice(last_load + 1..last_load + 1, [rx, rw]);
+
+    let mut page = vec![0u8; RX_SIZE as usize];
+    for (i, p) in phdrs.iter().enumerate() {
+        p.write(&mut page[i * PHENT..(i + 1) * PHENT]);
+    }
+    let code_at = (code_vaddr - rx_vaddr) as usize;
+    let marker_at = code_at + code.bytes.len();
+    if marker_at + MARKER.len() > page.len() {
+        return Err(PatchError::UnknownLdso {
+            detail: "the added code does not fit its segment".into(),
+            build_id,
+        });
+    }
+    page[code_at..marker_at].copy_from_slice(&code.bytes);
+    page[marker_at..marker_at + MARKER.len()].copy_from_slice(MARKER);
+
+    let mut out = bytes.to_vec();
+    out.resize(rx_vaddr as usize, 0);
+    out.extend_from_slice(&page);
+    out[32..40].copy_from_slice(&rx_vaddr.to_le_bytes());
+    out[56..58].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+
+    let mut patched = Vec::new();
+    for (site, &tramp) in sites.iter().zip(&code.trampolines) {
+        let at = site.window_offset as usize;
+        let rel = tramp as i64 - (site.window_vaddr as i64 + 5);
+        let rel = i32::try_from(rel).map_err(|_| PatchError::UnknownLdso {
+            detail: "a trampoline is out of jump range".into(),
+            build_id: build_id.clone(),
+        })?;
+        out[at] = 0xe9;
+        out[at + 1..at + 5].copy_from_slice(&rel.to_le_bytes());
+        for b in &mut out[at + 5..at + site.len() as usize] {
+            *b = 0xcc;
+        }
+        patched.push(PatchedSite {
+            name: site.spec.name,
+            nr: site.spec.nr,
+            window_offset: site.window_offset,
+            window_vaddr: site.window_vaddr,
+            window_len: site.len(),
+            trampoline_vaddr: tramp,
+        });
+    }
+    Ok(Patched {
+        bytes: out,
+        sites: patched,
+        build_id,
+        code_vaddr,
+        slot_vaddr,
+    })
+}
+
+/// The value of dynamic symbol `name`.
+fn dynamic_symbol(bytes: &[u8], name: &str) -> Option<u64> {
+    let elf = goblin::elf::Elf::parse(bytes).ok()?;
+    elf.dynsyms
+        .iter()
+        .find(|s| elf.dynstrtab.get_at(s.st_name) == Some(name) && s.st_value != 0)
+        .map(|s| s.st_value)
+        .filter(|&v| u64_at(bytes, 0).is_some() && v != 0)
+}

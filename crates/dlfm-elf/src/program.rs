@@ -1,0 +1,91 @@
+//! Checking the program that will run through the patched ld.so: it must
+//! carry the wrapper, recognised by the note of docs/internals.md §2 (and,
+//! when the program has a symbol table, by `dlfm_entry` at the same address).
+
+use crate::codegen::ENTRY_MAGIC;
+use crate::elf::{Elf, ET_DYN, ET_EXEC, PT_NOTE};
+use crate::error::PatchError;
+
+const PT_INTERP: u32 = 3;
+
+/// What dlpatch learned about the program.
+#[derive(Debug, Clone)]
+pub struct ProgramInfo {
+    /// Its PT_INTERP, if any.
+    pub interp: Option<String>,
+    /// Position independent (ET_DYN) or not.
+    pub pie: bool,
+    /// The wrapper's entry address (link-time, relative to the load base for a PIE).
+    pub entry_vaddr: u64,
+    /// Whether `dlfm_entry` was found in the symbol table too.
+    pub entry_symbol: bool,
+}
+
+/// Checks `bytes` is an x86_64 program linked with the wrapper.
+pub fn check_program(bytes: &[u8]) -> Result<ProgramInfo, PatchError> {
+    let elf = Elf::parse(bytes, "the program")?;
+    if elf.kind != ET_EXEC && elf.kind != ET_DYN {
+        return Err(PatchError::NotElf {
+            what: "the program",
+            detail: "not an executable".into(),
+        });
+    }
+    let interp = elf
+        .phdrs
+        .iter()
+        .find(|p| p.kind == PT_INTERP)
+        .and_then(|p| {
+            let raw = bytes.get(p.offset as usize..(p.offset + p.filesz) as usize)?;
+            let raw = raw.split(|&b| b == 0).next()?;
+            Some(String::from_utf8_lossy(raw).into_owned())
+        });
+    let entry_vaddr = note_entry(&elf).ok_or_else(|| PatchError::NoWrapper {
+        detail: "no dlfm note found".into(),
+    })?;
+    let symbol = symbol_value(bytes, "dlfm_entry");
+    if let Some(v) = symbol {
+        if v != entry_vaddr {
+            return Err(PatchError::NoWrapper {
+                detail: format!(
+                    "its dlfm note points at {entry_vaddr:#x} but dlfm_entry is at {v:#x}"
+                ),
+            });
+        }
+    }
+    Ok(ProgramInfo {
+        interp,
+        pie: elf.kind == ET_DYN,
+        entry_vaddr,
+        entry_symbol: symbol.is_some(),
+    })
+}
+
+/// The entry address the note gives: the i32 after the magic is relative to
+/// its own address.
+fn note_entry(elf: &Elf<'_>) -> Option<u64> {
+    for p in elf.phdrs.iter().filter(|p| p.kind == PT_NOTE) {
+        let notes = elf
+            .bytes
+            .get(p.offset as usize..(p.offset + p.filesz) as usize)?;
+        let mut at = 0;
+        while at + ENTRY_MAGIC.len() + 4 <= notes.len() {
+            if &notes[at..at + ENTRY_MAGIC.len()] == ENTRY_MAGIC {
+                let rel_at = at + ENTRY_MAGIC.len();
+                let rel = i32::from_le_bytes(notes[rel_at..rel_at + 4].try_into().ok()?);
+                let rel_vaddr = p.vaddr + rel_at as u64;
+                return Some(rel_vaddr.wrapping_add(rel as i64 as u64));
+            }
+            at += 4;
+        }
+    }
+    None
+}
+
+/// The value of symbol `name` in the program's symbol table, if it has one.
+fn symbol_value(bytes: &[u8], name: &str) -> Option<u64> {
+    let elf = goblin::elf::Elf::parse(bytes).ok()?;
+    elf.syms
+        .iter()
+        .find(|s| elf.strtab.get_at(s.st_name) == Some(name))
+        .map(|s| s.st_value)
+}
