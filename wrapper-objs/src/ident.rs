@@ -156,7 +156,7 @@ impl Headers {
                 return Id::from_bytes(id);
             }
         }
-        let hash = dlfm_cache::read::fnv1a64(self.table);
+        let hash = dlfm_cache::layout::fnv1a64(self.table);
         Id::from_bytes(&hash.to_le_bytes())
     }
 }

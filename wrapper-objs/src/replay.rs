@@ -125,7 +125,9 @@ impl Replayer {
             nr::__NR_pread64 => {
                 self.on_vfd(a[0], |_, data| copy_out(data, a[3], a[1], a[2]) as i64)
             }
-            nr::__NR_lseek => self.on_vfd(a[0], |slot, data| seek(slot, data.len(), a[1] as i64, a[2] as u32)),
+            nr::__NR_lseek => self.on_vfd(a[0], |slot, data| {
+                seek(slot, data.len(), a[1] as i64, a[2] as u32)
+            }),
             nr::__NR_close => match self.vfds.get(a[0] as i32 as i64) {
                 Some(slot) => {
                     slot.used = false;
@@ -175,7 +177,7 @@ impl Replayer {
         let Some(file) = cache.file(slot.file) else {
             return Answer::Served(-i64::from(errno::EIO));
         };
-        if offset % dlfm_cache::read::PAGE != 0 {
+        if !offset.is_multiple_of(dlfm_cache::read::PAGE) {
             return Answer::Served(-i64::from(errno::EINVAL));
         }
         let Some(at) = file.data_off.checked_add(offset) else {
@@ -184,7 +186,10 @@ impl Replayer {
         // SAFETY: the same call ld.so asked for, on the cache file instead of
         // the library: a private mapping of bytes identical to the library's.
         Answer::Served(unsafe {
-            sys::syscall6(nr::__NR_mmap as u64, [a[0], a[1], a[2], a[3], self.fd as u64, at])
+            sys::syscall6(
+                nr::__NR_mmap as u64,
+                [a[0], a[1], a[2], a[3], self.fd as u64, at],
+            )
         })
     }
 }
@@ -198,7 +203,8 @@ fn map_and_check(fd: i32, ids: &Ids) -> Result<(Cache<'static>, &'static [u8]), 
     }
     // SAFETY: fstat succeeded, so the kernel filled the struct; st_size is
     // the i64 at offset 48.
-    let size = unsafe { core::ptr::read_unaligned((stat.as_ptr() as *const u8).add(48) as *const i64) };
+    let size =
+        unsafe { core::ptr::read_unaligned((stat.as_ptr() as *const u8).add(48) as *const i64) };
     let len = usize::try_from(size).unwrap_or(0);
     let map: &'static [u8] = if len == 0 {
         &[]

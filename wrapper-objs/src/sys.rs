@@ -52,7 +52,14 @@ pub unsafe fn open(path: *const u8, flags: u32, mode: u32) -> i64 {
     unsafe {
         syscall6(
             nr::__NR_openat as u64,
-            [AT_FDCWD as u64, path as u64, flags as u64, mode as u64, 0, 0],
+            [
+                AT_FDCWD as u64,
+                path as u64,
+                flags as u64,
+                mode as u64,
+                0,
+                0,
+            ],
         )
     }
 }
@@ -89,7 +96,7 @@ pub unsafe fn fstat(fd: i32, buf: *mut u8) -> i64 {
             nr::__NR_newfstatat as u64,
             [
                 fd as u64,
-                b"\0".as_ptr() as u64,
+                c"".as_ptr() as u64,
                 buf as u64,
                 AT_EMPTY_PATH as u64,
                 0,
@@ -167,7 +174,14 @@ pub fn move_high(fd: i32) -> i32 {
     let r = unsafe {
         syscall6(
             nr::__NR_prlimit64 as u64,
-            [0, nr::RLIMIT_NOFILE as u64, 0, limit.as_mut_ptr() as u64, 0, 0],
+            [
+                0,
+                nr::RLIMIT_NOFILE as u64,
+                0,
+                limit.as_mut_ptr() as u64,
+                0,
+                0,
+            ],
         )
     };
     if r < 0 || limit[0] <= HEADROOM * 2 {

@@ -25,75 +25,182 @@
 //! each file's bytes start on a page boundary and are padded with zeros.
 
 use crate::read::Outcome;
-pub const HEADER_LEN: usize = 128;
-pub const ENTRY_LEN: usize = 32;
-pub const FILE_LEN: usize = 32;
-pub const ID_LEN: usize = 40;
-pub const ID_MAX: usize = 32;
+
+/// The file's first 8 bytes.
 pub const MAGIC: [u8; 8] = *b"DLFMCACH";
+/// The format version this code reads and writes.
 pub const VERSION: u32 = 1;
-#[inline]
-pub fn encode_outcome(o: Outcome) -> i32 {
-    match o {
-        Outcome::NotRecorded => i32::MIN,
-        Outcome::Err(e) => -e,
-        Outcome::Ok(i) => i as i32,
-    }
-}
+/// Length of the header.
+pub const HEADER_LEN: usize = 128;
+/// Length of an index entry.
+pub const ENTRY_LEN: usize = 32;
+/// Length of a file record.
+pub const FILE_LEN: usize = 32;
+/// Length of an identity record.
+pub const ID_LEN: usize = 40;
+/// Longest identity.
+pub const ID_MAX: usize = 32;
+/// Where the checksum lies in the header.
+const CHECKSUM_AT: usize = 32;
+/// An entry's field for a lookup the pilot did not make.
+const NOT_RECORDED: i32 = i32::MIN;
+
+/// The header's variable fields; magic, version and length are implied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Header {
+    /// Total file length.
     pub file_len: u64,
+    /// Length of the metadata (covered by the checksum).
     pub meta_len: u64,
+    /// Offset of the index.
     pub entries_off: u64,
+    /// Index entries.
     pub entries_count: u32,
+    /// File records.
     pub files_count: u32,
+    /// Offset of the file records.
     pub files_off: u64,
+    /// Offset of the stats.
     pub stats_off: u64,
+    /// Stats.
     pub stats_count: u32,
+    /// Identity records.
     pub ids_count: u32,
+    /// Offset of the identity records.
     pub ids_off: u64,
+    /// Offset of the string table.
     pub strings_off: u64,
+    /// Length of the string table.
     pub strings_len: u64,
+    /// The run width given to dlfm.pre.
     pub width: u32,
 }
-#[inline]
-fn put(b: &mut [u8], at: usize, v: &[u8]) {
-    if let Some(d) = b.get_mut(at..at + v.len()) {
-        dlfm_bytes::copy(d, v);
-    }
-}
+
 impl Header {
+    /// Writes the header into the first HEADER_LEN bytes of `out` (the
+    /// checksum is left for `seal`).
     #[inline]
-    pub fn write(&self, b: &mut [u8]) {
-        put(b, 0, &MAGIC);
-        put(b, 8, &VERSION.to_le_bytes());
-        put(b, 12, &(HEADER_LEN as u32).to_le_bytes());
-        put(b, 16, &self.file_len.to_le_bytes());
-        put(b, 24, &self.meta_len.to_le_bytes());
-        put(b, 40, &self.entries_off.to_le_bytes());
-        put(b, 48, &self.entries_count.to_le_bytes());
-        put(b, 52, &self.files_count.to_le_bytes());
-        put(b, 56, &self.files_off.to_le_bytes());
-        put(b, 64, &self.stats_off.to_le_bytes());
-        put(b, 72, &self.stats_count.to_le_bytes());
-        put(b, 76, &self.ids_count.to_le_bytes());
-        put(b, 80, &self.ids_off.to_le_bytes());
-        put(b, 88, &self.strings_off.to_le_bytes());
-        put(b, 96, &self.strings_len.to_le_bytes());
-        put(b, 104, &self.width.to_le_bytes());
+    pub fn write(&self, out: &mut [u8]) {
+        put(out, 0, &MAGIC);
+        put(out, 8, &VERSION.to_le_bytes());
+        put(out, 12, &(HEADER_LEN as u32).to_le_bytes());
+        put(out, 16, &self.file_len.to_le_bytes());
+        put(out, 24, &self.meta_len.to_le_bytes());
+        put(out, 40, &self.entries_off.to_le_bytes());
+        put(out, 48, &self.entries_count.to_le_bytes());
+        put(out, 52, &self.files_count.to_le_bytes());
+        put(out, 56, &self.files_off.to_le_bytes());
+        put(out, 64, &self.stats_off.to_le_bytes());
+        put(out, 72, &self.stats_count.to_le_bytes());
+        put(out, 76, &self.ids_count.to_le_bytes());
+        put(out, 80, &self.ids_off.to_le_bytes());
+        put(out, 88, &self.strings_off.to_le_bytes());
+        put(out, 96, &self.strings_len.to_le_bytes());
+        put(out, 104, &self.width.to_le_bytes());
     }
 }
+
+/// Copies `value` to `out[at..]` if it fits.
+#[inline]
+fn put(out: &mut [u8], at: usize, value: &[u8]) {
+    if let Some(dst) = at
+        .checked_add(value.len())
+        .and_then(|end| out.get_mut(at..end))
+    {
+        dlfm_bytes::copy(dst, value);
+    }
+}
+
+/// The checksum of the metadata `meta` (its own 8 bytes taken as zero).
 #[inline]
 pub fn checksum(meta: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for (i, &x) in meta.iter().enumerate() {
-        let x = if (32..40).contains(&i) { 0 } else { x };
-        h ^= u64::from(x);
-        h = h.wrapping_mul(0x100000001b3);
+    let mut h = FNV64_OFFSET;
+    for (i, &b) in meta.iter().enumerate() {
+        let b = if (CHECKSUM_AT..CHECKSUM_AT + 8).contains(&i) {
+            0
+        } else {
+            b
+        };
+        h = (h ^ u64::from(b)).wrapping_mul(FNV64_PRIME);
     }
     h
 }
+
+/// Stores the checksum of `meta` in its header.
 #[inline]
 pub fn seal(meta: &mut [u8]) {
-    let c = checksum(meta);
-    put(meta, 32, &c.to_le_bytes());
+    let sum = checksum(meta);
+    put(meta, CHECKSUM_AT, &sum.to_le_bytes());
+}
+
+const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV64_PRIME: u64 = 0x0100_0000_01b3;
+
+/// FNV-1a 64 of `bytes`: the index's path hash.
+#[inline]
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV64_OFFSET, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(FNV64_PRIME)
+    })
+}
+
+/// An [`Outcome`] as an entry stores it.
+#[inline]
+pub fn encode_outcome(o: Outcome) -> i32 {
+    match o {
+        Outcome::NotRecorded => NOT_RECORDED,
+        Outcome::Err(errno) => -errno.abs(),
+        Outcome::Ok(index) => index as i32,
+    }
+}
+
+/// An entry's stored value as an [`Outcome`].
+#[inline]
+pub fn decode_outcome(v: i32) -> Outcome {
+    match v {
+        NOT_RECORDED => Outcome::NotRecorded,
+        v if v < 0 => Outcome::Err(-v),
+        v => Outcome::Ok(v as u32),
+    }
+}
+
+/// The little-endian u32 at `at`, if `b` holds it.
+#[inline]
+pub fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from(s[0]) | u32::from(s[1]) << 8 | u32::from(s[2]) << 16 | u32::from(s[3]) << 24)
+}
+
+/// The little-endian u64 at `at`, if `b` holds it.
+#[inline]
+pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from(le_u32(b, at)?) | u64::from(le_u32(b, at.checked_add(4)?)?) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip() {
+        for o in [
+            Outcome::NotRecorded,
+            Outcome::Err(2),
+            Outcome::Err(13),
+            Outcome::Ok(0),
+            Outcome::Ok(77),
+        ] {
+            assert_eq!(decode_outcome(encode_outcome(o)), o);
+        }
+    }
+
+    #[test]
+    fn checksum_ignores_its_own_field() {
+        let mut meta = [7u8; 200];
+        seal(&mut meta);
+        let sum = le_u64(&meta, 32).unwrap();
+        assert_eq!(checksum(&meta), sum);
+        meta[150] ^= 1;
+        assert_ne!(checksum(&meta), sum);
+    }
 }

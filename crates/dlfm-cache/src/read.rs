@@ -2,263 +2,285 @@
 //! length read from the file is checked against the buffer, so a damaged or
 //! hostile file gives an error or a miss, never a crash. The wrapper runs
 //! this inside ld.so, so every function here is `#[inline]`: it is compiled
-//! into the wrapper's own object, never called through the GOT.
+//! into the wrapper's own object and never called through the GOT.
 
+use core::cmp::Ordering;
+
+use crate::layout::{
+    self, checksum, decode_outcome, le_u32, le_u64, ENTRY_LEN, FILE_LEN, HEADER_LEN, ID_LEN,
+    ID_MAX, MAGIC, VERSION,
+};
+
+/// Size of the kernel's x86_64 `struct stat`, as stored.
 pub const STAT_SIZE: usize = 144;
+/// File data is aligned to this (the page size).
 pub const PAGE: u64 = 4096;
-const NOT_RECORDED: i32 = i32::MIN;
-#[derive(Clone, Copy)]
+
+/// What an identity names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdKind {
+    /// A program the cache was recorded for.
     Program = 1,
+    /// An ld.so build the cache was recorded with.
     Ldso = 2,
 }
+
+/// The recorded result of one lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// The pilot did not make this lookup.
     NotRecorded,
+    /// It failed with this errno (positive).
     Err(i32),
+    /// It succeeded: a file index (open), a stat index (stat), 0 (access).
     Ok(u32),
 }
-#[derive(Clone, Copy)]
+
+/// Everything recorded about one path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// `open(path, O_RDONLY)`.
     pub open: Outcome,
+    /// `stat(path)`.
     pub stat: Outcome,
+    /// `access(path, R_OK)`.
     pub access: Outcome,
 }
-#[derive(Clone, Copy)]
+
+/// A stored file: where its bytes are and which stat it has.
+#[derive(Clone, Copy, Debug)]
 pub struct FileRef<'a> {
+    /// Offset of its bytes in the cache file (a multiple of PAGE).
     pub data_off: u64,
+    /// Its length.
     pub size: u64,
+    /// Index of its recorded stat.
     pub stat_index: u32,
+    /// The path it was recorded under.
     pub path: &'a [u8],
 }
+
+/// Why a cache file was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheError {
+    /// Shorter than a header.
     TooShort,
+    /// Not a dlfm cache.
     BadMagic,
+    /// A dlfm cache of another format version.
     BadVersion,
+    /// The header's length differs from the file's (truncated or extended).
     LengthMismatch,
+    /// The metadata does not match its checksum.
     BadChecksum,
+    /// A table or string lies outside the metadata.
     OutOfBounds,
-    BadTable,
 }
+
 impl CacheError {
+    /// A short reason for trace lines.
+    #[inline]
     pub fn reason(self) -> &'static [u8] {
         match self {
-            CacheError::TooShort => b"too short",
-            CacheError::BadMagic => b"bad magic",
-            CacheError::BadVersion => b"bad version",
-            CacheError::LengthMismatch => b"length mismatch",
-            CacheError::BadChecksum => b"bad checksum",
-            CacheError::OutOfBounds => b"out of bounds",
-            CacheError::BadTable => b"bad table",
+            CacheError::TooShort => b"shorter than a header",
+            CacheError::BadMagic => b"not a dlfm cache",
+            CacheError::BadVersion => b"another cache format version",
+            CacheError::LengthMismatch => b"truncated or extended since it was written",
+            CacheError::BadChecksum => b"bad checksum: the metadata is damaged",
+            CacheError::OutOfBounds => b"a table lies outside the metadata",
         }
     }
 }
-#[inline]
-fn u32at(b: &[u8], o: usize) -> Option<u32> {
-    let s = b.get(o..o.checked_add(4)?)?;
-    Some(u32::from(s[0]) | u32::from(s[1]) << 8 | u32::from(s[2]) << 16 | u32::from(s[3]) << 24)
-}
-#[inline]
-fn u64at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from(u32at(b, o)?) | u64::from(u32at(b, o.checked_add(4)?)?) << 32)
-}
+
+/// A validated cache file.
+#[derive(Clone, Copy, Debug)]
 pub struct Cache<'a> {
-    b: &'a [u8],
-    entries_off: usize,
-    entries: u32,
-    files_off: usize,
-    files: u32,
-    stats_off: usize,
-    stats: u32,
-    ids_off: usize,
-    ids: u32,
-    strings_off: usize,
-    strings_len: usize,
+    bytes: &'a [u8],
+    entries: Table,
+    files: Table,
+    stats: Table,
+    ids: Table,
+    strings: &'a [u8],
     width: u32,
 }
-#[inline]
-fn table(meta: usize, off: u64, count: u32, size: usize) -> Result<usize, CacheError> {
-    let off = usize::try_from(off).map_err(|_| CacheError::OutOfBounds)?;
-    let end = (count as usize)
-        .checked_mul(size)
-        .and_then(|n| n.checked_add(off))
-        .ok_or(CacheError::OutOfBounds)?;
-    if end > meta {
-        Err(CacheError::OutOfBounds)
-    } else {
-        Ok(off)
+
+/// Where a table of fixed-size records lies.
+#[derive(Clone, Copy, Debug)]
+struct Table {
+    off: usize,
+    count: u32,
+    size: usize,
+}
+
+impl Table {
+    /// Checks the table lies within the first `meta` bytes.
+    #[inline]
+    fn new(off: u64, count: u32, size: usize, meta: usize) -> Result<Table, CacheError> {
+        let off = usize::try_from(off).map_err(|_| CacheError::OutOfBounds)?;
+        let end = (count as usize)
+            .checked_mul(size)
+            .and_then(|n| n.checked_add(off))
+            .ok_or(CacheError::OutOfBounds)?;
+        if off < HEADER_LEN || end > meta {
+            return Err(CacheError::OutOfBounds);
+        }
+        Ok(Table { off, count, size })
+    }
+
+    /// Record `i`, if it exists.
+    #[inline]
+    fn get<'a>(&self, bytes: &'a [u8], i: u32) -> Option<&'a [u8]> {
+        if i >= self.count {
+            return None;
+        }
+        let at = self.off.checked_add((i as usize).checked_mul(self.size)?)?;
+        bytes.get(at..at.checked_add(self.size)?)
     }
 }
+
 impl<'a> Cache<'a> {
+    /// Validates the header, the lengths, the checksum and that every table
+    /// lies inside the metadata.
     #[inline]
-    pub fn parse(b: &'a [u8]) -> Result<Cache<'a>, CacheError> {
-        if b.len() < 128 {
-            return Err(CacheError::TooShort);
-        }
-        if !dlfm_bytes::equal(b.get(0..8).ok_or(CacheError::TooShort)?, b"DLFMCACH") {
+    pub fn parse(bytes: &'a [u8]) -> Result<Cache<'a>, CacheError> {
+        let header = bytes.get(..HEADER_LEN).ok_or(CacheError::TooShort)?;
+        let u32_at = |at| le_u32(header, at).ok_or(CacheError::TooShort);
+        let u64_at = |at| le_u64(header, at).ok_or(CacheError::TooShort);
+        if !dlfm_bytes::equal(header.get(..8).ok_or(CacheError::TooShort)?, &MAGIC) {
             return Err(CacheError::BadMagic);
         }
-        if u32at(b, 8) != Some(1) {
+        if u32_at(8)? != VERSION {
             return Err(CacheError::BadVersion);
         }
-        if u64at(b, 16) != Some(b.len() as u64) {
+        if u64_at(16)? != bytes.len() as u64 {
             return Err(CacheError::LengthMismatch);
         }
-        let meta = u64at(b, 24).ok_or(CacheError::TooShort)?;
-        let meta = usize::try_from(meta).map_err(|_| CacheError::OutOfBounds)?;
-        if meta < 128 || meta > b.len() {
+        let meta = usize::try_from(u64_at(24)?).map_err(|_| CacheError::OutOfBounds)?;
+        let meta_bytes = bytes.get(..meta).ok_or(CacheError::OutOfBounds)?;
+        if meta < HEADER_LEN {
             return Err(CacheError::OutOfBounds);
         }
-        let m = b.get(..meta).ok_or(CacheError::OutOfBounds)?;
-        if u64at(b, 32) != Some(crate::layout::checksum(m)) {
+        if u64_at(32)? != checksum(meta_bytes) {
             return Err(CacheError::BadChecksum);
         }
-        let g = |o| u64at(b, o).ok_or(CacheError::TooShort);
-        let g32 = |o| u32at(b, o).ok_or(CacheError::TooShort);
-        let entries = g32(48)?;
-        let files = g32(52)?;
-        let stats = g32(72)?;
-        let ids = g32(76)?;
-        let c = Cache {
-            b,
-            entries_off: table(meta, g(40)?, entries, 32)?,
-            entries,
-            files_off: table(meta, g(56)?, files, 32)?,
-            files,
-            stats_off: table(meta, g(64)?, stats, 144)?,
-            stats,
-            ids_off: table(meta, g(80)?, ids, 40)?,
-            ids,
-            strings_off: table(meta, g(88)?, 0, 0)?,
-            strings_len: usize::try_from(g(96)?).map_err(|_| CacheError::OutOfBounds)?,
-            width: g32(104)?,
-        };
-        if c.strings_off
-            .checked_add(c.strings_len)
-            .map_or(true, |e| e > meta)
-        {
-            return Err(CacheError::OutOfBounds);
-        }
-        Ok(c)
+        let strings_off = usize::try_from(u64_at(88)?).map_err(|_| CacheError::OutOfBounds)?;
+        let strings_len = usize::try_from(u64_at(96)?).map_err(|_| CacheError::OutOfBounds)?;
+        let strings = strings_off
+            .checked_add(strings_len)
+            .and_then(|end| meta_bytes.get(strings_off..end))
+            .ok_or(CacheError::OutOfBounds)?;
+        Ok(Cache {
+            bytes,
+            entries: Table::new(u64_at(40)?, u32_at(48)?, ENTRY_LEN, meta)?,
+            files: Table::new(u64_at(56)?, u32_at(52)?, FILE_LEN, meta)?,
+            stats: Table::new(u64_at(64)?, u32_at(72)?, STAT_SIZE, meta)?,
+            ids: Table::new(u64_at(80)?, u32_at(76)?, ID_LEN, meta)?,
+            strings,
+            width: u32_at(104)?,
+        })
     }
+
+    /// A string of the string table.
     #[inline]
-    fn path(&self, off: u32, len: u32) -> Option<&'a [u8]> {
-        let s = self
-            .b
-            .get(self.strings_off..self.strings_off + self.strings_len)?;
-        s.get(off as usize..(off as usize).checked_add(len as usize)?)
+    fn string(&self, off: u32, len: u32) -> Option<&'a [u8]> {
+        let off = off as usize;
+        self.strings.get(off..off.checked_add(len as usize)?)
     }
+
+    /// What was recorded about `path` (binary search by hash, then path).
     #[inline]
     pub fn lookup(&self, path: &[u8]) -> Option<Entry> {
-        let h = fnv1a64(path);
-        let (mut lo, mut hi) = (0u32, self.entries);
+        let hash = layout::fnv1a64(path);
+        let (mut lo, mut hi) = (0u32, self.entries.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let e = self.b.get(
-                self.entries_off + mid as usize * 32..self.entries_off + mid as usize * 32 + 32,
-            )?;
-            let eh = u64at(e, 0)?;
-            let ep = self.path(u32at(e, 8)?, u32at(e, 12)?)?;
-            let ord = if eh != h { eh.cmp(&h) } else { cmp(ep, path) };
-            match ord {
-                core::cmp::Ordering::Less => lo = mid + 1,
-                core::cmp::Ordering::Greater => hi = mid,
-                core::cmp::Ordering::Equal => {
-                    let o = |v: u32| {
-                        let v = v as i32;
-                        if v == NOT_RECORDED {
-                            Outcome::NotRecorded
-                        } else if v < 0 {
-                            Outcome::Err(-v)
-                        } else {
-                            Outcome::Ok(v as u32)
-                        }
-                    };
+            let e = self.entries.get(self.bytes, mid)?;
+            let e_hash = le_u64(e, 0)?;
+            let order = match e_hash.cmp(&hash) {
+                Ordering::Equal => compare(self.string(le_u32(e, 8)?, le_u32(e, 12)?)?, path),
+                other => other,
+            };
+            match order {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => {
                     return Some(Entry {
-                        open: o(u32at(e, 16)?),
-                        stat: o(u32at(e, 20)?),
-                        access: o(u32at(e, 24)?),
-                    });
+                        open: decode_outcome(le_u32(e, 16)? as i32),
+                        stat: decode_outcome(le_u32(e, 20)? as i32),
+                        access: decode_outcome(le_u32(e, 24)? as i32),
+                    })
                 }
             }
         }
         None
     }
+
+    /// File `index`, if it exists and its bytes lie page-aligned in the file.
     #[inline]
     pub fn file(&self, index: u32) -> Option<FileRef<'a>> {
-        if index >= self.files {
-            return None;
-        }
-        let f = self
-            .b
-            .get(self.files_off + index as usize * 32..self.files_off + index as usize * 32 + 32)?;
-        let data_off = u64at(f, 0)?;
-        let size = u64at(f, 8)?;
+        let f = self.files.get(self.bytes, index)?;
+        let data_off = le_u64(f, 0)?;
+        let size = le_u64(f, 8)?;
         let end = data_off.checked_add(size)?;
-        if end > self.b.len() as u64 || data_off % PAGE != 0 {
+        if end > self.bytes.len() as u64 || data_off % PAGE != 0 {
             return None;
         }
         Some(FileRef {
             data_off,
             size,
-            stat_index: u32at(f, 16)?,
-            path: self.path(u32at(f, 20)?, u32at(f, 24)?)?,
+            stat_index: le_u32(f, 16)?,
+            path: self.string(le_u32(f, 20)?, le_u32(f, 24)?)?,
         })
     }
+
+    /// Stat `index` (STAT_SIZE bytes), if it exists.
     #[inline]
     pub fn stat(&self, index: u32) -> Option<&'a [u8]> {
-        if index >= self.stats {
-            return None;
-        }
-        let o = self.stats_off + index as usize * 144;
-        self.b.get(o..o + 144)
+        self.stats.get(self.bytes, index)
     }
+
+    /// Whether the cache was recorded for identity `id` of kind `kind`.
     #[inline]
     pub fn has_id(&self, kind: IdKind, id: &[u8]) -> bool {
-        for i in 0..self.ids as usize {
-            let Some(e) = self
-                .b
-                .get(self.ids_off + i * 40..self.ids_off + i * 40 + 40)
-            else {
+        (0..self.ids.count).any(|i| {
+            let Some(rec) = self.ids.get(self.bytes, i) else {
                 return false;
             };
-            let len = e[1] as usize;
-            if e[0] == kind as u8 && len <= 32 {
-                if let Some(b) = e.get(8..8 + len) {
-                    if dlfm_bytes::equal(b, id) {
-                        return true;
-                    }
-                }
-            }
-        }
-        false
+            let len = rec.get(1).map_or(usize::MAX, |&l| l as usize);
+            rec.first() == Some(&(kind as u8))
+                && len <= ID_MAX
+                && rec
+                    .get(8..8 + len)
+                    .is_some_and(|b| dlfm_bytes::equal(b, id))
+        })
     }
+
+    /// The width given to `dlfm.pre read-cache`.
     #[inline]
     pub fn width(&self) -> u32 {
         self.width
     }
+
+    /// How many paths the index holds.
+    #[inline]
+    pub fn entries(&self) -> u32 {
+        self.entries.count
+    }
+
+    /// How many files are stored.
+    #[inline]
+    pub fn files(&self) -> u32 {
+        self.files.count
+    }
 }
+
+/// Byte-wise order of two paths (the order the writer sorts by).
 #[inline]
-fn cmp(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
-    let n = a.len().min(b.len());
-    for i in 0..n {
-        let (x, y) = (
-            a.get(i).copied().unwrap_or(0),
-            b.get(i).copied().unwrap_or(0),
-        );
+fn compare(a: &[u8], b: &[u8]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
         if x != y {
-            return x.cmp(&y);
+            return x.cmp(y);
         }
     }
     a.len().cmp(&b.len())
-}
-#[inline]
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf29ce484222325u64;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }

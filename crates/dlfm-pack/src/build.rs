@@ -8,7 +8,8 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use dlfm_cache::layout;
-use dlfm_cache::read::{fnv1a64, IdKind, Outcome, PAGE, STAT_SIZE};
+use dlfm_cache::layout::fnv1a64;
+use dlfm_cache::read::{IdKind, Outcome, PAGE, STAT_SIZE};
 
 /// What was written.
 #[derive(Debug, Default, Clone)]
@@ -162,8 +163,11 @@ impl CacheBuilder {
             offsets.insert(p.to_vec(), o);
             (o, p.len() as u32)
         };
-        let mut entries: Vec<(u64, &Vec<u8>, &Lookups)> =
-            self.lookups.iter().map(|(p, l)| (fnv1a64(p), p, l)).collect();
+        let mut entries: Vec<(u64, &Vec<u8>, &Lookups)> = self
+            .lookups
+            .iter()
+            .map(|(p, l)| (fnv1a64(p), p, l))
+            .collect();
         entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
 
         let entries_off = layout::HEADER_LEN as u64;
@@ -183,10 +187,17 @@ impl CacheBuilder {
             }
             entry_bytes.extend_from_slice(&0u32.to_le_bytes());
         }
-        let file_paths: Vec<(u32, u32)> = self.files.iter().map(|f| intern(&f.path, &mut strings)).collect();
+        let file_paths: Vec<(u32, u32)> = self
+            .files
+            .iter()
+            .map(|f| intern(&f.path, &mut strings))
+            .collect();
         for (_, id) in &self.ids {
             if id.len() > layout::ID_MAX {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "identity longer than 32 bytes"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "identity longer than 32 bytes",
+                ));
             }
         }
         let meta_len = strings_off + strings.len() as u64;

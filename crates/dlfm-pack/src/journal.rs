@@ -2,7 +2,9 @@
 //! killed half way can leave a torn record; the reader skips to the next
 //! record header and reports what it skipped.
 
-use dlfm_cache::journal::{HEADER_LEN, KIND_ACCESS, KIND_MAP, KIND_OPEN, KIND_PROCESS, KIND_STAT, MAGIC, MAX_RECORD};
+use dlfm_cache::journal::{
+    HEADER_LEN, KIND_ACCESS, KIND_MAP, KIND_OPEN, KIND_PROCESS, KIND_STAT, MAGIC, MAX_RECORD,
+};
 use dlfm_cache::read::STAT_SIZE;
 
 /// One journal record, owned.
@@ -92,7 +94,10 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         match record_at(bytes, at) {
             Some((rec, len)) => {
                 if let Some(from) = bad_from.take() {
-                    out.damaged.push(Damage { offset: from, skipped_bytes: at - from });
+                    out.damaged.push(Damage {
+                        offset: from,
+                        skipped_bytes: at - from,
+                    });
                 }
                 out.records.push(rec);
                 at += len;
@@ -104,7 +109,10 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         }
     }
     if let Some(from) = bad_from {
-        out.damaged.push(Damage { offset: from, skipped_bytes: bytes.len() - from });
+        out.damaged.push(Damage {
+            offset: from,
+            skipped_bytes: bytes.len() - from,
+        });
     }
     out
 }
@@ -153,7 +161,11 @@ fn record_at(bytes: &[u8], at: usize) -> Option<(OwnedRecord, usize)> {
         KIND_OPEN => OwnedRecord::Open {
             flags: u32_at(p, 0)?,
             result: i32_at(4)?,
-            stat: if u32_at(p, 8)? != 0 { Some(stat_at(p, 16)?) } else { None },
+            stat: if u32_at(p, 8)? != 0 {
+                Some(stat_at(p, 16)?)
+            } else {
+                None
+            },
             path: p.get(16 + STAT_SIZE..)?.to_vec(),
         },
         KIND_STAT => OwnedRecord::Stat {

@@ -88,7 +88,11 @@ pub fn merge(records: &[OwnedRecord]) -> Merged {
                     ldso_id: ldso_id.clone(),
                     exe: String::from_utf8_lossy(exe).into_owned(),
                 };
-                if !m.recorders.iter().any(|x| x.program_id == r.program_id && x.ldso_id == r.ldso_id) {
+                if !m
+                    .recorders
+                    .iter()
+                    .any(|x| x.program_id == r.program_id && x.ldso_id == r.ldso_id)
+                {
                     m.recorders.push(r);
                 }
                 continue;
@@ -126,7 +130,9 @@ pub fn merge(records: &[OwnedRecord]) -> Merged {
             }
             OwnedRecord::Access { result, path, .. } => {
                 let facts = m.paths.entry(path.clone()).or_default();
-                agree(&mut facts.access, result.saturating_neg().max(0), |a, b| a == b)
+                agree(&mut facts.access, result.saturating_neg().max(0), |a, b| {
+                    a == b
+                })
             }
         };
         if !ok {

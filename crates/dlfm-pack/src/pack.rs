@@ -118,7 +118,10 @@ fn check_unchanged(merged: &Merged) -> Result<()> {
                     what.push("modification time differs".to_string());
                 }
                 if !what.is_empty() {
-                    changed.push(format!("{name} changed since the pilot ({})", what.join(", ")));
+                    changed.push(format!(
+                        "{name} changed since the pilot ({})",
+                        what.join(", ")
+                    ));
                 }
             }
         }
@@ -171,7 +174,14 @@ fn build(merged: &Merged, width: u32, report: &mut PackReport) -> CacheBuilder {
         }
         if let Some(errno) = facts.access {
             report.accesses += 1;
-            b.set_access(path, if errno == 0 { Outcome::Ok(0) } else { Outcome::Err(errno) });
+            b.set_access(
+                path,
+                if errno == 0 {
+                    Outcome::Ok(0)
+                } else {
+                    Outcome::Err(errno)
+                },
+            );
         }
     }
     b
