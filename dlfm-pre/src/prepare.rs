@@ -21,10 +21,14 @@ fn journal_of(cache: &Path) -> PathBuf {
 /// DLCACHE_DBG asks for them.
 pub fn write_cache(cache: &Path) -> Result<()> {
     let journal = journal_of(cache);
-    fs::write(&journal, b"").with_context(|| format!("cannot create the journal {}", journal.display()))?;
+    fs::write(&journal, b"")
+        .with_context(|| format!("cannot create the journal {}", journal.display()))?;
     fs::set_permissions(&journal, fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot make {} writable", journal.display()))?;
-    println!("dlfm.pre write-cache: empty journal {} ready", journal.display());
+    println!(
+        "dlfm.pre write-cache: empty journal {} ready",
+        journal.display()
+    );
     debug_traces()?;
     println!("next: run the pilot with DLFM_OP=write-cache (rank 0 records), then `dlfm.pre read-cache WIDTH`");
     Ok(())
@@ -47,7 +51,12 @@ pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
         human(w.file_len)
     );
     for r in &report.recorders {
-        println!("  program      {} (id {}, ld.so id {})", r.exe, hex(&r.program_id), hex(&r.ldso_id));
+        println!(
+            "  program      {} (id {}, ld.so id {})",
+            r.exe,
+            hex(&r.program_id),
+            hex(&r.ldso_id)
+        );
     }
     println!(
         "  lookups      {} paths: {} failed opens (ENOENT probes), {} stat, {} access, {} files opened",
@@ -76,12 +85,26 @@ pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
         );
     }
     if report.not_regular > 0 {
-        println!("  note         {} opened object(s) are not regular files; left to the file system", report.not_regular);
+        println!(
+            "  note         {} opened object(s) are not regular files; left to the file system",
+            report.not_regular
+        );
     }
     match striping {
-        Striping::Skipped => println!("  lustre       striping skipped: `lfs` not found (not a Lustre client)"),
-        Striping::Set(c) => println!("  lustre       striped over {} targets", if c < 0 { "all".to_string() } else { c.to_string() }),
-        Striping::Failed(e) => println!("  lustre       striping not set: lfs setstripe failed: {e}"),
+        Striping::Skipped => {
+            println!("  lustre       striping skipped: `lfs` not found (not a Lustre client)")
+        }
+        Striping::Set(c) => println!(
+            "  lustre       striped over {} targets",
+            if c < 0 {
+                "all".to_string()
+            } else {
+                c.to_string()
+            }
+        ),
+        Striping::Failed(e) => {
+            println!("  lustre       striping not set: lfs setstripe failed: {e}")
+        }
     }
     println!("  permissions  read-only (0444)");
     debug_traces()?;

@@ -39,7 +39,9 @@ pub fn create(workdir: &Path) -> Result<(usize, Vec<String>)> {
     let dir = workdir.join(DIR);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let nodes = job_nodes();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_CORES);
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_CORES);
     let mut count = 0;
     for node in &nodes {
         for core in 0..cores {
@@ -63,15 +65,28 @@ fn job_nodes() -> BTreeSet<String> {
     let mut nodes = BTreeSet::new();
     if let Ok(file) = std::env::var("PBS_NODEFILE") {
         if let Ok(text) = fs::read_to_string(file) {
-            nodes.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+            nodes.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from),
+            );
         }
     }
     if nodes.is_empty() {
         if let Ok(list) = std::env::var("SLURM_JOB_NODELIST") {
-            if let Ok(out) = Command::new("scontrol").args(["show", "hostnames", &list]).output() {
+            if let Ok(out) = Command::new("scontrol")
+                .args(["show", "hostnames", &list])
+                .output()
+            {
                 if out.status.success() {
                     let text = String::from_utf8_lossy(&out.stdout);
-                    nodes.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+                    nodes.extend(
+                        text.lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .map(String::from),
+                    );
                 }
             }
         }
@@ -105,10 +120,15 @@ mod tests {
     fn creates_one_file_per_core_on_this_node() {
         let dir = tempfile::tempdir().unwrap();
         let (count, nodes) = create(dir.path()).unwrap();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_CORES);
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_CORES);
         assert_eq!(nodes.len(), 1);
         assert_eq!(count, cores);
-        let first = dir.path().join(DIR).join(format!("dlcache.dbg.{}.a", nodes[0]));
+        let first = dir
+            .path()
+            .join(DIR)
+            .join(format!("dlcache.dbg.{}.a", nodes[0]));
         assert_eq!(fs::metadata(first).unwrap().len(), 0);
     }
 }

@@ -15,7 +15,11 @@
 /// bytes and returns that count.
 #[inline(always)]
 pub fn copy(dst: &mut [u8], src: &[u8]) -> usize {
-    let n = if dst.len() < src.len() { dst.len() } else { src.len() };
+    let n = if dst.len() < src.len() {
+        dst.len()
+    } else {
+        src.len()
+    };
     // SAFETY: `n` is within both slices, which cannot overlap (one is `&mut`).
     // `rep movsb` with DF clear (the ABI guarantees it) copies rcx bytes from
     // rsi to rdi and touches nothing else.

@@ -95,11 +95,7 @@ impl<'a> Elf<'a> {
                 align: u64_at(h, 48).unwrap_or(0),
             });
         }
-        Ok(Elf {
-            bytes,
-            kind,
-            phdrs,
-        })
+        Ok(Elf { bytes, kind, phdrs })
     }
 
     /// The GNU build-id, as hex, or "none".
