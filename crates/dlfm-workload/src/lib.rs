@@ -1,0 +1,98 @@
+//! Generates dynamically linked C programs with many shared libraries, in the
+//! spirit of LLNL's Pynamic benchmark: libraries spread over several RUNPATH
+//! and LD_LIBRARY_PATH directories (so ld.so makes a realistic storm of
+//! failed probes), dependency chains between libraries, some libraries loaded
+//! with dlopen after `main` starts, and a `main` that prints a checksum that
+//! the generator computes too, so every run's output is checked.
+//!
+//! Everything is deterministic from the seed. It knows nothing of dlfm beyond
+//! an optional archive to link and an optional dynamic loader to name.
+
+mod build;
+mod rng;
+mod source;
+
+use std::path::{Path, PathBuf};
+
+pub use build::generate;
+
+/// The shape of a workload.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Shared libraries in all.
+    pub libs: usize,
+    /// Functions per library.
+    pub funcs_per_lib: usize,
+    /// Directories on the program's RUNPATH.
+    pub runpath_dirs: usize,
+    /// Directories on LD_LIBRARY_PATH (searched before RUNPATH).
+    pub env_dirs: usize,
+    /// Libraries loaded with dlopen after `main` starts (the last ones).
+    pub dlopen_libs: usize,
+    /// Seed for every choice.
+    pub seed: u64,
+    /// Link the program as a PIE.
+    pub pie: bool,
+}
+
+impl Spec {
+    /// The end-to-end tests' workload: 20 libraries over 4 RUNPATH and 2
+    /// LD_LIBRARY_PATH directories, one loaded with dlopen.
+    pub fn small() -> Spec {
+        Spec {
+            libs: 20,
+            funcs_per_lib: 8,
+            runpath_dirs: 4,
+            env_dirs: 2,
+            dlopen_libs: 1,
+            seed: 1,
+            pie: true,
+        }
+    }
+
+    /// The benchmarks' workload: `libs` libraries of 300 functions.
+    pub fn bench(libs: usize) -> Spec {
+        Spec {
+            libs,
+            funcs_per_lib: 300,
+            runpath_dirs: 4,
+            env_dirs: 2,
+            dlopen_libs: (libs / 20).max(1),
+            seed: 7,
+            pie: true,
+        }
+    }
+}
+
+/// What to link the program with.
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    /// A static archive to link after `main.o` (the dlfm wrapper).
+    pub wrapper_archive: Option<PathBuf>,
+    /// The dynamic loader to name in PT_INTERP.
+    pub interp: Option<PathBuf>,
+}
+
+/// A generated, built workload.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Its root directory.
+    pub dir: PathBuf,
+    /// The program.
+    pub program: PathBuf,
+    /// The LD_LIBRARY_PATH it must run with.
+    pub ld_library_path: String,
+    /// The libraries linked to the program (directly or through a chain).
+    pub libs: Vec<PathBuf>,
+    /// The libraries it loads with dlopen.
+    pub dlopen_libs: Vec<PathBuf>,
+    /// What a correct run prints.
+    pub expected_stdout: String,
+}
+
+impl Workload {
+    /// Every library, linked or dlopen'ed.
+    pub fn all_libs(&self) -> impl Iterator<Item = &Path> {
+        self.libs.iter().chain(&self.dlopen_libs).map(PathBuf::as_path)
+    }
+}

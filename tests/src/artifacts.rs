@@ -1,0 +1,50 @@
+//! The dlfm artifacts the tests drive, built on first use by running cargo
+//! (with `--release` when the tests themselves are a release build).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Paths of the built tools.
+#[derive(Debug)]
+pub struct Artifacts {
+    /// `dlpatch`.
+    pub dlpatch: PathBuf,
+    /// `dlfm.pre` (the symlink to dlfm-pre).
+    pub dlfm_pre: PathBuf,
+    /// `libdlfm_wrap.a`.
+    pub wrapper: PathBuf,
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lies in the workspace")
+}
+
+/// Builds the tools once per test process and returns where they are.
+pub fn artifacts() -> &'static Artifacts {
+    static BUILT: OnceLock<Artifacts> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = workspace_root();
+        let release = !cfg!(debug_assertions);
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root).args(["build", "--quiet", "-p", "dlpatch", "-p", "dlfm-pre", "-p", "dlfm-wrap"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("cannot run cargo to build the dlfm tools");
+        assert!(out.status.success(), "building the dlfm tools failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        let dir = target.join(if release { "release" } else { "debug" });
+        let a = Artifacts {
+            dlpatch: dir.join("dlpatch"),
+            dlfm_pre: dir.join("dlfm.pre"),
+            wrapper: dir.join("libdlfm_wrap.a"),
+        };
+        for p in [&a.dlpatch, &a.dlfm_pre, &a.wrapper] {
+            assert!(p.exists(), "{} missing after the build", p.display());
+        }
+        a
+    })
+}

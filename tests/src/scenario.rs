@@ -1,0 +1,160 @@
+//! A generated program linked with the wrapper, its ld.so patched by
+//! dlpatch, and a run directory: the setting of every end-to-end test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dlfm_workload::{generate, Link, Spec, Workload};
+
+use crate::artifacts::{artifacts, Artifacts};
+use crate::strace::{self, Call};
+
+/// Variables a test run must not inherit from the machine it runs on.
+const ISOLATE: [&str; 9] = [
+    "DLFM_OP",
+    "DLFM_CACHE",
+    "DLCACHE_DBG",
+    "PMI_RANK",
+    "PMIX_RANK",
+    "OMPI_COMM_WORLD_RANK",
+    "SLURM_PROCID",
+    "ALPS_APP_PE",
+    "LD_PRELOAD",
+];
+
+/// One test's world.
+pub struct Scenario {
+    _tmp: tempfile::TempDir,
+    /// The temporary root.
+    pub root: PathBuf,
+    /// Where the program runs (the cache and journal go here).
+    pub run_dir: PathBuf,
+    /// The patched ld.so.
+    pub ldso: PathBuf,
+    /// The program and its libraries.
+    pub w: Workload,
+    /// The dlfm tools.
+    pub art: &'static Artifacts,
+}
+
+/// Asserts `out` succeeded, showing its stderr otherwise.
+pub fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Scenario {
+    /// Generates `spec`, links it with the wrapper and runs dlpatch on it.
+    pub fn new(spec: Spec) -> Scenario {
+        let art = artifacts();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().to_path_buf();
+        let ldso = root.join("ld.so");
+        let w = generate(
+            &spec,
+            &Link {
+                wrapper_archive: Some(art.wrapper.clone()),
+                interp: Some(ldso.clone()),
+            },
+            &root.join("w"),
+        )
+        .expect("generate the workload");
+        let run_dir = root.join("run");
+        std::fs::create_dir_all(&run_dir).expect("run dir");
+        let s = Scenario {
+            _tmp: tmp,
+            root,
+            run_dir,
+            ldso,
+            w,
+            art,
+        };
+        let out = s.dlpatch(&[s.w.program.as_os_str().to_str().expect("utf-8 path"), "-o", s.ldso.to_str().expect("utf-8 path")]);
+        assert_ok(&out, "dlpatch");
+        s
+    }
+
+    /// Runs dlpatch with `args`.
+    pub fn dlpatch(&self, args: &[&str]) -> Output {
+        Command::new(&self.art.dlpatch).args(args).output().expect("run dlpatch")
+    }
+
+    /// The program's command line, isolated from the caller's environment,
+    /// with `DLFM_OP=op` when given.
+    pub fn cmd(&self, op: Option<&str>) -> Command {
+        self.cmd_for(&self.w.program, op)
+    }
+
+    /// Like `cmd`, for another program.
+    pub fn cmd_for(&self, program: &Path, op: Option<&str>) -> Command {
+        let mut c = Command::new(program);
+        c.current_dir(&self.run_dir).env("LD_LIBRARY_PATH", &self.w.ld_library_path);
+        for v in ISOLATE {
+            c.env_remove(v);
+        }
+        if let Some(op) = op {
+            c.env("DLFM_OP", op);
+        }
+        c
+    }
+
+    /// Runs `cmd` and checks it succeeds and prints the expected checksum.
+    pub fn run_ok(&self, mut cmd: Command) -> Output {
+        let out = cmd.output().expect("run the program");
+        assert_ok(&out, &format!("{cmd:?}"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), self.w.expected_stdout, "{cmd:?}");
+        out
+    }
+
+    /// Runs `dlfm.pre` with `args` in the run directory (extra env given).
+    pub fn pre(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(&self.art.dlfm_pre);
+        c.args(args).current_dir(&self.run_dir);
+        for v in ISOLATE {
+            c.env_remove(v);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run dlfm.pre")
+    }
+
+    /// `dlfm.pre write-cache`, a pilot run, `dlfm.pre read-cache 24`; with
+    /// `DLCACHE_DBG=1` on the last step so replay runs find trace files.
+    pub fn pilot_and_pack(&self) {
+        assert_ok(&self.pre(&["write-cache"], &[]), "dlfm.pre write-cache");
+        self.run_ok(self.cmd(Some("write-cache")));
+        assert_ok(&self.pre(&["read-cache", "24"], &[("DLCACHE_DBG", "1")]), "dlfm.pre read-cache");
+    }
+
+    /// The cache file.
+    pub fn cache(&self) -> PathBuf {
+        self.run_dir.join("dlcache.dat")
+    }
+
+    /// Runs `cmd` under strace (trace file `name` in the root), checks its
+    /// output, and returns the calls.
+    pub fn traced(&self, cmd: Command, name: &str) -> Vec<Call> {
+        let log = self.root.join(name);
+        let out = strace::run_traced(&cmd, &log);
+        assert_ok(&out, &format!("{cmd:?} under strace"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), self.w.expected_stdout);
+        strace::parse(&log)
+    }
+
+    /// Everything written to the DLCACHE_DBG trace files so far.
+    pub fn trace_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(dir) = std::fs::read_dir(self.run_dir.join("dlcache.dbg")) {
+            for e in dir.flatten() {
+                text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+}
