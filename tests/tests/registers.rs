@@ -1,0 +1,71 @@
+//! Each trampoline preserves what the kernel preserves: under gdb, at every
+//! patched site of the ld.so copy, all registers but rax, rcx and r11 (xmm
+//! and flags included) are the same after the window as before it, even with
+//! a stand-in wrapper that clobbers everything the ABI lets it clobber.
+
+use std::path::Path;
+use std::process::Command;
+
+use dlfm_tests::artifacts;
+
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(out.status.success(), "{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn trampolines_preserve_what_the_kernel_preserves() {
+    let art = artifacts();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("lib.c"), "int twice(int v) { return 2 * v; }\n").unwrap();
+    std::fs::write(
+        d.join("prog.c"),
+        "#include <dlfcn.h>\n#include <stdio.h>\nint main(void) {\n\
+         void *h = dlopen(\"libtwice.so\", RTLD_NOW); if (!h) return 1;\n\
+         int (*f)(int) = (int (*)(int))dlsym(h, \"twice\"); printf(\"%d\\n\", f(21)); return 0; }\n",
+    )
+    .unwrap();
+    ok(Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(d.join("libtwice.so")).arg(d.join("lib.c")));
+    let ldso = d.join("ld.so");
+    ok(Command::new("cc")
+        .arg("-o")
+        .arg(d.join("prog"))
+        .arg(d.join("prog.c"))
+        .arg(fixtures.join("clobbering_wrapper.S"))
+        .arg(format!("-Wl,--enable-new-dtags,-rpath,{}", d.display()))
+        .arg(format!("-Wl,--dynamic-linker={}", ldso.display())));
+    ok(Command::new(&art.dlpatch).arg(d.join("prog")).arg("-o").arg(&ldso));
+    assert_eq!(ok(&mut Command::new(d.join("prog"))), "42\n", "the program runs through the trampolines");
+
+    let system = std::fs::read("/lib64/ld-linux-x86-64.so.2").unwrap();
+    let patched = dlfm_elf::patch_ldso(&system).unwrap();
+    let sites: Vec<String> = patched
+        .sites
+        .iter()
+        .map(|s| format!("{}:{:x}:{}", s.name, s.window_vaddr, s.window_len))
+        .collect();
+    let out = Command::new("gdb")
+        .args(["-nx", "-batch", "-x"])
+        .arg(fixtures.join("registers.py"))
+        .arg("--args")
+        .arg(d.join("prog"))
+        .env("SITES", sites.join(","))
+        .env("LDSO", &ldso)
+        .output()
+        .expect("run gdb (apt-get install gdb)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("RESULT ")).collect();
+    let mismatches: Vec<&&str> = results.iter().filter(|l| l.starts_with("mismatch") || l.starts_with("error")).collect();
+    assert!(mismatches.is_empty(), "registers changed across trampolines:\n{}", text);
+    // lseek is patched but this ld.so never calls it while loading.
+    for name in ["openat", "read", "pread64", "newfstatat", "mmap", "close", "access"] {
+        assert!(
+            results.iter().any(|l| l.starts_with(&format!("checked {name} "))),
+            "the {name} site was not exercised:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
