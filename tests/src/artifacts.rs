@@ -18,7 +18,9 @@ pub struct Artifacts {
 
 /// The workspace's root directory.
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lies in the workspace")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lies in the workspace")
 }
 
 /// Builds the tools once per test process and returns where they are.
@@ -29,13 +31,29 @@ pub fn artifacts() -> &'static Artifacts {
         let release = !cfg!(debug_assertions);
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(root).args(["build", "--quiet", "-p", "dlpatch", "-p", "dlfm-pre", "-p", "dlfm-wrap"]);
+        cmd.current_dir(root).args([
+            "build",
+            "--quiet",
+            "-p",
+            "dlpatch",
+            "-p",
+            "dlfm-pre",
+            "-p",
+            "dlfm-wrap",
+        ]);
         if release {
             cmd.arg("--release");
         }
-        let out = cmd.output().expect("cannot run cargo to build the dlfm tools");
-        assert!(out.status.success(), "building the dlfm tools failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        let out = cmd
+            .output()
+            .expect("cannot run cargo to build the dlfm tools");
+        assert!(
+            out.status.success(),
+            "building the dlfm tools failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
         let dir = target.join(if release { "release" } else { "debug" });
         let a = Artifacts {
             dlpatch: dir.join("dlpatch"),

@@ -74,14 +74,21 @@ impl Scenario {
             w,
             art,
         };
-        let out = s.dlpatch(&[s.w.program.as_os_str().to_str().expect("utf-8 path"), "-o", s.ldso.to_str().expect("utf-8 path")]);
+        let out = s.dlpatch(&[
+            s.w.program.as_os_str().to_str().expect("utf-8 path"),
+            "-o",
+            s.ldso.to_str().expect("utf-8 path"),
+        ]);
         assert_ok(&out, "dlpatch");
         s
     }
 
     /// Runs dlpatch with `args`.
     pub fn dlpatch(&self, args: &[&str]) -> Output {
-        Command::new(&self.art.dlpatch).args(args).output().expect("run dlpatch")
+        Command::new(&self.art.dlpatch)
+            .args(args)
+            .output()
+            .expect("run dlpatch")
     }
 
     /// The program's command line, isolated from the caller's environment,
@@ -93,7 +100,8 @@ impl Scenario {
     /// Like `cmd`, for another program.
     pub fn cmd_for(&self, program: &Path, op: Option<&str>) -> Command {
         let mut c = Command::new(program);
-        c.current_dir(&self.run_dir).env("LD_LIBRARY_PATH", &self.w.ld_library_path);
+        c.current_dir(&self.run_dir)
+            .env("LD_LIBRARY_PATH", &self.w.ld_library_path);
         for v in ISOLATE {
             c.env_remove(v);
         }
@@ -107,7 +115,11 @@ impl Scenario {
     pub fn run_ok(&self, mut cmd: Command) -> Output {
         let out = cmd.output().expect("run the program");
         assert_ok(&out, &format!("{cmd:?}"));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), self.w.expected_stdout, "{cmd:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            self.w.expected_stdout,
+            "{cmd:?}"
+        );
         out
     }
 
@@ -129,7 +141,10 @@ impl Scenario {
     pub fn pilot_and_pack(&self) {
         assert_ok(&self.pre(&["write-cache"], &[]), "dlfm.pre write-cache");
         self.run_ok(self.cmd(Some("write-cache")));
-        assert_ok(&self.pre(&["read-cache", "24"], &[("DLCACHE_DBG", "1")]), "dlfm.pre read-cache");
+        assert_ok(
+            &self.pre(&["read-cache", "24"], &[("DLCACHE_DBG", "1")]),
+            "dlfm.pre read-cache",
+        );
     }
 
     /// The cache file.

@@ -47,7 +47,9 @@ pub fn run_traced(cmd: &Command, log: &Path) -> Output {
     if let Some(d) = cmd.get_current_dir() {
         traced.current_dir(d);
     }
-    traced.output().expect("cannot run strace (apt-get install strace)")
+    traced
+        .output()
+        .expect("cannot run strace (apt-get install strace)")
 }
 
 /// Reads a trace written by `run_traced`.
@@ -64,14 +66,18 @@ pub fn parse_text(text: &str) -> Vec<Call> {
         let Some((pid, rest)) = line.trim_start().split_once(char::is_whitespace) else {
             continue;
         };
-        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
         let rest = rest.trim_start();
         if let Some(head) = rest.strip_suffix("<unfinished ...>") {
             pending.push((pid, head.to_string()));
             continue;
         }
         let full = if let Some(tail) = rest.strip_prefix("<... ") {
-            let Some(i) = pending.iter().position(|(p, _)| *p == pid) else { continue };
+            let Some(i) = pending.iter().position(|(p, _)| *p == pid) else {
+                continue;
+            };
             let (_, head) = pending.remove(i);
             let tail = tail.split_once("resumed>").map_or(tail, |(_, t)| t);
             format!("{head}{tail}")
@@ -91,7 +97,9 @@ fn parse_call(pid: u32, line: &str) -> Option<Call> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return None;
     }
-    let (args, result) = line[open + 1..].rsplit_once(") = ").unwrap_or((&line[open + 1..], ""));
+    let (args, result) = line[open + 1..]
+        .rsplit_once(") = ")
+        .unwrap_or((&line[open + 1..], ""));
     let path = first_string(args);
     let fd_path = args.split(", ").find_map(|tok| {
         let tok = tok.trim();
@@ -102,10 +110,13 @@ fn parse_call(pid: u32, line: &str) -> Option<Call> {
     let mut words = result.split_whitespace();
     let value = words.next().unwrap_or("");
     let value = value.split('<').next().unwrap_or(value);
-    let result_num = value
-        .strip_prefix("0x")
-        .map_or_else(|| value.parse::<i64>().ok(), |h| u64::from_str_radix(h, 16).ok().map(|v| v as i64));
-    let errno = (result_num == Some(-1)).then(|| words.next().unwrap_or("").to_string()).filter(|e| !e.is_empty());
+    let result_num = value.strip_prefix("0x").map_or_else(
+        || value.parse::<i64>().ok(),
+        |h| u64::from_str_radix(h, 16).ok().map(|v| v as i64),
+    );
+    let errno = (result_num == Some(-1))
+        .then(|| words.next().unwrap_or("").to_string())
+        .filter(|e| !e.is_empty());
     Some(Call {
         pid,
         name,
@@ -152,8 +163,14 @@ mod tests {
         assert_eq!(calls[0].path.as_deref(), Some("/etc/ld.so.preload"));
         assert_eq!(calls[0].errno.as_deref(), Some("ENOENT"));
         assert_eq!(calls[1].result, Some(3));
-        assert_eq!(calls[2].fd_path.as_deref(), Some("/usr/lib/x86_64-linux-gnu/libc.so.6"));
-        assert_eq!(calls[3].fd_path.as_deref(), Some("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert_eq!(
+            calls[2].fd_path.as_deref(),
+            Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
+        );
+        assert_eq!(
+            calls[3].fd_path.as_deref(),
+            Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
+        );
         assert_eq!(calls[3].result, Some(0x7f1c2a5e6000));
         assert_eq!(calls[5].name, "read");
         assert_eq!(calls[5].pid, 4243);
@@ -168,7 +185,13 @@ mod tests {
         let out = run_traced(&Command::new("/bin/true"), &log);
         assert!(out.status.success());
         let calls = parse(&log);
-        assert!(calls.iter().any(|c| c.name == "openat" && c.path.as_deref().is_some_and(|p| p.contains("libc.so.6"))));
-        assert!(calls.iter().any(|c| c.name == "mmap" && c.fd_path.as_deref().is_some_and(|p| p.contains("libc.so.6"))));
+        assert!(calls
+            .iter()
+            .any(|c| c.name == "openat"
+                && c.path.as_deref().is_some_and(|p| p.contains("libc.so.6"))));
+        assert!(calls.iter().any(|c| c.name == "mmap"
+            && c.fd_path
+                .as_deref()
+                .is_some_and(|p| p.contains("libc.so.6"))));
     }
 }

@@ -16,7 +16,12 @@ fn run_with(s: &Scenario, cache: &Path) -> String {
     std::fs::create_dir_all(s.run_dir.join("dlcache.dbg")).unwrap();
     for core in ["a", "b", "c", "d"] {
         let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        std::fs::write(s.run_dir.join(format!("dlcache.dbg/dlcache.dbg.{}.{core}", node.trim())), "").unwrap();
+        std::fs::write(
+            s.run_dir
+                .join(format!("dlcache.dbg/dlcache.dbg.{}.{core}", node.trim())),
+            "",
+        )
+        .unwrap();
     }
     let mut cmd = s.cmd(Some("read-cache"));
     cmd.env("DLFM_CACHE", cache).env("DLCACHE_DBG", "1");
@@ -39,14 +44,21 @@ fn meta_len(bytes: &[u8]) -> usize {
 
 fn expect_off(trace: &str, reason: &str) {
     assert!(
-        trace.lines().any(|l| l.contains("read-cache off:") && l.contains(reason)),
+        trace
+            .lines()
+            .any(|l| l.contains("read-cache off:") && l.contains(reason)),
         "the trace should say `{reason}`:\n{trace}"
     );
     assert!(
-        !trace.lines().any(|l| l.contains(" served ") && !l.contains("summary:")),
+        !trace
+            .lines()
+            .any(|l| l.contains(" served ") && !l.contains("summary:")),
         "nothing may be served from a bad cache:\n{trace}"
     );
-    let summary = trace.lines().find(|l| l.contains("summary:")).expect("a summary line");
+    let summary = trace
+        .lines()
+        .find(|l| l.contains("summary:"))
+        .expect("a summary line");
     assert!(summary.contains("read-cache off"), "{summary}");
 }
 
@@ -55,7 +67,10 @@ fn every_bad_cache_turns_replay_off_and_the_program_runs() {
     let s = Scenario::new(Spec::small());
     s.pilot_and_pack();
 
-    expect_off(&run_with(&s, &s.run_dir.join("missing.dat")), "cannot open the cache file");
+    expect_off(
+        &run_with(&s, &s.run_dir.join("missing.dat")),
+        "cannot open the cache file",
+    );
 
     let truncated = variant(&s, "truncated.dat", |b| b.truncate(b.len() / 2));
     expect_off(&run_with(&s, &truncated), "truncated or extended");
@@ -82,7 +97,10 @@ fn every_bad_cache_turns_replay_off_and_the_program_runs() {
 
     // Another ld.so build: the cache's ld.so identity no longer matches.
     let other_ldso = variant(&s, "other-ldso.dat", |b| {
-        let (count, off) = (le_u32(b, 76).unwrap() as usize, le_u64(b, 80).unwrap() as usize);
+        let (count, off) = (
+            le_u32(b, 76).unwrap() as usize,
+            le_u64(b, 80).unwrap() as usize,
+        );
         for i in 0..count {
             let rec = off + i * ID_LEN;
             if b[rec] == dlfm_cache::read::IdKind::Ldso as u8 {
@@ -95,7 +113,10 @@ fn every_bad_cache_turns_replay_off_and_the_program_runs() {
     expect_off(&run_with(&s, &other_ldso), "another ld.so build");
 
     // Another program: a cache recorded for a different generated program.
-    let other = Scenario::new(Spec { seed: 9, ..Spec::small() });
+    let other = Scenario::new(Spec {
+        seed: 9,
+        ..Spec::small()
+    });
     other.pilot_and_pack();
     let foreign = s.run_dir.join("foreign.dat");
     std::fs::copy(other.cache(), &foreign).unwrap();

@@ -16,7 +16,11 @@ fn journal(s: &Scenario) -> PathBuf {
 #[test]
 fn only_rank_zero_records() {
     let s = Scenario::new(Spec::small());
-    for (var, rank, records) in [("PMI_RANK", "1", false), ("SLURM_PROCID", "3", false), ("OMPI_COMM_WORLD_RANK", "0", true)] {
+    for (var, rank, records) in [
+        ("PMI_RANK", "1", false),
+        ("SLURM_PROCID", "3", false),
+        ("OMPI_COMM_WORLD_RANK", "0", true),
+    ] {
         assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
         let mut cmd = s.cmd(Some("write-cache"));
         cmd.env(var, rank);
@@ -38,7 +42,10 @@ fn a_library_changed_since_the_pilot_is_refused_by_name() {
     let out = s.pre(&["read-cache", "24"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(lib.to_str().unwrap()) && err.contains("changed since the pilot"), "{err}");
+    assert!(
+        err.contains(lib.to_str().unwrap()) && err.contains("changed since the pilot"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(!s.cache().exists(), "no cache may be written");
 }
@@ -68,7 +75,12 @@ fn shared_lib(s: &Scenario, name: &str, source: &str) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     std::fs::write(&src, source).unwrap();
     let so = dir.join(format!("lib{name}.so"));
-    let out = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&src).output().unwrap();
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .output()
+        .unwrap();
     assert_ok(&out, "cc -shared");
     so
 }
@@ -93,10 +105,13 @@ fn a_crashed_pilot_still_packs() {
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
     let out = s.cmd_for(&prog, Some("write-cache")).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
-    assert!(out.status.code().is_none(), "the pilot must have been killed");
+    assert!(
+        out.status.code().is_none(),
+        "the pilot must have been killed"
+    );
     // Tear the last record, as a process killed inside write(2) might.
     let mut bytes = std::fs::read(journal(&s)).unwrap();
-    bytes.extend_from_slice(&bytes[..40].to_vec());
+    bytes.extend_from_within(..40);
     std::fs::write(journal(&s), &bytes).unwrap();
     let out = s.pre(&["read-cache", "4"], &[("DLCACHE_DBG", "1")]);
     assert_ok(&out, "read-cache after a crash");
@@ -106,7 +121,12 @@ fn a_crashed_pilot_still_packs() {
     let mut cmd = s.cmd_for(&prog, Some("read-cache"));
     cmd.env("DLCACHE_DBG", "1");
     let _ = cmd.output().unwrap();
-    assert!(s.trace_text().contains(&format!("openat served {}", lib.display())), "{}", s.trace_text());
+    assert!(
+        s.trace_text()
+            .contains(&format!("openat served {}", lib.display())),
+        "{}",
+        s.trace_text()
+    );
 }
 
 /// A recording process's children record too, into the same journal: a fork
@@ -141,7 +161,10 @@ fn forked_and_execed_children_record_and_replay() {
         }
         let out = c.output().unwrap();
         assert_ok(&out, op);
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "parent 11\nchild 22\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "parent 11\nchild 22\n"
+        );
     };
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
     run("write-cache", false);
@@ -149,13 +172,26 @@ fn forked_and_execed_children_record_and_replay() {
     assert_ok(&out, "read-cache");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2 recording process(es)"), "{text}");
-    assert!(text.contains("/parent") && text.contains("/child"), "both programs recorded:\n{text}");
+    assert!(
+        text.contains("/parent") && text.contains("/child"),
+        "both programs recorded:\n{text}"
+    );
 
     run("read-cache", true);
     let traces = s.trace_text();
     for lib in [&parent_lib, &child_lib] {
-        assert!(traces.contains(&format!("openat served {}", lib.display())), "{} not served:\n{traces}", lib.display());
+        assert!(
+            traces.contains(&format!("openat served {}", lib.display())),
+            "{} not served:\n{traces}",
+            lib.display()
+        );
     }
-    let summaries = traces.lines().filter(|l| l.contains("summary: read-cache") && l.contains("missed 0")).count();
-    assert_eq!(summaries, 2, "parent and child both replay with no miss:\n{traces}");
+    let summaries = traces
+        .lines()
+        .filter(|l| l.contains("summary: read-cache") && l.contains("missed 0"))
+        .count();
+    assert_eq!(
+        summaries, 2,
+        "parent and child both replay with no miss:\n{traces}"
+    );
 }

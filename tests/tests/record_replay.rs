@@ -10,7 +10,16 @@ use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 
 /// Calls that look a path up.
-const LOOKUPS: [&str; 8] = ["openat", "open", "newfstatat", "stat", "lstat", "statx", "access", "faccessat"];
+const LOOKUPS: [&str; 8] = [
+    "openat",
+    "open",
+    "newfstatat",
+    "stat",
+    "lstat",
+    "statx",
+    "access",
+    "faccessat",
+];
 /// Calls that use an open file.
 const ON_FD: [&str; 6] = ["read", "pread64", "mmap", "newfstatat", "fstat", "lseek"];
 
@@ -28,16 +37,26 @@ fn looked_up(calls: &[Call]) -> BTreeSet<String> {
 fn touches(replay: &[Call], recorded: &BTreeSet<String>, cache: &str) -> Vec<String> {
     let mut bad = Vec::new();
     for c in replay {
-        if LOOKUPS.contains(&c.name.as_str()) && c.path.as_ref().is_some_and(|p| recorded.contains(p)) {
+        if LOOKUPS.contains(&c.name.as_str())
+            && c.path.as_ref().is_some_and(|p| recorded.contains(p))
+        {
             bad.push(format!("lookup of a recorded path: {}", c.raw));
         }
-        if ON_FD.contains(&c.name.as_str()) && c.fd_path.as_ref().is_some_and(|p| recorded.contains(p)) {
+        if ON_FD.contains(&c.name.as_str())
+            && c.fd_path.as_ref().is_some_and(|p| recorded.contains(p))
+        {
             bad.push(format!("call on a recorded file's descriptor: {}", c.raw));
         }
         if c.errno.as_deref() == Some("ENOENT") {
             bad.push(format!("ENOENT probe: {}", c.raw));
         }
-        if c.name == "openat" && c.path.as_deref() != Some(cache) && !c.path.as_deref().is_some_and(|p| p.starts_with("dlcache.dbg/")) {
+        if c.name == "openat"
+            && c.path.as_deref() != Some(cache)
+            && !c
+                .path
+                .as_deref()
+                .is_some_and(|p| p.starts_with("dlcache.dbg/"))
+        {
             bad.push(format!("a file other than the cache was opened: {}", c.raw));
         }
     }
@@ -48,10 +67,20 @@ fn replay_reaches_only_the_cache(spec: Spec) {
     let s = Scenario::new(spec);
     let base = s.traced(s.cmd(None), "base.strace");
     let recorded = looked_up(&base);
-    let probes = base.iter().filter(|c| c.errno.as_deref() == Some("ENOENT")).count();
-    assert!(probes > 50, "the workload should make an ENOENT storm, saw {probes}");
+    let probes = base
+        .iter()
+        .filter(|c| c.errno.as_deref() == Some("ENOENT"))
+        .count();
+    assert!(
+        probes > 50,
+        "the workload should make an ENOENT storm, saw {probes}"
+    );
     for lib in s.w.all_libs() {
-        assert!(recorded.contains(lib.to_str().unwrap()), "{} was not looked up without dlfm", lib.display());
+        assert!(
+            recorded.contains(lib.to_str().unwrap()),
+            "{} was not looked up without dlfm",
+            lib.display()
+        );
     }
 
     s.pilot_and_pack();
@@ -60,7 +89,11 @@ fn replay_reaches_only_the_cache(spec: Spec) {
     let replay = s.traced(cmd, "replay.strace");
     let cache = s.cache().canonicalize().unwrap();
     let bad = touches(&replay, &recorded, "dlcache.dat");
-    assert!(bad.is_empty(), "the read-cache run reached the file system:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "the read-cache run reached the file system:\n{}",
+        bad.join("\n")
+    );
     let from_cache = replay
         .iter()
         .filter(|c| c.name == "mmap" && c.fd_path.as_deref() == Some(cache.to_str().unwrap()))
@@ -73,7 +106,10 @@ fn replay_reaches_only_the_cache(spec: Spec) {
     let traces = s.trace_text();
     for lib in &s.w.dlopen_libs {
         let line = format!("openat served {}", lib.display());
-        assert!(traces.contains(&line), "no `{line}` in the trace:\n{traces}");
+        assert!(
+            traces.contains(&line),
+            "no `{line}` in the trace:\n{traces}"
+        );
     }
 }
 
@@ -98,7 +134,9 @@ fn non_pie_replay_reaches_only_the_cache() {
 fn without_dlfm_op_ld_so_makes_the_same_calls() {
     let s = Scenario::new(Spec::small());
     let plain_dir = s.root.join("plain");
-    let plain = dlfm_workload::generate(&Spec::small(), &dlfm_workload::Link::default(), &plain_dir).unwrap();
+    let plain =
+        dlfm_workload::generate(&Spec::small(), &dlfm_workload::Link::default(), &plain_dir)
+            .unwrap();
     let shape = |calls: &[Call], root: &str| -> Vec<String> {
         calls
             .iter()
@@ -116,7 +154,10 @@ fn without_dlfm_op_ld_so_makes_the_same_calls() {
     let log = s.root.join("plain.strace");
     let out = dlfm_tests::strace::run_traced(&plain_cmd, &log);
     assert!(out.status.success());
-    let expected = shape(&dlfm_tests::strace::parse(&log), plain_dir.to_str().unwrap());
+    let expected = shape(
+        &dlfm_tests::strace::parse(&log),
+        plain_dir.to_str().unwrap(),
+    );
     let w = s.w.dir.to_str().unwrap().to_string();
     for op in [None, Some("no-such-op")] {
         let calls = s.traced(s.cmd(op), "unset.strace");
@@ -133,18 +174,38 @@ fn lookups_not_in_the_cache_pass_through() {
     let extra = s.root.join("extra");
     std::fs::create_dir_all(&extra).unwrap();
     let mut cmd = s.cmd(Some("read-cache"));
-    cmd.env("LD_LIBRARY_PATH", format!("{}:{}", extra.display(), s.w.ld_library_path));
+    cmd.env(
+        "LD_LIBRARY_PATH",
+        format!("{}:{}", extra.display(), s.w.ld_library_path),
+    );
     cmd.env("DLCACHE_DBG", "1");
     let calls = s.traced(cmd, "miss.strace");
     let extra = extra.to_str().unwrap();
     assert!(
-        calls.iter().any(|c| c.path.as_deref().is_some_and(|p| p.starts_with(extra)) && c.errno.as_deref() == Some("ENOENT")),
+        calls
+            .iter()
+            .any(|c| c.path.as_deref().is_some_and(|p| p.starts_with(extra))
+                && c.errno.as_deref() == Some("ENOENT")),
         "probes of the new directory must reach the file system"
     );
     let traces = s.trace_text();
-    assert!(traces.contains(&format!("openat missed {extra}/")), "{traces}");
-    let summary = traces.lines().find(|l| l.contains("summary: read-cache")).expect("a summary line");
-    let missed: u64 = summary.split("missed ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!(
+        traces.contains(&format!("openat missed {extra}/")),
+        "{traces}"
+    );
+    let summary = traces
+        .lines()
+        .find(|l| l.contains("summary: read-cache"))
+        .expect("a summary line");
+    let missed: u64 = summary
+        .split("missed ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(missed > 0, "{summary}");
 }
 
@@ -162,9 +223,18 @@ fn debug_trace_files_get_lines_and_a_summary() {
     cmd.env("DLCACHE_DBG", "1");
     s.run_ok(cmd);
     let text = s.trace_text();
-    let served = text.lines().filter(|l| l.contains(" served ") && !l.contains("summary:")).count();
+    let served = text
+        .lines()
+        .filter(|l| l.contains(" served ") && !l.contains("summary:"))
+        .count();
     assert!(served > 100, "expected a line per served call:\n{text}");
-    let summary = text.lines().find(|l| l.contains("summary: read-cache")).expect("a summary line");
-    assert!(summary.contains(&format!("served {served}")), "{summary} vs {served} served lines");
+    let summary = text
+        .lines()
+        .find(|l| l.contains("summary: read-cache"))
+        .expect("a summary line");
+    assert!(
+        summary.contains(&format!("served {served}")),
+        "{summary} vs {served} served lines"
+    );
     assert!(summary.contains("missed 0"), "{summary}");
 }

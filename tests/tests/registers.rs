@@ -10,7 +10,12 @@ use dlfm_tests::artifacts;
 
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -28,7 +33,10 @@ fn trampolines_preserve_what_the_kernel_preserves() {
          int (*f)(int) = (int (*)(int))dlsym(h, \"twice\"); printf(\"%d\\n\", f(21)); return 0; }\n",
     )
     .unwrap();
-    ok(Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(d.join("libtwice.so")).arg(d.join("lib.c")));
+    ok(Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(d.join("libtwice.so"))
+        .arg(d.join("lib.c")));
     let ldso = d.join("ld.so");
     ok(Command::new("cc")
         .arg("-o")
@@ -37,8 +45,15 @@ fn trampolines_preserve_what_the_kernel_preserves() {
         .arg(fixtures.join("clobbering_wrapper.S"))
         .arg(format!("-Wl,--enable-new-dtags,-rpath,{}", d.display()))
         .arg(format!("-Wl,--dynamic-linker={}", ldso.display())));
-    ok(Command::new(&art.dlpatch).arg(d.join("prog")).arg("-o").arg(&ldso));
-    assert_eq!(ok(&mut Command::new(d.join("prog"))), "42\n", "the program runs through the trampolines");
+    ok(Command::new(&art.dlpatch)
+        .arg(d.join("prog"))
+        .arg("-o")
+        .arg(&ldso));
+    assert_eq!(
+        ok(&mut Command::new(d.join("prog"))),
+        "42\n",
+        "the program runs through the trampolines"
+    );
 
     let system = std::fs::read("/lib64/ld-linux-x86-64.so.2").unwrap();
     let patched = dlfm_elf::patch_ldso(&system).unwrap();
@@ -57,13 +72,33 @@ fn trampolines_preserve_what_the_kernel_preserves() {
         .output()
         .expect("run gdb (apt-get install gdb)");
     let text = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("RESULT ")).collect();
-    let mismatches: Vec<&&str> = results.iter().filter(|l| l.starts_with("mismatch") || l.starts_with("error")).collect();
-    assert!(mismatches.is_empty(), "registers changed across trampolines:\n{}", text);
+    let results: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .collect();
+    let mismatches: Vec<&&str> = results
+        .iter()
+        .filter(|l| l.starts_with("mismatch") || l.starts_with("error"))
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "registers changed across trampolines:\n{}",
+        text
+    );
     // lseek is patched but this ld.so never calls it while loading.
-    for name in ["openat", "read", "pread64", "newfstatat", "mmap", "close", "access"] {
+    for name in [
+        "openat",
+        "read",
+        "pread64",
+        "newfstatat",
+        "mmap",
+        "close",
+        "access",
+    ] {
         assert!(
-            results.iter().any(|l| l.starts_with(&format!("checked {name} "))),
+            results
+                .iter()
+                .any(|l| l.starts_with(&format!("checked {name} "))),
             "the {name} site was not exercised:\n{text}{}",
             String::from_utf8_lossy(&out.stderr)
         );

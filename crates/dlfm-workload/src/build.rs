@@ -51,7 +51,10 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
             .map(|chunk| {
                 s.spawn(move || {
                     for (c, o) in chunk {
-                        cc(Command::new("cc").args(["-c", "-O1", "-fPIC", "-o"]).arg(o).arg(c))?;
+                        cc(Command::new("cc")
+                            .args(["-c", "-O1", "-fPIC", "-o"])
+                            .arg(o)
+                            .arg(c))?;
                     }
                     Ok::<_, anyhow::Error>(())
                 })
@@ -82,10 +85,16 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     fs::write(&main_c, model.main_source())?;
     let main_o = src.join("main.o");
     let pie = if spec.pie { "-fPIE" } else { "-fno-PIE" };
-    cc(Command::new("cc").args(["-c", "-O1", pie, "-o"]).arg(&main_o).arg(&main_c))?;
+    cc(Command::new("cc")
+        .args(["-c", "-O1", pie, "-o"])
+        .arg(&main_o)
+        .arg(&main_c))?;
     let program = dir.join("prog");
     let mut cmd = Command::new("cc");
-    cmd.arg(if spec.pie { "-pie" } else { "-no-pie" }).arg("-o").arg(&program).arg(&main_o);
+    cmd.arg(if spec.pie { "-pie" } else { "-no-pie" })
+        .arg("-o")
+        .arg(&program)
+        .arg(&main_o);
     if let Some(a) = &link.wrapper_archive {
         cmd.arg(a);
     }
@@ -107,8 +116,18 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(":"),
-        libs: model.libs.iter().filter(|l| !l.dlopen).map(|l| lib_path(l.index)).collect(),
-        dlopen_libs: model.libs.iter().filter(|l| l.dlopen).map(|l| lib_path(l.index)).collect(),
+        libs: model
+            .libs
+            .iter()
+            .filter(|l| !l.dlopen)
+            .map(|l| lib_path(l.index))
+            .collect(),
+        dlopen_libs: model
+            .libs
+            .iter()
+            .filter(|l| l.dlopen)
+            .map(|l| lib_path(l.index))
+            .collect(),
         expected_stdout: model.expected_stdout(),
         program,
         dir,
@@ -117,7 +136,9 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
 
 /// Runs a compiler command, failing with its output.
 fn cc(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -133,7 +154,11 @@ mod tests {
             .env("LD_LIBRARY_PATH", &w.ld_library_path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -143,7 +168,10 @@ mod tests {
         let w = generate(&Spec::small(), &Link::default(), dir.path()).unwrap();
         assert_eq!(run(&w), w.expected_stdout);
         assert_eq!(w.libs.len() + w.dlopen_libs.len(), 20);
-        let in_env = w.all_libs().filter(|l| l.to_str().unwrap().contains("/ldpath")).count();
+        let in_env = w
+            .all_libs()
+            .filter(|l| l.to_str().unwrap().contains("/ldpath"))
+            .count();
         assert!(in_env > 0, "some libraries must live on LD_LIBRARY_PATH");
     }
 
@@ -156,7 +184,10 @@ mod tests {
         let (a, b) = (Model::new(&spec), Model::new(&spec));
         assert_eq!(a.main_source(), b.main_source());
         assert_eq!(a.lib_source(3), b.lib_source(3));
-        let other = Model::new(&Spec { seed: 2, ..spec.clone() });
+        let other = Model::new(&Spec {
+            seed: 2,
+            ..spec.clone()
+        });
         assert_ne!(other.lib_source(3), a.lib_source(3));
         let dir = tempfile::tempdir().unwrap();
         let w = generate(&spec, &Link::default(), dir.path()).unwrap();

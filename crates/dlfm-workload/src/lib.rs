@@ -93,6 +93,9 @@ pub struct Workload {
 impl Workload {
     /// Every library, linked or dlopen'ed.
     pub fn all_libs(&self) -> impl Iterator<Item = &Path> {
-        self.libs.iter().chain(&self.dlopen_libs).map(PathBuf::as_path)
+        self.libs
+            .iter()
+            .chain(&self.dlopen_libs)
+            .map(PathBuf::as_path)
     }
 }

@@ -68,10 +68,13 @@ impl Model {
                     rng.below(dirs as u64) as usize
                 };
                 let dlopen = index >= first_dlopen;
-                let dep = (!dlopen && index + 1 < first_dlopen && rng.below(3) == 0).then_some(index + 1);
+                let dep =
+                    (!dlopen && index + 1 < first_dlopen && rng.below(3) == 0).then_some(index + 1);
                 let funcs = (0..spec.funcs_per_lib)
                     .map(|_| Func {
-                        steps: (0..1 + rng.below(12)).map(|_| (rng.next() | 1, rng.next())).collect(),
+                        steps: (0..1 + rng.below(12))
+                            .map(|_| (rng.next() | 1, rng.next()))
+                            .collect(),
                     })
                     .collect();
                 Lib {
@@ -107,7 +110,9 @@ impl Model {
     pub fn expected_stdout(&self) -> String {
         let mut c = 0u64;
         for lib in &self.libs {
-            c = c.wrapping_mul(31).wrapping_add(self.entry(lib.index, lib.index as u64 + 1));
+            c = c
+                .wrapping_mul(31)
+                .wrapping_add(self.entry(lib.index, lib.index as u64 + 1));
         }
         format!("checksum {c}\n")
     }
@@ -120,13 +125,19 @@ impl Model {
             let _ = writeln!(s, "uint64_t w{d:03}_entry(uint64_t x);\n");
         }
         for (j, f) in lib.funcs.iter().enumerate() {
-            let _ = writeln!(s, "uint64_t w{i:03}_f{j}(uint64_t x)\n{{\n    uint64_t v = x;");
+            let _ = writeln!(
+                s,
+                "uint64_t w{i:03}_f{j}(uint64_t x)\n{{\n    uint64_t v = x;"
+            );
             for (mul, add) in &f.steps {
                 let _ = writeln!(s, "    v = v * {mul}ULL + {add}ULL;");
             }
             s.push_str("    return v;\n}\n\n");
         }
-        let _ = writeln!(s, "uint64_t w{i:03}_entry(uint64_t x)\n{{\n    uint64_t sum = 0;");
+        let _ = writeln!(
+            s,
+            "uint64_t w{i:03}_entry(uint64_t x)\n{{\n    uint64_t sum = 0;"
+        );
         for j in 0..lib.funcs.len() {
             let _ = writeln!(s, "    sum += w{i:03}_f{j}(x + {j}ULL);");
         }
