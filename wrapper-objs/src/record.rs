@@ -27,7 +27,8 @@ struct Tracked {
     path: PathBuf,
 }
 
-/// The journal and the descriptors being followed.
+/// The journal and the descriptors being followed (meaningful once `start`
+/// succeeded; all zero before, so the state lives in `.bss`).
 pub struct Recorder {
     journal: i32,
     tracked: [Tracked; TRACKED],
@@ -37,11 +38,11 @@ pub struct Recorder {
 impl Recorder {
     /// Not recording.
     pub const EMPTY: Recorder = Recorder {
-        journal: -1,
+        journal: 0,
         tracked: [const {
             Tracked {
                 used: false,
-                fd: -1,
+                fd: 0,
                 path: PathBuf::EMPTY,
             }
         }; TRACKED],

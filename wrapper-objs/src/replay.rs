@@ -1,13 +1,17 @@
 //! Replay (read-cache): answers recorded lookups from `dlcache.dat`.
 //!
-//! The cache file is opened and mapped once, read-only, at ld.so's first
-//! file call. A recorded `open` returns a virtual descriptor ([`crate::vfd`]);
-//! `read`, `pread64`, `lseek` and `fstat` on it copy from the mapping; `mmap`
-//! on it maps the same pages of the cache file (zero copy: every process on
-//! a node shares them in the page cache); `close` frees it. A lookup the
-//! cache does not hold goes to the kernel (a miss).
+//! The cache file is opened once at ld.so's first file call and its metadata
+//! (header, index, stats) mapped read-only. A recorded `open` returns a
+//! virtual descriptor ([`crate::vfd`]); `fstat` and `lseek` on it are answered
+//! from the metadata; `read` and `pread64` read the library's bytes from the
+//! cache file (`pread64` on the cache descriptor: only the cache file is
+//! touched, and no page of it stays mapped in the process); `mmap` maps the
+//! same pages of the cache file (zero copy: every process on a node shares
+//! them in the page cache); `close` frees it. A lookup the cache does not
+//! hold goes to the kernel (a miss).
 
-use dlfm_cache::read::{Cache, IdKind, Outcome, STAT_SIZE};
+use dlfm_cache::layout::HEADER_LEN;
+use dlfm_cache::read::{Cache, FileRef, IdKind, Outcome, STAT_SIZE};
 
 use crate::config::PathBuf;
 use crate::ident::Ids;
@@ -26,10 +30,9 @@ pub enum Answer {
     Pass,
 }
 
-/// The mapped cache and the virtual descriptors open on it.
+/// The cache (its mapped metadata) and the virtual descriptors open on it.
 pub struct Replayer {
     cache: Option<Cache<'static>>,
-    map: &'static [u8],
     fd: i32,
     vfds: VfdTable,
 }
@@ -41,12 +44,12 @@ impl Replayer {
     /// Nothing mapped.
     pub const EMPTY: Replayer = Replayer {
         cache: None,
-        map: &[],
-        fd: -1,
+        fd: 0,
         vfds: VfdTable::EMPTY,
     };
 
-    /// Opens, maps and checks the cache at `path` for this program and ld.so.
+    /// Opens the cache at `path`, maps its metadata and checks it is for this
+    /// program and ld.so.
     pub fn start(&mut self, path: &PathBuf, ids: &Ids) -> Result<(), StartError> {
         // SAFETY: `path` is NUL-terminated.
         let fd = unsafe { sys::open(path.as_ptr(), nr::O_RDONLY | nr::O_CLOEXEC, 0) };
@@ -55,9 +58,8 @@ impl Replayer {
         }
         let fd = sys::move_high(fd as i32);
         match map_and_check(fd, ids) {
-            Ok((cache, map)) => {
+            Ok(cache) => {
                 self.cache = Some(cache);
-                self.map = map;
                 self.fd = fd;
                 Ok(())
             }
@@ -117,16 +119,22 @@ impl Replayer {
                 },
                 None => Answer::Pass,
             },
-            nr::__NR_read => self.on_vfd(a[0], |slot, data| {
-                let n = copy_out(data, slot.pos, a[1], a[2]);
-                slot.pos += n as u64;
-                n as i64
-            }),
-            nr::__NR_pread64 => {
-                self.on_vfd(a[0], |_, data| copy_out(data, a[3], a[1], a[2]) as i64)
+            nr::__NR_read => {
+                let fd = self.fd;
+                self.on_vfd(a[0], |slot, file| {
+                    let n = read_at(fd, file, slot.pos, a[1], a[2]);
+                    if n > 0 {
+                        slot.pos += n as u64;
+                    }
+                    n
+                })
             }
-            nr::__NR_lseek => self.on_vfd(a[0], |slot, data| {
-                seek(slot, data.len(), a[1] as i64, a[2] as u32)
+            nr::__NR_pread64 => {
+                let fd = self.fd;
+                self.on_vfd(a[0], |_, file| read_at(fd, file, a[3], a[1], a[2]))
+            }
+            nr::__NR_lseek => self.on_vfd(a[0], |slot, file| {
+                seek(slot, file.size, a[1] as i64, a[2] as u32)
             }),
             nr::__NR_close => match self.vfds.get(a[0] as i32 as i64) {
                 Some(slot) => {
@@ -140,23 +148,17 @@ impl Replayer {
         }
     }
 
-    /// Runs `f` on the slot and file bytes behind virtual descriptor `fd`.
-    fn on_vfd(&mut self, fd: u64, f: impl FnOnce(&mut Slot, &[u8]) -> i64) -> Answer {
+    /// Runs `f` on the slot and the cache's file behind virtual descriptor
+    /// `fd`.
+    fn on_vfd(&mut self, fd: u64, f: impl FnOnce(&mut Slot, &FileRef<'_>) -> i64) -> Answer {
         let Some(cache) = self.cache.as_ref() else {
             return Answer::Pass;
         };
-        let map = self.map;
         match self.vfds.get(fd as i32 as i64) {
-            Some(slot) => {
-                let data = cache.file(slot.file).and_then(|file| {
-                    let end = file.data_off.checked_add(file.size)?;
-                    map.get(file.data_off as usize..end as usize)
-                });
-                match data {
-                    Some(data) => Answer::Served(f(slot, data)),
-                    None => Answer::Served(-i64::from(errno::EIO)),
-                }
-            }
+            Some(slot) => match cache.file(slot.file) {
+                Some(file) => Answer::Served(f(slot, &file)),
+                None => Answer::Served(-i64::from(errno::EIO)),
+            },
             None => Answer::Pass,
         }
     }
@@ -194,8 +196,8 @@ impl Replayer {
     }
 }
 
-/// Opens the mapping of the cache behind `fd` and checks it is for us.
-fn map_and_check(fd: i32, ids: &Ids) -> Result<(Cache<'static>, &'static [u8]), StartError> {
+/// Maps the metadata of the cache behind `fd` and checks it is for us.
+fn map_and_check(fd: i32, ids: &Ids) -> Result<Cache<'static>, StartError> {
     let mut stat = core::mem::MaybeUninit::<[u8; STAT_SIZE]>::uninit();
     // SAFETY: `stat` is STAT_SIZE writable bytes.
     if unsafe { sys::fstat(fd, stat.as_mut_ptr() as *mut u8) } < 0 {
@@ -205,19 +207,28 @@ fn map_and_check(fd: i32, ids: &Ids) -> Result<(Cache<'static>, &'static [u8]), 
     // the i64 at offset 48.
     let size =
         unsafe { core::ptr::read_unaligned((stat.as_ptr() as *const u8).add(48) as *const i64) };
-    let len = usize::try_from(size).unwrap_or(0);
-    let map: &'static [u8] = if len == 0 {
+    let size = u64::try_from(size).unwrap_or(0);
+    // The header says how long the metadata is; map that much (never more
+    // than the file), and let the reader judge the rest.
+    let mut header = [0u8; HEADER_LEN];
+    // SAFETY: `header` is HEADER_LEN writable bytes.
+    let got = unsafe { sys::pread(fd, header.as_mut_ptr(), HEADER_LEN, 0) };
+    let meta_len = match Cache::meta_len(&header) {
+        Some(m) if got == HEADER_LEN as i64 && m >= HEADER_LEN as u64 => m.min(size) as usize,
+        _ => got.max(0) as usize,
+    };
+    let meta: &'static [u8] = if meta_len == 0 {
         &[]
     } else {
-        let addr = sys::map_readonly(fd, len);
+        let addr = sys::map_readonly(fd, meta_len);
         if (-4095..0).contains(&addr) {
             return Err((OffReason::CacheMap, b"mmap failed"));
         }
-        // SAFETY: a fresh read-only mapping of `len` bytes that is never
+        // SAFETY: a fresh read-only mapping of `meta_len` bytes, never
         // unmapped while replay uses it.
-        unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
+        unsafe { core::slice::from_raw_parts(addr as *const u8, meta_len) }
     };
-    let checked = match Cache::parse(map) {
+    let checked = match Cache::parse(meta, size) {
         Err(e) => Err((OffReason::CacheInvalid, e.reason())),
         Ok(cache) if !cache.has_id(IdKind::Program, ids.program.as_bytes()) => {
             Err((OffReason::OtherProgram, b"" as &[u8]))
@@ -225,11 +236,18 @@ fn map_and_check(fd: i32, ids: &Ids) -> Result<(Cache<'static>, &'static [u8]), 
         Ok(cache) if !cache.has_id(IdKind::Ldso, ids.ldso.as_bytes()) => {
             Err((OffReason::OtherLdso, b"" as &[u8]))
         }
-        Ok(cache) => return Ok((cache, map)),
+        Ok(cache) => {
+            // The checksum pass touched every page of the metadata; let go
+            // of them so that only the pages lookups use stay resident. A
+            // private read-only file mapping loses nothing by this.
+            // SAFETY: the mapping made above.
+            unsafe { sys::madvise(meta.as_ptr(), meta.len(), nr::MADV_DONTNEED) };
+            return Ok(cache);
+        }
     };
-    if !map.is_empty() {
+    if !meta.is_empty() {
         // SAFETY: the mapping made above; nothing refers to it any more.
-        unsafe { sys::unmap(map.as_ptr(), map.len()) };
+        unsafe { sys::unmap(meta.as_ptr(), meta.len()) };
     }
     checked
 }
@@ -247,26 +265,21 @@ fn copy_stat(stat: Option<&[u8]>, dst: u64) -> i64 {
     }
 }
 
-/// Copies up to `count` bytes of `data` from `pos` to ld.so's buffer `dst`;
-/// returns the number copied (0 at or past the end, as `read` does).
-fn copy_out(data: &[u8], pos: u64, dst: u64, count: u64) -> usize {
-    let from = usize::try_from(pos).unwrap_or(usize::MAX);
-    let src = data.get(from..).unwrap_or(&[]);
-    let n = if (count as usize) < src.len() {
-        count as usize
-    } else {
-        src.len()
-    };
+/// Reads up to `count` bytes of `file` from position `pos` into ld.so's
+/// buffer `dst`, from the cache file; returns the count read (0 at or past
+/// the end, as `read` does) or `-errno`.
+fn read_at(cache_fd: i32, file: &FileRef<'_>, pos: u64, dst: u64, count: u64) -> i64 {
+    let n = count.min(file.size.saturating_sub(pos));
     if n == 0 {
         return 0;
     }
-    // SAFETY: ld.so passes a buffer of at least `count` writable bytes.
-    let out = unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, n) };
-    dlfm_bytes::copy(out, src)
+    // SAFETY: ld.so passes a buffer of at least `count` writable bytes; `n`
+    // is no more, and the offset lies inside the file's bytes in the cache.
+    unsafe { sys::pread(cache_fd, dst as *mut u8, n as usize, file.data_off + pos) }
 }
 
 /// `lseek` on a virtual descriptor.
-fn seek(slot: &mut Slot, size: usize, offset: i64, whence: u32) -> i64 {
+fn seek(slot: &mut Slot, size: u64, offset: i64, whence: u32) -> i64 {
     let base = match whence {
         nr::SEEK_SET => 0,
         nr::SEEK_CUR => slot.pos as i64,

@@ -134,6 +134,30 @@ pub unsafe fn unmap(addr: *const u8, len: usize) -> i64 {
     unsafe { syscall3(nr::__NR_munmap, addr as u64, len as u64, 0) }
 }
 
+/// `pread64(fd, buf, len, offset)`.
+///
+/// # Safety
+/// `buf` must be writable for `len` bytes.
+pub unsafe fn pread(fd: i32, buf: *mut u8, len: usize, offset: u64) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        syscall6(
+            nr::__NR_pread64 as u64,
+            [fd as u64, buf as u64, len as u64, offset, 0, 0],
+        )
+    }
+}
+
+/// `madvise(addr, len, advice)`; advice only, so callers ignore the result.
+///
+/// # Safety
+/// `[addr, addr + len)` must lie in a mapping this wrapper owns, and for
+/// MADV_DONTNEED one whose contents can be dropped (private, never written).
+pub unsafe fn madvise(addr: *const u8, len: usize, advice: u32) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { syscall3(nr::__NR_madvise, addr as u64, len as u64, advice as u64) }
+}
+
 /// `getpid()`.
 pub fn getpid() -> i64 {
     // SAFETY: no arguments.

@@ -14,7 +14,7 @@ use crate::sys;
 pub struct Trace {
     /// Whether lines are written.
     pub on: bool,
-    /// The open trace file.
+    /// The open trace file (meaningful only when `on`).
     fd: i32,
 }
 
@@ -33,7 +33,7 @@ pub enum Outcome {
 
 impl Trace {
     /// No trace file.
-    pub const EMPTY: Trace = Trace { on: false, fd: -1 };
+    pub const EMPTY: Trace = Trace { on: false, fd: 0 };
 
     /// Opens this process's trace file if `dlfm.pre` created it.
     pub fn open(&mut self, path: &mut PathBuf) {

@@ -92,10 +92,13 @@ impl CacheError {
     }
 }
 
-/// A validated cache file.
+/// A validated cache file. It holds the metadata (the file's first
+/// `meta_len` bytes, which the wrapper maps); file data is addressed by
+/// offset into the whole file of `file_len` bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Cache<'a> {
     bytes: &'a [u8],
+    file_len: u64,
     entries: Table,
     files: Table,
     stats: Table,
@@ -140,9 +143,10 @@ impl Table {
 
 impl<'a> Cache<'a> {
     /// Validates the header, the lengths, the checksum and that every table
-    /// lies inside the metadata.
+    /// lies inside the metadata. `bytes` starts at the file's first byte and
+    /// holds at least the metadata; `file_len` is the whole file's length.
     #[inline]
-    pub fn parse(bytes: &'a [u8]) -> Result<Cache<'a>, CacheError> {
+    pub fn parse(bytes: &'a [u8], file_len: u64) -> Result<Cache<'a>, CacheError> {
         let header = bytes.get(..HEADER_LEN).ok_or(CacheError::TooShort)?;
         let u32_at = |at| le_u32(header, at).ok_or(CacheError::TooShort);
         let u64_at = |at| le_u64(header, at).ok_or(CacheError::TooShort);
@@ -152,7 +156,7 @@ impl<'a> Cache<'a> {
         if u32_at(8)? != VERSION {
             return Err(CacheError::BadVersion);
         }
-        if u64_at(16)? != bytes.len() as u64 {
+        if u64_at(16)? != file_len || bytes.len() as u64 > file_len {
             return Err(CacheError::LengthMismatch);
         }
         let meta = usize::try_from(u64_at(24)?).map_err(|_| CacheError::OutOfBounds)?;
@@ -171,6 +175,7 @@ impl<'a> Cache<'a> {
             .ok_or(CacheError::OutOfBounds)?;
         Ok(Cache {
             bytes,
+            file_len,
             entries: Table::new(u64_at(40)?, u32_at(48)?, ENTRY_LEN, meta)?,
             files: Table::new(u64_at(56)?, u32_at(52)?, FILE_LEN, meta)?,
             stats: Table::new(u64_at(64)?, u32_at(72)?, STAT_SIZE, meta)?,
@@ -222,7 +227,7 @@ impl<'a> Cache<'a> {
         let data_off = le_u64(f, 0)?;
         let size = le_u64(f, 8)?;
         let end = data_off.checked_add(size)?;
-        if end > self.bytes.len() as u64 || data_off % PAGE != 0 {
+        if end > self.file_len || !data_off.is_multiple_of(PAGE) {
             return None;
         }
         Some(FileRef {
@@ -253,6 +258,12 @@ impl<'a> Cache<'a> {
                     .get(8..8 + len)
                     .is_some_and(|b| dlfm_bytes::equal(b, id))
         })
+    }
+
+    /// The metadata's length: how much of the file `parse` needs.
+    #[inline]
+    pub fn meta_len(header: &[u8]) -> Option<u64> {
+        le_u64(header, 24)
     }
 
     /// The width given to `dlfm.pre read-cache`.

@@ -57,7 +57,7 @@ fn sample_cache(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 fn a_cache_reads_back_what_was_written() {
     let dir = tempfile::tempdir().unwrap();
     let (bytes, a, b) = sample_cache(dir.path());
-    let c = Cache::parse(&bytes).unwrap();
+    let c = Cache::parse(&bytes, bytes.len() as u64).unwrap();
     assert_eq!(c.width(), 24);
     assert!(c.has_id(IdKind::Program, b"program-id") && c.has_id(IdKind::Ldso, b"ldso-id"));
     assert!(!c.has_id(IdKind::Program, b"ldso-id") && !c.has_id(IdKind::Program, b"other"));
@@ -100,7 +100,7 @@ fn each_damage_is_named() {
     let check = |edit: &dyn Fn(&mut Vec<u8>), want: CacheError| {
         let mut b = bytes.clone();
         edit(&mut b);
-        assert_eq!(Cache::parse(&b).unwrap_err(), want);
+        assert_eq!(Cache::parse(&b, b.len() as u64).unwrap_err(), want);
     };
     check(&|b| b.truncate(50), CacheError::TooShort);
     check(&|b| b[0] = b'X', CacheError::BadMagic);
@@ -248,7 +248,7 @@ fn a_journal_cut_anywhere_keeps_every_complete_record() {
 /// Everything a reader can be asked, on any bytes: must not panic, and any
 /// file it returns lies inside the buffer.
 fn exercise(bytes: &[u8], paths: &[Vec<u8>]) {
-    if let Ok(c) = Cache::parse(bytes) {
+    if let Ok(c) = Cache::parse(bytes, bytes.len() as u64) {
         for p in paths {
             let _ = c.lookup(p);
         }

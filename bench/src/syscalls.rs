@@ -1,0 +1,235 @@
+//! `bench/syscalls`: on a generated program with many shared libraries,
+//! measures per process, without dlfm and with read-cache (same session,
+//! runs interleaved):
+//! - the file-system calls that reach the kernel (strace), split into calls
+//!   on recorded objects (paths ld.so looked up and their descriptors),
+//!   calls on the cache file, and the rest;
+//! - start-up wall time over `--runs` runs each (median, min, ratio);
+//! - peak resident memory (ru_maxrss from wait4).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use dlfm_tests::strace::Call;
+use dlfm_tests::Scenario;
+use dlfm_workload::Spec;
+
+/// Measure what dlfm's replay saves a many-library program.
+#[derive(Parser)]
+struct Args {
+    /// Shared libraries in the generated program.
+    #[arg(long, default_value_t = 200)]
+    libs: usize,
+    /// Timed runs per configuration (at least 10 for the published figure).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+}
+
+/// Calls that look a path up.
+const LOOKUPS: [&str; 8] = [
+    "openat",
+    "open",
+    "newfstatat",
+    "stat",
+    "lstat",
+    "statx",
+    "access",
+    "faccessat",
+];
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    eprintln!("generating and building {} libraries ...", args.libs);
+    let s = Scenario::new(Spec::bench(args.libs));
+    eprintln!("pilot and pack ...");
+    s.pilot_and_pack();
+
+    let base = s.traced(s.cmd(None), "base.strace");
+    let replay = s.traced(s.cmd(Some("read-cache")), "replay.strace");
+    let recorded: BTreeSet<String> = base
+        .iter()
+        .filter(|c| LOOKUPS.contains(&c.name.as_str()))
+        .filter_map(|c| c.path.clone())
+        .filter(|p| p.starts_with('/'))
+        .collect();
+    let cache = s.cache().canonicalize()?.display().to_string();
+    let (b, r) = (
+        Counts::of(&base, &recorded, &cache),
+        Counts::of(&replay, &recorded, &cache),
+    );
+
+    eprintln!("timing {} runs of each, interleaved ...", args.runs);
+    let mut times = [Vec::new(), Vec::new()];
+    let mut rss = [Vec::new(), Vec::new()];
+    for _ in 0..args.runs {
+        for (i, op) in [None, Some("read-cache")].into_iter().enumerate() {
+            let (t, kib) = timed(s.cmd(op), &s.w.expected_stdout)?;
+            times[i].push(t);
+            rss[i].push(kib);
+        }
+    }
+
+    let spec = Spec::bench(args.libs);
+    println!(
+        "dlfm bench/syscalls: {} libraries x {} functions, {} RUNPATH + {} LD_LIBRARY_PATH directories, {} loaded with dlopen",
+        spec.libs, spec.funcs_per_lib, spec.runpath_dirs, spec.env_dirs, spec.dlopen_libs
+    );
+    println!(
+        "cache: {} ({} KiB)",
+        s.cache().display(),
+        std::fs::metadata(s.cache())?.len() / 1024
+    );
+    println!();
+    println!(
+        "file-system calls per process (strace -f){:>14}{:>14}",
+        "without dlfm", "read-cache"
+    );
+    let names: BTreeSet<&String> = b.by_name.keys().chain(r.by_name.keys()).collect();
+    for n in names {
+        println!(
+            "  {:<40}{:>14}{:>14}",
+            n,
+            b.by_name.get(n).copied().unwrap_or(0),
+            r.by_name.get(n).copied().unwrap_or(0)
+        );
+    }
+    println!("  {:<40}{:>14}{:>14}", "total", b.total, r.total);
+    println!(
+        "  {:<40}{:>14}{:>14}",
+        "on recorded paths or their descriptors", b.recorded, r.recorded
+    );
+    println!(
+        "  {:<40}{:>14}{:>14}",
+        "failed with ENOENT", b.enoent, r.enoent
+    );
+    println!(
+        "  {:<40}{:>14}{:>14}",
+        "on the cache file", b.cache, r.cache
+    );
+    println!(
+        "  {:<40}{:>14}{:>14}",
+        "other (stdout, the trace file, ...)",
+        b.other(),
+        r.other()
+    );
+    println!();
+    let (mb, mr) = (median(&times[0]), median(&times[1]));
+    println!(
+        "start-up to exit, wall time, {} runs each, interleaved",
+        args.runs
+    );
+    println!("  {:<40}{:>14}{:>14}", "median (ms)", ms(mb), ms(mr));
+    println!(
+        "  {:<40}{:>14}{:>14}",
+        "min (ms)",
+        ms(min(&times[0])),
+        ms(min(&times[1]))
+    );
+    println!(
+        "  {:<40}{:>28.3}",
+        "ratio read-cache / without (median)",
+        mr.as_secs_f64() / mb.as_secs_f64()
+    );
+    println!();
+    let (kb, kr) = (median_u64(&rss[0]), median_u64(&rss[1]));
+    println!("peak resident memory per process (ru_maxrss, median)");
+    println!("  {:<40}{:>14}{:>14}", "KiB", kb, kr);
+    println!(
+        "  {:<40}{:>28.3}",
+        "ratio read-cache / without",
+        kr as f64 / kb as f64
+    );
+    Ok(())
+}
+
+/// Counts of one run's calls.
+#[derive(Default)]
+struct Counts {
+    by_name: BTreeMap<String, usize>,
+    total: usize,
+    recorded: usize,
+    enoent: usize,
+    cache: usize,
+}
+
+impl Counts {
+    fn of(calls: &[Call], recorded: &BTreeSet<String>, cache: &str) -> Counts {
+        let mut c = Counts::default();
+        for call in calls {
+            *c.by_name.entry(call.name.clone()).or_default() += 1;
+            c.total += 1;
+            let on_recorded = call
+                .path
+                .as_ref()
+                .is_some_and(|p| LOOKUPS.contains(&call.name.as_str()) && recorded.contains(p))
+                || call.fd_path.as_ref().is_some_and(|p| recorded.contains(p));
+            if on_recorded {
+                c.recorded += 1;
+            } else if call.fd_path.as_deref() == Some(cache)
+                || call
+                    .path
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with("dlcache.dat"))
+            {
+                c.cache += 1;
+            }
+            if call.errno.as_deref() == Some("ENOENT") {
+                c.enoent += 1;
+            }
+        }
+        c
+    }
+
+    fn other(&self) -> usize {
+        self.total - self.recorded - self.cache
+    }
+}
+
+/// Runs `cmd`, checks its output, and returns its wall time and peak RSS.
+fn timed(mut cmd: Command, expected: &str) -> Result<(Duration, u64)> {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("spawn")?;
+    let pid = child.id() as libc::pid_t;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.expect("piped stdout"), &mut out)?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet waited for; both out-pointers are
+    // valid for the call.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("the program failed (status {status:#x})");
+    }
+    if out != expected {
+        bail!("wrong output: {out:?}, expected {expected:?}");
+    }
+    Ok((elapsed, usage.ru_maxrss as u64))
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn min(v: &[Duration]) -> Duration {
+    v.iter().min().copied().unwrap_or_default()
+}
+
+fn median_u64(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
