@@ -2,11 +2,35 @@
 //! the kernel: name, path argument, the file behind a descriptor argument
 //! (strace -y), result and errno.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
 /// The calls traced: every file-system call ld.so or libc could make.
 pub const TRACED: &str = "openat,open,newfstatat,fstat,stat,lstat,statx,read,pread64,mmap,close,access,faccessat,faccessat2,lseek,readlink,getcwd";
+
+/// Calls that look a path up.
+pub const LOOKUPS: [&str; 8] = [
+    "openat",
+    "open",
+    "newfstatat",
+    "stat",
+    "lstat",
+    "statx",
+    "access",
+    "faccessat",
+];
+
+/// Every absolute path looked up in `calls`: in a run without dlfm, what
+/// the pilot records.
+pub fn looked_up(calls: &[Call]) -> BTreeSet<String> {
+    calls
+        .iter()
+        .filter(|c| LOOKUPS.contains(&c.name.as_str()))
+        .filter_map(|c| c.path.clone())
+        .filter(|p| p.starts_with('/'))
+        .collect()
+}
 
 /// One traced system call.
 #[derive(Debug, Clone, PartialEq, Eq)]
