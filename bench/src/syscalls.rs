@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use dlfm_tests::strace::Call;
+use dlfm_tests::strace::{looked_up, Call, LOOKUPS};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 
@@ -28,18 +28,6 @@ struct Args {
     runs: usize,
 }
 
-/// Calls that look a path up.
-const LOOKUPS: [&str; 8] = [
-    "openat",
-    "open",
-    "newfstatat",
-    "stat",
-    "lstat",
-    "statx",
-    "access",
-    "faccessat",
-];
-
 fn main() -> Result<()> {
     let args = Args::parse();
     eprintln!("generating and building {} libraries ...", args.libs);
@@ -49,12 +37,7 @@ fn main() -> Result<()> {
 
     let base = s.traced(s.cmd(None), "base.strace");
     let replay = s.traced(s.cmd(Some("read-cache")), "replay.strace");
-    let recorded: BTreeSet<String> = base
-        .iter()
-        .filter(|c| LOOKUPS.contains(&c.name.as_str()))
-        .filter_map(|c| c.path.clone())
-        .filter(|p| p.starts_with('/'))
-        .collect();
+    let recorded = looked_up(&base);
     let cache = s.cache().canonicalize()?.display().to_string();
     let (b, r) = (
         Counts::of(&base, &recorded, &cache),

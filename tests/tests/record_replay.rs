@@ -5,33 +5,12 @@
 
 use std::collections::BTreeSet;
 
-use dlfm_tests::strace::Call;
+use dlfm_tests::strace::{looked_up, Call, LOOKUPS};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 
-/// Calls that look a path up.
-const LOOKUPS: [&str; 8] = [
-    "openat",
-    "open",
-    "newfstatat",
-    "stat",
-    "lstat",
-    "statx",
-    "access",
-    "faccessat",
-];
 /// Calls that use an open file.
 const ON_FD: [&str; 6] = ["read", "pread64", "mmap", "newfstatat", "fstat", "lseek"];
-
-/// Every absolute path looked up in a run.
-fn looked_up(calls: &[Call]) -> BTreeSet<String> {
-    calls
-        .iter()
-        .filter(|c| LOOKUPS.contains(&c.name.as_str()))
-        .filter_map(|c| c.path.clone())
-        .filter(|p| p.starts_with('/'))
-        .collect()
-}
 
 /// What in `replay` reached the file system for a path in `recorded`.
 fn touches(replay: &[Call], recorded: &BTreeSet<String>, cache: &str) -> Vec<String> {
