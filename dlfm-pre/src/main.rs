@@ -61,6 +61,9 @@ enum Op {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: restoring SIGPIPE's default action (Rust ignores it) touches no
+    // memory; output piped into `head` then ends the tool quietly.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let cache = cli
         .cache

@@ -1,45 +1,66 @@
-//! `dlpatch PROGRAM`: writes a copy of PROGRAM's ld.so whose file calls
-//! branch to the dlfm wrapper linked into PROGRAM.
+//! `dlpatch`: writes a copy of ld.so whose file calls go to the dlfm wrapper,
+//! either the one linked into a program or one embedded in the copy itself.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use dlfm_elf::{PatchError, Patched};
 
-/// Write a patched copy of a program's ld.so for dlfm.
+/// Write a patched copy of ld.so for dlfm.
 #[derive(Parser)]
 #[command(
     name = "dlpatch",
     version,
     after_help = "\
-Link the program with the wrapper and name the ld.so copy first:
+A program linked with the wrapper (the wrapper lives in the program):
     cc main.o ... target/release/libdlfm_wrap.a -Wl,--dynamic-linker=$PWD/ld.so -o myapp
-then:
-    dlpatch myapp          # reads myapp's PT_INTERP ld.so, writes ./ld.so
+    dlpatch myapp                         # writes ./ld.so
+Any program, no relinking (the wrapper lives in the ld.so copy):
+    dlpatch --embed -o ld.so              # then: ./ld.so /usr/bin/python3 script.py
+    dlpatch --embed --program /usr/bin/python3 -o python3.dlfm
+                                          # python3.dlfm loads through ./ld.so
 The copy's openat, read, pread64, newfstatat, mmap, close, access and lseek
-call the wrapper, which records (DLFM_OP=write-cache), replays
+go to the wrapper, which records (DLFM_OP=write-cache), replays
 (DLFM_OP=read-cache) or passes them to the kernel (no DLFM_OP).
 Refusals print one line and exit with status 2; nothing is written then."
 )]
 struct Cli {
-    /// The program, linked with target/release/libdlfm_wrap.a.
-    program: PathBuf,
-    /// Where to write the patched ld.so.
-    #[arg(short, long, default_value = "ld.so")]
-    output: PathBuf,
-    /// The ld.so to patch (default: the one the program's PT_INTERP names,
-    /// unless that is the output itself, then the system's).
+    /// A program linked with target/release/libdlfm_wrap.a (not with --embed).
+    #[arg(required_unless_present = "embed", conflicts_with = "embed")]
+    linked_program: Option<PathBuf>,
+    /// Embed the wrapper in the ld.so copy, so no program needs relinking.
+    #[arg(long)]
+    embed: bool,
+    /// With --embed: also write a copy of PROG (to -o) that loads through
+    /// the ld.so copy (written to --loader).
+    #[arg(long, value_name = "PROG", requires = "embed")]
+    program: Option<PathBuf>,
+    /// Where to write: the ld.so copy, or with --program the program copy
+    /// [default: ./ld.so, or ./PROG.dlfm]
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// With --program: where to write the ld.so copy [default: ld.so beside
+    /// the program copy].
+    #[arg(long, value_name = "PATH", requires = "program")]
+    loader: Option<PathBuf>,
+    /// The ld.so to patch [default: the program's PT_INTERP, else the
+    /// system's].
     #[arg(long, value_name = "PATH")]
     ldso: Option<PathBuf>,
+    /// The wrapper archive to embed [default: libdlfm_wrap.a beside dlpatch].
+    #[arg(long, value_name = "PATH", requires = "embed")]
+    wrapper: Option<PathBuf>,
     /// Print the sites without writing anything.
     #[arg(long)]
     dry_run: bool,
 }
 
-/// The system's ld.so, used when PT_INTERP names the copy being written.
+/// The system's ld.so.
 const SYSTEM_LDSO: &str = "/lib64/ld-linux-x86-64.so.2";
 
 fn main() -> ExitCode {
+    reset_sigpipe();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,67 +76,153 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
-    let program = read(&cli.program, "the program")?;
-    let info = dlfm_elf::check_program(&program).map_err(|e| e.to_string())?;
-    let ldso = match (&cli.ldso, &info.interp) {
-        (Some(p), _) => p.clone(),
-        (None, Some(interp))
-            if !same_file(Path::new(interp), &cli.output) && Path::new(interp).exists() =>
-        {
-            PathBuf::from(interp)
+    let program_path = cli.linked_program.as_ref().or(cli.program.as_ref());
+    let program = program_path.map(|p| read(p, "the program")).transpose()?;
+    let interp = match (&program, cli.embed) {
+        (Some(bytes), false) => {
+            dlfm_elf::check_program(bytes)
+                .map_err(|e| e.to_string())?
+                .interp
         }
-        (None, Some(_)) => PathBuf::from(SYSTEM_LDSO),
-        (None, None) => return Err(dlfm_elf::PatchError::NoInterp.to_string()),
+        (Some(bytes), true) => program_interp(bytes)?,
+        (None, _) => None,
+    };
+    let output = match (&cli.output, &cli.program) {
+        (Some(o), _) => o.clone(),
+        (None, Some(p)) => PathBuf::from(format!(
+            "{}.dlfm",
+            p.file_name()
+                .map_or("program".into(), |n| n.to_string_lossy())
+        )),
+        (None, None) => PathBuf::from("ld.so"),
+    };
+    let loader = match &cli.program {
+        Some(_) => cli
+            .loader
+            .clone()
+            .unwrap_or_else(|| output.with_file_name("ld.so")),
+        None => output.clone(),
+    };
+    let ldso = match (&cli.ldso, &interp) {
+        (Some(p), _) => p.clone(),
+        (None, Some(i)) if Path::new(i).exists() && !same_file(Path::new(i), &loader) => {
+            PathBuf::from(i)
+        }
+        _ => PathBuf::from(SYSTEM_LDSO),
     };
     let bytes = read(&ldso, "ld.so")?;
-    let patched = dlfm_elf::patch_ldso(&bytes).map_err(|e| e.to_string())?;
+    let patched = if cli.embed {
+        let wrapper = cli.wrapper.clone().unwrap_or_else(default_wrapper);
+        let archive = read(&wrapper, "the wrapper archive")?;
+        dlfm_elf::patch_ldso_embedded(&bytes, &archive)
+    } else {
+        dlfm_elf::patch_ldso(&bytes)
+    }
+    .map_err(|e| e.to_string())?;
+    let program_copy = match (&cli.program, &program) {
+        (Some(_), Some(bytes)) => {
+            let loader_abs = absolute(&loader);
+            let name = loader_abs
+                .to_str()
+                .ok_or("the loader's path is not UTF-8")?;
+            Some(dlfm_elf::with_interp(bytes, name).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    report(cli, &ldso, &patched, program_path);
+    if cli.dry_run {
+        println!("dry run: nothing written");
+        return Ok(());
+    }
+    write_atomically(&loader, &patched.bytes)
+        .map_err(|e| format!("cannot write {}: {e}", loader.display()))?;
     println!(
-        "dlpatch: {} (build-id {}) for {} ({}, wrapper entry at {:#x})",
+        "wrote {} ({} sites patched)",
+        loader.display(),
+        patched.sites.len()
+    );
+    if let Some(copy) = program_copy {
+        write_atomically(&output, &copy)
+            .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+        println!(
+            "wrote {} (loads through {})",
+            output.display(),
+            absolute(&loader).display()
+        );
+    } else if let Some(i) = interp.filter(|i| !cli.embed && !same_file(Path::new(i), &loader)) {
+        println!(
+            "note: the program loads through {i}, not {}: relink it with -Wl,--dynamic-linker={}",
+            loader.display(),
+            absolute(&loader).display()
+        );
+    }
+    Ok(())
+}
+
+/// The program's PT_INTERP (any program, with --embed).
+fn program_interp(bytes: &[u8]) -> Result<Option<String>, String> {
+    match dlfm_elf::check_program(bytes) {
+        Ok(info) => Ok(info.interp),
+        Err(PatchError::NoWrapper { .. }) => Ok(dlfm_elf::interp_of(bytes)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn report(cli: &Cli, ldso: &Path, p: &Patched, program: Option<&PathBuf>) {
+    let what = match (cli.embed, program) {
+        (true, _) => format!(
+            "wrapper embedded (entry {:#x})",
+            p.embedded_entry.unwrap_or(0)
+        ),
+        (false, Some(prog)) => format!("for {}", prog.display()),
+        (false, None) => String::new(),
+    };
+    println!(
+        "dlpatch: {} (build-id {}), {what}",
         ldso.display(),
-        patched.build_id,
-        cli.program.display(),
-        if info.pie { "PIE" } else { "non-PIE" },
-        info.entry_vaddr
+        p.build_id
     );
     println!(
         "  {:<11} {:>4}  {:>9} {:>4}  trampoline",
         "site", "nr", "window", "len"
     );
-    for s in &patched.sites {
+    for s in &p.sites {
         println!(
             "  {:<11} {:>4}  {:>#9x} {:>4}  {:#x}",
             s.name, s.nr, s.window_vaddr, s.window_len, s.trampoline_vaddr
         );
     }
-    if cli.dry_run {
-        println!("dry run: nothing written");
-        return Ok(());
-    }
-    write_atomically(&cli.output, &patched.bytes)
-        .map_err(|e| format!("cannot write {}: {e}", cli.output.display()))?;
-    println!(
-        "wrote {} ({} sites patched)",
-        cli.output.display(),
-        patched.sites.len()
-    );
-    if let Some(interp) = &info.interp {
-        if !same_file(Path::new(interp), &cli.output) {
-            println!(
-                "note: {} loads through {interp}, not {}: relink with -Wl,--dynamic-linker={}",
-                cli.program.display(),
-                cli.output.display(),
-                absolute(&cli.output).display()
-            );
-        }
-    }
-    Ok(())
 }
 
+/// Restores the default SIGPIPE action (Rust ignores it), so that output
+/// piped into `head` ends the tool quietly instead of a panic.
+fn reset_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default touches no memory.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// libdlfm_wrap.a beside this executable (both live in target/release).
+fn default_wrapper() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("libdlfm_wrap.a")))
+        .unwrap_or_else(|| PathBuf::from("libdlfm_wrap.a"))
+}
+
+/// `p` made absolute, with its directory resolved (no `..` left in what
+/// goes into PT_INTERP).
 fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    match (
+        abs.parent().and_then(|d| d.canonicalize().ok()),
+        abs.file_name(),
+    ) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => abs,
+    }
 }
 
-/// Whether `a` and `b` name the same file (by path, or by inode if both exist).
+/// Whether `a` and `b` name the same file (by inode if both exist).
 fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
@@ -125,7 +232,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Writes through a temporary file and renames, so a failure never leaves a
-/// half-written loader.
+/// half-written file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mut tmp = path.as_os_str().to_os_string();

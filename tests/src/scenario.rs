@@ -83,6 +83,41 @@ impl Scenario {
         s
     }
 
+    /// Generates `spec` *without* the wrapper and runs
+    /// `dlpatch --embed --program`: the scenario's program is the copy that
+    /// loads through the ld.so copy carrying the wrapper.
+    pub fn embedded(spec: Spec) -> Scenario {
+        let art = artifacts();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().to_path_buf();
+        let ldso = root.join("ld.so");
+        let mut w =
+            generate(&spec, &Link::default(), &root.join("w")).expect("generate the workload");
+        let copy = root.join("prog.dlfm");
+        let run_dir = root.join("run");
+        std::fs::create_dir_all(&run_dir).expect("run dir");
+        let out = Command::new(&art.dlpatch)
+            .arg("--embed")
+            .arg("--program")
+            .arg(&w.program)
+            .arg("-o")
+            .arg(&copy)
+            .arg("--loader")
+            .arg(&ldso)
+            .output()
+            .expect("run dlpatch");
+        assert_ok(&out, "dlpatch --embed --program");
+        w.program = copy;
+        Scenario {
+            _tmp: tmp,
+            root,
+            run_dir,
+            ldso,
+            w,
+            art,
+        }
+    }
+
     /// Runs dlpatch with `args`.
     pub fn dlpatch(&self, args: &[&str]) -> Output {
         Command::new(&self.art.dlpatch)

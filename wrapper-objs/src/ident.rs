@@ -75,11 +75,12 @@ fn program_id(stack: &InitialStack) -> Id {
     // SAFETY: the kernel's AT_PHDR points at AT_PHNUM program headers of the
     // mapped executable.
     let headers = unsafe { Headers::at(phdr as *const u8, phnum as usize) };
-    let base = headers
-        .find(PT_PHDR)
-        .map(|p| phdr.wrapping_sub(p.vaddr))
-        .unwrap_or(0);
-    headers.identity(base)
+    // Without PT_PHDR the load base is unknown (ld.so run as a program,
+    // `./ld.so prog`, describes itself this way): identify by the headers.
+    match headers.find(PT_PHDR) {
+        Some(p) => headers.identity(phdr.wrapping_sub(p.vaddr)),
+        None => headers.hash(),
+    }
 }
 
 /// ld.so's headers, found through its ELF header at AT_BASE.
@@ -156,8 +157,12 @@ impl Headers {
                 return Id::from_bytes(id);
             }
         }
-        let hash = dlfm_cache::layout::fnv1a64(self.table);
-        Id::from_bytes(&hash.to_le_bytes())
+        self.hash()
+    }
+
+    /// An FNV-1a hash of the program headers, for objects without build-id.
+    fn hash(&self) -> Id {
+        Id::from_bytes(&dlfm_cache::layout::fnv1a64(self.table).to_le_bytes())
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Layout {
     pub slot_vaddr: u64,
     /// ld.so's `__libc_stack_end` variable.
     pub stack_end_vaddr: u64,
+    /// The wrapper's entry when it is embedded in the ld.so copy (then the
+    /// stub calls it directly, with no slot and no resolver).
+    pub embedded_entry: Option<u64>,
 }
 
 /// The generated code and where each site's trampoline starts.
@@ -59,8 +62,10 @@ pub fn generate(sites: &[FoundSite], layout: &Layout) -> Result<Code_, IcedError
     }
     a.set_label(&mut common)?;
     common_stub(&mut a, layout, resolve)?;
-    a.set_label(&mut resolve)?;
-    resolver(&mut a, layout)?;
+    if layout.embedded_entry.is_none() {
+        a.set_label(&mut resolve)?;
+        resolver(&mut a, layout)?;
+    }
     let result = a.assemble_options(
         layout.code_vaddr,
         BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
@@ -121,19 +126,30 @@ fn common_stub(
     for r in [r11, rcx, r9, r8, r10, rdx, rsi, rdi] {
         a.push(r)?;
     }
-    a.add_instruction(load_rip(Register::R11, layout.slot_vaddr))?;
-    a.cmp(r11, NO_WRAPPER as i32)?;
-    a.ja(have)?;
-    a.je(none)?;
-    a.call(resolve)?;
-    a.cmp(r11, NO_WRAPPER as i32)?;
-    a.je(none)?;
-    a.set_label(&mut have)?;
-    a.mov(rdi, rax)?;
-    a.mov(rsi, rsp)?;
-    a.add_instruction(load_rip(Register::RDX, layout.stack_end_vaddr))?;
-    a.call(r11)?;
-    a.jmp(out)?;
+    match layout.embedded_entry {
+        Some(entry) => {
+            a.mov(rdi, rax)?;
+            a.mov(rsi, rsp)?;
+            a.add_instruction(load_rip(Register::RDX, layout.stack_end_vaddr))?;
+            a.call(entry)?;
+            a.jmp(out)?;
+        }
+        None => {
+            a.add_instruction(load_rip(Register::R11, layout.slot_vaddr))?;
+            a.cmp(r11, NO_WRAPPER as i32)?;
+            a.ja(have)?;
+            a.je(none)?;
+            a.call(resolve)?;
+            a.cmp(r11, NO_WRAPPER as i32)?;
+            a.je(none)?;
+            a.set_label(&mut have)?;
+            a.mov(rdi, rax)?;
+            a.mov(rsi, rsp)?;
+            a.add_instruction(load_rip(Register::RDX, layout.stack_end_vaddr))?;
+            a.call(r11)?;
+            a.jmp(out)?;
+        }
+    }
     // No wrapper: the real system call with the original arguments (the
     // resolver may have used the argument registers).
     a.set_label(&mut none)?;

@@ -15,6 +15,10 @@ pub enum PatchError {
     UnknownLdso { detail: String, build_id: String },
     /// The ld.so copy was already patched by dlpatch.
     AlreadyPatched,
+    /// The wrapper archive could not be embedded.
+    Embed(String),
+    /// The loader's path does not fit in the program's PT_INTERP.
+    InterpTooLong { len: usize, room: usize },
 }
 
 impl fmt::Display for PatchError {
@@ -32,6 +36,11 @@ impl fmt::Display for PatchError {
             PatchError::UnknownLdso { detail, build_id } => write!(
                 f,
                 "ld.so build not recognised (build-id {build_id}): {detail}; dlpatch supports glibc 2.36 on x86_64"
+            ),
+            PatchError::Embed(detail) => write!(f, "{detail} (is it target/release/libdlfm_wrap.a?)"),
+            PatchError::InterpTooLong { len, room } => write!(
+                f,
+                "the loader's path is {len} bytes but the program's interpreter field holds {room}: write the loader to a shorter path (--loader)"
             ),
             PatchError::AlreadyPatched => write!(
                 f,

@@ -9,6 +9,7 @@
 
 mod codegen;
 mod elf;
+mod embed;
 mod error;
 mod finder;
 mod patch;
@@ -16,6 +17,6 @@ mod program;
 mod sites;
 
 pub use error::PatchError;
-pub use patch::{patch_ldso, Patched, PatchedSite};
-pub use program::{check_program, ProgramInfo};
+pub use patch::{patch_ldso, patch_ldso_embedded, Patched, PatchedSite};
+pub use program::{check_program, interp_of, with_interp, ProgramInfo};
 pub use sites::{SiteSpec, SITES};

@@ -1,16 +1,20 @@
 //! Laying out the patched ld.so: the original bytes, the site windows
 //! replaced by jumps, and two added segments (docs/internals.md §1): R+X at
 //! file offset == vaddr with the new program-header table and the code, and a
-//! one-page R+W segment holding the entry slot.
+//! R+W segment (file size 0) holding the entry slot. With `--embed`, the R+X
+//! segment also carries the wrapper, linked from its archive at one page into
+//! the segment, and the R+W segment its zeroed data after the slot's page.
 
 use crate::codegen::{generate, Layout};
 use crate::elf::{u64_at, Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
+use crate::embed::{link, Blob};
 use crate::error::PatchError;
 use crate::finder::find_sites;
 
 const PAGE: u64 = 4096;
-/// The R+X segment's size: the header table and the code must fit in it.
-const RX_SIZE: u64 = 4 * PAGE;
+/// The header table, trampolines and stub must fit in the R+X segment's
+/// first page; an embedded wrapper follows.
+const STUB_ROOM: u64 = PAGE;
 /// Marks an ld.so written by dlpatch (in the added code page).
 const MARKER: &[u8] = b"dlfm: ld.so patched by dlpatch (abi 1)";
 
@@ -44,10 +48,24 @@ pub struct Patched {
     pub code_vaddr: u64,
     /// The entry slot's address.
     pub slot_vaddr: u64,
+    /// The embedded wrapper's entry, with `--embed`.
+    pub embedded_entry: Option<u64>,
 }
 
-/// Patches a copy of the ld.so in `bytes`.
+/// Patches a copy of the ld.so in `bytes`; its file calls go to the wrapper
+/// linked into each program, found at run time.
 pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
+    patch(bytes, None)
+}
+
+/// Patches a copy of the ld.so in `bytes` that carries the wrapper itself,
+/// linked from the archive `wrapper` (`libdlfm_wrap.a`): no program needs
+/// relinking.
+pub fn patch_ldso_embedded(bytes: &[u8], wrapper: &[u8]) -> Result<Patched, PatchError> {
+    patch(bytes, Some(wrapper))
+}
+
+fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
     let elf = Elf::parse(bytes, "ld.so")?;
     if elf.kind != ET_DYN {
         return Err(PatchError::NotElf {
@@ -76,13 +94,37 @@ pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
     let rx_vaddr = (bytes.len() as u64).max(load_end).next_multiple_of(PAGE);
     let table_len = (elf.phdrs.len() + 2) * PHENT;
     let code_vaddr = rx_vaddr + (table_len as u64).next_multiple_of(16);
-    let slot_vaddr = rx_vaddr + RX_SIZE;
+    let blob_vaddr = rx_vaddr + STUB_ROOM;
+    let blob: Option<Blob> = match wrapper {
+        // The slot's page comes first in the R+W segment, the blob's data
+        // after it; where that is depends only on the blob's code size.
+        Some(archive) => {
+            let probe =
+                link(archive, blob_vaddr, 0).map_err(|e| PatchError::Embed(e.to_string()))?;
+            let slot = blob_vaddr + (probe.text.len() as u64).next_multiple_of(PAGE);
+            Some(
+                link(archive, blob_vaddr, slot + PAGE)
+                    .map_err(|e| PatchError::Embed(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let rx_size = STUB_ROOM
+        + blob
+            .as_ref()
+            .map_or(0, |b| (b.text.len() as u64).next_multiple_of(PAGE));
+    let slot_vaddr = rx_vaddr + rx_size;
+    let rw_size = PAGE
+        + blob
+            .as_ref()
+            .map_or(0, |b| b.bss_len.next_multiple_of(PAGE));
     let code = generate(
         &sites,
         &Layout {
             code_vaddr,
             slot_vaddr,
             stack_end_vaddr,
+            embedded_entry: blob.as_ref().map(|b| b.entry),
         },
     )
     .map_err(|e| PatchError::UnknownLdso {
@@ -97,8 +139,8 @@ pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
         flags: PF_R | PF_X,
         offset: rx_vaddr,
         vaddr: rx_vaddr,
-        filesz: RX_SIZE,
-        memsz: RX_SIZE,
+        filesz: rx_size,
+        memsz: rx_size,
         align: PAGE,
     };
     let rw = Phdr {
@@ -107,7 +149,7 @@ pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
         offset: 0,
         vaddr: slot_vaddr,
         filesz: 0,
-        memsz: PAGE,
+        memsz: rw_size,
         align: PAGE,
     };
     let last_load = elf
@@ -118,13 +160,13 @@ pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
     let mut phdrs = elf.phdrs.clone();
     phdrs.splice(last_load + 1..last_load + 1, [rx, rw]);
 
-    let mut page = vec![0u8; RX_SIZE as usize];
+    let mut page = vec![0u8; rx_size as usize];
     for (i, p) in phdrs.iter().enumerate() {
         p.write(&mut page[i * PHENT..(i + 1) * PHENT]);
     }
     let code_at = (code_vaddr - rx_vaddr) as usize;
     let marker_at = code_at + code.bytes.len();
-    if marker_at + MARKER.len() > page.len() {
+    if marker_at + MARKER.len() > STUB_ROOM as usize {
         return Err(PatchError::UnknownLdso {
             detail: "the added code does not fit its segment".into(),
             build_id,
@@ -132,6 +174,10 @@ pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
     }
     page[code_at..marker_at].copy_from_slice(&code.bytes);
     page[marker_at..marker_at + MARKER.len()].copy_from_slice(MARKER);
+    if let Some(b) = &blob {
+        let at = STUB_ROOM as usize;
+        page[at..at + b.text.len()].copy_from_slice(&b.text);
+    }
 
     let mut out = bytes.to_vec();
     out.resize(rx_vaddr as usize, 0);
@@ -167,6 +213,7 @@ pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
         build_id,
         code_vaddr,
         slot_vaddr,
+        embedded_entry: blob.map(|b| b.entry),
     })
 }
 

@@ -60,6 +60,20 @@ pub fn check_program(bytes: &[u8]) -> Result<ProgramInfo, PatchError> {
     })
 }
 
+/// The PT_INTERP of the program in `bytes`, if it is an ELF with one.
+pub fn interp_of(bytes: &[u8]) -> Option<String> {
+    interp_in(&Elf::parse(bytes, "the program").ok()?)
+}
+
+fn interp_in(elf: &Elf<'_>) -> Option<String> {
+    let p = elf.phdrs.iter().find(|p| p.kind == PT_INTERP)?;
+    let raw = elf
+        .bytes
+        .get(p.offset as usize..(p.offset + p.filesz) as usize)?;
+    let raw = raw.split(|&b| b == 0).next()?;
+    Some(String::from_utf8_lossy(raw).into_owned())
+}
+
 /// The entry address the note gives: the i32 after the magic is relative to
 /// its own address.
 fn note_entry(elf: &Elf<'_>) -> Option<u64> {
@@ -88,4 +102,28 @@ fn symbol_value(bytes: &[u8], name: &str) -> Option<u64> {
         .iter()
         .find(|s| elf.strtab.get_at(s.st_name) == Some(name))
         .map(|s| s.st_value)
+}
+
+/// A copy of `bytes` (a program) whose PT_INTERP names `interp`. The new
+/// name must fit where the old one was (ld.so reads PT_INTERP from memory,
+/// so it cannot simply move to the end of the file).
+pub fn with_interp(bytes: &[u8], interp: &str) -> Result<Vec<u8>, PatchError> {
+    let elf = Elf::parse(bytes, "the program")?;
+    let p = elf
+        .phdrs
+        .iter()
+        .find(|p| p.kind == PT_INTERP)
+        .ok_or(PatchError::NoInterp)?;
+    let room = p.filesz as usize;
+    if interp.len() + 1 > room {
+        return Err(PatchError::InterpTooLong {
+            len: interp.len(),
+            room: room.saturating_sub(1),
+        });
+    }
+    let mut out = bytes.to_vec();
+    let field = &mut out[p.offset as usize..p.offset as usize + room];
+    field.fill(0);
+    field[..interp.len()].copy_from_slice(interp.as_bytes());
+    Ok(out)
 }

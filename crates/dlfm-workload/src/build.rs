@@ -165,8 +165,14 @@ mod tests {
     #[test]
     fn the_test_workloads_have_dependency_chains() {
         for seed in [1, 3, 9] {
-            let m = Model::new(&Spec { seed, ..Spec::small() });
-            assert!(m.libs.iter().any(|l| l.dep.is_some()), "seed {seed}: no chain");
+            let m = Model::new(&Spec {
+                seed,
+                ..Spec::small()
+            });
+            assert!(
+                m.libs.iter().any(|l| l.dep.is_some()),
+                "seed {seed}: no chain"
+            );
         }
     }
 

@@ -5,16 +5,19 @@
 //! with dlopen after `main` starts, and a `main` that prints a checksum that
 //! the generator computes too, so every run's output is checked.
 //!
-//! Everything is deterministic from the seed. It knows nothing of dlfm beyond
+//! `generate_python` makes Python C-extension modules and a driver that
+//! imports them. Everything is deterministic from the seed. It knows nothing of dlfm beyond
 //! an optional archive to link and an optional dynamic loader to name.
 
 mod build;
+mod python;
 mod rng;
 mod source;
 
 use std::path::{Path, PathBuf};
 
 pub use build::generate;
+pub use python::{generate_python, PythonWorkload};
 
 /// The shape of a workload.
 #[derive(Clone, Debug)]

@@ -1,0 +1,214 @@
+//! A small static linker for `dlpatch --embed`: it links the wrapper archive
+//! (`libdlfm_wrap.a`) into a blob that can be placed at a fixed address in
+//! the ld.so copy, so that programs need no relinking.
+//!
+//! It works only because the wrapper obeys its rules (no GOT, no absolute
+//! relocations, no initialised data: `tests/tests/wrapper_rules.rs`): every
+//! relocation is PC-relative and is resolved here, so the blob carries none.
+//! It starts from the archive member that defines `dlfm_entry`, pulls in the
+//! members that define what it needs, and leaves out what a freestanding blob
+//! cannot have: notes, `.fini_array` (so no exit-time trace summary) and
+//! unwind tables.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use goblin::archive::Archive;
+use goblin::elf::section_header::{SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBITS};
+use goblin::elf::Elf;
+
+/// The entry point the blob exports.
+const ENTRY: &str = "dlfm_entry";
+const R_X86_64_PC32: u32 = 2;
+const R_X86_64_PLT32: u32 = 4;
+
+/// The wrapper, linked.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    /// Code and read-only data, to be placed at `text_vaddr`.
+    pub text: Vec<u8>,
+    /// Size of the zero-initialised data, placed at `bss_vaddr`.
+    pub bss_len: u64,
+    /// Address of `dlfm_entry`.
+    pub entry: u64,
+}
+
+/// Why the archive cannot be embedded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedError(pub String);
+
+impl std::fmt::Display for EmbedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot embed the wrapper: {}", self.0)
+    }
+}
+
+impl std::error::Error for EmbedError {}
+
+fn err(msg: impl Into<String>) -> EmbedError {
+    EmbedError(msg.into())
+}
+
+/// Where each included section of an object goes.
+struct Placed<'a> {
+    elf: Elf<'a>,
+    /// Section index -> address.
+    addr: BTreeMap<usize, u64>,
+}
+
+/// What a section holds.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Kind {
+    Text,
+    Bss,
+}
+
+fn kind_of(elf: &Elf<'_>, i: usize) -> Result<Option<Kind>, EmbedError> {
+    let sh = &elf.section_headers[i];
+    let name = elf.shdr_strtab.get_at(sh.sh_name).unwrap_or("");
+    if sh.sh_flags & u64::from(SHF_ALLOC) == 0
+        || name.starts_with(".note")
+        || name.starts_with(".eh_frame")
+        || name == ".fini_array"
+        || name == ".init_array"
+        || sh.sh_size == 0
+    {
+        return Ok(None);
+    }
+    if sh.sh_flags & u64::from(SHF_WRITE) == 0 || sh.sh_flags & u64::from(SHF_EXECINSTR) != 0 {
+        return Ok(Some(Kind::Text));
+    }
+    if sh.sh_type == SHT_NOBITS {
+        return Ok(Some(Kind::Bss));
+    }
+    Err(err(format!(
+        "section {name} holds initialised data, which a blob cannot carry"
+    )))
+}
+
+/// Links the archive's wrapper for `text_vaddr` (code, read-only) and
+/// `bss_vaddr` (zeroed data).
+pub fn link(archive: &[u8], text_vaddr: u64, bss_vaddr: u64) -> Result<Blob, EmbedError> {
+    let ar = Archive::parse(archive).map_err(|e| err(format!("not an archive: {e}")))?;
+    // Pull in members from dlfm_entry's, following undefined symbols.
+    let mut members: Vec<&str> = Vec::new();
+    let mut queue = VecDeque::from([ENTRY.to_string()]);
+    let mut objects: Vec<(Elf<'_>, &[u8])> = Vec::new();
+    while let Some(sym) = queue.pop_front() {
+        let Some(member) = ar.member_of_symbol(&sym) else {
+            return Err(err(format!("no member of the archive defines {sym}")));
+        };
+        if members.contains(&member) {
+            continue;
+        }
+        members.push(member);
+        let bytes = ar
+            .extract(member, archive)
+            .map_err(|e| err(e.to_string()))?;
+        let elf = Elf::parse(bytes).map_err(|e| err(format!("{member}: {e}")))?;
+        for s in elf
+            .syms
+            .iter()
+            .filter(|s| s.st_shndx == 0 && s.st_bind() != goblin::elf::sym::STB_WEAK)
+        {
+            if let Some(name) = elf.strtab.get_at(s.st_name).filter(|n| !n.is_empty()) {
+                queue.push_back(name.to_string());
+            }
+        }
+        objects.push((elf, bytes));
+    }
+
+    // Lay the sections out.
+    let mut text = Vec::new();
+    let mut bss_len = 0u64;
+    let mut placed = Vec::new();
+    for (elf, bytes) in objects {
+        let mut addr = BTreeMap::new();
+        for i in 0..elf.section_headers.len() {
+            let sh = &elf.section_headers[i];
+            let align = sh.sh_addralign.max(1);
+            match kind_of(&elf, i)? {
+                Some(Kind::Text) => {
+                    let at = (text.len() as u64).next_multiple_of(align);
+                    text.resize(at as usize, 0xcc);
+                    let data = bytes
+                        .get(sh.sh_offset as usize..(sh.sh_offset + sh.sh_size) as usize)
+                        .ok_or_else(|| err("a section lies outside its object"))?;
+                    text.extend_from_slice(data);
+                    addr.insert(i, text_vaddr + at);
+                }
+                Some(Kind::Bss) => {
+                    let at = bss_len.next_multiple_of(align);
+                    bss_len = at + sh.sh_size;
+                    addr.insert(i, bss_vaddr + at);
+                }
+                None => {}
+            }
+        }
+        placed.push(Placed { elf, addr });
+    }
+
+    // Global symbols, then relocations.
+    let mut globals = BTreeMap::new();
+    for p in &placed {
+        for s in p
+            .elf
+            .syms
+            .iter()
+            .filter(|s| s.st_shndx != 0 && s.st_bind() != goblin::elf::sym::STB_LOCAL)
+        {
+            if let (Some(name), Some(base)) =
+                (p.elf.strtab.get_at(s.st_name), p.addr.get(&s.st_shndx))
+            {
+                globals.entry(name.to_string()).or_insert(base + s.st_value);
+            }
+        }
+    }
+    for p in &placed {
+        for (shndx, relocs) in &p.elf.shdr_relocs {
+            let target = p.elf.section_headers[*shndx].sh_info as usize;
+            let Some(&section_addr) = p.addr.get(&target) else {
+                continue;
+            };
+            for r in relocs.iter() {
+                let sym = p
+                    .elf
+                    .syms
+                    .get(r.r_sym)
+                    .ok_or_else(|| err("bad relocation symbol"))?;
+                let name = p.elf.strtab.get_at(sym.st_name).unwrap_or("");
+                let s = if sym.st_shndx != 0 {
+                    let base = p.addr.get(&sym.st_shndx).ok_or_else(|| {
+                        err(format!(
+                            "a relocation refers to a left-out section (symbol `{name}`)"
+                        ))
+                    })?;
+                    base + sym.st_value
+                } else {
+                    *globals
+                        .get(name)
+                        .ok_or_else(|| err(format!("unresolved symbol {name}")))?
+                };
+                let place = section_addr + r.r_offset;
+                match r.r_type {
+                    R_X86_64_PC32 | R_X86_64_PLT32 => {
+                        let value = s as i64 + r.r_addend.unwrap_or(0) - place as i64;
+                        let value = i32::try_from(value).map_err(|_| err("a relocation is out of range"))?;
+                        let at = (place - text_vaddr) as usize;
+                        text.get_mut(at..at + 4)
+                            .ok_or_else(|| err("a relocation lies outside the code"))?
+                            .copy_from_slice(&value.to_le_bytes());
+                    }
+                    other => return Err(err(format!("relocation type {other} against `{name}`: the wrapper must use PC-relative references only"))),
+                }
+            }
+        }
+    }
+    let entry = *globals
+        .get(ENTRY)
+        .ok_or_else(|| err("dlfm_entry is not defined"))?;
+    Ok(Blob {
+        text,
+        bss_len,
+        entry,
+    })
+}
