@@ -6,16 +6,22 @@
 //!   calls on the cache file, and the rest;
 //! - start-up wall time over `--runs` runs each (median, min, ratio);
 //! - peak resident memory (ru_maxrss from wait4).
+//!
+//! Then the same for an unmodified program: Debian's python3, run through a
+//! copy that loads through the embedded-wrapper ld.so (`dlpatch --embed
+//! --program`), importing `--python-modules` generated C-extension modules,
+//! against the original python3 without dlfm.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use dlfm_tests::strace::{looked_up, Call, LOOKUPS};
+use dlfm_tests::strace::{self, looked_up, Call, LOOKUPS};
 use dlfm_tests::Scenario;
-use dlfm_workload::Spec;
+use dlfm_workload::{generate_python, Spec};
 
 /// Measure what dlfm's replay saves a many-library program.
 #[derive(Parser)]
@@ -26,6 +32,9 @@ struct Args {
     /// Timed runs per configuration (at least 10 for the published figure).
     #[arg(long, default_value_t = 10)]
     runs: usize,
+    /// Generated extension modules python3 imports (0: skip that case).
+    #[arg(long, default_value_t = 100)]
+    python_modules: usize,
 }
 
 fn main() -> Result<()> {
@@ -124,6 +133,121 @@ fn main() -> Result<()> {
         "  {:<40}{:>28.3}",
         "ratio read-cache / without",
         kr as f64 / kb as f64
+    );
+    if args.python_modules > 0 {
+        python_case(&args)?;
+    }
+    Ok(())
+}
+/// Unmodified python3 importing generated extension modules.
+fn python_case(args: &Args) -> Result<()> {
+    let python = Path::new("/usr/bin/python3").canonicalize()?;
+    eprintln!(
+        "python3: generating {} extension modules ...",
+        args.python_modules
+    );
+    let s = Scenario::embedded(Spec::small());
+    let py = generate_python(&python, args.python_modules, 11, &s.root.join("py"))?;
+    let copy = s.root.join("python3.dlfm");
+    let out = Command::new(&s.art.dlpatch)
+        .args(["--embed", "--program"])
+        .arg(&python)
+        .arg("-o")
+        .arg(&copy)
+        .arg("--loader")
+        .arg(&s.ldso)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "dlpatch --embed --program: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let cmd = |program: &Path, op: Option<&str>| {
+        let mut c = s.cmd_for(program, op);
+        c.arg(&py.script).env("PYTHONDONTWRITEBYTECODE", "1");
+        c
+    };
+    let pre = |a: &[&str]| -> Result<()> {
+        let out = s.pre(a, &[]);
+        if !out.status.success() {
+            bail!("dlfm.pre {a:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    pre(&["write-cache"])?;
+    timed(cmd(&copy, Some("write-cache")), &py.expected_stdout)?;
+    pre(&["read-cache", "1"])?;
+    let trace = |c: Command, name: &str| -> Vec<Call> {
+        let log = s.root.join(name);
+        strace::run_traced(&c, &log);
+        strace::parse(&log)
+    };
+    let base = trace(cmd(&python, None), "py-base.strace");
+    let replay = trace(cmd(&copy, Some("read-cache")), "py-replay.strace");
+    let libs: BTreeSet<String> = py
+        .modules
+        .iter()
+        .chain(&py.deps)
+        .map(|p| p.display().to_string())
+        .collect();
+    let on_libs = |c: &Call| {
+        c.path
+            .as_ref()
+            .or(c.fd_path.as_ref())
+            .is_some_and(|p| libs.contains(p))
+    };
+    let by_loader =
+        |c: &Call| ["openat", "read", "pread64", "mmap", "close"].contains(&c.name.as_str());
+    let py_files = |c: &Call| {
+        c.path
+            .as_ref()
+            .or(c.fd_path.as_ref())
+            .is_some_and(|p| p.ends_with(".py") || p.ends_with(".pyc"))
+    };
+    let enoent = |c: &Call| c.errno.as_deref() == Some("ENOENT");
+
+    eprintln!("timing {} runs of each, interleaved ...", args.runs);
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..args.runs {
+        times[0].push(timed(cmd(&python, None), &py.expected_stdout)?.0);
+        times[1].push(timed(cmd(&copy, Some("read-cache")), &py.expected_stdout)?.0);
+    }
+    println!();
+    println!(
+        "unmodified python3 importing {} extension modules (each with its own library), through dlpatch --embed --program",
+        args.python_modules
+    );
+    println!(
+        "file-system calls per process (strace -f){:>14}{:>14}",
+        "python3", "read-cache"
+    );
+    let row = |label: &str, f: &dyn Fn(&Call) -> bool| {
+        let n = |calls: &[Call]| calls.iter().filter(|c| f(c)).count();
+        println!("  {:<40}{:>14}{:>14}", label, n(&base), n(&replay));
+    };
+    row("total", &|_| true);
+    row("open/read/mmap/close of modules, libs", &|c| {
+        on_libs(c) && by_loader(c)
+    });
+    row("stat of modules by importlib (libc)", &|c| {
+        on_libs(c) && !by_loader(c)
+    });
+    row("failed with ENOENT", &enoent);
+    row("  of them ld.so's (openat of a .so)", &|c| {
+        enoent(c) && c.name == "openat" && c.path.as_deref().is_some_and(|p| p.contains(".so"))
+    });
+    row("python's own .py/.pyc files (libc)", &py_files);
+    let (mb, mr) = (median(&times[0]), median(&times[1]));
+    println!(
+        "start-up to exit, wall time, {} runs each, interleaved",
+        args.runs
+    );
+    println!("  {:<40}{:>14}{:>14}", "median (ms)", ms(mb), ms(mr));
+    println!(
+        "  {:<40}{:>28.3}",
+        "ratio read-cache / without (median)",
+        mr.as_secs_f64() / mb.as_secs_f64()
     );
     Ok(())
 }

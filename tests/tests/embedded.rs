@@ -143,54 +143,44 @@ fn children_of_an_unmodified_program_keep_working() {
     }
 }
 
-/// Debian's python3 through the embedded loader, importing generated
-/// C-extension modules: identical output, and in read-cache no open, read or
-/// mapping of any module or library it depends on, and no failed `openat`
-/// of a library (ld.so's probes). Python's own calls (importlib's `stat` of
-/// module files and package `__init__*.so` candidates, .py and .pyc reads)
-/// are libc's, not ld.so's, and are counted separately.
-#[test]
-fn python_imports_extension_modules_from_the_cache() {
-    let python = Path::new("/usr/bin/python3");
-    let s = Scenario::embedded(Spec::small());
-    let py = generate_python(python, 30, 5, &s.root.join("py"))
+/// `python` (a program path) through an embedded-loader copy at `copy`,
+/// importing 30 generated C-extension modules: identical output, and in
+/// read-cache no open, read or mapping of any module or library it depends
+/// on, and no failed `openat` of a library (ld.so's probes). Python's own
+/// calls (importlib's `stat` of module files and package `__init__*.so`
+/// candidates, .py and .pyc reads) are libc's, not ld.so's, and are counted
+/// separately. Returns what `sys.prefix` was in the copy.
+fn python_replays(s: &Scenario, python: &Path, copy: &Path) -> String {
+    let py = generate_python(Path::new("/usr/bin/python3"), 30, 5, &s.root.join("py"))
         .expect("python modules (apt-get install python3-dev)");
-    let copy = s.root.join("python3.dlfm");
     let out = Command::new(&s.art.dlpatch)
         .args(["--embed", "--program"])
-        .arg(python.canonicalize().unwrap())
+        .arg(python)
         .arg("-o")
-        .arg(&copy)
+        .arg(copy)
         .arg("--loader")
         .arg(&s.ldso)
         .output()
         .unwrap();
-    assert_ok(&out, "dlpatch --embed --program python3");
-    let run = |op: Option<&str>, log: Option<&str>| -> Vec<Call> {
-        let mut cmd = s.cmd_for(&copy, op);
+    assert_ok(&out, "dlpatch --embed --program python");
+    let run = |op: Option<&str>, log: &str| -> Vec<Call> {
+        let mut cmd = s.cmd_for(copy, op);
         cmd.arg(&py.script).env("PYTHONDONTWRITEBYTECODE", "1");
-        let calls = match log {
-            Some(name) => {
-                let path = s.root.join(name);
-                let out = strace::run_traced(&cmd, &path);
-                assert_ok(&out, "python under strace");
-                assert_eq!(String::from_utf8_lossy(&out.stdout), py.expected_stdout);
-                strace::parse(&path)
-            }
-            None => {
-                let out = cmd.output().unwrap();
-                assert_ok(&out, "python");
-                assert_eq!(String::from_utf8_lossy(&out.stdout), py.expected_stdout);
-                Vec::new()
-            }
-        };
-        calls
+        let path = s.root.join(log);
+        let out = strace::run_traced(&cmd, &path);
+        assert_ok(&out, "python under strace");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            py.expected_stdout,
+            "{op:?}"
+        );
+        strace::parse(&path)
     };
-    let base = run(None, Some("py-base.strace"));
+    let base = run(None, "py-base.strace");
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
-    run(Some("write-cache"), None);
+    run(Some("write-cache"), "py-pilot.strace");
     assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
-    let replay = run(Some("read-cache"), Some("py-replay.strace"));
+    let replay = run(Some("read-cache"), "py-replay.strace");
 
     let libs: BTreeSet<String> = py
         .modules
@@ -198,7 +188,7 @@ fn python_imports_extension_modules_from_the_cache() {
         .chain(&py.deps)
         .map(|p| p.display().to_string())
         .collect();
-    let on_libs = |calls: &[Call], names: &[&str]| {
+    let on_libs = |calls: &[Call], names: &[&str]| -> Vec<String> {
         calls
             .iter()
             .filter(|c| names.contains(&c.name.as_str()))
@@ -208,54 +198,104 @@ fn python_imports_extension_modules_from_the_cache() {
                     .or(c.fd_path.as_ref())
                     .is_some_and(|p| libs.contains(p))
             })
-            .count()
-    };
-    let loader_calls = ["openat", "read", "pread64", "mmap"];
-    assert!(
-        on_libs(&base, &loader_calls) >= 2 * libs.len(),
-        "the baseline opens and maps every module"
-    );
-    let left: Vec<&Call> = replay
-        .iter()
-        .filter(|c| loader_calls.contains(&c.name.as_str()))
-        .filter(|c| {
-            c.path
-                .as_ref()
-                .or(c.fd_path.as_ref())
-                .is_some_and(|p| libs.contains(p))
-        })
-        .collect();
-    assert!(
-        left.is_empty(),
-        "read-cache opened, read or mapped a recorded library: {left:#?}"
-    );
-    let enoent_so = |calls: &[Call]| -> Vec<String> {
-        calls
-            .iter()
-            .filter(|c| c.name == "openat" && c.errno.as_deref() == Some("ENOENT"))
-            .filter(|c| {
-                c.path
-                    .as_deref()
-                    .is_some_and(|p| p.ends_with(".so") || p.contains(".so."))
-            })
             .map(|c| c.raw.clone())
             .collect()
     };
-    let probes = enoent_so(&replay);
+    let loader_calls = ["openat", "read", "pread64", "mmap"];
+    assert!(
+        on_libs(&base, &loader_calls).len() >= 2 * libs.len(),
+        "the baseline opens and maps every module"
+    );
+    let left = on_libs(&replay, &loader_calls);
+    assert!(
+        left.is_empty(),
+        "read-cache opened, read or mapped a recorded library:\n{}",
+        left.join("\n")
+    );
+    let probes: Vec<&String> = replay
+        .iter()
+        .filter(|c| c.name == "openat" && c.errno.as_deref() == Some("ENOENT"))
+        .filter(|c| {
+            c.path
+                .as_deref()
+                .is_some_and(|p| p.ends_with(".so") || p.contains(".so."))
+        })
+        .map(|c| &c.raw)
+        .collect();
     assert!(
         probes.is_empty(),
-        "ld.so's library probes must all be served:\n{}",
-        probes.join("\n")
+        "ld.so's library probes must all be served: {probes:#?}"
     );
-    let stats = |calls: &[Call]| on_libs(calls, &["newfstatat", "stat"]);
     eprintln!(
-        "python: calls on the modules and their libraries, without dlfm {} / read-cache {} (open/read/mmap), \
-         stat by importlib {} / {}; all file calls {} / {}",
-        on_libs(&base, &loader_calls),
+        "{}: calls on the modules and their libraries without dlfm {} / read-cache {} (open, read, mmap); \
+         importlib's stat of them {} / {}; all file calls {} / {}",
+        python.display(),
+        on_libs(&base, &loader_calls).len(),
         left.len(),
-        stats(&base),
-        stats(&replay),
+        on_libs(&base, &["newfstatat", "stat"]).len(),
+        on_libs(&replay, &["newfstatat", "stat"]).len(),
         base.len(),
         replay.len()
+    );
+    let out = s
+        .cmd_for(copy, Some("read-cache"))
+        .args(["-c", "import sys; print(sys.prefix)"])
+        .output()
+        .unwrap();
+    assert_ok(&out, "sys.prefix");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn debian_python_imports_extension_modules_from_the_cache() {
+    let s = Scenario::embedded(Spec::small());
+    let python = Path::new("/usr/bin/python3").canonicalize().unwrap();
+    let prefix = python_replays(&s, &python, &s.root.join("python3.dlfm"));
+    assert_eq!(prefix, "/usr");
+}
+
+/// A virtual environment's python: the copy placed in the environment's
+/// bin/ finds its pyvenv.cfg there, as the original would.
+#[test]
+fn a_virtual_environments_python_imports_from_the_cache() {
+    let s = Scenario::embedded(Spec::small());
+    let venv = s.root.join("venv");
+    let out = Command::new("/usr/bin/python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert_ok(&out, "python3 -m venv");
+    let prefix = python_replays(
+        &s,
+        &venv.join("bin/python3"),
+        &venv.join("bin/python3.dlfm"),
+    );
+    assert_eq!(Path::new(&prefix), venv);
+}
+
+#[test]
+fn a_loader_path_too_long_for_the_interpreter_field_is_refused() {
+    let s = Scenario::embedded(Spec::small());
+    let deep = s
+        .root
+        .join("a-directory-name-long-enough-to-overflow-the-field");
+    std::fs::create_dir_all(&deep).unwrap();
+    let out = Command::new(&s.art.dlpatch)
+        .args(["--embed", "--program", "/bin/true", "-o"])
+        .arg(deep.join("true.dlfm"))
+        .arg("--loader")
+        .arg(deep.join("ld.so"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("interpreter field holds 27") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        !deep.join("true.dlfm").exists() && !deep.join("ld.so").exists(),
+        "nothing written"
     );
 }
