@@ -299,3 +299,93 @@ fn a_loader_path_too_long_for_the_interpreter_field_is_refused() {
         "nothing written"
     );
 }
+
+/// numpy from PyPI (its extension modules and the OpenBLAS it bundles)
+/// through the embedded loader: identical output, and in read-cache no open,
+/// read or mapping of any shared object numpy loaded. `.ci/run` installs it
+/// into target/pydeps and sets DLFM_REQUIRE_NUMPY; elsewhere, without numpy,
+/// the test says so and checks nothing.
+#[test]
+fn numpy_from_pypi_loads_from_the_cache() {
+    let pydeps = dlfm_tests::artifacts::workspace_root().join("target/pydeps");
+    let python = Path::new("/usr/bin/python3").canonicalize().unwrap();
+    let have = Command::new(&python)
+        .args(["-c", "import numpy"])
+        .env("PYTHONPATH", &pydeps)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("DLFM_REQUIRE_NUMPY").is_none(),
+            "numpy is required here: pip install --target target/pydeps numpy"
+        );
+        eprintln!(
+            "numpy not in target/pydeps (pip install --target target/pydeps numpy): not checked"
+        );
+        return;
+    }
+    let s = Scenario::embedded(Spec::small());
+    let copy = s.root.join("python3.dlfm");
+    let out = Command::new(&s.art.dlpatch)
+        .args(["--embed", "--program"])
+        .arg(&python)
+        .arg("-o")
+        .arg(&copy)
+        .arg("--loader")
+        .arg(&s.ldso)
+        .output()
+        .unwrap();
+    assert_ok(&out, "dlpatch");
+    let script = "import numpy as np; a = np.arange(1, 10, dtype=float).reshape(3, 3) + np.eye(3); print(np.__version__, round(float(np.linalg.det(a)), 6), int(np.arange(1000).sum()))";
+    let run = |program: &Path, op: Option<&str>, log: &str| -> (String, Vec<Call>) {
+        let mut cmd = s.cmd_for(program, op);
+        cmd.args(["-c", script])
+            .env("PYTHONPATH", &pydeps)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let path = s.root.join(log);
+        let out = strace::run_traced(&cmd, &path);
+        assert_ok(&out, "numpy");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            strace::parse(&path),
+        )
+    };
+    let (expected, base) = run(&python, None, "np-base.strace");
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    let (pilot, _) = run(&copy, Some("write-cache"), "np-pilot.strace");
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
+    let (replayed, replay) = run(&copy, Some("read-cache"), "np-replay.strace");
+    assert_eq!(pilot, expected);
+    assert_eq!(replayed, expected);
+    let shared: BTreeSet<String> = base
+        .iter()
+        .filter(|c| c.name == "openat" && c.result.is_some_and(|r| r >= 0))
+        .filter_map(|c| c.path.clone())
+        .filter(|p| p.starts_with(pydeps.to_str().unwrap()) && p.contains(".so"))
+        .collect();
+    assert!(
+        shared.len() > 3,
+        "numpy should load several shared objects: {shared:?}"
+    );
+    let left: Vec<&String> = replay
+        .iter()
+        .filter(|c| ["openat", "read", "pread64", "mmap"].contains(&c.name.as_str()))
+        .filter(|c| {
+            c.path
+                .as_ref()
+                .or(c.fd_path.as_ref())
+                .is_some_and(|p| shared.contains(p))
+        })
+        .map(|c| &c.raw)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "read-cache touched numpy's shared objects: {left:#?}"
+    );
+    eprintln!(
+        "numpy: {} shared objects served from the cache; file calls {} -> {}",
+        shared.len(),
+        base.len(),
+        replay.len()
+    );
+}
