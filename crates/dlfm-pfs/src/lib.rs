@@ -1,0 +1,138 @@
+//! A simulated parallel file system for the startup benchmark: a FUSE file
+//! system that serves a backing directory the way a busy metadata server
+//! would. Every metadata request (lookup, getattr, open, readdir, ...) waits
+//! a configurable latency, every read another, and requests are served by a
+//! bounded number of service threads (one by default), so that requests from
+//! many processes queue as they do at a real metadata server. Every request
+//! is counted by type.
+//!
+//! It knows nothing of dlfm: it is a model of the file system dlfm protects.
+
+mod counters;
+mod fs;
+mod inodes;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use counters::Counters;
+pub use counters::Counts;
+pub use fs::SimFs;
+
+/// How the simulated server behaves.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// Time each metadata request takes (lookup, getattr, open, readdir,
+    /// readlink, release, access).
+    pub metadata_latency: Duration,
+    /// Time each read request takes.
+    pub read_latency: Duration,
+    /// Requests served at once.
+    pub threads: usize,
+    /// How long the kernel may cache an entry or attribute (0: every lookup
+    /// reaches the server, as on a parallel file system under load).
+    pub ttl: Duration,
+}
+
+impl Default for Model {
+    fn default() -> Model {
+        Model {
+            metadata_latency: Duration::from_micros(200),
+            read_latency: Duration::ZERO,
+            threads: 1,
+            ttl: Duration::ZERO,
+        }
+    }
+}
+
+/// A mounted simulated file system; unmounted when dropped or by `unmount`.
+pub struct Mount {
+    session: Option<fuser::BackgroundSession>,
+    counters: std::sync::Arc<Counters>,
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+}
+
+impl Mount {
+    /// Serves `backing` at `mountpoint` (an existing empty directory).
+    pub fn new(backing: &Path, mountpoint: &Path, model: &Model) -> Result<Mount> {
+        let backing = backing
+            .canonicalize()
+            .with_context(|| format!("backing directory {}", backing.display()))?;
+        if model.threads == 0 {
+            bail!("the server needs at least one service thread");
+        }
+        let counters = std::sync::Arc::new(Counters::default());
+        let fs = SimFs::new(backing, model.clone(), counters.clone());
+        let mut config = fuser::Config::default();
+        config.mount_options = vec![
+            fuser::MountOption::FSName("dlfm-pfs".into()),
+            fuser::MountOption::RO,
+            fuser::MountOption::Exec,
+        ];
+        config.acl = fuser::SessionACL::All;
+        config.n_threads = Some(model.threads);
+        let session = fuser::spawn_mount(fs, mountpoint, &config).with_context(|| {
+            format!(
+                "cannot mount on {} (is fuse3 installed?)",
+                mountpoint.display()
+            )
+        })?;
+        Ok(Mount {
+            session: Some(session),
+            counters,
+            mountpoint: mountpoint.to_path_buf(),
+        })
+    }
+
+    /// The requests counted so far.
+    pub fn counts(&self) -> Counts {
+        self.counters.snapshot()
+    }
+
+    /// Sets every count back to zero.
+    pub fn reset(&self) {
+        self.counters.reset();
+    }
+
+    /// Unmounts (if still mounted) and returns the final counts.
+    pub fn unmount(mut self) -> Counts {
+        self.stop();
+        self.counters.snapshot()
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.session.take() {
+            // Already unmounted from outside: nothing left to undo.
+            let _ = s.umount_and_join();
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Unmounts whatever is mounted at `mountpoint` (a stale mount a crashed run
+/// left behind); quiet when nothing is.
+pub fn clean_stale(mountpoint: &Path) {
+    let mounted = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == mountpoint.to_str());
+    if mounted {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(mountpoint)
+            .status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(mountpoint)
+            .status();
+    }
+}

@@ -1,0 +1,66 @@
+//! `dlfm-pfs BACKING MOUNTPOINT`: serves BACKING at MOUNTPOINT through the
+//! simulated metadata server until unmounted (`fusermount3 -u MOUNTPOINT`
+//! or Ctrl-C), then prints and writes the request counts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Parser;
+
+/// Serve a directory through a simulated parallel file system's metadata
+/// server (FUSE), counting every request.
+#[derive(Parser)]
+#[command(name = "dlfm-pfs", version)]
+struct Cli {
+    /// The directory to serve.
+    backing: PathBuf,
+    /// Where to mount it (an empty directory).
+    mountpoint: PathBuf,
+    /// Microseconds each metadata request takes.
+    #[arg(long, default_value_t = 200)]
+    latency_us: u64,
+    /// Microseconds each read takes.
+    #[arg(long, default_value_t = 0)]
+    read_latency_us: u64,
+    /// Requests served at once.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Also write the counts to this file at unmount.
+    #[arg(long)]
+    stats: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let model = dlfm_pfs::Model {
+        metadata_latency: Duration::from_micros(cli.latency_us),
+        read_latency: Duration::from_micros(cli.read_latency_us),
+        threads: cli.threads,
+        ..dlfm_pfs::Model::default()
+    };
+    dlfm_pfs::clean_stale(&cli.mountpoint);
+    let mount = dlfm_pfs::Mount::new(&cli.backing, &cli.mountpoint, &model)?;
+    eprintln!(
+        "dlfm-pfs: serving {} at {} ({} µs per metadata request, {} thread(s)); unmount with fusermount3 -u {}",
+        cli.backing.display(),
+        cli.mountpoint.display(),
+        cli.latency_us,
+        cli.threads,
+        cli.mountpoint.display()
+    );
+    // Wait until the mount goes away (unmounted from outside).
+    let target = std::fs::canonicalize(&cli.mountpoint)?;
+    while std::fs::read_to_string("/proc/self/mounts")?
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == target.to_str())
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let counts = mount.unmount();
+    print!("{}", counts.report());
+    if let Some(p) = cli.stats {
+        std::fs::write(p, counts.report())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The simulated file system on a real FUSE mount: it serves the backing
+//! directory, counts requests by type for a known sequence of calls, queues
+//! requests on its service threads, and unmounts cleanly.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dlfm_pfs::{Model, Mount};
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("backing");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(backing.join("lib")).unwrap();
+    std::fs::write(backing.join("lib/data.bin"), vec![7u8; 10000]).unwrap();
+    std::fs::create_dir_all(&mnt).unwrap();
+    (dir, backing, mnt)
+}
+
+fn mounted(mnt: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == mnt.to_str())
+}
+
+#[test]
+fn counts_a_known_sequence_of_calls() {
+    let (_dir, backing, mnt) = setup();
+    let model = Model {
+        metadata_latency: Duration::ZERO,
+        ..Model::default()
+    };
+    let m = Mount::new(&backing, &mnt, &model).unwrap();
+    assert!(mounted(&mnt));
+    // Warm-up: the kernel may ask for the root's attributes once.
+    let _ = std::fs::metadata(&mnt);
+    m.reset();
+
+    // Three failed lookups: each one reaches the server (no entry caching).
+    for name in ["a.so", "b.so", "c.so"] {
+        assert!(std::fs::metadata(mnt.join("lib").join(name)).is_err());
+    }
+    let c = m.counts();
+    assert_eq!(
+        c.get("lookup"),
+        3 + 3,
+        "3 lookups of lib/ and 3 failed probes: {}",
+        c.report()
+    );
+
+    m.reset();
+    let data = std::fs::read(mnt.join("lib/data.bin")).unwrap();
+    assert_eq!(data, vec![7u8; 10000]);
+    // The kernel sends release after close, asynchronously.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while m.counts().get("release") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let c = m.counts();
+    assert_eq!(c.get("open"), 1, "{}", c.report());
+    assert_eq!(c.get("release"), 1, "{}", c.report());
+    assert!(c.get("read") >= 1, "{}", c.report());
+    assert_eq!(c.get("lookup"), 2, "lib and data.bin: {}", c.report());
+
+    m.reset();
+    let names: Vec<_> = std::fs::read_dir(mnt.join("lib"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("data.bin")]);
+    assert!(m.counts().get("readdir") >= 1);
+
+    let total = m.counts().total();
+    let last = m.unmount();
+    assert!(last.total() >= total);
+    assert!(!mounted(&mnt), "unmounted");
+}
+
+#[test]
+fn one_service_thread_makes_requests_queue() {
+    let (_dir, backing, mnt) = setup();
+    let model = Model {
+        metadata_latency: Duration::from_millis(20),
+        threads: 1,
+        ..Model::default()
+    };
+    let m = Mount::new(&backing, &mnt, &model).unwrap();
+    let _ = std::fs::metadata(&mnt);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let p = mnt.join(format!("missing{i}"));
+            s.spawn(move || assert!(std::fs::metadata(p).is_err()));
+        }
+    });
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(80),
+        "4 lookups of 20 ms on one thread queue: {took:?}"
+    );
+    drop(m);
+    assert!(!mounted(&mnt));
+}
