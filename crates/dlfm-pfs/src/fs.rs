@@ -117,7 +117,9 @@ impl Filesystem for SimFs {
             Some(Ok(f)) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.files.lock().expect("file table").insert(fh, f);
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                // Keep the node's page cache across opens, as a parallel
+                // file system client does while it holds the file's lock.
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
             }
             Some(Err(e)) => reply.error(Errno::from(e)),
             None => reply.error(Errno::ENOENT),

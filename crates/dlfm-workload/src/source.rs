@@ -150,11 +150,25 @@ impl Model {
 
     /// The C source of `main`.
     pub fn main_source(&self) -> String {
-        let mut s = String::from("#include <dlfcn.h>\n#include <stdint.h>\n#include <stdio.h>\n\n");
+        let mut s = String::from(
+            "#include <dlfcn.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <time.h>\n\n",
+        );
+        // With DLFM_WORKLOAD_STAMP set, main reports on stderr when it was
+        // reached (CLOCK_REALTIME, ns) and, at the end, its peak RSS: the
+        // startup benchmark's measurements.
+        s.push_str(
+            "static void stamp_rss(void)\n{\n    FILE *f = fopen(\"/proc/self/status\", \"r\");\n    char line[256];\n    \
+             while (f && fgets(line, sizeof line, f))\n        if (strncmp(line, \"VmHWM:\", 6) == 0)\n            \
+             fprintf(stderr, \"peak-rss-kib %ld\\n\", strtol(line + 6, NULL, 10));\n    if (f)\n        fclose(f);\n}\n\n",
+        );
         for lib in self.libs.iter().filter(|l| !l.dlopen) {
             let _ = writeln!(s, "uint64_t w{:03}_entry(uint64_t x);", lib.index);
         }
-        s.push_str("\nint main(void)\n{\n    uint64_t c = 0;\n");
+        s.push_str(
+            "\nint main(void)\n{\n    int stamp = getenv(\"DLFM_WORKLOAD_STAMP\") != NULL;\n    if (stamp) {\n        \
+             struct timespec ts;\n        clock_gettime(CLOCK_REALTIME, &ts);\n        \
+             fprintf(stderr, \"main-reached %lld\\n\", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);\n    }\n    uint64_t c = 0;\n",
+        );
         for lib in &self.libs {
             let (i, x) = (lib.index, lib.index + 1);
             if lib.dlopen {
@@ -171,7 +185,7 @@ impl Model {
                 let _ = writeln!(s, "    c = c * 31 + w{i:03}_entry({x}ULL);");
             }
         }
-        s.push_str("    printf(\"checksum %llu\\n\", (unsigned long long)c);\n    return 0;\n}\n");
+        s.push_str("    printf(\"checksum %llu\\n\", (unsigned long long)c);\n    if (stamp)\n        stamp_rss();\n    return 0;\n}\n");
         s
     }
 }

@@ -1,0 +1,328 @@
+//! `bench/startup`: R ranks of a generated many-library program, launched by
+//! Open MPI's `mpirun` (oversubscribed), whose libraries live on the
+//! simulated parallel file system (`dlfm-pfs`, a FUSE mount with a queueing
+//! metadata server). For each R and each configuration, measured in the
+//! same run:
+//! - `baseline`: no dlfm;
+//! - `dlfm-pfs`: read-cache, cache file on the simulated file system;
+//! - `dlfm-shm`: read-cache, cache file staged on node-local /dev/shm;
+//! - `copy-shm`: the library tree copied to /dev/shm first (copy time
+//!   included) and found there through LD_LIBRARY_PATH, what users do by hand.
+//!
+//! The program and its ld.so copy live on local storage in every
+//! configuration, so the requests counted are the libraries' (and the cache
+//! file's).
+//!
+//! Reported: time until every rank reached `main` and until the job ended,
+//! requests that reached the simulated file system (total and per rank), and
+//! peak resident memory per rank.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use dlfm_pfs::{Model, Mount};
+use dlfm_tests::artifacts;
+use dlfm_workload::{generate, Link, Spec};
+
+/// Startup time at width on a simulated parallel file system.
+#[derive(Parser)]
+struct Args {
+    /// Rank counts to run.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
+    ranks: Vec<usize>,
+    /// Shared libraries in the generated program.
+    #[arg(long, default_value_t = 200)]
+    libs: usize,
+    /// Microseconds per metadata request at the simulated server.
+    #[arg(long, default_value_t = 200)]
+    latency_us: u64,
+    /// Service threads of the simulated server.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// The CI smoke configuration: 4 ranks, 20 libraries.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// The configurations compared.
+const CONFIGS: [&str; 4] = ["baseline", "dlfm-pfs", "dlfm-shm", "copy-shm"];
+
+/// One measured run.
+struct Measure {
+    startup: Duration,
+    job: Duration,
+    ops: u64,
+    rss_kib: u64,
+}
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.ranks = vec![4];
+        args.libs = 20;
+    }
+    let art = artifacts();
+    let root = std::env::temp_dir().join(format!("dlfm-startup-{}", std::process::id()));
+    let shm = PathBuf::from(format!("/dev/shm/dlfm-startup-{}", std::process::id()));
+    let _cleanup = Cleanup(vec![root.clone(), shm.clone()]);
+    let (pfs, backing, run, local) = (
+        root.join("pfs"),
+        root.join("backing"),
+        root.join("run"),
+        root.join("local"),
+    );
+    for d in [&pfs, &run, &shm, &local] {
+        std::fs::create_dir_all(d)?;
+    }
+
+    // Build the libraries at the paths they will have on the mount, then
+    // move them to the backing directory and mount that there. The program
+    // and its ld.so copy stay on local storage: what reaches the simulated
+    // file system is then the libraries' traffic alone.
+    eprintln!("generating {} libraries ...", args.libs);
+    let spec = Spec::bench(args.libs);
+    let ldso = local.join("ld.so");
+    let mut w = generate(
+        &spec,
+        &Link {
+            wrapper_archive: Some(art.wrapper.clone()),
+            interp: Some(ldso.clone()),
+        },
+        &pfs.join("w"),
+    )?;
+    ok(
+        Command::new(&art.dlpatch)
+            .arg(&w.program)
+            .arg("-o")
+            .arg(&ldso),
+        "dlpatch",
+    )?;
+    let program = local.join("prog");
+    std::fs::rename(&w.program, &program)?;
+    w.program = program;
+    std::fs::rename(&pfs, &backing)?;
+    std::fs::create_dir_all(&pfs)?;
+    dlfm_pfs::clean_stale(&pfs);
+    let model = Model {
+        metadata_latency: Duration::from_micros(args.latency_us),
+        threads: args.threads,
+        ..Model::default()
+    };
+    let mount = Mount::new(&backing, &pfs, &model)?;
+
+    // Pilot (one process) and pack, then stage the cache on the file system
+    // and on /dev/shm.
+    eprintln!("pilot and pack ...");
+    let local_cache = run.join("dlcache.dat");
+    let pre = |a: &[&str]| {
+        ok(
+            Command::new(&art.dlfm_pre)
+                .args(a)
+                .current_dir(&run)
+                .env("DLFM_CACHE", &local_cache),
+            "dlfm.pre",
+        )
+    };
+    pre(&["write-cache"])?;
+    ok(
+        Command::new(&w.program)
+            .current_dir(&run)
+            .env("LD_LIBRARY_PATH", &w.ld_library_path)
+            .env("DLFM_OP", "write-cache")
+            .env("DLFM_CACHE", &local_cache),
+        "pilot",
+    )?;
+    pre(&[
+        "read-cache",
+        &args.ranks.iter().max().unwrap_or(&1).to_string(),
+    ])?;
+    std::fs::copy(&local_cache, backing.join("dlcache.dat"))?;
+    std::fs::copy(&local_cache, shm.join("dlcache.dat"))?;
+
+    let mut rows = Vec::new();
+    for &r in &args.ranks {
+        for config in CONFIGS {
+            mount.reset();
+            let m = measure(config, r, &w, &pfs, &shm, &run)?;
+            let m = Measure {
+                ops: mount.counts().total(),
+                ..m
+            };
+            eprintln!(
+                "R={r:<3} {config:<9} startup {:>9.1} ms, {} requests",
+                ms(m.startup),
+                m.ops
+            );
+            rows.push((r, config, m));
+        }
+    }
+    let counts = mount.unmount();
+    eprintln!("simulated file system totals:\n{}", counts.report());
+
+    println!(
+        "bench/startup: {} libraries, {} µs per metadata request, {} service thread(s), mpirun --oversubscribe",
+        args.libs, args.latency_us, args.threads
+    );
+    println!(
+        "{:>4} {:<9} {:>12} {:>10} {:>10} {:>10} {:>11} {:>10}",
+        "R", "config", "all in main", "job end", "vs base", "requests", "per rank", "RSS KiB"
+    );
+    for (r, config, m) in &rows {
+        let base = rows
+            .iter()
+            .find(|x| x.0 == *r && x.1 == "baseline")
+            .map(|x| x.2.startup)
+            .unwrap_or(m.startup);
+        println!(
+            "{:>4} {:<9} {:>9.1} ms {:>7.1} ms {:>9.2}x {:>10} {:>11.1} {:>10}",
+            r,
+            config,
+            ms(m.startup),
+            ms(m.job),
+            base.as_secs_f64() / m.startup.as_secs_f64(),
+            m.ops,
+            m.ops as f64 / *r as f64,
+            m.rss_kib
+        );
+    }
+    Ok(())
+}
+
+/// Runs one configuration at `ranks` and measures it.
+fn measure(
+    config: &str,
+    ranks: usize,
+    w: &dlfm_workload::Workload,
+    pfs: &Path,
+    shm: &Path,
+    run: &Path,
+) -> Result<Measure> {
+    let t0 = SystemTime::now();
+    let start = Instant::now();
+    let program = w.program.clone();
+    let mut ld_library_path = w.ld_library_path.clone();
+    let mut env: Vec<(&str, String)> = Vec::new();
+    match config {
+        "baseline" => {}
+        "dlfm-pfs" => {
+            env.push(("DLFM_OP", "read-cache".into()));
+            env.push(("DLFM_CACHE", pfs.join("dlcache.dat").display().to_string()));
+        }
+        "dlfm-shm" => {
+            env.push(("DLFM_OP", "read-cache".into()));
+            env.push(("DLFM_CACHE", shm.join("dlcache.dat").display().to_string()));
+        }
+        _ => {
+            // What users do by hand: copy the tree, point LD_LIBRARY_PATH at
+            // every copied library directory.
+            let copy = shm.join("tree");
+            let _ = std::fs::remove_dir_all(&copy);
+            ok(
+                Command::new("cp").arg("-r").arg(pfs.join("w")).arg(&copy),
+                "cp -r",
+            )?;
+            let dirs: Vec<String> = std::fs::read_dir(&copy)?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().contains("path"))
+                })
+                .map(|p| p.display().to_string())
+                .collect();
+            ld_library_path = dirs.join(":");
+        }
+    }
+    // The ranks' environment goes through -x: set on mpirun itself, its own
+    // libraries would be looked up in the simulated file system too.
+    env.push(("LD_LIBRARY_PATH", ld_library_path));
+    env.push(("DLFM_WORKLOAD_STAMP", "1".into()));
+    let mut cmd = Command::new("mpirun");
+    cmd.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+        "-np",
+    ])
+    .arg(ranks.to_string())
+    .current_dir(run);
+    for (k, v) in &env {
+        cmd.arg("-x").arg(format!("{k}={v}"));
+    }
+    let out = cmd
+        .arg(&program)
+        .output()
+        .context("mpirun (apt-get install openmpi-bin)")?;
+    let job = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "{config} at {ranks} ranks failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if stdout
+        .lines()
+        .filter(|l| format!("{l}\n") == w.expected_stdout)
+        .count()
+        != ranks
+    {
+        bail!("{config} at {ranks} ranks: wrong output:\n{stdout}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let t0_ns = t0.duration_since(UNIX_EPOCH)?.as_nanos() as i128;
+    let reached: Vec<i128> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("main-reached ")?.trim().parse().ok())
+        .collect();
+    let rss: Vec<u64> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("peak-rss-kib ")?.trim().parse().ok())
+        .collect();
+    if reached.len() != ranks {
+        bail!(
+            "{config}: {} of {ranks} ranks reported reaching main",
+            reached.len()
+        );
+    }
+    let last = reached.iter().max().copied().unwrap_or(t0_ns);
+    Ok(Measure {
+        startup: Duration::from_nanos((last - t0_ns).max(0) as u64),
+        job,
+        ops: 0,
+        rss_kib: rss.iter().sum::<u64>() / rss.len().max(1) as u64,
+    })
+}
+
+/// Runs `cmd`, failing with its output.
+fn ok(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Removes the benchmark's directories at the end (after the mount is gone).
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            dlfm_pfs::clean_stale(&d.join("pfs"));
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
