@@ -45,6 +45,9 @@ struct Args {
     /// The CI smoke configuration: 4 ranks, 20 libraries.
     #[arg(long)]
     smoke: bool,
+    /// Write a PNG plot of startup time against ranks here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 /// The configurations compared.
@@ -188,6 +191,74 @@ fn main() -> Result<()> {
             m.rss_kib
         );
     }
+    if let Some(path) = &args.plot {
+        plot(&rows, &args, path)?;
+        println!("plot: {}", path.display());
+    }
+    Ok(())
+}
+
+/// The font the plot's text uses (Debian's fonts-dejavu-core).
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Startup time against ranks, one line per configuration.
+fn plot(rows: &[(usize, &str, Measure)], args: &Args, path: &Path) -> Result<()> {
+    use plotters::prelude::*;
+    let font = std::fs::read(FONT)
+        .with_context(|| format!("{FONT} (apt-get install fonts-dejavu-core)"))?;
+    plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .map_err(|_| anyhow::anyhow!("cannot load {FONT}"))?;
+    let max_r = rows.iter().map(|r| r.0).max().unwrap_or(1) as f64;
+    let max_t = rows.iter().map(|r| ms(r.2.startup)).fold(1.0, f64::max);
+    let min_t = rows
+        .iter()
+        .map(|r| ms(r.2.startup))
+        .fold(max_t, f64::min)
+        .max(0.1);
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "Startup of {} libraries, {} µs per metadata request, {} server thread(s)",
+        args.libs, args.latency_us, args.threads
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_r * 1.05, (min_t * 0.7..max_t * 1.5).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("ranks (mpirun, one node)")
+        .y_desc("time until every rank is in main (ms, log scale)")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    let colors = [RED, BLUE, GREEN, MAGENTA];
+    for (config, color) in CONFIGS.iter().zip(colors) {
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.1 == *config)
+            .map(|r| (r.0 as f64, ms(r.2.startup)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+            .label(*config)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
     Ok(())
 }
 
