@@ -68,6 +68,16 @@ fn main() -> Result<()> {
         args.libs = 20;
     }
     let art = artifacts();
+    // Mounts and directories of earlier runs that were killed before they
+    // could clean up.
+    dlfm_pfs::clean_stale_under(
+        &std::env::temp_dir()
+            .join("dlfm-startup-")
+            .display()
+            .to_string(),
+    );
+    remove_dead_runs(&std::env::temp_dir());
+    remove_dead_runs(Path::new("/dev/shm"));
     let root = std::env::temp_dir().join(format!("dlfm-startup-{}", std::process::id()));
     let shm = PathBuf::from(format!("/dev/shm/dlfm-startup-{}", std::process::id()));
     let _cleanup = Cleanup(vec![root.clone(), shm.clone()]);
@@ -384,6 +394,19 @@ fn ok(cmd: &mut Command, what: &str) -> Result<()> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Removes `dlfm-startup-<pid>` directories in `dir` whose process is gone.
+fn remove_dead_runs(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("dlfm-startup-") else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Removes the benchmark's directories at the end (after the mount is gone).

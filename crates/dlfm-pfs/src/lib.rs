@@ -120,19 +120,28 @@ impl Drop for Mount {
 /// Unmounts whatever is mounted at `mountpoint` (a stale mount a crashed run
 /// left behind); quiet when nothing is.
 pub fn clean_stale(mountpoint: &Path) {
-    let mounted = std::fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == mountpoint.to_str());
-    if mounted {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(mountpoint)
-            .status();
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(mountpoint)
-            .status();
+    unmount_where(|_, target| Some(target) == mountpoint.to_str());
+}
+
+/// Unmounts every dlfm-pfs mount whose mount point starts with `prefix`:
+/// what runs killed before they could unmount left behind.
+pub fn clean_stale_under(prefix: &str) {
+    unmount_where(|source, target| source == "dlfm-pfs" && target.starts_with(prefix));
+}
+
+/// Lazily unmounts every mount for which `hit(source, target)` holds.
+fn unmount_where(hit: impl Fn(&str, &str) -> bool) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        let mut f = line.split_whitespace();
+        let (source, target) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if hit(source, target) {
+            let _ = std::process::Command::new("fusermount3")
+                .args(["-u", "-z", target])
+                .status();
+            let _ = std::process::Command::new("umount")
+                .args(["-l", target])
+                .status();
+        }
     }
 }
