@@ -149,20 +149,7 @@ fn python_case(args: &Args) -> Result<()> {
     let s = Scenario::embedded(Spec::small());
     let py = generate_python(&python, args.python_modules, 11, &s.root.join("py"))?;
     let copy = s.root.join("python3.dlfm");
-    let out = Command::new(&s.art.dlpatch)
-        .args(["--embed", "--program"])
-        .arg(&python)
-        .arg("-o")
-        .arg(&copy)
-        .arg("--loader")
-        .arg(&s.ldso)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "dlpatch --embed --program: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    s.program_copy(&python, &copy);
     let cmd = |program: &Path, op: Option<&str>| {
         let mut c = s.cmd_for(program, op);
         c.arg(&py.script).env("PYTHONDONTWRITEBYTECODE", "1");

@@ -91,31 +91,36 @@ impl Scenario {
         let tmp = tempfile::tempdir().expect("temp dir");
         let root = tmp.path().to_path_buf();
         let ldso = root.join("ld.so");
-        let mut w =
-            generate(&spec, &Link::default(), &root.join("w")).expect("generate the workload");
-        let copy = root.join("prog.dlfm");
+        let w = generate(&spec, &Link::default(), &root.join("w")).expect("generate the workload");
         let run_dir = root.join("run");
         std::fs::create_dir_all(&run_dir).expect("run dir");
-        let out = Command::new(&art.dlpatch)
-            .arg("--embed")
-            .arg("--program")
-            .arg(&w.program)
-            .arg("-o")
-            .arg(&copy)
-            .arg("--loader")
-            .arg(&ldso)
-            .output()
-            .expect("run dlpatch");
-        assert_ok(&out, "dlpatch --embed --program");
-        w.program = copy;
-        Scenario {
+        let mut s = Scenario {
             _tmp: tmp,
             root,
             run_dir,
             ldso,
             w,
             art,
-        }
+        };
+        let copy = s.root.join("prog.dlfm");
+        s.program_copy(&s.w.program.clone(), &copy);
+        s.w.program = copy;
+        s
+    }
+
+    /// Writes `copy`, a copy of `program` that loads through the scenario's
+    /// embedded-wrapper ld.so (`dlpatch --embed --program`).
+    pub fn program_copy(&self, program: &Path, copy: &Path) {
+        let out = Command::new(&self.art.dlpatch)
+            .args(["--embed", "--program"])
+            .arg(program)
+            .arg("-o")
+            .arg(copy)
+            .arg("--loader")
+            .arg(&self.ldso)
+            .output()
+            .expect("run dlpatch");
+        assert_ok(&out, "dlpatch --embed --program");
     }
 
     /// Runs dlpatch with `args`.

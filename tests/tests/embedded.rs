@@ -122,16 +122,7 @@ fn children_of_an_unmodified_program_keep_working() {
         "cc",
     );
     let copy = s.root.join("spawn.dlfm");
-    let out = Command::new(&s.art.dlpatch)
-        .args(["--embed", "--program"])
-        .arg(&plain)
-        .arg("-o")
-        .arg(&copy)
-        .arg("--loader")
-        .arg(&s.ldso)
-        .output()
-        .unwrap();
-    assert_ok(&out, "dlpatch");
+    s.program_copy(&plain, &copy);
     for op in ["write-cache", "read-cache"] {
         assert_ok(
             &s.pre(&[op, "4"][..if op == "write-cache" { 1 } else { 2 }], &[]),
@@ -153,16 +144,7 @@ fn children_of_an_unmodified_program_keep_working() {
 fn python_replays(s: &Scenario, python: &Path, copy: &Path) -> String {
     let py = generate_python(Path::new("/usr/bin/python3"), 30, 5, &s.root.join("py"))
         .expect("python modules (apt-get install python3-dev)");
-    let out = Command::new(&s.art.dlpatch)
-        .args(["--embed", "--program"])
-        .arg(python)
-        .arg("-o")
-        .arg(copy)
-        .arg("--loader")
-        .arg(&s.ldso)
-        .output()
-        .unwrap();
-    assert_ok(&out, "dlpatch --embed --program python");
+    s.program_copy(python, copy);
     let run = |op: Option<&str>, log: &str| -> Vec<Call> {
         let mut cmd = s.cmd_for(copy, op);
         cmd.arg(&py.script).env("PYTHONDONTWRITEBYTECODE", "1");
@@ -326,16 +308,7 @@ fn numpy_from_pypi_loads_from_the_cache() {
     }
     let s = Scenario::embedded(Spec::small());
     let copy = s.root.join("python3.dlfm");
-    let out = Command::new(&s.art.dlpatch)
-        .args(["--embed", "--program"])
-        .arg(&python)
-        .arg("-o")
-        .arg(&copy)
-        .arg("--loader")
-        .arg(&s.ldso)
-        .output()
-        .unwrap();
-    assert_ok(&out, "dlpatch");
+    s.program_copy(&python, &copy);
     let script = "import numpy as np; a = np.arange(1, 10, dtype=float).reshape(3, 3) + np.eye(3); print(np.__version__, round(float(np.linalg.det(a)), 6), int(np.arange(1000).sum()))";
     let run = |program: &Path, op: Option<&str>, log: &str| -> (String, Vec<Call>) {
         let mut cmd = s.cmd_for(program, op);

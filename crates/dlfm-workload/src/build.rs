@@ -135,7 +135,7 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
 }
 
 /// Runs a compiler command, failing with its output.
-fn cc(cmd: &mut Command) -> Result<()> {
+pub(crate) fn cc(cmd: &mut Command) -> Result<()> {
     let out = cmd
         .output()
         .with_context(|| format!("cannot run {cmd:?}"))?;

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::build::cc;
 use crate::rng::Rng;
 
 /// Generated extension modules and their driver.
@@ -67,7 +68,7 @@ pub fn generate_python(
             format!("unsigned long pyd_{i:03}(void) {{ return {k}UL * 3; }}\n"),
         )?;
         let dep = lib_dir.join(format!("libpyd_{i:03}.so"));
-        run(Command::new("cc")
+        cc(Command::new("cc")
             .args(["-shared", "-fPIC", "-O1", "-o"])
             .arg(&dep)
             .arg(&dep_c))?;
@@ -83,7 +84,7 @@ pub fn generate_python(
         let c = module_dir.join(format!("ext_{i:03}.c"));
         fs::write(&c, src)?;
         let module = module_dir.join(format!("ext_{i:03}.so"));
-        run(Command::new("cc")
+        cc(Command::new("cc")
             .args(["-shared", "-fPIC", "-O1", "-o"])
             .arg(&module)
             .arg(&c)
@@ -114,16 +115,6 @@ pub fn generate_python(
         deps,
         expected_stdout: format!("checksum {total}\n"),
     })
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
