@@ -3,29 +3,45 @@
 
 use crate::error::PatchError;
 
+/// A loadable segment.
 pub const PT_LOAD: u32 = 1;
+/// A note segment.
 pub const PT_NOTE: u32 = 4;
+/// Segment flag: executable.
 pub const PF_X: u32 = 1;
+/// Segment flag: writable.
 pub const PF_W: u32 = 2;
+/// Segment flag: readable.
 pub const PF_R: u32 = 4;
+/// Size of an ELF64 program header.
 pub const PHENT: usize = 56;
 const EM_X86_64: u16 = 62;
+/// A fixed-address executable.
 pub const ET_EXEC: u16 = 2;
+/// A shared object or PIE (and ld.so).
 pub const ET_DYN: u16 = 3;
 
 /// One program header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Phdr {
+    /// p_type.
     pub kind: u32,
+    /// p_flags.
     pub flags: u32,
+    /// p_offset.
     pub offset: u64,
+    /// p_vaddr (p_paddr is written equal to it).
     pub vaddr: u64,
+    /// p_filesz.
     pub filesz: u64,
+    /// p_memsz.
     pub memsz: u64,
+    /// p_align.
     pub align: u64,
 }
 
 impl Phdr {
+    /// Writes the header into the first PHENT bytes of `out`.
     pub fn write(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.kind.to_le_bytes());
         out[4..8].copy_from_slice(&self.flags.to_le_bytes());
@@ -40,8 +56,11 @@ impl Phdr {
 
 /// An ELF64 x86_64 file held in memory.
 pub struct Elf<'a> {
+    /// The whole file.
     pub bytes: &'a [u8],
+    /// e_type.
     pub kind: u16,
+    /// The program headers.
     pub phdrs: Vec<Phdr>,
 }
 
@@ -51,6 +70,7 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
+/// The little-endian u64 at `at`, if `b` holds it.
 pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }

@@ -6,19 +6,37 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatchError {
     /// The file is not an ELF64 x86_64 object of the expected kind.
-    NotElf { what: &'static str, detail: String },
+    NotElf {
+        /// Which file.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The program names no interpreter and none was given.
     NoInterp,
     /// The program was not linked with the wrapper.
-    NoWrapper { detail: String },
+    NoWrapper {
+        /// What was missing.
+        detail: String,
+    },
     /// ld.so does not match the site table.
-    UnknownLdso { detail: String, build_id: String },
+    UnknownLdso {
+        /// What did not match.
+        detail: String,
+        /// The ld.so's GNU build-id.
+        build_id: String,
+    },
     /// The ld.so copy was already patched by dlpatch.
     AlreadyPatched,
     /// The wrapper archive could not be embedded.
     Embed(String),
     /// The loader's path does not fit in the program's PT_INTERP.
-    InterpTooLong { len: usize, room: usize },
+    InterpTooLong {
+        /// The loader path's length.
+        len: usize,
+        /// What the field holds (without its NUL).
+        room: usize,
+    },
 }
 
 impl fmt::Display for PatchError {
