@@ -195,3 +195,39 @@ fn forked_and_execed_children_record_and_replay() {
         "parent and child both replay with no miss:\n{traces}"
     );
 }
+
+/// Eight children that exec a wrapper-linked program at the same moment all
+/// record into the one journal: every record arrives whole (one write(2) per
+/// record on an O_APPEND descriptor), and the journal packs with no damage.
+#[test]
+fn concurrent_recorders_do_not_corrupt_the_journal() {
+    let s = Scenario::new(Spec::small());
+    let child_lib = shared_lib(&s, "leaf", "int leaf_value(void) { return 7; }\n");
+    let dir = child_lib.parent().unwrap().to_path_buf();
+    let leaf = build_c(
+        &s,
+        "leaf",
+        "#include <stdio.h>\nint leaf_value(void);\nint main(void) { printf(\"%d\\n\", leaf_value()); return 0; }\n",
+        &[&format!("-L{}", dir.display()), "-lleaf", &rpath(&dir)],
+    );
+    let fan = build_c(
+        &s,
+        "fan",
+        "#include <stdio.h>\n#include <sys/wait.h>\n#include <unistd.h>\n\
+         int main(int argc, char **argv) { for (int i = 0; i < 8; i++) if (fork() == 0) { execl(argv[1], argv[1], (char *)0); _exit(127); }\n\
+         int ok = 1, st; while (wait(&st) > 0) ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0; return ok ? 0 : 1; }\n",
+        &[],
+    );
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    let mut cmd = s.cmd_for(&fan, Some("write-cache"));
+    cmd.arg(&leaf);
+    let out = cmd.output().unwrap();
+    assert_ok(&out, "fan-out pilot");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "7\n".repeat(8));
+    let out = s.pre(&["read-cache", "4"], &[]);
+    assert_ok(&out, "read-cache");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("from 9 recording process(es)"), "{text}");
+    assert!(!text.contains("damaged"), "{text}");
+    assert!(!text.contains("different results"), "{text}");
+}
