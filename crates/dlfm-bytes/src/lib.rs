@@ -60,24 +60,23 @@ pub fn equal(a: &[u8], b: &[u8]) -> bool {
     if a.is_empty() {
         return true;
     }
-    let rest: usize;
+    let all_equal: u8;
     // SAFETY: reads at most `a.len()` bytes from each slice, both of which
-    // are that long. `repe cmpsb` stops at the first difference or when rcx
-    // reaches zero; rcx is then zero only if every byte matched up to the
-    // last, so the last byte is checked separately below through ZF.
-    let same_last: u8;
+    // are that long. `repe cmpsb` compares byte by byte while they are equal
+    // and rcx is not zero; afterwards ZF is set exactly when the last
+    // comparison found equal bytes, i.e. when every byte matched.
     unsafe {
         core::arch::asm!(
             "repe cmpsb",
             "sete {z}",
-            z = out(reg_byte) same_last,
-            inout("rcx") a.len() => rest,
+            z = out(reg_byte) all_equal,
+            inout("rcx") a.len() => _,
             inout("rsi") a.as_ptr() => _,
             inout("rdi") b.as_ptr() => _,
             options(nostack, readonly)
         );
     }
-    rest == 0 && same_last == 1
+    all_equal == 1
 }
 
 /// Returns the length of the NUL-terminated string at `s`, looking at no more
