@@ -11,6 +11,7 @@
 //! - Access: mode u32, result i32, path;
 //! - Map: prot u32, flags u32, offset u64, len u64, path.
 
+pub use crate::hash::fnv1a32;
 use crate::read::STAT_SIZE;
 
 /// Longest record.
@@ -89,14 +90,6 @@ pub enum Record<'a> {
         /// The file's path.
         path: &'a [u8],
     },
-}
-
-/// FNV-1a 32 of `bytes`: a record's payload check.
-#[inline]
-pub fn fnv1a32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5, |h, &b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 /// Appends bytes to a buffer, remembering whether everything fit.

@@ -23,7 +23,22 @@
 //! ```
 //! The data region starts at the first page boundary after the metadata;
 //! each file's bytes start on a page boundary and are padded with zeros.
+//!
+//! Beyond the checksum, [`crate::read::Cache::parse`] insists that the
+//! metadata is consistent, so that a cache that is sealed but wrong (a buggy
+//! or hostile writer) is refused as a whole rather than half used:
+//! - every table and the string table lie in `[128, meta_len)`;
+//! - every path (entry or file) lies inside the string table;
+//! - entries are strictly ascending by (hash, path bytes), byte-wise;
+//! - an entry's results are `NOT_RECORDED`, `-errno` with errno in
+//!   `1..=4095`, or an index below the file count (open), below the stat
+//!   count (stat), or exactly 0 (access);
+//! - a file's `data_off` is a multiple of 4096, at or after the data region,
+//!   and `data_off + size <= file_len`; its stat index is below the stat count;
+//! - an identity's kind is 1 or 2 and its length at most 32.
 
+pub use crate::hash::fnv1a64;
+use crate::hash::{fnv1a64_continue, FNV64_OFFSET};
 use crate::read::Outcome;
 
 /// The file's first 8 bytes.
@@ -43,7 +58,9 @@ pub const ID_MAX: usize = 32;
 /// Where the checksum lies in the header.
 const CHECKSUM_AT: usize = 32;
 /// An entry's field for a lookup the pilot did not make.
-const NOT_RECORDED: i32 = i32::MIN;
+pub const NOT_RECORDED: i32 = i32::MIN;
+/// The largest errno an entry may hold (the kernel's `MAX_ERRNO`).
+pub const MAX_ERRNO: i32 = 4095;
 
 /// The header's variable fields; magic, version and length are implied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,18 +129,15 @@ fn put(out: &mut [u8], at: usize, value: &[u8]) {
 }
 
 /// The checksum of the metadata `meta` (its own 8 bytes taken as zero).
+/// Metadata shorter than the header is hashed as it is.
 #[inline]
 pub fn checksum(meta: &[u8]) -> u64 {
-    let mut h = FNV64_OFFSET;
-    for (i, &b) in meta.iter().enumerate() {
-        let b = if (CHECKSUM_AT..CHECKSUM_AT + 8).contains(&i) {
-            0
-        } else {
-            b
-        };
-        h = (h ^ u64::from(b)).wrapping_mul(FNV64_PRIME);
-    }
-    h
+    let (Some(before), Some(after)) = (meta.get(..CHECKSUM_AT), meta.get(CHECKSUM_AT + 8..)) else {
+        return fnv1a64(meta);
+    };
+    let h = fnv1a64_continue(FNV64_OFFSET, before);
+    let h = fnv1a64_continue(h, &[0; 8]);
+    fnv1a64_continue(h, after)
 }
 
 /// Stores the checksum of `meta` in its header.
@@ -133,24 +147,16 @@ pub fn seal(meta: &mut [u8]) {
     put(meta, CHECKSUM_AT, &sum.to_le_bytes());
 }
 
-const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV64_PRIME: u64 = 0x0100_0000_01b3;
-
-/// FNV-1a 64 of `bytes`: the index's path hash.
-#[inline]
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV64_OFFSET, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(FNV64_PRIME)
-    })
-}
-
-/// An [`Outcome`] as an entry stores it.
+/// An [`Outcome`] as an entry stores it. Values the format cannot hold are
+/// clamped (an errno outside `1..=MAX_ERRNO`, an index above `i32::MAX`),
+/// so the reader refuses the cache instead of misreading it.
 #[inline]
 pub fn encode_outcome(o: Outcome) -> i32 {
     match o {
         Outcome::NotRecorded => NOT_RECORDED,
-        Outcome::Err(errno) => -errno.abs(),
-        Outcome::Ok(index) => index as i32,
+        Outcome::Err(errno) if (1..=MAX_ERRNO).contains(&errno) => -errno,
+        Outcome::Err(_) => -(MAX_ERRNO + 1),
+        Outcome::Ok(index) => i32::try_from(index).unwrap_or(i32::MAX),
     }
 }
 
@@ -168,13 +174,14 @@ pub fn decode_outcome(v: i32) -> Outcome {
 #[inline]
 pub fn le_u32(b: &[u8], at: usize) -> Option<u32> {
     let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from(s[0]) | u32::from(s[1]) << 8 | u32::from(s[2]) << 16 | u32::from(s[3]) << 24)
+    Some(u32::from_le_bytes(<[u8; 4]>::try_from(s).ok()?))
 }
 
 /// The little-endian u64 at `at`, if `b` holds it.
 #[inline]
 pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from(le_u32(b, at)?) | u64::from(le_u32(b, at.checked_add(4)?)?) << 32)
+    let s = b.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(<[u8; 8]>::try_from(s).ok()?))
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@
 
 use core::cmp::Ordering;
 
+pub use crate::hash::fnv1a64;
 use crate::layout::{
-    self, checksum, decode_outcome, le_u32, le_u64, ENTRY_LEN, FILE_LEN, HEADER_LEN, ID_LEN,
-    ID_MAX, MAGIC, VERSION,
+    checksum, decode_outcome, le_u32, le_u64, ENTRY_LEN, FILE_LEN, HEADER_LEN, ID_LEN, ID_MAX,
+    MAGIC, MAX_ERRNO, VERSION,
 };
 
 /// Size of the kernel's x86_64 `struct stat`, as stored.
@@ -73,8 +74,12 @@ pub enum CacheError {
     LengthMismatch,
     /// The metadata does not match its checksum.
     BadChecksum,
-    /// A table or string lies outside the metadata.
+    /// A table or string lies outside the metadata, or a file's bytes
+    /// outside the file's data region.
     OutOfBounds,
+    /// The tables contradict each other: entries out of order, an index
+    /// past its table, an errno or identity the format cannot hold.
+    BadTable,
 }
 
 impl CacheError {
@@ -87,7 +92,8 @@ impl CacheError {
             CacheError::BadVersion => b"another cache format version",
             CacheError::LengthMismatch => b"truncated or extended since it was written",
             CacheError::BadChecksum => b"bad checksum: the metadata is damaged",
-            CacheError::OutOfBounds => b"a table lies outside the metadata",
+            CacheError::OutOfBounds => b"a table or file lies outside the cache file",
+            CacheError::BadTable => b"inconsistent tables: the writer was faulty",
         }
     }
 }
@@ -142,9 +148,12 @@ impl Table {
 }
 
 impl<'a> Cache<'a> {
-    /// Validates the header, the lengths, the checksum and that every table
-    /// lies inside the metadata. `bytes` starts at the file's first byte and
-    /// holds at least the metadata; `file_len` is the whole file's length.
+    /// Validates the header, the lengths, the checksum, that every table
+    /// lies inside the metadata, and that the tables agree with each other
+    /// and with the file (the rules in [`crate::layout`]); one pass over the
+    /// metadata, like the checksum. `bytes` starts at the file's first byte
+    /// and holds at least the metadata (the wrapper maps only that);
+    /// `file_len` is the whole file's length, which the header must state.
     #[inline]
     pub fn parse(bytes: &'a [u8], file_len: u64) -> Result<Cache<'a>, CacheError> {
         let header = bytes.get(..HEADER_LEN).ok_or(CacheError::TooShort)?;
@@ -153,7 +162,7 @@ impl<'a> Cache<'a> {
         if !dlfm_bytes::equal(header.get(..8).ok_or(CacheError::TooShort)?, &MAGIC) {
             return Err(CacheError::BadMagic);
         }
-        if u32_at(8)? != VERSION {
+        if u32_at(8)? != VERSION || u32_at(12)? != HEADER_LEN as u32 {
             return Err(CacheError::BadVersion);
         }
         if u64_at(16)? != file_len || bytes.len() as u64 > file_len {
@@ -173,7 +182,10 @@ impl<'a> Cache<'a> {
             .checked_add(strings_len)
             .and_then(|end| meta_bytes.get(strings_off..end))
             .ok_or(CacheError::OutOfBounds)?;
-        Ok(Cache {
+        if strings_off < HEADER_LEN {
+            return Err(CacheError::OutOfBounds);
+        }
+        let cache = Cache {
             bytes,
             file_len,
             entries: Table::new(u64_at(40)?, u32_at(48)?, ENTRY_LEN, meta)?,
@@ -182,7 +194,83 @@ impl<'a> Cache<'a> {
             ids: Table::new(u64_at(80)?, u32_at(76)?, ID_LEN, meta)?,
             strings,
             width: u32_at(104)?,
-        })
+        };
+        cache.check_entries()?;
+        cache.check_files(meta as u64)?;
+        cache.check_ids()?;
+        Ok(cache)
+    }
+
+    /// Every entry's path is a string, the entries ascend strictly by
+    /// (hash, path) as binary search needs, and every result is one the
+    /// format allows with its index inside its table.
+    #[inline]
+    fn check_entries(&self) -> Result<(), CacheError> {
+        let mut prev: Option<(u64, &[u8])> = None;
+        for i in 0..self.entries.count {
+            let e = self
+                .entries
+                .get(self.bytes, i)
+                .ok_or(CacheError::OutOfBounds)?;
+            let (hash, path) = self.entry_key(e).ok_or(CacheError::OutOfBounds)?;
+            if let Some((prev_hash, prev_path)) = prev {
+                let order = prev_hash.cmp(&hash).then_with(|| compare(prev_path, path));
+                if order != Ordering::Less {
+                    return Err(CacheError::BadTable);
+                }
+            }
+            prev = Some((hash, path));
+            let entry = decode_entry(e).ok_or(CacheError::BadTable)?;
+            let valid = valid_outcome(entry.open, self.files.count)
+                && valid_outcome(entry.stat, self.stats.count)
+                && valid_outcome(entry.access, 1);
+            if !valid {
+                return Err(CacheError::BadTable);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file's bytes lie page-aligned in the data region (which starts
+    /// at the first page boundary at or after `meta_len`), its path is a
+    /// string and its stat exists.
+    #[inline]
+    fn check_files(&self, meta_len: u64) -> Result<(), CacheError> {
+        let data_start = meta_len
+            .checked_add(PAGE - 1)
+            .ok_or(CacheError::OutOfBounds)?
+            & !(PAGE - 1);
+        for i in 0..self.files.count {
+            let f = self.file(i).ok_or(CacheError::OutOfBounds)?;
+            if f.data_off < data_start {
+                return Err(CacheError::OutOfBounds);
+            }
+            if f.stat_index >= self.stats.count {
+                return Err(CacheError::BadTable);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every identity has a known kind and fits its room.
+    #[inline]
+    fn check_ids(&self) -> Result<(), CacheError> {
+        for i in 0..self.ids.count {
+            let rec = self.ids.get(self.bytes, i).ok_or(CacheError::OutOfBounds)?;
+            let kind = rec.first().copied().unwrap_or(0);
+            let len = rec.get(1).copied().unwrap_or(u8::MAX) as usize;
+            let known = kind == IdKind::Program as u8 || kind == IdKind::Ldso as u8;
+            if !known || len > ID_MAX {
+                return Err(CacheError::BadTable);
+            }
+        }
+        Ok(())
+    }
+
+    /// An entry's hash and path.
+    #[inline]
+    fn entry_key(&self, e: &[u8]) -> Option<(u64, &'a [u8])> {
+        Some((le_u64(e, 0)?, self.string(le_u32(e, 8)?, le_u32(e, 12)?)?))
     }
 
     /// A string of the string table.
@@ -195,26 +283,17 @@ impl<'a> Cache<'a> {
     /// What was recorded about `path` (binary search by hash, then path).
     #[inline]
     pub fn lookup(&self, path: &[u8]) -> Option<Entry> {
-        let hash = layout::fnv1a64(path);
+        let hash = fnv1a64(path);
         let (mut lo, mut hi) = (0u32, self.entries.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let e = self.entries.get(self.bytes, mid)?;
-            let e_hash = le_u64(e, 0)?;
-            let order = match e_hash.cmp(&hash) {
-                Ordering::Equal => compare(self.string(le_u32(e, 8)?, le_u32(e, 12)?)?, path),
-                other => other,
-            };
+            let (e_hash, e_path) = self.entry_key(e)?;
+            let order = e_hash.cmp(&hash).then_with(|| compare(e_path, path));
             match order {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
-                Ordering::Equal => {
-                    return Some(Entry {
-                        open: decode_outcome(le_u32(e, 16)? as i32),
-                        stat: decode_outcome(le_u32(e, 20)? as i32),
-                        access: decode_outcome(le_u32(e, 24)? as i32),
-                    })
-                }
+                Ordering::Equal => return decode_entry(e),
             }
         }
         None
@@ -282,6 +361,27 @@ impl<'a> Cache<'a> {
     #[inline]
     pub fn files(&self) -> u32 {
         self.files.count
+    }
+}
+
+/// The three results an entry holds.
+#[inline]
+fn decode_entry(e: &[u8]) -> Option<Entry> {
+    Some(Entry {
+        open: decode_outcome(le_u32(e, 16)? as i32),
+        stat: decode_outcome(le_u32(e, 20)? as i32),
+        access: decode_outcome(le_u32(e, 24)? as i32),
+    })
+}
+
+/// Whether `o` is a result the format allows, given that a success must
+/// name an index below `count`.
+#[inline]
+fn valid_outcome(o: Outcome, count: u32) -> bool {
+    match o {
+        Outcome::NotRecorded => true,
+        Outcome::Err(errno) => (1..=MAX_ERRNO).contains(&errno),
+        Outcome::Ok(index) => index < count,
     }
 }
 
