@@ -79,6 +79,13 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
     let Some(stack) = (unsafe { InitialStack::read(stack_end) }) else {
         return;
     };
+    // A setuid, setgid or capability-raised program runs for a user other
+    // than the one who set the environment: like ld.so with LD_LIBRARY_PATH,
+    // ignore DLFM_* and DLCACHE_DBG entirely (no cache, journal or trace
+    // file is opened), so that the process behaves as without DLFM_OP.
+    if stack.secure() {
+        return;
+    }
     st.stack = Some(stack);
     st.asked = config::mode(&stack);
     if config::trace_requested(&stack) {

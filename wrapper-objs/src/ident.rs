@@ -3,14 +3,13 @@
 //! the identities it was made for; replay refuses a cache made for another
 //! program or another ld.so build.
 
+use linux_raw_sys::auxvec::{AT_BASE, AT_PHDR, AT_PHNUM};
+
 use crate::initial_stack::InitialStack;
 
 const PT_NOTE: u32 = 4;
 const PT_PHDR: u32 = 6;
 const NT_GNU_BUILD_ID: u32 = 3;
-const AT_PHDR: u64 = 3;
-const AT_PHNUM: u64 = 5;
-const AT_BASE: u64 = 7;
 /// Size of an ELF64 program header.
 const PHENT: usize = 56;
 /// Longest identity kept (a SHA-1 build-id is 20 bytes).

@@ -1,6 +1,8 @@
 //! The process's initial stack (argc, argv, envp, auxv), read through ld.so's
 //! `__libc_stack_end`: the only way to see the environment before libc exists.
 
+use linux_raw_sys::auxvec::{AT_NULL, AT_SECURE};
+
 /// Environment strings longer than this are treated as absent.
 const MAX_ENV_LEN: usize = 4096;
 
@@ -29,9 +31,16 @@ impl InitialStack {
             while !(*p).is_null() {
                 p = p.add(1);
             }
+            // In a secure process ld.so removes unsafe variables by shifting
+            // the rest of envp down, which leaves one extra NULL per removed
+            // variable before the aux vector. The aux vector never starts
+            // with AT_NULL (the kernel always supplies entries), so skip them.
+            while (*p).is_null() {
+                p = p.add(1);
+            }
             Some(InitialStack {
                 envp,
-                auxv: p.add(1) as *const u64,
+                auxv: p as *const u64,
             })
         }
     }
@@ -63,21 +72,32 @@ impl InitialStack {
         }
     }
 
-    /// The value of aux-vector entry `kind` (`AT_*`), if present.
-    pub fn aux(&self, kind: u64) -> Option<u64> {
+    /// The value of aux-vector entry `kind` (`linux_raw_sys::auxvec::AT_*`),
+    /// if present.
+    pub fn aux(&self, kind: u32) -> Option<u64> {
         let mut p = self.auxv;
         loop {
             // SAFETY: the aux vector is a list of (type, value) pairs ending
             // with AT_NULL (0).
             let (t, v) = unsafe { (*p, *p.add(1)) };
-            if t == 0 {
+            if t == u64::from(AT_NULL) {
                 return None;
             }
-            if t == kind {
+            if t == u64::from(kind) {
                 return Some(v);
             }
             // SAFETY: not yet at AT_NULL.
             p = unsafe { p.add(2) };
         }
+    }
+
+    /// Whether the kernel started this process in secure mode (AT_SECURE:
+    /// setuid, setgid or file capabilities). Such a process must ignore
+    /// DLFM_* and DLCACHE_DBG exactly as ld.so ignores LD_LIBRARY_PATH: the
+    /// user who sets them is not the one whose privileges the process has.
+    /// An aux vector without the entry counts as secure: never trust what
+    /// cannot be checked.
+    pub fn secure(&self) -> bool {
+        self.aux(AT_SECURE) != Some(0)
     }
 }

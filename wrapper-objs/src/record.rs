@@ -6,6 +6,8 @@
 use dlfm_cache::journal::{encode, Record, MAX_RECORD};
 use dlfm_cache::read::STAT_SIZE;
 
+use linux_raw_sys::auxvec::AT_EXECFN;
+
 use crate::config::PathBuf;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
@@ -16,7 +18,6 @@ use crate::sys::{self, nr};
 /// How many opened libraries are followed at once (ld.so opens one at a
 /// time); past that, mappings of further files are not journalled.
 const TRACKED: usize = 8;
-const AT_EXECFN: u64 = 31;
 /// A stat record for a failed lookup carries zeros.
 static NO_STAT: [u8; STAT_SIZE] = [0; STAT_SIZE];
 
