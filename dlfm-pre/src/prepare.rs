@@ -2,10 +2,10 @@
 //! WIDTH` before the large run.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::lustre::{self, Striping};
 use crate::trace_files;
@@ -17,10 +17,41 @@ fn journal_of(cache: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Refuses a path that exists but is not a regular file (a directory, a
+/// FIFO, a device): writing or reading it would fail half way or block.
+fn must_be_file_or_absent(path: &Path, what: &str) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if !m.is_file() => bail!(
+            "{what} {} is {}, not a regular file: name a file with --cache or DLFM_CACHE",
+            path.display(),
+            kind_of(&m)
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// What a non-regular file is, for messages.
+fn kind_of(m: &fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
 /// Starts an empty, writable journal for the pilot; creates trace files when
 /// DLCACHE_DBG asks for them.
 pub fn write_cache(cache: &Path) -> Result<()> {
     let journal = journal_of(cache);
+    must_be_file_or_absent(cache, "the cache")?;
+    must_be_file_or_absent(&journal, "the journal")?;
     fs::write(&journal, b"")
         .with_context(|| format!("cannot create the journal {}", journal.display()))?;
     fs::set_permissions(&journal, fs::Permissions::from_mode(0o644))
@@ -29,6 +60,14 @@ pub fn write_cache(cache: &Path) -> Result<()> {
         "dlfm.pre write-cache: empty journal {} ready",
         journal.display()
     );
+    if cache.is_relative() {
+        println!(
+            "  note         the recording process passes DLFM_CACHE to its children as an absolute \
+             path; with DLFM_CACHE unset, a child that changes directory before it execs does not \
+             find the journal (export DLFM_CACHE={} to be sure)",
+            std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf()).display()
+        );
+    }
     debug_traces()?;
     println!("next: run the pilot with DLFM_OP=write-cache (rank 0 records), then `dlfm.pre read-cache WIDTH`");
     Ok(())
@@ -37,6 +76,8 @@ pub fn write_cache(cache: &Path) -> Result<()> {
 /// Packs the journal into the cache, read-only and striped for `width`.
 pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
     let journal = journal_of(cache);
+    must_be_file_or_absent(cache, "the cache")?;
+    must_be_file_or_absent(&journal, "the journal")?;
     let mut striping = Striping::Skipped;
     let report = dlfm_pack::pack(&journal, cache, width, |empty| {
         striping = lustre::stripe(empty, width);

@@ -212,4 +212,45 @@ impl Scenario {
         }
         text
     }
+
+    /// Builds a C program linked with the wrapper and the scenario's patched
+    /// ld.so, with extra `cc` arguments; it lands in the scenario's root.
+    pub fn build_c(&self, name: &str, source: &str, extra: &[&str]) -> PathBuf {
+        let src = self.root.join(format!("{name}.c"));
+        std::fs::write(&src, source).expect("write the C source");
+        let out_path = self.root.join(name);
+        let out = Command::new("cc")
+            .arg("-o")
+            .arg(&out_path)
+            .arg(&src)
+            .arg(&self.art.wrapper)
+            .args(extra)
+            .arg(format!("-Wl,--dynamic-linker={}", self.ldso.display()))
+            .output()
+            .expect("run cc");
+        assert_ok(&out, "cc");
+        out_path
+    }
+
+    /// Builds `lib<name>.so` from `source` in the scenario's `extra-libs/`.
+    pub fn shared_lib(&self, name: &str, source: &str) -> PathBuf {
+        let dir = self.root.join("extra-libs");
+        std::fs::create_dir_all(&dir).expect("extra-libs dir");
+        let src = dir.join(format!("{name}.c"));
+        std::fs::write(&src, source).expect("write the C source");
+        let so = dir.join(format!("lib{name}.so"));
+        let out = Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&so)
+            .arg(&src)
+            .output()
+            .expect("run cc");
+        assert_ok(&out, "cc -shared");
+        so
+    }
+}
+
+/// The `cc` flag that puts `dir` on a program's RUNPATH.
+pub fn rpath(dir: &Path) -> String {
+    format!("-Wl,--enable-new-dtags,-rpath,{}", dir.display())
 }

@@ -2,10 +2,9 @@
 //! children that fork and exec, and the refusal of libraries that changed
 //! since the pilot.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use dlfm_tests::scenario::assert_ok;
+use dlfm_tests::scenario::{assert_ok, rpath};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 
@@ -50,53 +49,13 @@ fn a_library_changed_since_the_pilot_is_refused_by_name() {
     assert!(!s.cache().exists(), "no cache may be written");
 }
 
-/// Builds a C program linked with the wrapper and the scenario's patched
-/// ld.so, with extra `cc` arguments.
-fn build_c(s: &Scenario, name: &str, source: &str, extra: &[&str]) -> PathBuf {
-    let src = s.root.join(format!("{name}.c"));
-    std::fs::write(&src, source).unwrap();
-    let out_path = s.root.join(name);
-    let out = Command::new("cc")
-        .arg("-o")
-        .arg(&out_path)
-        .arg(&src)
-        .arg(&s.art.wrapper)
-        .args(extra)
-        .arg(format!("-Wl,--dynamic-linker={}", s.ldso.display()))
-        .output()
-        .unwrap();
-    assert_ok(&out, "cc");
-    out_path
-}
-
-fn shared_lib(s: &Scenario, name: &str, source: &str) -> PathBuf {
-    let dir = s.root.join("extra-libs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).unwrap();
-    let so = dir.join(format!("lib{name}.so"));
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&so)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert_ok(&out, "cc -shared");
-    so
-}
-
-fn rpath(dir: &Path) -> String {
-    format!("-Wl,--enable-new-dtags,-rpath,{}", dir.display())
-}
-
 /// A pilot killed half way (after loading, before exit) leaves a journal that
 /// packs; so does a journal whose last record was torn, with a warning.
 #[test]
 fn a_crashed_pilot_still_packs() {
     let s = Scenario::new(Spec::small());
-    let lib = shared_lib(&s, "late", "int late(void) { return 5; }\n");
-    let prog = build_c(
-        &s,
+    let lib = s.shared_lib("late", "int late(void) { return 5; }\n");
+    let prog = s.build_c(
         "crasher",
         "#include <dlfcn.h>\n#include <signal.h>\n#include <stdio.h>\n\
          int main(void) { void *h = dlopen(\"liblate.so\", RTLD_NOW); printf(\"%d\\n\", h != 0); fflush(stdout); raise(SIGKILL); return 0; }\n",
@@ -135,17 +94,15 @@ fn a_crashed_pilot_still_packs() {
 #[test]
 fn forked_and_execed_children_record_and_replay() {
     let s = Scenario::new(Spec::small());
-    let parent_lib = shared_lib(&s, "parent", "int parent_value(void) { return 11; }\n");
-    let child_lib = shared_lib(&s, "child", "int child_value(void) { return 22; }\n");
+    let parent_lib = s.shared_lib("parent", "int parent_value(void) { return 11; }\n");
+    let child_lib = s.shared_lib("child", "int child_value(void) { return 22; }\n");
     let dir = parent_lib.parent().unwrap().to_path_buf();
-    let child = build_c(
-        &s,
+    let child = s.build_c(
         "child",
         "#include <stdio.h>\nint child_value(void);\nint main(void) { printf(\"child %d\\n\", child_value()); return 0; }\n",
         &[&format!("-L{}", dir.display()), "-lchild", &rpath(&dir)],
     );
-    let parent = build_c(
-        &s,
+    let parent = s.build_c(
         "parent",
         "#include <stdio.h>\n#include <sys/wait.h>\n#include <unistd.h>\nint parent_value(void);\n\
          int main(int argc, char **argv) { printf(\"parent %d\\n\", parent_value()); fflush(stdout);\n\
@@ -202,16 +159,14 @@ fn forked_and_execed_children_record_and_replay() {
 #[test]
 fn concurrent_recorders_do_not_corrupt_the_journal() {
     let s = Scenario::new(Spec::small());
-    let child_lib = shared_lib(&s, "leaf", "int leaf_value(void) { return 7; }\n");
+    let child_lib = s.shared_lib("leaf", "int leaf_value(void) { return 7; }\n");
     let dir = child_lib.parent().unwrap().to_path_buf();
-    let leaf = build_c(
-        &s,
+    let leaf = s.build_c(
         "leaf",
         "#include <stdio.h>\nint leaf_value(void);\nint main(void) { printf(\"%d\\n\", leaf_value()); return 0; }\n",
         &[&format!("-L{}", dir.display()), "-lleaf", &rpath(&dir)],
     );
-    let fan = build_c(
-        &s,
+    let fan = s.build_c(
         "fan",
         "#include <stdio.h>\n#include <sys/wait.h>\n#include <unistd.h>\n\
          int main(int argc, char **argv) { for (int i = 0; i < 8; i++) if (fork() == 0) { execl(argv[1], argv[1], (char *)0); _exit(127); }\n\

@@ -3,6 +3,7 @@
 //! process records in a pilot run.
 
 use crate::initial_stack::InitialStack;
+use crate::sys;
 
 /// Longest path the wrapper handles (the kernel's PATH_MAX, NUL included).
 pub const PATH_MAX: usize = 4096;
@@ -108,6 +109,26 @@ impl PathBuf {
         }
     }
 
+    /// Appends the working directory; false (path left empty) if it cannot
+    /// be read or does not fit.
+    pub fn push_cwd(&mut self) -> bool {
+        let Some(free) = self.bytes.get_mut(self.len..) else {
+            return false;
+        };
+        // getcwd returns the length written, NUL included.
+        match sys::getcwd(free) {
+            Some(n) if n > 0 => {
+                self.len += n - 1;
+                true
+            }
+            _ => {
+                self.len = 0;
+                self.bytes[0] = 0;
+                false
+            }
+        }
+    }
+
     /// The path without its NUL.
     pub fn as_bytes(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or(&[])
@@ -127,4 +148,27 @@ pub fn cache_paths(stack: &InitialStack, cache: &mut PathBuf, journal: &mut Path
         _ => b"dlcache.dat",
     };
     cache.set(name) && journal.set(name) && journal.push(b".journal")
+}
+
+/// Makes a relative `DLFM_CACHE` absolute for the processes this one starts:
+/// the environment's entry is pointed at `entry`, which holds
+/// `DLFM_CACHE=<working directory>/<value>`. A child that changes directory
+/// before it execs then still finds the pilot's journal (or the cache)
+/// instead of missing it. The program sees the same file under an absolute
+/// name. Nothing changes if the value is absolute, the variable is unset, or
+/// the new entry does not fit.
+pub fn absolute_cache_for_children(stack: &InitialStack, entry: &mut PathBuf) {
+    let Some((slot, value)) = stack.env_slot(b"DLFM_CACHE") else {
+        return;
+    };
+    if value.is_empty() || value.first() == Some(&b'/') {
+        return;
+    }
+    if !entry.set(b"DLFM_CACHE=") || !entry.push_cwd() || !entry.push(b"/") || !entry.push(value) {
+        return;
+    }
+    // SAFETY: `slot` is the environment's pointer to this variable on the
+    // initial stack (writable, like all of the stack); `entry` lives in the
+    // wrapper's static state for the life of the process.
+    unsafe { slot.write(entry.as_ptr()) };
 }

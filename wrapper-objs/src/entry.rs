@@ -1,6 +1,8 @@
 //! The entry point the patched ld.so calls, and the one-time start-up that
 //! reads the environment and opens the cache or the journal.
 
+use linux_raw_sys::auxvec::AT_EUID;
+
 use crate::config::{self, Mode};
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
@@ -102,13 +104,17 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
     st.ids = Ids::read(&stack);
     let started = match st.asked {
         Mode::Record => st.record.start(&st.journal_path, &st.ids, &stack),
-        Mode::Replay => st.replay.start(&st.cache_path, &st.ids),
+        Mode::Replay => {
+            let euid = stack.aux(AT_EUID).map_or(u32::MAX, |u| u as u32);
+            st.replay.start(&st.cache_path, &st.ids, euid)
+        }
         Mode::Off => Ok(()),
     };
     match started {
         Ok(()) => {
             st.mode = st.asked;
             trace::started(st);
+            config::absolute_cache_for_children(&stack, &mut st.env_entry);
         }
         Err(e) => turn_off(st, e),
     }

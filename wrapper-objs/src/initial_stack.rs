@@ -47,6 +47,12 @@ impl InitialStack {
 
     /// The value of environment variable `name` (given without `=`).
     pub fn getenv(&self, name: &[u8]) -> Option<&'static [u8]> {
+        self.env_slot(name).map(|(_, value)| value)
+    }
+
+    /// The environment's slot for variable `name` (the pointer to its
+    /// `NAME=value` string, which the caller may replace) and its value.
+    pub fn env_slot(&self, name: &[u8]) -> Option<(*mut *const u8, &'static [u8])> {
         let mut p = self.envp;
         loop {
             // SAFETY: `envp` is a NULL-terminated array of NUL-terminated
@@ -63,7 +69,7 @@ impl InitialStack {
                 let var: &'static [u8] = unsafe { core::slice::from_raw_parts(s, len) };
                 if let (Some(key), Some(b'=')) = (var.get(..name.len()), var.get(name.len())) {
                     if dlfm_bytes::equal(key, name) {
-                        return var.get(name.len() + 1..);
+                        return var.get(name.len() + 1..).map(|v| (p as *mut _, v));
                     }
                 }
             }

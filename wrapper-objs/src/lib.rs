@@ -36,6 +36,7 @@ mod ident;
 mod initial_stack;
 mod line;
 mod lookup;
+mod own_file;
 mod record;
 mod replay;
 mod state;

@@ -3,6 +3,8 @@
 //! `O_APPEND` descriptor so that concurrent recorders (a pilot and its
 //! children) never interleave inside a record.
 
+use core::mem::MaybeUninit;
+
 use dlfm_cache::journal::{encode, Record, MAX_RECORD};
 use dlfm_cache::read::STAT_SIZE;
 
@@ -12,6 +14,7 @@ use crate::config::PathBuf;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::lookup;
+use crate::own_file::{self, OpenError};
 use crate::state::OffReason;
 use crate::sys::{self, nr};
 
@@ -57,13 +60,16 @@ impl Recorder {
         ids: &Ids,
         stack: &InitialStack,
     ) -> Result<(), (OffReason, &'static [u8])> {
-        let flags = nr::O_WRONLY | nr::O_APPEND | nr::O_CREAT | nr::O_CLOEXEC;
-        // SAFETY: `journal` is NUL-terminated.
-        let fd = unsafe { sys::open(journal.as_ptr(), flags, 0o644) };
-        if fd < 0 {
-            return Err((OffReason::JournalOpen, b""));
-        }
-        self.journal = sys::move_high(fd as i32);
+        // Never O_CREAT: only a journal dlfm.pre write-cache prepared is
+        // appended to, so a wrong DLFM_CACHE or working directory leaves no
+        // stray file behind.
+        let mut stat = MaybeUninit::uninit();
+        self.journal = match own_file::open_regular(journal, nr::O_WRONLY | nr::O_APPEND, &mut stat)
+        {
+            Ok(fd) => fd,
+            Err(OpenError::Open) => return Err((OffReason::JournalOpen, b"")),
+            Err(OpenError::NotRegular) => return Err((OffReason::JournalNotRegular, b"")),
+        };
         let exe = match stack.aux(AT_EXECFN) {
             // SAFETY: AT_EXECFN points at the NUL-terminated name the program
             // was executed by.

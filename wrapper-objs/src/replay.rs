@@ -10,12 +10,15 @@
 //! them in the page cache); `close` frees it. A lookup the cache does not
 //! hold goes to the kernel (a miss).
 
+use core::mem::MaybeUninit;
+
 use dlfm_cache::layout::HEADER_LEN;
 use dlfm_cache::read::{Cache, FileRef, IdKind, Outcome, STAT_SIZE};
 
 use crate::config::PathBuf;
 use crate::ident::Ids;
 use crate::lookup;
+use crate::own_file::{self, OpenError};
 use crate::state::OffReason;
 use crate::sys::{self, errno, nr};
 use crate::vfd::{Slot, VfdTable};
@@ -50,14 +53,25 @@ impl Replayer {
 
     /// Opens the cache at `path`, maps its metadata and checks it is for this
     /// program and ld.so.
-    pub fn start(&mut self, path: &PathBuf, ids: &Ids) -> Result<(), StartError> {
-        // SAFETY: `path` is NUL-terminated.
-        let fd = unsafe { sys::open(path.as_ptr(), nr::O_RDONLY | nr::O_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err((OffReason::CacheOpen, b""));
-        }
-        let fd = sys::move_high(fd as i32);
-        match map_and_check(fd, ids) {
+    /// The cache must be owned by `euid` (this process's effective user) or
+    /// by root, and writable by nobody else: replay trusts its bytes.
+    pub fn start(&mut self, path: &PathBuf, ids: &Ids, euid: u32) -> Result<(), StartError> {
+        let mut stat = MaybeUninit::uninit();
+        let fd = match own_file::open_regular(path, nr::O_RDONLY, &mut stat) {
+            Ok(fd) => fd,
+            Err(OpenError::Open) => return Err((OffReason::CacheOpen, b"")),
+            Err(OpenError::NotRegular) => return Err((OffReason::CacheNotRegular, b"")),
+        };
+        // SAFETY: `open_regular` filled `stat` when it succeeded.
+        let stat = unsafe { stat.assume_init_ref() };
+        let trusted = if stat.st_uid != euid && stat.st_uid != 0 {
+            Err((OffReason::CacheUntrusted, b"owned by another user" as &[u8]))
+        } else if stat.st_mode & (nr::S_IWGRP | nr::S_IWOTH) != 0 {
+            Err((OffReason::CacheUntrusted, b"writable by others" as &[u8]))
+        } else {
+            Ok(())
+        };
+        match trusted.and_then(|()| map_and_check(fd, stat, ids)) {
             Ok(cache) => {
                 self.cache = Some(cache);
                 self.fd = fd;
@@ -196,18 +210,10 @@ impl Replayer {
     }
 }
 
-/// Maps the metadata of the cache behind `fd` and checks it is for us.
-fn map_and_check(fd: i32, ids: &Ids) -> Result<Cache<'static>, StartError> {
-    let mut stat = core::mem::MaybeUninit::<[u8; STAT_SIZE]>::uninit();
-    // SAFETY: `stat` is STAT_SIZE writable bytes.
-    if unsafe { sys::fstat(fd, stat.as_mut_ptr() as *mut u8) } < 0 {
-        return Err((OffReason::CacheMap, b"fstat failed"));
-    }
-    // SAFETY: fstat succeeded, so the kernel filled the struct; st_size is
-    // the i64 at offset 48.
-    let size =
-        unsafe { core::ptr::read_unaligned((stat.as_ptr() as *const u8).add(48) as *const i64) };
-    let size = u64::try_from(size).unwrap_or(0);
+/// Maps the metadata of the cache behind `fd` (whose status is `stat`) and
+/// checks it is for us.
+fn map_and_check(fd: i32, stat: &nr::stat, ids: &Ids) -> Result<Cache<'static>, StartError> {
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
     // The header says how long the metadata is; map that much (never more
     // than the file), and let the reader judge the rest.
     let mut header = [0u8; HEADER_LEN];

@@ -25,6 +25,10 @@ pub enum OffReason {
     PathTooLong,
     /// The cache file could not be opened.
     CacheOpen,
+    /// The cache path names a FIFO, a device or a directory.
+    CacheNotRegular,
+    /// The cache is owned by another user or writable by others.
+    CacheUntrusted,
     /// The cache file could not be examined or mapped.
     CacheMap,
     /// The cache file failed validation (see the trace line before).
@@ -33,8 +37,11 @@ pub enum OffReason {
     OtherProgram,
     /// The cache was recorded with another ld.so build.
     OtherLdso,
-    /// The journal could not be opened for appending.
+    /// The journal could not be opened for appending (it must exist:
+    /// `dlfm.pre write-cache` creates it).
     JournalOpen,
+    /// The journal path names a FIFO, a device or a directory.
+    JournalNotRegular,
 }
 
 /// Counts of calls by how they were handled, for the summary line.
@@ -64,6 +71,9 @@ pub struct State {
     pub cache_path: PathBuf,
     /// The journal's path (`<cache>.journal`).
     pub journal_path: PathBuf,
+    /// `DLFM_CACHE=<absolute path>`, when the environment's entry was
+    /// relative and now points here (see `config::absolute_cache_for_children`).
+    pub env_entry: PathBuf,
     /// The identities of this program and of ld.so.
     pub ids: Ids,
     /// Replay state (read-cache).
@@ -91,6 +101,7 @@ static GLOBAL: Global = Global(UnsafeCell::new(State {
     stack: None,
     cache_path: PathBuf::EMPTY,
     journal_path: PathBuf::EMPTY,
+    env_entry: PathBuf::EMPTY,
     ids: Ids::EMPTY,
     replay: Replayer::EMPTY,
     record: Recorder::EMPTY,

@@ -2,6 +2,7 @@
 //! kernel. Each returns the kernel's raw result: a value, or `-errno`.
 
 use core::arch::asm;
+use core::mem::MaybeUninit;
 pub use linux_raw_sys::errno;
 pub use linux_raw_sys::general as nr;
 
@@ -106,6 +107,17 @@ pub unsafe fn fstat(fd: i32, buf: *mut u8) -> i64 {
     }
 }
 
+/// `fstat(fd)` into the kernel's `struct stat` at `out`; the filled struct,
+/// or `None` if the call failed.
+pub fn stat_of(fd: i32, out: &mut MaybeUninit<nr::stat>) -> Option<&nr::stat> {
+    // SAFETY: `out` is writable for the size of the kernel's struct stat.
+    if unsafe { fstat(fd, out.as_mut_ptr() as *mut u8) } < 0 {
+        return None;
+    }
+    // SAFETY: a successful fstat filled the whole struct.
+    Some(unsafe { out.assume_init_ref() })
+}
+
 /// `mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)`: a read-only view of a file.
 pub fn map_readonly(fd: i32, len: usize) -> i64 {
     // SAFETY: a fresh mapping at an address of the kernel's choosing cannot
@@ -156,6 +168,20 @@ pub unsafe fn pread(fd: i32, buf: *mut u8, len: usize, offset: u64) -> i64 {
 pub unsafe fn madvise(addr: *const u8, len: usize, advice: u32) -> i64 {
     // SAFETY: forwarded from the caller.
     unsafe { syscall3(nr::__NR_madvise, addr as u64, len as u64, advice as u64) }
+}
+
+/// `getcwd` into `buf`: the length written, NUL included, or `None`.
+pub fn getcwd(buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    let r = unsafe {
+        syscall3(
+            nr::__NR_getcwd,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            0,
+        )
+    };
+    usize::try_from(r).ok()
 }
 
 /// `getpid()`.

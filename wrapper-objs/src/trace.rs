@@ -5,8 +5,11 @@
 //! The core id is a letter as in the original DLFM: a-z for cores 0-25, A-Z
 //! for 26-51 (cores past 51 wrap around).
 
+use core::mem::MaybeUninit;
+
 use crate::config::{Mode, PathBuf};
 use crate::line::Line;
+use crate::own_file;
 use crate::state::{OffReason, State};
 use crate::sys;
 
@@ -61,11 +64,11 @@ impl Trace {
         if !ok {
             return;
         }
-        let flags = sys::nr::O_WRONLY | sys::nr::O_APPEND | sys::nr::O_CLOEXEC;
-        // SAFETY: `path` is NUL-terminated.
-        let fd = unsafe { sys::open(path.as_ptr(), flags, 0) };
-        if fd >= 0 {
-            self.fd = sys::move_high(fd as i32);
+        // Only a regular file dlfm.pre made: never a symlink, never a FIFO.
+        let flags = sys::nr::O_WRONLY | sys::nr::O_APPEND | sys::nr::O_NOFOLLOW;
+        let mut stat = MaybeUninit::uninit();
+        if let Ok(fd) = own_file::open_regular(path, flags, &mut stat) {
+            self.fd = fd;
             self.on = true;
         }
     }
@@ -106,7 +109,7 @@ pub fn call(st: &mut State, nr: u64, args: &[u64; 6], outcome: Outcome, result: 
             }
             None => line.bytes(b" <long path>"),
         },
-        None => line.bytes(b" fd ").int(args[0] as i32 as i64),
+        None => line.bytes(b" fd ").int(fd_arg(nr, args)),
     };
     line.bytes(b" = ").int(result);
     st.trace.write(&mut st.line);
@@ -190,6 +193,17 @@ pub fn path_arg(nr: u64, args: &[u64; 6]) -> Option<*const u8> {
     }
 }
 
+/// The descriptor argument of a call without a path: the fifth for `mmap`,
+/// the first for the others.
+fn fd_arg(nr: u64, args: &[u64; 6]) -> i64 {
+    let fd = if nr == u64::from(sys::nr::__NR_mmap) {
+        args[4]
+    } else {
+        args[0]
+    };
+    i64::from(fd as i32)
+}
+
 fn call_name(nr: u64) -> &'static [u8] {
     use sys::nr;
     match nr as u32 {
@@ -219,10 +233,15 @@ pub fn reason_text(reason: OffReason) -> &'static [u8] {
         OffReason::None => b"",
         OffReason::PathTooLong => b"DLFM_CACHE path too long",
         OffReason::CacheOpen => b"cannot open the cache file",
+        OffReason::CacheNotRegular => b"the cache is not a regular file",
+        OffReason::CacheUntrusted => b"the cache is not trusted",
         OffReason::CacheMap => b"cannot map the cache file",
         OffReason::CacheInvalid => b"the cache file is damaged or of another version",
         OffReason::OtherProgram => b"the cache was recorded for another program",
         OffReason::OtherLdso => b"the cache was recorded with another ld.so build",
-        OffReason::JournalOpen => b"cannot open the journal",
+        OffReason::JournalOpen => {
+            b"cannot open the journal (dlfm.pre write-cache creates it; it is never created here)"
+        }
+        OffReason::JournalNotRegular => b"the journal is not a regular file",
     }
 }

@@ -135,19 +135,20 @@ impl CacheBuilder {
         let tmp = PathBuf::from(tmp_name);
         let _ = std::fs::remove_file(&tmp);
         File::create(&tmp)?;
-        prepare(&tmp);
-        let file = std::fs::OpenOptions::new().write(true).open(&tmp)?;
-        let result = self.write_into(file);
-        match result {
-            Ok(summary) => {
-                std::fs::rename(&tmp, out)?;
-                Ok(summary)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
+        let written = (|| {
+            prepare(&tmp);
+            let file = std::fs::OpenOptions::new().write(true).open(&tmp)?;
+            let summary = self.write_into(file)?;
+            // A new file renamed over the old one: processes that still map
+            // the old cache keep their pages (truncating it in place would
+            // kill them with SIGBUS).
+            std::fs::rename(&tmp, out)?;
+            Ok(summary)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
+        written
     }
 
     fn write_into(&self, file: File) -> io::Result<Summary> {
