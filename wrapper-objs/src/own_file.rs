@@ -1,16 +1,30 @@
-//! Opening the wrapper's own files (the cache, the journal, a trace file) so
-//! that no open can block and nothing but a regular file is used.
+//! The wrapper's own files (the cache, the journal, a trace file): opened so
+//! that no open can block and nothing but a regular file is used, and kept
+//! honest against a program that closes or replaces their descriptors.
 //!
 //! A misconfigured path must never stop a job: a FIFO would block an
 //! ordinary open until a writer (or reader) appears, and a device or a
 //! directory is never a dlfm file. So every open adds `O_NONBLOCK` (which
 //! changes nothing for a regular file) and the descriptor is checked with
 //! `fstat` before use; anything else is closed and refused.
+//!
+//! Programs may close every descriptor they did not open themselves
+//! (`os.closerange(3, ...)`, `close_range(3, ~0U, 0)`) or `dup2` another file
+//! onto one of ours. So [`OwnFile::ensure`] compares the descriptor's
+//! identity (device and inode) with the file's before a use that matters
+//! (once per library in replay, before each journal or trace write), and
+//! [`OwnFile::with`] retries an operation that failed with EBADF. When the
+//! descriptor is no longer ours, the file is opened again by its absolute
+//! path and accepted only if it is the same file; a number that now belongs
+//! to the program is never closed, read or written. When the file cannot be
+//! had again, the caller does without it: replay turns served opens into
+//! misses (ld.so reads the libraries from the file system, as without dlfm),
+//! recording and tracing stop writing.
 
 use core::mem::MaybeUninit;
 
 use crate::config::PathBuf;
-use crate::sys::{self, nr};
+use crate::sys::{self, errno, nr};
 
 /// Why a file of ours could not be used.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,6 +55,88 @@ pub fn open_regular(
         _ => {
             sys::close(fd);
             Err(OpenError::NotRegular)
+        }
+    }
+}
+
+/// One of the wrapper's own open files: its descriptor, identity, absolute
+/// path and the flags to open it again with.
+pub struct OwnFile {
+    fd: i32,
+    identity: (u64, u64),
+    path: PathBuf,
+    flags: u32,
+}
+
+impl OwnFile {
+    /// No file (all zero, so that the state lives in `.bss`): no file has
+    /// the identity (0, 0) and the empty path opens nothing.
+    pub const EMPTY: OwnFile = OwnFile {
+        fd: 0,
+        identity: (0, 0),
+        path: PathBuf::EMPTY,
+        flags: 0,
+    };
+
+    /// Takes `fd`, just opened on `path` by [`open_regular`] with `flags`;
+    /// false if its identity or the absolute path cannot be had (then the
+    /// caller closes `fd`).
+    pub fn adopt(&mut self, fd: i32, path: &PathBuf, flags: u32) -> bool {
+        let Some(identity) = sys::identity(fd) else {
+            return false;
+        };
+        let whole = path.as_bytes();
+        let absolute = if whole.first() == Some(&b'/') {
+            self.path.set(whole)
+        } else {
+            self.path.set(b"")
+                && self.path.push_cwd()
+                && self.path.push(b"/")
+                && self.path.push(whole)
+        };
+        if !absolute {
+            return false;
+        }
+        self.fd = fd;
+        self.identity = identity;
+        self.flags = flags;
+        true
+    }
+
+    /// The descriptor, reopened first if the program closed or replaced it;
+    /// `None` if the file cannot be had again.
+    pub fn ensure(&mut self) -> Option<i32> {
+        if sys::identity(self.fd) == Some(self.identity) || self.reopen() {
+            Some(self.fd)
+        } else {
+            None
+        }
+    }
+
+    /// Runs `op` on the descriptor; if it fails with EBADF (the program
+    /// closed it meanwhile), reopens the cache and runs `op` once more.
+    pub fn with(&mut self, op: impl Fn(i32) -> i64) -> i64 {
+        let r = op(self.fd);
+        if r == -i64::from(errno::EBADF) && self.reopen() {
+            op(self.fd)
+        } else {
+            r
+        }
+    }
+
+    /// Opens the file again by its absolute path; true if it is the same
+    /// file as before.
+    fn reopen(&mut self) -> bool {
+        let mut stat = MaybeUninit::uninit();
+        let Ok(fd) = open_regular(&self.path, self.flags, &mut stat) else {
+            return false;
+        };
+        if sys::identity(fd) == Some(self.identity) {
+            self.fd = fd;
+            true
+        } else {
+            sys::close(fd);
+            false
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::config::PathBuf;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::lookup;
-use crate::own_file::{self, OpenError};
+use crate::own_file::{self, OpenError, OwnFile};
 use crate::state::OffReason;
 use crate::sys::{self, nr};
 
@@ -34,7 +34,7 @@ struct Tracked {
 /// The journal and the descriptors being followed (meaningful once `start`
 /// succeeded; all zero before, so the state lives in `.bss`).
 pub struct Recorder {
-    journal: i32,
+    journal: OwnFile,
     tracked: [Tracked; TRACKED],
     buf: [u8; MAX_RECORD],
 }
@@ -42,7 +42,7 @@ pub struct Recorder {
 impl Recorder {
     /// Not recording.
     pub const EMPTY: Recorder = Recorder {
-        journal: 0,
+        journal: OwnFile::EMPTY,
         tracked: [const {
             Tracked {
                 used: false,
@@ -64,12 +64,19 @@ impl Recorder {
         // appended to, so a wrong DLFM_CACHE or working directory leaves no
         // stray file behind.
         let mut stat = MaybeUninit::uninit();
-        self.journal = match own_file::open_regular(journal, nr::O_WRONLY | nr::O_APPEND, &mut stat)
-        {
+        let flags = nr::O_WRONLY | nr::O_APPEND;
+        let fd = match own_file::open_regular(journal, flags, &mut stat) {
             Ok(fd) => fd,
             Err(OpenError::Open) => return Err((OffReason::JournalOpen, b"")),
             Err(OpenError::NotRegular) => return Err((OffReason::JournalNotRegular, b"")),
         };
+        if !self.journal.adopt(fd, journal, flags) {
+            sys::close(fd);
+            return Err((
+                OffReason::JournalOpen,
+                b"cannot tell the journal's identity",
+            ));
+        }
         let exe = match stack.aux(AT_EXECFN) {
             // SAFETY: AT_EXECFN points at the NUL-terminated name the program
             // was executed by.
@@ -148,7 +155,7 @@ impl Recorder {
                         len,
                         path: t.path.as_bytes(),
                     };
-                    write_record(*journal, buf, &rec);
+                    write_record(journal, buf, &rec);
                 }
                 true
             }
@@ -194,15 +201,16 @@ impl Recorder {
     }
 
     fn append(&mut self, rec: &Record<'_>) {
-        write_record(self.journal, &mut self.buf, rec);
+        write_record(&mut self.journal, &mut self.buf, rec);
     }
 }
 
-/// Encodes `rec` into `buf` and appends it to the journal with one write.
-fn write_record(journal: i32, buf: &mut [u8; MAX_RECORD], rec: &Record<'_>) {
+/// Encodes `rec` into `buf` and appends it to the journal with one write,
+/// if the journal's descriptor is still the journal (see `own_file`).
+fn write_record(journal: &mut OwnFile, buf: &mut [u8; MAX_RECORD], rec: &Record<'_>) {
     if let Some(n) = encode(rec, buf) {
-        if let Some(bytes) = buf.get(..n) {
-            sys::write(journal, bytes);
+        if let (Some(bytes), Some(fd)) = (buf.get(..n), journal.ensure()) {
+            sys::write(fd, bytes);
         }
     }
 }

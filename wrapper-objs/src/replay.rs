@@ -18,7 +18,7 @@ use dlfm_cache::read::{Cache, FileRef, IdKind, Outcome, STAT_SIZE};
 use crate::config::PathBuf;
 use crate::ident::Ids;
 use crate::lookup;
-use crate::own_file::{self, OpenError};
+use crate::own_file::{self, OpenError, OwnFile};
 use crate::state::OffReason;
 use crate::sys::{self, errno, nr};
 use crate::vfd::{Slot, VfdTable};
@@ -36,7 +36,7 @@ pub enum Answer {
 /// The cache (its mapped metadata) and the virtual descriptors open on it.
 pub struct Replayer {
     cache: Option<Cache<'static>>,
-    fd: i32,
+    data: OwnFile,
     vfds: VfdTable,
 }
 
@@ -47,7 +47,7 @@ impl Replayer {
     /// Nothing mapped.
     pub const EMPTY: Replayer = Replayer {
         cache: None,
-        fd: 0,
+        data: OwnFile::EMPTY,
         vfds: VfdTable::EMPTY,
     };
 
@@ -71,11 +71,15 @@ impl Replayer {
         } else {
             Ok(())
         };
-        match trusted.and_then(|()| map_and_check(fd, stat, ids)) {
-            Ok(cache) => {
+        let checked = trusted.and_then(|()| map_and_check(fd, stat, ids));
+        match checked {
+            Ok(cache) if self.data.adopt(fd, path, nr::O_RDONLY) => {
                 self.cache = Some(cache);
-                self.fd = fd;
                 Ok(())
+            }
+            Ok(_) => {
+                sys::close(fd);
+                Err((OffReason::CacheMap, b"cannot tell the cache's identity"))
             }
             Err(e) => {
                 sys::close(fd);
@@ -94,6 +98,10 @@ impl Replayer {
                 Some(path) => match cache.lookup(path).map(|e| e.open) {
                     Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
                     Some(Outcome::Ok(file)) if cache.file(file).is_some() => {
+                        // Once per library: is the cache's descriptor still ours?
+                        if self.data.ensure().is_none() {
+                            return Answer::Missed;
+                        }
                         match self.vfds.open(file) {
                             Some(vfd) => Answer::Served(i64::from(vfd)),
                             None => Answer::Missed,
@@ -133,21 +141,17 @@ impl Replayer {
                 },
                 None => Answer::Pass,
             },
-            nr::__NR_read => {
-                let fd = self.fd;
-                self.on_vfd(a[0], |slot, file| {
-                    let n = read_at(fd, file, slot.pos, a[1], a[2]);
-                    if n > 0 {
-                        slot.pos += n as u64;
-                    }
-                    n
-                })
-            }
-            nr::__NR_pread64 => {
-                let fd = self.fd;
-                self.on_vfd(a[0], |_, file| read_at(fd, file, a[3], a[1], a[2]))
-            }
-            nr::__NR_lseek => self.on_vfd(a[0], |slot, file| {
+            nr::__NR_read => self.on_vfd(a[0], |slot, file, data| {
+                let n = data.with(|fd| read_at(fd, file, slot.pos, a[1], a[2]));
+                if n > 0 {
+                    slot.pos += n as u64;
+                }
+                n
+            }),
+            nr::__NR_pread64 => self.on_vfd(a[0], |_, file, data| {
+                data.with(|fd| read_at(fd, file, a[3], a[1], a[2]))
+            }),
+            nr::__NR_lseek => self.on_vfd(a[0], |slot, file, _| {
                 seek(slot, file.size, a[1] as i64, a[2] as u32)
             }),
             nr::__NR_close => match self.vfds.get(a[0] as i32 as i64) {
@@ -163,14 +167,19 @@ impl Replayer {
     }
 
     /// Runs `f` on the slot and the cache's file behind virtual descriptor
-    /// `fd`.
-    fn on_vfd(&mut self, fd: u64, f: impl FnOnce(&mut Slot, &FileRef<'_>) -> i64) -> Answer {
-        let Some(cache) = self.cache.as_ref() else {
+    /// `fd`, with the descriptor the file's bytes are read through.
+    fn on_vfd(
+        &mut self,
+        fd: u64,
+        f: impl FnOnce(&mut Slot, &FileRef<'_>, &mut OwnFile) -> i64,
+    ) -> Answer {
+        let Replayer { cache, data, vfds } = self;
+        let Some(cache) = cache.as_ref() else {
             return Answer::Pass;
         };
-        match self.vfds.get(fd as i32 as i64) {
+        match vfds.get(fd as i32 as i64) {
             Some(slot) => match cache.file(slot.file) {
-                Some(file) => Answer::Served(f(slot, &file)),
+                Some(file) => Answer::Served(f(slot, &file, data)),
                 None => Answer::Served(-i64::from(errno::EIO)),
             },
             None => Answer::Pass,
@@ -201,12 +210,12 @@ impl Replayer {
         };
         // SAFETY: the same call ld.so asked for, on the cache file instead of
         // the library: a private mapping of bytes identical to the library's.
-        Answer::Served(unsafe {
+        Answer::Served(self.data.with(|fd| unsafe {
             sys::syscall6(
                 nr::__NR_mmap as u64,
-                [a[0], a[1], a[2], a[3], self.fd as u64, at],
+                [a[0], a[1], a[2], a[3], fd as u64, at],
             )
-        })
+        }))
     }
 }
 

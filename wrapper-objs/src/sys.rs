@@ -118,6 +118,42 @@ pub fn stat_of(fd: i32, out: &mut MaybeUninit<nr::stat>) -> Option<&nr::stat> {
     Some(unsafe { out.assume_init_ref() })
 }
 
+/// The identity `(device, inode)` of the file open on `fd`, or `None` if
+/// `fd` is not open. Asks `statx` for the inode only, with
+/// `AT_STATX_DONT_SYNC`, so that a network file system answers from what it
+/// has cached instead of asking its server; falls back to `fstat` on a
+/// kernel without `statx`.
+pub fn identity(fd: i32) -> Option<(u64, u64)> {
+    let mut out = MaybeUninit::<nr::statx>::uninit();
+    let flags = AT_EMPTY_PATH | nr::AT_STATX_DONT_SYNC;
+    // SAFETY: `out` is writable for the size of the kernel's struct statx;
+    // the empty path is a NUL-terminated literal.
+    let r = unsafe {
+        syscall6(
+            nr::__NR_statx as u64,
+            [
+                fd as u64,
+                c"".as_ptr() as u64,
+                flags as u64,
+                nr::STATX_INO as u64,
+                out.as_mut_ptr() as u64,
+                0,
+            ],
+        )
+    };
+    if r == 0 {
+        // SAFETY: a successful statx filled the struct.
+        let x = unsafe { out.assume_init_ref() };
+        let dev = (u64::from(x.stx_dev_major) << 32) | u64::from(x.stx_dev_minor);
+        return Some((dev, x.stx_ino));
+    }
+    if r != -i64::from(errno::ENOSYS) {
+        return None;
+    }
+    let mut st = MaybeUninit::uninit();
+    stat_of(fd, &mut st).map(|st| (st.st_dev, st.st_ino))
+}
+
 /// `mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)`: a read-only view of a file.
 pub fn map_readonly(fd: i32, len: usize) -> i64 {
     // SAFETY: a fresh mapping at an address of the kernel's choosing cannot

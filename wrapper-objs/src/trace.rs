@@ -9,7 +9,7 @@ use core::mem::MaybeUninit;
 
 use crate::config::{Mode, PathBuf};
 use crate::line::Line;
-use crate::own_file;
+use crate::own_file::{self, OwnFile};
 use crate::state::{OffReason, State};
 use crate::sys;
 
@@ -18,7 +18,7 @@ pub struct Trace {
     /// Whether lines are written.
     pub on: bool,
     /// The open trace file (meaningful only when `on`).
-    fd: i32,
+    file: OwnFile,
 }
 
 /// How a call was handled, as the trace line says it.
@@ -36,7 +36,10 @@ pub enum Outcome {
 
 impl Trace {
     /// No trace file.
-    pub const EMPTY: Trace = Trace { on: false, fd: 0 };
+    pub const EMPTY: Trace = Trace {
+        on: false,
+        file: OwnFile::EMPTY,
+    };
 
     /// Opens this process's trace file if `dlfm.pre` created it.
     pub fn open(&mut self, path: &mut PathBuf) {
@@ -68,16 +71,22 @@ impl Trace {
         let flags = sys::nr::O_WRONLY | sys::nr::O_APPEND | sys::nr::O_NOFOLLOW;
         let mut stat = MaybeUninit::uninit();
         if let Ok(fd) = own_file::open_regular(path, flags, &mut stat) {
-            self.fd = fd;
-            self.on = true;
+            if self.file.adopt(fd, path, flags) {
+                self.on = true;
+            } else {
+                sys::close(fd);
+            }
         }
     }
 
     /// Writes `line` (a newline is added).
-    pub fn write(&self, line: &mut Line) {
-        if self.on {
-            line.bytes(b"\n");
-            sys::write(self.fd, line.as_bytes());
+    pub fn write(&mut self, line: &mut Line) {
+        if !self.on {
+            return;
+        }
+        line.bytes(b"\n");
+        if let Some(fd) = self.file.ensure() {
+            sys::write(fd, line.as_bytes());
         }
     }
 }
