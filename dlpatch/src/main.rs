@@ -110,6 +110,12 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         _ => PathBuf::from(SYSTEM_LDSO),
     };
+    if !cli.dry_run {
+        destination_is_writable(&loader)?;
+        if cli.program.is_some() {
+            destination_is_writable(&output)?;
+        }
+    }
     let bytes = read(&ldso, "ld.so")?;
     let patched = if cli.embed {
         let wrapper = cli.wrapper.clone().unwrap_or_else(default_wrapper);
@@ -120,7 +126,8 @@ fn run(cli: &Cli) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let program_copy = match (&cli.program, &program) {
-        (Some(_), Some(bytes)) => {
+        (Some(original), Some(bytes)) => {
+            origin_stays_the_same(original, &output, bytes)?;
             let loader_abs = absolute(&loader);
             let name = loader_abs
                 .to_str()
@@ -129,21 +136,44 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         _ => None,
     };
-    report(cli, &ldso, &patched, program_path);
     if cli.dry_run {
+        report(cli, &ldso, &patched, program_path);
         println!("dry run: nothing written");
         return Ok(());
     }
-    write_atomically(&loader, &patched.bytes)
-        .map_err(|e| format!("cannot write {}: {e}", loader.display()))?;
+    // Both files are written to temporary names first and renamed only when
+    // both are complete: a failure leaves neither behind.
+    let loader_tmp = write_temporary(&loader, &patched.bytes)?;
+    let copy_tmp = match &program_copy {
+        Some(copy) => match write_temporary(&output, copy) {
+            Ok(tmp) => Some(tmp),
+            Err(e) => {
+                let _ = std::fs::remove_file(&loader_tmp);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let renamed = std::fs::rename(&loader_tmp, &loader)
+        .map_err(|e| format!("cannot write {}: {e}", loader.display()))
+        .and_then(|()| match &copy_tmp {
+            Some(tmp) => std::fs::rename(tmp, &output)
+                .map_err(|e| format!("cannot write {}: {e}", output.display())),
+            None => Ok(()),
+        });
+    if let Err(e) = renamed {
+        for tmp in [Some(&loader_tmp), copy_tmp.as_ref()].into_iter().flatten() {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    report(cli, &ldso, &patched, program_path);
     println!(
         "wrote {} ({} sites patched)",
         loader.display(),
         patched.sites.len()
     );
-    if let Some(copy) = program_copy {
-        write_atomically(&output, &copy)
-            .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+    if program_copy.is_some() {
         println!(
             "wrote {} (loads through {})",
             output.display(),
@@ -231,14 +261,57 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Writes through a temporary file and renames, so a failure never leaves a
-/// half-written file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Refuses a program copy in another directory than the original when the
+/// program's RUNPATH or RPATH names `$ORIGIN`: ld.so would compute `$ORIGIN`
+/// from the copy's directory and miss the program's libraries.
+fn origin_stays_the_same(original: &Path, copy: &Path, bytes: &[u8]) -> Result<(), String> {
+    let uses = dlfm_elf::origin_search_paths(bytes);
+    let dir_of = |p: &Path| absolute(p).parent().map(Path::to_path_buf);
+    if uses.is_empty() || dir_of(original) == dir_of(copy) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} finds libraries through $ORIGIN ({}), which a copy in another directory would change: \
+         write the copy beside it (-o {}/NAME) or run the loader explicitly (dlpatch --embed -o ld.so; ./ld.so {})",
+        original.display(),
+        uses.join(":"),
+        dir_of(original).unwrap_or_default().display(),
+        original.display()
+    ))
+}
+
+/// Refuses a destination that exists but is not a regular file (a
+/// directory, most often), before anything is written.
+fn destination_is_writable(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(format!(
+            "cannot write {}: it is a directory; name the file to write (-o, --loader)",
+            path.display()
+        )),
+        Ok(m) if !m.is_file() => Err(format!(
+            "cannot write {}: it is not a regular file",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` (executable) to a temporary name beside `path` and returns
+/// that name; on failure nothing is left behind. The caller renames it over
+/// `path` (a new file, never one rewritten in place: a running program may
+/// have the old one mapped).
+fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(".dlpatch-tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)));
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(format!("cannot write {}: {e}", path.display()))
+        }
+    }
 }

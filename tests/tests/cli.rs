@@ -82,3 +82,130 @@ fn dlfm_pre_refuses_with_one_line() {
     assert_eq!(bad_width.status.code(), Some(2));
     assert!(!dir.path().join("dlcache.dat").exists());
 }
+
+/// Everything in `dir` whose name ends with `suffix`.
+fn left_over(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect()
+}
+
+#[test]
+fn dlpatch_embed_refusals_write_nothing_and_say_why() {
+    let art = artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a_dir = d.join("a-dir");
+    std::fs::create_dir(&a_dir).unwrap();
+    let embed = || {
+        let mut c = Command::new(&art.dlpatch);
+        c.current_dir(d).arg("--embed");
+        c
+    };
+    refused(embed().arg("-o").arg(&a_dir), "it is a directory");
+    let copy = d.join("python3.dlfm");
+    refused(
+        embed()
+            .args(["--program", "/usr/bin/python3", "-o"])
+            .arg(&copy)
+            .arg("--loader")
+            .arg(&a_dir),
+        "it is a directory",
+    );
+    assert!(!copy.exists(), "no program copy may be written");
+    refused(
+        embed()
+            .args(["--program", "/sbin/ldconfig", "-o"])
+            .arg(&copy),
+        "it is statically linked",
+    );
+    refused(
+        embed()
+            .args(["--ldso", "/sbin/ldconfig", "-o"])
+            .arg(d.join("x.so")),
+        "not a glibc dynamic loader",
+    );
+    refused(
+        embed()
+            .args(["--wrapper", "/etc/hostname", "-o"])
+            .arg(d.join("x.so")),
+        "not a static library",
+    );
+    assert_eq!(left_over(d, "dlpatch-tmp"), Vec::<String>::new());
+    assert_eq!(left_over(d, ".so"), Vec::<String>::new());
+    assert_eq!(left_over(&a_dir, ""), Vec::<String>::new());
+}
+
+/// A program whose RUNPATH names `$ORIGIN` cannot be copied elsewhere (ld.so
+/// would look beside the copy); beside the original it can, and the copy
+/// then runs from any working directory.
+#[test]
+fn a_program_copy_keeps_its_origin_or_is_refused() {
+    let art = artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let app = d.join("app");
+    std::fs::create_dir_all(app.join("lib")).unwrap();
+    std::fs::write(d.join("o.c"), "int origin_value(void) { return 42; }\n").unwrap();
+    std::fs::write(
+        d.join("main.c"),
+        "#include <stdio.h>\nint origin_value(void);\nint main(void) { printf(\"%d\\n\", origin_value()); return 0; }\n",
+    )
+    .unwrap();
+    let cc = |args: &[&str]| {
+        let out = Command::new("cc")
+            .current_dir(d)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cc(&["-shared", "-fPIC", "-o", "app/lib/liborigin.so", "o.c"]);
+    cc(&[
+        "-o",
+        "app/prog",
+        "main.c",
+        "-Lapp/lib",
+        "-lorigin",
+        "-Wl,--enable-new-dtags,-rpath,$ORIGIN/lib",
+    ]);
+    let prog = app.join("prog");
+    let elsewhere = d.join("prog.dlfm");
+    refused(
+        Command::new(&art.dlpatch)
+            .current_dir(d)
+            .args(["--embed", "--program"])
+            .arg(&prog)
+            .arg("-o")
+            .arg(&elsewhere)
+            .arg("--loader")
+            .arg(d.join("ld.so")),
+        "finds libraries through $ORIGIN",
+    );
+    assert!(!elsewhere.exists());
+    let beside = app.join("prog.dlfm");
+    let out = Command::new(&art.dlpatch)
+        .current_dir(d)
+        .args(["--embed", "--program"])
+        .arg(&prog)
+        .arg("-o")
+        .arg(&beside)
+        .arg("--loader")
+        .arg(d.join("ld.so"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&beside).current_dir("/").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "42\n");
+}

@@ -88,7 +88,13 @@ fn kind_of(elf: &Elf<'_>, i: usize) -> Result<Option<Kind>, EmbedError> {
 /// Links the archive's wrapper for `text_vaddr` (code, read-only) and
 /// `bss_vaddr` (zeroed data).
 pub fn link(archive: &[u8], text_vaddr: u64, bss_vaddr: u64) -> Result<Blob, EmbedError> {
-    let ar = Archive::parse(archive).map_err(|e| err(format!("not an archive: {e}")))?;
+    if !archive.starts_with(b"!<arch>\n") {
+        return Err(err(
+            "the wrapper is not a static library (no ar archive header)",
+        ));
+    }
+    let ar =
+        Archive::parse(archive).map_err(|e| err(format!("the wrapper archive is damaged: {e}")))?;
     // Pull in members from dlfm_entry's, following undefined symbols.
     let mut members: Vec<&str> = Vec::new();
     let mut queue = VecDeque::from([ENTRY.to_string()]);

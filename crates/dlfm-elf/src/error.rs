@@ -45,7 +45,7 @@ impl fmt::Display for PatchError {
             PatchError::NotElf { what, detail } => write!(f, "{what} is not usable: {detail}"),
             PatchError::NoInterp => write!(
                 f,
-                "the program names no dynamic loader (PT_INTERP): is it statically linked? Give one with --ldso"
+                "the program names no dynamic loader (PT_INTERP): it is statically linked, so ld.so never loads anything for it and dlfm has nothing to do"
             ),
             PatchError::NoWrapper { detail } => write!(
                 f,

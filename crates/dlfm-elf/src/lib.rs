@@ -18,5 +18,5 @@ mod sites;
 
 pub use error::PatchError;
 pub use patch::{patch_ldso, patch_ldso_embedded, Patched, PatchedSite};
-pub use program::{check_program, interp_of, with_interp, ProgramInfo};
+pub use program::{check_program, interp_of, origin_search_paths, with_interp, ProgramInfo};
 pub use sites::{SiteSpec, SITES};

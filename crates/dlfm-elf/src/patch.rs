@@ -79,7 +79,7 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
     let build_id = elf.build_id();
     let stack_end_vaddr =
         dynamic_symbol(bytes, "__libc_stack_end").ok_or_else(|| PatchError::UnknownLdso {
-            detail: "it exports no __libc_stack_end".into(),
+            detail: "it exports no __libc_stack_end, so it is not a glibc dynamic loader (a statically linked program?)".into(),
             build_id: build_id.clone(),
         })?;
     let sites = find_sites(&elf)?;

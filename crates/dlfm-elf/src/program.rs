@@ -65,6 +65,22 @@ pub fn interp_of(bytes: &[u8]) -> Option<String> {
     interp_in(&Elf::parse(bytes, "the program").ok()?)
 }
 
+/// The entries of the program's RUNPATH and RPATH that name `$ORIGIN`
+/// (the program's own directory, which ld.so computes from where the file
+/// it runs lies).
+pub fn origin_search_paths(bytes: &[u8]) -> Vec<String> {
+    let Ok(elf) = goblin::elf::Elf::parse(bytes) else {
+        return Vec::new();
+    };
+    elf.runpaths
+        .iter()
+        .chain(&elf.rpaths)
+        .flat_map(|list| list.split(':'))
+        .filter(|entry| entry.contains("$ORIGIN") || entry.contains("${ORIGIN}"))
+        .map(str::to_string)
+        .collect()
+}
+
 fn interp_in(elf: &Elf<'_>) -> Option<String> {
     let p = elf.phdrs.iter().find(|p| p.kind == PT_INTERP)?;
     let raw = elf
