@@ -32,6 +32,8 @@ In the large job:
     export DLFM_OP=read-cache
     dlfm.pre read-cache 24000      # packs dlcache.dat, checks the libraries
     srun -n 24000 ./myapp          # every rank replays from dlcache.dat
+Before each later large run with the same cache:
+    dlfm.pre check                 # refuses if a cached file changed
 
 Environment:
     DLFM_CACHE    the cache file (default ./dlcache.dat); the journal is
@@ -58,6 +60,11 @@ enum Op {
         #[arg(value_parser = clap::value_parser!(u32).range(1..))]
         width: u32,
     },
+    /// Before each large run: check that every stored file's bytes are
+    /// intact and that no file changed on disk since the pilot (replay
+    /// trusts the cache and does not look at the disk). Exit 2 naming the
+    /// files if not.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +80,7 @@ fn main() -> ExitCode {
     let result = match cli.op {
         Op::WriteCache => prepare::write_cache(&cache),
         Op::ReadCache { width } => prepare::read_cache(&cache, width),
+        Op::Check => prepare::check(&cache),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,11 +92,17 @@ pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
         human(w.file_len)
     );
     for r in &report.recorders {
+        // Run explicitly (`./ld.so PROG`), ld.so is the program the kernel
+        // started and has no identity of its own apart from the program's.
+        let ldso = if r.ldso_id.is_empty() {
+            "none: the loader was run explicitly".to_string()
+        } else {
+            format!("ld.so id {}", hex(&r.ldso_id))
+        };
         println!(
-            "  program      {} (id {}, ld.so id {})",
+            "  program      {} (id {}, {ldso})",
             r.exe,
-            hex(&r.program_id),
-            hex(&r.ldso_id)
+            hex(&r.program_id)
         );
     }
     println!(
@@ -151,6 +157,40 @@ pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
     debug_traces()?;
     println!("next: run the program with DLFM_OP=read-cache");
     Ok(())
+}
+
+/// Checks the cache against its checksums and the disk; refuses (naming the
+/// files) if anything changed.
+pub fn check(cache: &Path) -> Result<()> {
+    must_be_file_or_absent(cache, "the cache")?;
+    let report = dlfm_pack::check(cache)?;
+    let mut problems: Vec<String> = report
+        .damaged
+        .iter()
+        .map(|p| format!("{p} is damaged in the cache (checksum mismatch)"))
+        .collect();
+    problems.extend(report.changed.iter().cloned());
+    match problems.len() {
+        0 => {
+            println!(
+                "dlfm.pre check: {} is good: {} files ({}) intact and unchanged on disk",
+                cache.display(),
+                report.files,
+                human(report.data_bytes)
+            );
+            Ok(())
+        }
+        1 => bail!(
+            "{}: run the pilot again, then dlfm.pre read-cache",
+            problems[0]
+        ),
+        n => bail!(
+            "{} (and {} more: {}): run the pilot again, then dlfm.pre read-cache",
+            problems[0],
+            n - 1,
+            problems[1..].join("; ")
+        ),
+    }
 }
 
 /// Creates the DLCACHE_DBG trace files if asked for.

@@ -17,7 +17,9 @@
 //!     >= 0 = file index (open), stat index (stat), 0 (access)
 //! file, 32 bytes:
 //!   0 data_off u64 (a multiple of 4096, in the data region)  8 size u64
-//!  16 stat index u32   20 path_off u32   24 path_len u32   28 zero
+//!  16 stat index u32   20 path_off u32   24 path_len u32
+//!  28 data_sum u32: FNV-1a 32 of the file's `size` bytes (checked by
+//!     `dlfm.pre check`, not by replay: see docs/internals.md)
 //! stat, 144 bytes: the kernel's x86_64 struct stat as newfstatat wrote it
 //! id, 40 bytes: kind u8 (1 program, 2 ld.so), len u8 (<= 32), 6 zero, 32 bytes
 //! ```

@@ -59,6 +59,8 @@ pub struct FileRef<'a> {
     pub stat_index: u32,
     /// The path it was recorded under.
     pub path: &'a [u8],
+    /// FNV-1a 32 of its bytes, as packed.
+    pub data_sum: u32,
 }
 
 /// Why a cache file was rejected.
@@ -314,6 +316,7 @@ impl<'a> Cache<'a> {
             size,
             stat_index: le_u32(f, 16)?,
             path: self.string(le_u32(f, 20)?, le_u32(f, 24)?)?,
+            data_sum: le_u32(f, 28)?,
         })
     }
 

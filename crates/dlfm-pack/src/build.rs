@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use dlfm_cache::hash::fnv1a32;
 use dlfm_cache::layout;
 use dlfm_cache::layout::fnv1a64;
 use dlfm_cache::read::{IdKind, Outcome, PAGE, STAT_SIZE};
@@ -203,19 +204,49 @@ impl CacheBuilder {
         }
         let meta_len = strings_off + strings.len() as u64;
         let mut data_off = meta_len.div_ceil(PAGE) * PAGE;
-        let mut file_bytes = Vec::new();
         let mut placed = Vec::new();
-        for (f, (po, pl)) in self.files.iter().zip(&file_paths) {
-            file_bytes.extend_from_slice(&data_off.to_le_bytes());
-            file_bytes.extend_from_slice(&f.size.to_le_bytes());
-            file_bytes.extend_from_slice(&f.stat.to_le_bytes());
-            file_bytes.extend_from_slice(&po.to_le_bytes());
-            file_bytes.extend_from_slice(&pl.to_le_bytes());
-            file_bytes.extend_from_slice(&0u32.to_le_bytes());
+        for f in &self.files {
             placed.push(data_off);
             data_off += f.size.div_ceil(PAGE) * PAGE;
         }
         let file_len = data_off.max(meta_len.div_ceil(PAGE) * PAGE);
+
+        // The data first (each file's checksum goes into its record), then
+        // the metadata at offset 0.
+        let mut out = BufWriter::new(file);
+        let mut data_bytes = 0;
+        let mut sums = Vec::with_capacity(self.files.len());
+        for (f, off) in self.files.iter().zip(&placed) {
+            let mut bytes = Vec::new();
+            let mut src = File::open(&f.source).map_err(|e| annotate(e, &f.source))?;
+            (&mut src).take(f.size + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 != f.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is {} bytes now, {} when recorded: it changed while packing",
+                        f.source.display(),
+                        bytes.len(),
+                        f.size
+                    ),
+                ));
+            }
+            out.seek(SeekFrom::Start(*off))?;
+            out.write_all(&bytes)?;
+            sums.push(fnv1a32(&bytes));
+            data_bytes += f.size;
+        }
+        let mut file_bytes = Vec::new();
+        for (((f, (po, pl)), off), sum) in
+            self.files.iter().zip(&file_paths).zip(&placed).zip(&sums)
+        {
+            file_bytes.extend_from_slice(&off.to_le_bytes());
+            file_bytes.extend_from_slice(&f.size.to_le_bytes());
+            file_bytes.extend_from_slice(&f.stat.to_le_bytes());
+            file_bytes.extend_from_slice(&po.to_le_bytes());
+            file_bytes.extend_from_slice(&pl.to_le_bytes());
+            file_bytes.extend_from_slice(&sum.to_le_bytes());
+        }
         let mut id_bytes = Vec::new();
         for (kind, id) in &self.ids {
             let mut rec = [0u8; layout::ID_LEN];
@@ -251,25 +282,8 @@ impl CacheBuilder {
         meta.extend_from_slice(&strings);
         layout::seal(&mut meta);
 
-        let mut out = BufWriter::new(file);
+        out.seek(SeekFrom::Start(0))?;
         out.write_all(&meta)?;
-        let mut data_bytes = 0;
-        for (f, off) in self.files.iter().zip(&placed) {
-            out.seek(SeekFrom::Start(*off))?;
-            let mut src = File::open(&f.source).map_err(|e| annotate(e, &f.source))?;
-            let copied = io::copy(&mut (&mut src).take(f.size + 1), &mut out)?;
-            if copied != f.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is {copied} bytes now, {} when recorded: it changed while packing",
-                        f.source.display(),
-                        f.size
-                    ),
-                ));
-            }
-            data_bytes += f.size;
-        }
         out.flush()?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.set_len(file_len)?;

@@ -6,9 +6,11 @@
 //! file. It knows nothing of ld.so or of how replay uses the cache.
 
 pub mod build;
+pub mod check;
 pub mod journal;
 pub mod merge;
 pub mod pack;
 pub mod stat;
 
+pub use check::{check, CheckReport};
 pub use pack::{pack, PackReport};

@@ -102,28 +102,8 @@ fn check_unchanged(merged: &Merged) -> Result<()> {
         if !then.is_regular() {
             continue;
         }
-        let name = String::from_utf8_lossy(path).into_owned();
-        let os_path = Path::new(std::ffi::OsStr::from_bytes(path));
-        match std::fs::metadata(os_path) {
-            Err(e) => changed.push(format!("{name} is gone since the pilot ({e})")),
-            Ok(now) => {
-                let mut what = Vec::new();
-                if now.ino() != then.ino() {
-                    what.push(format!("inode {} -> {}", then.ino(), now.ino()));
-                }
-                if now.size() != then.size() {
-                    what.push(format!("size {} -> {}", then.size(), now.size()));
-                }
-                if (now.mtime(), now.mtime_nsec()) != then.mtime() {
-                    what.push("modification time differs".to_string());
-                }
-                if !what.is_empty() {
-                    changed.push(format!(
-                        "{name} changed since the pilot ({})",
-                        what.join(", ")
-                    ));
-                }
-            }
+        if let Some(change) = disk_change(path, &then, "the pilot") {
+            changed.push(change);
         }
     }
     match changed.len() {
@@ -135,6 +115,29 @@ fn check_unchanged(merged: &Merged) -> Result<()> {
             n - 1
         ),
     }
+}
+
+/// How the file at `path` differs on disk from `then` (inode, size and
+/// modification time), phrased as "<path> changed since <since> (...)" or
+/// "<path> is gone since <since>"; `None` if it is unchanged.
+pub fn disk_change(path: &[u8], then: &StatView<'_>, since: &str) -> Option<String> {
+    let name = String::from_utf8_lossy(path).into_owned();
+    let os_path = Path::new(std::ffi::OsStr::from_bytes(path));
+    let now = match std::fs::metadata(os_path) {
+        Err(e) => return Some(format!("{name} is gone since {since} ({e})")),
+        Ok(now) => now,
+    };
+    let mut what = Vec::new();
+    if now.ino() != then.ino() {
+        what.push(format!("inode {} -> {}", then.ino(), now.ino()));
+    }
+    if now.size() != then.size() {
+        what.push(format!("size {} -> {}", then.size(), now.size()));
+    }
+    if (now.mtime(), now.mtime_nsec()) != then.mtime() {
+        what.push("modification time differs".to_string());
+    }
+    (!what.is_empty()).then(|| format!("{name} changed since {since} ({})", what.join(", ")))
 }
 
 /// Lays the merged facts out for the cache writer.

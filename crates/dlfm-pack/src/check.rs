@@ -1,0 +1,81 @@
+//! `dlfm.pre check`: is a packed cache still right? Once per job, in one
+//! process, O(files): every stored file's bytes must match the checksum
+//! written when it was packed (a damaged cache), and every file on disk must
+//! still have the inode, size and modification time it had in the pilot (a
+//! library rebuilt after packing, which replay would otherwise serve in its
+//! old form).
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use dlfm_cache::hash::fnv1a32;
+use dlfm_cache::read::{Cache, STAT_SIZE};
+
+use crate::pack::disk_change;
+use crate::stat::StatView;
+
+/// What `check` looked at.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Files stored in the cache.
+    pub files: usize,
+    /// Bytes of file data checksummed.
+    pub data_bytes: u64,
+    /// Stored files whose bytes no longer match their checksum.
+    pub damaged: Vec<String>,
+    /// Files that changed on disk since the pilot.
+    pub changed: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether the cache can be used as it is.
+    pub fn ok(&self) -> bool {
+        self.damaged.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Checks the cache at `path` (see the module doc).
+pub fn check(path: &Path) -> Result<CheckReport> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the cache {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut header = vec![0u8; dlfm_cache::layout::HEADER_LEN];
+    file.read_exact_at(&mut header, 0)
+        .with_context(|| format!("{} is too short to be a dlfm cache", path.display()))?;
+    let meta_len = Cache::meta_len(&header).unwrap_or(0).min(len);
+    let mut meta = vec![0u8; meta_len as usize];
+    file.read_exact_at(&mut meta, 0)?;
+    let cache = match Cache::parse(&meta, len) {
+        Ok(c) => c,
+        Err(e) => bail!(
+            "{} is not a usable cache: {}",
+            path.display(),
+            String::from_utf8_lossy(e.reason())
+        ),
+    };
+    let mut report = CheckReport::default();
+    let mut bytes = Vec::new();
+    for i in 0..cache.files() {
+        let Some(f) = cache.file(i) else {
+            bail!("{}: file record {i} is out of range", path.display());
+        };
+        report.files += 1;
+        report.data_bytes += f.size;
+        bytes.resize(f.size as usize, 0);
+        file.read_exact_at(&mut bytes, f.data_off)?;
+        let name = String::from_utf8_lossy(f.path).into_owned();
+        if fnv1a32(&bytes) != f.data_sum {
+            report.damaged.push(name);
+        }
+        let stat = cache
+            .stat(f.stat_index)
+            .and_then(|s| <&[u8; STAT_SIZE]>::try_from(s).ok());
+        if let Some(stat) = stat {
+            if let Some(change) = disk_change(f.path, &StatView(stat), "the pilot") {
+                report.changed.push(change);
+            }
+        }
+    }
+    Ok(report)
+}
