@@ -108,9 +108,9 @@ impl Recorder {
             },
             nr::__NR_newfstatat => match lookup::stat_key(a) {
                 Some(path) => {
-                    // SAFETY: on success the kernel filled STAT_SIZE bytes at
-                    // ld.so's buffer a[2].
                     let stat = if result == 0 {
+                        // SAFETY: on success the kernel filled STAT_SIZE
+                        // bytes at ld.so's buffer a[2].
                         unsafe { &*(a[2] as *const [u8; STAT_SIZE]) }
                     } else {
                         &NO_STAT
