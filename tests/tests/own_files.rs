@@ -181,6 +181,14 @@ fn a_cache_owned_by_another_user_or_writable_by_others_is_refused() {
     // The user's own read-only cache is served.
     let trace = run_traced_bounded(&s, "read-cache", &s.cache());
     assert!(trace.contains("openat served"), "{trace}");
+    // mmap lines name the (virtual) descriptor mapped, not the address hint.
+    let vfd_maps = trace
+        .lines()
+        .filter_map(|l| l.split("mmap served fd ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<i64>().ok())
+        .filter(|&fd| fd >= 0x7fff_ffc0)
+        .count();
+    assert!(vfd_maps > 0, "{trace}");
 }
 
 #[test]
