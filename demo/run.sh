@@ -41,15 +41,18 @@ echo "== what the wrapper reports (DLCACHE_DBG trace summary lines)"
 grep -h "summary:" dlcache.dbg/* || true
 
 if command -v strace >/dev/null; then
-    calls='openat,newfstatat,read,pread64,mmap,access,close'
+    calls='openat,newfstatat,statx,read,pread64,mmap,access,close'
     strace -f -qq -e trace=$calls -o base.strace ./demo >/dev/null
     DLFM_OP=read-cache strace -f -qq -e trace=$calls -o replay.strace ./demo >/dev/null
     lookups() { grep -cE '^[0-9]+ +(openat|newfstatat|access)\(' "$1" || true; }
+    statxs() { grep -cE '^[0-9]+ +statx\(' "$1" || true; }
     enoent() { grep -c 'ENOENT' "$1" || true; }
     echo
     echo "== file-system lookups (openat/stat/access) before main and at dlopen, from strace"
     printf '   without dlfm:   %4d lookups, %4d of them ENOENT probes\n' "$(lookups base.strace)" "$(enoent base.strace)"
     printf '   with read-cache:%4d lookups, %4d of them ENOENT probes\n' "$(lookups replay.strace)" "$(enoent replay.strace)"
     echo "   (with read-cache the only file opened on the load path is dlcache.dat)"
+    printf '   statx of dlfm'"'"'s own open files (identity checks: one per library, one per trace line):\n'
+    printf '     without dlfm: %d, with read-cache: %d\n' "$(statxs base.strace)" "$(statxs replay.strace)"
     grep -E 'openat\(' replay.strace | sed 's/^/     /'
 fi

@@ -109,9 +109,19 @@ impl PathBuf {
         }
     }
 
+    /// Appends `path` made absolute: as it is if it starts with `/`, else
+    /// after the working directory and a `/`. False (path left empty) if the
+    /// working directory cannot be read or the result does not fit.
+    pub fn push_absolute(&mut self, path: &[u8]) -> bool {
+        if path.first() != Some(&b'/') && !(self.push_cwd() && self.push(b"/")) {
+            return false;
+        }
+        self.push(path)
+    }
+
     /// Appends the working directory; false (path left empty) if it cannot
     /// be read or does not fit.
-    pub fn push_cwd(&mut self) -> bool {
+    fn push_cwd(&mut self) -> bool {
         let Some(free) = self.bytes.get_mut(self.len..) else {
             return false;
         };
@@ -164,7 +174,7 @@ pub fn absolute_cache_for_children(stack: &InitialStack, entry: &mut PathBuf) {
     if value.is_empty() || value.first() == Some(&b'/') {
         return;
     }
-    if !entry.set(b"DLFM_CACHE=") || !entry.push_cwd() || !entry.push(b"/") || !entry.push(value) {
+    if !(entry.set(b"DLFM_CACHE=") && entry.push_absolute(value)) {
         return;
     }
     // SAFETY: `slot` is the environment's pointer to this variable on the

@@ -21,10 +21,8 @@
 //! misses (ld.so reads the libraries from the file system, as without dlfm),
 //! recording and tracing stop writing.
 
-use core::mem::MaybeUninit;
-
 use crate::config::PathBuf;
-use crate::sys::{self, errno, nr};
+use crate::sys::{self, errno, nr, Status};
 
 /// Why a file of ours could not be used.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,20 +36,16 @@ pub enum OpenError {
 
 /// Opens `path` with `flags` (plus `O_NONBLOCK | O_CLOEXEC`), checks that it
 /// is a regular file, and moves the descriptor high (see
-/// [`sys::move_high`]). On success `stat` holds the file's status.
-pub fn open_regular(
-    path: &PathBuf,
-    flags: u32,
-    stat: &mut MaybeUninit<nr::stat>,
-) -> Result<i32, OpenError> {
+/// [`sys::move_high`]). Returns the descriptor and the file's status.
+fn open_regular(path: &PathBuf, flags: u32) -> Result<(i32, Status), OpenError> {
     // SAFETY: `path` is NUL-terminated.
     let fd = unsafe { sys::open(path.as_ptr(), flags | nr::O_NONBLOCK | nr::O_CLOEXEC, 0) };
     if fd < 0 {
         return Err(OpenError::Open);
     }
     let fd = fd as i32;
-    match sys::stat_of(fd, stat) {
-        Some(st) if st.st_mode & nr::S_IFMT == nr::S_IFREG => Ok(sys::move_high(fd)),
+    match sys::status(fd, false) {
+        Some(st) if st.mode & nr::S_IFMT == nr::S_IFREG => Ok((sys::move_high(fd), st)),
         _ => {
             sys::close(fd);
             Err(OpenError::NotRegular)
@@ -78,35 +72,31 @@ impl OwnFile {
         flags: 0,
     };
 
-    /// Takes `fd`, just opened on `path` by [`open_regular`] with `flags`;
-    /// false if its identity or the absolute path cannot be had (then the
-    /// caller closes `fd`).
-    pub fn adopt(&mut self, fd: i32, path: &PathBuf, flags: u32) -> bool {
-        let Some(identity) = sys::identity(fd) else {
-            return false;
-        };
-        let whole = path.as_bytes();
-        let absolute = if whole.first() == Some(&b'/') {
-            self.path.set(whole)
-        } else {
-            self.path.set(b"")
-                && self.path.push_cwd()
-                && self.path.push(b"/")
-                && self.path.push(whole)
-        };
-        if !absolute {
-            return false;
-        }
+    /// Opens `path` with `flags` (see [`open_regular`]) and holds it;
+    /// returns the descriptor and the file's status. If the absolute path
+    /// does not fit, the file is held all the same but cannot be opened
+    /// again once the program closes it.
+    pub fn open(&mut self, path: &PathBuf, flags: u32) -> Result<(i32, Status), OpenError> {
+        let (fd, status) = open_regular(path, flags)?;
         self.fd = fd;
-        self.identity = identity;
+        self.identity = status.identity;
         self.flags = flags;
-        true
+        // On failure the path is left empty, and empty opens nothing.
+        let _ = self.path.set(b"") && self.path.push_absolute(path.as_bytes());
+        Ok((fd, status))
+    }
+
+    /// Closes the file and forgets it.
+    pub fn close(&mut self) {
+        sys::close(self.fd);
+        self.identity = (0, 0);
     }
 
     /// The descriptor, reopened first if the program closed or replaced it;
     /// `None` if the file cannot be had again.
     pub fn ensure(&mut self) -> Option<i32> {
-        if sys::identity(self.fd) == Some(self.identity) || self.reopen() {
+        let ours = sys::status(self.fd, true).map(|st| st.identity) == Some(self.identity);
+        if ours || self.reopen() {
             Some(self.fd)
         } else {
             None
@@ -114,7 +104,7 @@ impl OwnFile {
     }
 
     /// Runs `op` on the descriptor; if it fails with EBADF (the program
-    /// closed it meanwhile), reopens the cache and runs `op` once more.
+    /// closed it meanwhile), reopens the file and runs `op` once more.
     pub fn with(&mut self, op: impl Fn(i32) -> i64) -> i64 {
         let r = op(self.fd);
         if r == -i64::from(errno::EBADF) && self.reopen() {
@@ -127,16 +117,16 @@ impl OwnFile {
     /// Opens the file again by its absolute path; true if it is the same
     /// file as before.
     fn reopen(&mut self) -> bool {
-        let mut stat = MaybeUninit::uninit();
-        let Ok(fd) = open_regular(&self.path, self.flags, &mut stat) else {
-            return false;
-        };
-        if sys::identity(fd) == Some(self.identity) {
-            self.fd = fd;
-            true
-        } else {
-            sys::close(fd);
-            false
+        match open_regular(&self.path, self.flags) {
+            Ok((fd, st)) if st.identity == self.identity => {
+                self.fd = fd;
+                true
+            }
+            Ok((fd, _)) => {
+                sys::close(fd);
+                false
+            }
+            Err(_) => false,
         }
     }
 }

@@ -3,8 +3,6 @@
 //! `O_APPEND` descriptor so that concurrent recorders (a pilot and its
 //! children) never interleave inside a record.
 
-use core::mem::MaybeUninit;
-
 use dlfm_cache::journal::{encode, Record, MAX_RECORD};
 use dlfm_cache::read::STAT_SIZE;
 
@@ -14,7 +12,7 @@ use crate::config::PathBuf;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::lookup;
-use crate::own_file::{self, OpenError, OwnFile};
+use crate::own_file::{OpenError, OwnFile};
 use crate::state::OffReason;
 use crate::sys::{self, nr};
 
@@ -63,19 +61,10 @@ impl Recorder {
         // Never O_CREAT: only a journal dlfm.pre write-cache prepared is
         // appended to, so a wrong DLFM_CACHE or working directory leaves no
         // stray file behind.
-        let mut stat = MaybeUninit::uninit();
-        let flags = nr::O_WRONLY | nr::O_APPEND;
-        let fd = match own_file::open_regular(journal, flags, &mut stat) {
-            Ok(fd) => fd,
+        match self.journal.open(journal, nr::O_WRONLY | nr::O_APPEND) {
+            Ok(_) => {}
             Err(OpenError::Open) => return Err((OffReason::JournalOpen, b"")),
             Err(OpenError::NotRegular) => return Err((OffReason::JournalNotRegular, b"")),
-        };
-        if !self.journal.adopt(fd, journal, flags) {
-            sys::close(fd);
-            return Err((
-                OffReason::JournalOpen,
-                b"cannot tell the journal's identity",
-            ));
         }
         let exe = match stack.aux(AT_EXECFN) {
             // SAFETY: AT_EXECFN points at the NUL-terminated name the program

@@ -10,15 +10,13 @@
 //! them in the page cache); `close` frees it. A lookup the cache does not
 //! hold goes to the kernel (a miss).
 
-use core::mem::MaybeUninit;
-
 use dlfm_cache::layout::HEADER_LEN;
 use dlfm_cache::read::{Cache, FileRef, IdKind, Outcome, STAT_SIZE};
 
 use crate::config::PathBuf;
 use crate::ident::Ids;
 use crate::lookup;
-use crate::own_file::{self, OpenError, OwnFile};
+use crate::own_file::{OpenError, OwnFile};
 use crate::state::OffReason;
 use crate::sys::{self, errno, nr};
 use crate::vfd::{Slot, VfdTable};
@@ -56,33 +54,25 @@ impl Replayer {
     /// The cache must be owned by `euid` (this process's effective user) or
     /// by root, and writable by nobody else: replay trusts its bytes.
     pub fn start(&mut self, path: &PathBuf, ids: &Ids, euid: u32) -> Result<(), StartError> {
-        let mut stat = MaybeUninit::uninit();
-        let fd = match own_file::open_regular(path, nr::O_RDONLY, &mut stat) {
-            Ok(fd) => fd,
+        let (fd, status) = match self.data.open(path, nr::O_RDONLY) {
+            Ok(opened) => opened,
             Err(OpenError::Open) => return Err((OffReason::CacheOpen, b"")),
             Err(OpenError::NotRegular) => return Err((OffReason::CacheNotRegular, b"")),
         };
-        // SAFETY: `open_regular` filled `stat` when it succeeded.
-        let stat = unsafe { stat.assume_init_ref() };
-        let trusted = if stat.st_uid != euid && stat.st_uid != 0 {
+        let checked = if status.uid != euid && status.uid != 0 {
             Err((OffReason::CacheUntrusted, b"owned by another user" as &[u8]))
-        } else if stat.st_mode & (nr::S_IWGRP | nr::S_IWOTH) != 0 {
+        } else if status.mode & (nr::S_IWGRP | nr::S_IWOTH) != 0 {
             Err((OffReason::CacheUntrusted, b"writable by others" as &[u8]))
         } else {
-            Ok(())
+            map_and_check(fd, status.size, ids)
         };
-        let checked = trusted.and_then(|()| map_and_check(fd, stat, ids));
         match checked {
-            Ok(cache) if self.data.adopt(fd, path, nr::O_RDONLY) => {
+            Ok(cache) => {
                 self.cache = Some(cache);
                 Ok(())
             }
-            Ok(_) => {
-                sys::close(fd);
-                Err((OffReason::CacheMap, b"cannot tell the cache's identity"))
-            }
             Err(e) => {
-                sys::close(fd);
+                self.data.close();
                 Err(e)
             }
         }
@@ -219,10 +209,9 @@ impl Replayer {
     }
 }
 
-/// Maps the metadata of the cache behind `fd` (whose status is `stat`) and
+/// Maps the metadata of the cache behind `fd` (`size` bytes long) and
 /// checks it is for us.
-fn map_and_check(fd: i32, stat: &nr::stat, ids: &Ids) -> Result<Cache<'static>, StartError> {
-    let size = u64::try_from(stat.st_size).unwrap_or(0);
+fn map_and_check(fd: i32, size: u64, ids: &Ids) -> Result<Cache<'static>, StartError> {
     // The header says how long the metadata is; map that much (never more
     // than the file), and let the reader judge the rest.
     let mut header = [0u8; HEADER_LEN];

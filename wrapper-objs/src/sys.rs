@@ -107,51 +107,77 @@ pub unsafe fn fstat(fd: i32, buf: *mut u8) -> i64 {
     }
 }
 
-/// `fstat(fd)` into the kernel's `struct stat` at `out`; the filled struct,
-/// or `None` if the call failed.
-pub fn stat_of(fd: i32, out: &mut MaybeUninit<nr::stat>) -> Option<&nr::stat> {
-    // SAFETY: `out` is writable for the size of the kernel's struct stat.
-    if unsafe { fstat(fd, out.as_mut_ptr() as *mut u8) } < 0 {
-        return None;
-    }
-    // SAFETY: a successful fstat filled the whole struct.
-    Some(unsafe { out.assume_init_ref() })
+/// What the wrapper needs to know of a file it holds open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The device and inode: the file's identity.
+    pub identity: (u64, u64),
+    /// `st_mode` (type and permissions).
+    pub mode: u32,
+    /// The owner.
+    pub uid: u32,
+    /// The length in bytes.
+    pub size: u64,
 }
 
-/// The identity `(device, inode)` of the file open on `fd`, or `None` if
-/// `fd` is not open. Asks `statx` for the inode only, with
-/// `AT_STATX_DONT_SYNC`, so that a network file system answers from what it
-/// has cached instead of asking its server; falls back to `fstat` on a
-/// kernel without `statx`.
-pub fn identity(fd: i32) -> Option<(u64, u64)> {
-    let mut out = MaybeUninit::<nr::statx>::uninit();
-    let flags = AT_EMPTY_PATH | nr::AT_STATX_DONT_SYNC;
-    // SAFETY: `out` is writable for the size of the kernel's struct statx;
-    // the empty path is a NUL-terminated literal.
+/// The status of the file open on `fd`, or `None` if `fd` is not open.
+/// With `cached`, `statx` is asked with `AT_STATX_DONT_SYNC`, so that a
+/// network file system answers from what its client has instead of asking
+/// its server (enough for the identity, which never changes). Falls back to
+/// `fstat` on a kernel without `statx`; the identity is then encoded
+/// differently, but always the same way within one kernel.
+pub fn status(fd: i32, cached: bool) -> Option<Status> {
+    let mut x = MaybeUninit::<nr::statx>::uninit();
+    let sync = if cached {
+        nr::AT_STATX_DONT_SYNC
+    } else {
+        nr::AT_STATX_SYNC_AS_STAT
+    };
+    let mask = nr::STATX_TYPE | nr::STATX_MODE | nr::STATX_UID | nr::STATX_INO | nr::STATX_SIZE;
+    // SAFETY: `x` is writable for the size of the kernel's struct statx; the
+    // empty path is a NUL-terminated literal.
     let r = unsafe {
         syscall6(
             nr::__NR_statx as u64,
             [
                 fd as u64,
                 c"".as_ptr() as u64,
-                flags as u64,
-                nr::STATX_INO as u64,
-                out.as_mut_ptr() as u64,
+                (AT_EMPTY_PATH | sync) as u64,
+                mask as u64,
+                x.as_mut_ptr() as u64,
                 0,
             ],
         )
     };
     if r == 0 {
         // SAFETY: a successful statx filled the struct.
-        let x = unsafe { out.assume_init_ref() };
-        let dev = (u64::from(x.stx_dev_major) << 32) | u64::from(x.stx_dev_minor);
-        return Some((dev, x.stx_ino));
+        let x = unsafe { x.assume_init_ref() };
+        return Some(Status {
+            identity: (
+                (u64::from(x.stx_dev_major) << 32) | u64::from(x.stx_dev_minor),
+                x.stx_ino,
+            ),
+            mode: u32::from(x.stx_mode),
+            uid: x.stx_uid,
+            size: x.stx_size,
+        });
     }
     if r != -i64::from(errno::ENOSYS) {
         return None;
     }
-    let mut st = MaybeUninit::uninit();
-    stat_of(fd, &mut st).map(|st| (st.st_dev, st.st_ino))
+    let mut st = MaybeUninit::<nr::stat>::uninit();
+    // SAFETY: `st` is writable for the size of the kernel's struct stat.
+    if unsafe { fstat(fd, st.as_mut_ptr() as *mut u8) } < 0 {
+        return None;
+    }
+    // SAFETY: a successful fstat filled the whole struct.
+    let st = unsafe { st.assume_init_ref() };
+    Some(Status {
+        identity: (st.st_dev, st.st_ino),
+        mode: st.st_mode,
+        uid: st.st_uid,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+    })
 }
 
 /// `mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)`: a read-only view of a file.

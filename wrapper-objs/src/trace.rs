@@ -5,11 +5,9 @@
 //! The core id is a letter as in the original DLFM: a-z for cores 0-25, A-Z
 //! for 26-51 (cores past 51 wrap around).
 
-use core::mem::MaybeUninit;
-
 use crate::config::{Mode, PathBuf};
 use crate::line::Line;
-use crate::own_file::{self, OwnFile};
+use crate::own_file::OwnFile;
 use crate::state::{OffReason, State};
 use crate::sys;
 
@@ -69,14 +67,7 @@ impl Trace {
         }
         // Only a regular file dlfm.pre made: never a symlink, never a FIFO.
         let flags = sys::nr::O_WRONLY | sys::nr::O_APPEND | sys::nr::O_NOFOLLOW;
-        let mut stat = MaybeUninit::uninit();
-        if let Ok(fd) = own_file::open_regular(path, flags, &mut stat) {
-            if self.file.adopt(fd, path, flags) {
-                self.on = true;
-            } else {
-                sys::close(fd);
-            }
-        }
+        self.on = self.file.open(path, flags).is_ok();
     }
 
     /// Writes `line` (a newline is added).
