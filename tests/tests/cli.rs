@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use dlfm_tests::artifacts;
+use dlfm_tests::scenario::assert_ok;
 
 fn refused(cmd: &mut Command, needle: &str) {
     let out = cmd.output().unwrap();
@@ -161,11 +162,7 @@ fn a_program_copy_keeps_its_origin_or_is_refused() {
             .args(args)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out, "cc");
     };
     cc(&["-shared", "-fPIC", "-o", "app/lib/liborigin.so", "o.c"]);
     cc(&[
@@ -177,35 +174,22 @@ fn a_program_copy_keeps_its_origin_or_is_refused() {
         "-Wl,--enable-new-dtags,-rpath,$ORIGIN/lib",
     ]);
     let prog = app.join("prog");
-    let elsewhere = d.join("prog.dlfm");
-    refused(
-        Command::new(&art.dlpatch)
-            .current_dir(d)
+    let copy_to = |out: &std::path::Path| {
+        let mut c = Command::new(&art.dlpatch);
+        c.current_dir(d)
             .args(["--embed", "--program"])
             .arg(&prog)
             .arg("-o")
-            .arg(&elsewhere)
+            .arg(out)
             .arg("--loader")
-            .arg(d.join("ld.so")),
-        "finds libraries through $ORIGIN",
-    );
+            .arg(d.join("ld.so"));
+        c
+    };
+    let elsewhere = d.join("prog.dlfm");
+    refused(&mut copy_to(&elsewhere), "finds libraries through $ORIGIN");
     assert!(!elsewhere.exists());
     let beside = app.join("prog.dlfm");
-    let out = Command::new(&art.dlpatch)
-        .current_dir(d)
-        .args(["--embed", "--program"])
-        .arg(&prog)
-        .arg("-o")
-        .arg(&beside)
-        .arg("--loader")
-        .arg(d.join("ld.so"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&copy_to(&beside).output().unwrap(), "dlpatch, copy beside");
     let run = Command::new(&beside).current_dir("/").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&run.stdout), "42\n");
 }

@@ -7,7 +7,7 @@ pub const FNV64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 /// FNV-1a 64 multiplier.
 const FNV64_PRIME: u64 = 0x0100_0000_01b3;
 /// FNV-1a 32 starting value.
-const FNV32_OFFSET: u32 = 0x811c_9dc5;
+pub const FNV32_OFFSET: u32 = 0x811c_9dc5;
 /// FNV-1a 32 multiplier.
 const FNV32_PRIME: u32 = 0x0100_0193;
 
@@ -26,12 +26,21 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     fnv1a64_continue(FNV64_OFFSET, bytes)
 }
 
-/// FNV-1a 32 of `bytes`: a journal record's payload check.
+/// Continues an FNV-1a 32 hash `h` over `bytes` (start from
+/// [`FNV32_OFFSET`]); lets a stored file's checksum be computed as its bytes
+/// stream past.
+#[inline]
+pub fn fnv1a32_continue(h: u32, bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u32::from(b)).wrapping_mul(FNV32_PRIME))
+}
+
+/// FNV-1a 32 of `bytes`: a journal record's payload check and a stored
+/// file's checksum.
 #[inline]
 pub fn fnv1a32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(FNV32_OFFSET, |h, &b| {
-        (h ^ u32::from(b)).wrapping_mul(FNV32_PRIME)
-    })
+    fnv1a32_continue(FNV32_OFFSET, bytes)
 }
 
 #[cfg(test)]
@@ -52,6 +61,10 @@ mod tests {
         assert_eq!(
             fnv1a64_continue(fnv1a64(b"/usr/"), b"lib"),
             fnv1a64(b"/usr/lib")
+        );
+        assert_eq!(
+            fnv1a32_continue(fnv1a32(b"/usr/"), b"lib"),
+            fnv1a32(b"/usr/lib")
         );
     }
 }

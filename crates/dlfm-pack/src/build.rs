@@ -7,10 +7,11 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use dlfm_cache::hash::fnv1a32;
 use dlfm_cache::layout;
 use dlfm_cache::layout::fnv1a64;
 use dlfm_cache::read::{IdKind, Outcome, PAGE, STAT_SIZE};
+
+use crate::data_sum::copy_and_sum;
 
 /// What was written.
 #[derive(Debug, Default, Clone)]
@@ -217,23 +218,20 @@ impl CacheBuilder {
         let mut data_bytes = 0;
         let mut sums = Vec::with_capacity(self.files.len());
         for (f, off) in self.files.iter().zip(&placed) {
-            let mut bytes = Vec::new();
-            let mut src = File::open(&f.source).map_err(|e| annotate(e, &f.source))?;
-            (&mut src).take(f.size + 1).read_to_end(&mut bytes)?;
-            if bytes.len() as u64 != f.size {
+            out.seek(SeekFrom::Start(*off))?;
+            let src = File::open(&f.source).map_err(|e| annotate(e, &f.source))?;
+            let (copied, sum) = copy_and_sum(&mut src.take(f.size + 1), &mut out)?;
+            if copied != f.size {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "{} is {} bytes now, {} when recorded: it changed while packing",
+                        "{} is {copied} bytes now, {} when recorded: it changed while packing",
                         f.source.display(),
-                        bytes.len(),
                         f.size
                     ),
                 ));
             }
-            out.seek(SeekFrom::Start(*off))?;
-            out.write_all(&bytes)?;
-            sums.push(fnv1a32(&bytes));
+            sums.push(sum);
             data_bytes += f.size;
         }
         let mut file_bytes = Vec::new();

@@ -5,13 +5,14 @@
 //! library rebuilt after packing, which replay would otherwise serve in its
 //! old form).
 
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use dlfm_cache::hash::fnv1a32;
 use dlfm_cache::read::{Cache, STAT_SIZE};
 
+use crate::data_sum::copy_and_sum;
 use crate::pack::disk_change;
 use crate::stat::StatView;
 
@@ -26,13 +27,6 @@ pub struct CheckReport {
     pub damaged: Vec<String>,
     /// Files that changed on disk since the pilot.
     pub changed: Vec<String>,
-}
-
-impl CheckReport {
-    /// Whether the cache can be used as it is.
-    pub fn ok(&self) -> bool {
-        self.damaged.is_empty() && self.changed.is_empty()
-    }
 }
 
 /// Checks the cache at `path` (see the module doc).
@@ -55,18 +49,19 @@ pub fn check(path: &Path) -> Result<CheckReport> {
         ),
     };
     let mut report = CheckReport::default();
-    let mut bytes = Vec::new();
     for i in 0..cache.files() {
         let Some(f) = cache.file(i) else {
             bail!("{}: file record {i} is out of range", path.display());
         };
         report.files += 1;
         report.data_bytes += f.size;
-        bytes.resize(f.size as usize, 0);
-        file.read_exact_at(&mut bytes, f.data_off)?;
-        let name = String::from_utf8_lossy(f.path).into_owned();
-        if fnv1a32(&bytes) != f.data_sum {
-            report.damaged.push(name);
+        let mut stored = &file;
+        stored.seek(SeekFrom::Start(f.data_off))?;
+        let (read, sum) = copy_and_sum(&mut stored.take(f.size), &mut io::sink())?;
+        if read != f.size || sum != f.data_sum {
+            report
+                .damaged
+                .push(String::from_utf8_lossy(f.path).into_owned());
         }
         let stat = cache
             .stat(f.stat_index)

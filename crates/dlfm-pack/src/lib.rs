@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod check;
+pub mod data_sum;
 pub mod journal;
 pub mod merge;
 pub mod pack;
