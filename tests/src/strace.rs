@@ -54,7 +54,17 @@ pub struct Call {
 /// Runs `cmd` (its program, arguments, environment and directory) under
 /// strace -f, writing the trace to `log`.
 pub fn run_traced(cmd: &Command, log: &Path) -> Output {
+    run_traced_as(cmd, log, None)
+}
+
+/// Like [`run_traced`]; with `user`, strace (run as root) starts the program
+/// as that user (`strace -u`), so that a setuid program really runs with its
+/// owner's privileges under the trace.
+pub fn run_traced_as(cmd: &Command, log: &Path, user: Option<&str>) -> Output {
     let mut traced = Command::new("strace");
+    if let Some(user) = user {
+        traced.args(["-u", user]);
+    }
     traced
         .args(["-f", "-qq", "-y", "-s", "256", "-e"])
         .arg(format!("trace={TRACED}"))

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dlfm_tests::scenario::assert_ok;
+use dlfm_tests::strace;
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 
@@ -55,24 +56,13 @@ fn as_nobody(s: &Scenario, op: &str) -> Command {
 /// honours the setuid bit) and returns every path the process opened.
 fn opened_as_nobody(s: &Scenario, cmd: &Command, name: &str) -> Vec<String> {
     let log = s.root.join(name);
-    let mut traced = Command::new("strace");
-    traced
-        .args(["-f", "-qq", "-u", "nobody", "-e", "trace=openat", "-o"])
-        .arg(&log)
-        .arg(cmd.get_program())
-        .current_dir(&s.run_dir);
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => traced.env(k, v),
-            None => traced.env_remove(k),
-        };
-    }
-    let out = traced.output().expect("run strace");
-    assert_ok(&out, "the setuid program under strace -u nobody");
+    let out = strace::run_traced_as(cmd, &log, Some("nobody"));
+    assert_ok(&out, "the program under strace -u nobody");
     assert_eq!(String::from_utf8_lossy(&out.stdout), s.w.expected_stdout);
-    let text = std::fs::read_to_string(&log).unwrap();
-    text.lines()
-        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+    strace::parse(&log)
+        .into_iter()
+        .filter(|c| c.name == "openat")
+        .filter_map(|c| c.path)
         .collect()
 }
 
