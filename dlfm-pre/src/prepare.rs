@@ -91,7 +91,7 @@ pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
         cache.display(),
         human(w.file_len)
     );
-    for r in &report.recorders {
+    for r in &report.pairs {
         // Run explicitly (`./ld.so PROG`), ld.so is the program the kernel
         // started and has no identity of its own apart from the program's.
         let ldso = if r.ldso_id.is_empty() {
@@ -110,10 +110,9 @@ pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
         w.entries, report.failed_opens, report.stats, report.accesses, report.opened_files
     );
     println!(
-        "  files        {} stored ({} of data, page aligned; {} mappings in the pilot)",
+        "  files        {} stored ({} of data, page aligned)",
         w.files,
-        human(w.data_bytes),
-        report.mappings
+        human(w.data_bytes)
     );
     println!(
         "  journal      {} records from {} recording process(es)",

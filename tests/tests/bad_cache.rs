@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use dlfm_cache::layout::{le_u32, le_u64, seal, ID_LEN};
+use dlfm_cache::layout::{header_at, le_u32, le_u64, seal, ID_LEN};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 
@@ -39,7 +39,7 @@ fn variant(s: &Scenario, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> std::pa
 }
 
 fn meta_len(bytes: &[u8]) -> usize {
-    le_u64(bytes, 24).unwrap() as usize
+    le_u64(bytes, header_at::META_LEN).unwrap() as usize
 }
 
 fn expect_off(trace: &str, reason: &str) {
@@ -85,7 +85,8 @@ fn every_bad_cache_turns_replay_off_and_the_program_runs() {
     expect_off(&run_with(&s, &corrupt), "bad checksum");
 
     let version = variant(&s, "version.dat", |b| {
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let at = header_at::VERSION;
+        b[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
         let m = meta_len(b);
         seal(&mut b[..m]);
     });
@@ -98,12 +99,12 @@ fn every_bad_cache_turns_replay_off_and_the_program_runs() {
     // Another ld.so build: the cache's ld.so identity no longer matches.
     let other_ldso = variant(&s, "other-ldso.dat", |b| {
         let (count, off) = (
-            le_u32(b, 76).unwrap() as usize,
-            le_u64(b, 80).unwrap() as usize,
+            le_u32(b, header_at::IDS_COUNT).unwrap() as usize,
+            le_u64(b, header_at::IDS_OFF).unwrap() as usize,
         );
         for i in 0..count {
             let rec = off + i * ID_LEN;
-            if b[rec] == dlfm_cache::read::IdKind::Ldso as u8 {
+            if b[rec] == dlfm_cache::layout::IdKind::Ldso as u8 {
                 b[rec + 8] ^= 0xff;
             }
         }

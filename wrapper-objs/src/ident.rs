@@ -161,7 +161,7 @@ impl Headers {
 
     /// An FNV-1a hash of the program headers, for objects without build-id.
     fn hash(&self) -> Id {
-        Id::from_bytes(&dlfm_cache::layout::fnv1a64(self.table).to_le_bytes())
+        Id::from_bytes(&dlfm_cache::hash::fnv1a64(self.table).to_le_bytes())
     }
 }
 

@@ -4,7 +4,7 @@
 //! children) never interleave inside a record.
 
 use dlfm_cache::journal::{encode, Record, MAX_RECORD};
-use dlfm_cache::read::STAT_SIZE;
+use dlfm_cache::layout::STAT_SIZE;
 
 use linux_raw_sys::auxvec::AT_EXECFN;
 
@@ -16,24 +16,13 @@ use crate::own_file::{OpenError, OwnFile};
 use crate::state::OffReason;
 use crate::sys::{self, nr};
 
-/// How many opened libraries are followed at once (ld.so opens one at a
-/// time); past that, mappings of further files are not journalled.
-const TRACKED: usize = 8;
 /// A stat record for a failed lookup carries zeros.
 static NO_STAT: [u8; STAT_SIZE] = [0; STAT_SIZE];
 
-/// A descriptor ld.so opened on a recorded path.
-struct Tracked {
-    used: bool,
-    fd: i64,
-    path: PathBuf,
-}
-
-/// The journal and the descriptors being followed (meaningful once `start`
-/// succeeded; all zero before, so the state lives in `.bss`).
+/// The journal and the buffer records are encoded in (meaningful once
+/// `start` succeeded; all zero before, so the state lives in `.bss`).
 pub struct Recorder {
     journal: OwnFile,
-    tracked: [Tracked; TRACKED],
     buf: [u8; MAX_RECORD],
 }
 
@@ -41,13 +30,6 @@ impl Recorder {
     /// Not recording.
     pub const EMPTY: Recorder = Recorder {
         journal: OwnFile::EMPTY,
-        tracked: [const {
-            Tracked {
-                used: false,
-                fd: 0,
-                path: PathBuf::EMPTY,
-            }
-        }; TRACKED],
         buf: [0; MAX_RECORD],
     };
 
@@ -125,37 +107,6 @@ impl Recorder {
                 }
                 None => false,
             },
-            nr::__NR_mmap if !(-4095..0).contains(&result) => {
-                let Some(i) = self.find(a[4] as i32 as i64) else {
-                    return false;
-                };
-                let (prot, flags, offset, len) = (a[2] as u32, a[3] as u32, a[5], a[1]);
-                // Split borrow: the path lives in `tracked`, the buffer in `buf`.
-                let Recorder {
-                    journal,
-                    tracked,
-                    buf,
-                } = self;
-                if let Some(t) = tracked.get(i) {
-                    let rec = Record::Map {
-                        prot,
-                        flags,
-                        offset,
-                        len,
-                        path: t.path.as_bytes(),
-                    };
-                    write_record(journal, buf, &rec);
-                }
-                true
-            }
-            nr::__NR_close if result == 0 => {
-                if let Some(i) = self.find(a[0] as i32 as i64) {
-                    if let Some(t) = self.tracked.get_mut(i) {
-                        t.used = false;
-                    }
-                }
-                false
-            }
             _ => false,
         }
     }
@@ -175,18 +126,6 @@ impl Recorder {
             stat: stat_ref,
             path,
         });
-        if result >= 0 {
-            if let Some(t) = self.tracked.iter_mut().find(|t| !t.used) {
-                if t.path.set(path) {
-                    t.used = true;
-                    t.fd = result;
-                }
-            }
-        }
-    }
-
-    fn find(&self, fd: i64) -> Option<usize> {
-        self.tracked.iter().position(|t| t.used && t.fd == fd)
     }
 
     fn append(&mut self, rec: &Record<'_>) {

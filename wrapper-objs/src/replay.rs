@@ -10,8 +10,8 @@
 //! them in the page cache); `close` frees it. A lookup the cache does not
 //! hold goes to the kernel (a miss).
 
-use dlfm_cache::layout::HEADER_LEN;
-use dlfm_cache::read::{Cache, FileRef, IdKind, Outcome, STAT_SIZE};
+use dlfm_cache::layout::{IdKind, Outcome, HEADER_LEN, PAGE, STAT_SIZE};
+use dlfm_cache::read::{Cache, FileRef};
 
 use crate::config::PathBuf;
 use crate::ident::Ids;
@@ -192,7 +192,7 @@ impl Replayer {
         let Some(file) = cache.file(slot.file) else {
             return Answer::Served(-i64::from(errno::EIO));
         };
-        if !offset.is_multiple_of(dlfm_cache::read::PAGE) {
+        if !offset.is_multiple_of(PAGE) {
             return Answer::Served(-i64::from(errno::EINVAL));
         }
         let Some(at) = file.data_off.checked_add(offset) else {

@@ -1,5 +1,6 @@
-//! The journal's record format and its encoder (no std, no panic): see
-//! docs/internals.md §3. `dlfm-pack` holds the decoder. Like `read`, every
+//! The journal's record format, its encoder and its decoder (no std, no
+//! allocation, no panic): see docs/internals.md §3. The wrapper encodes;
+//! `dlfm-pack` scans whole journals with [`decode`]. Like `read`, every
 //! function is `#[inline]` so the wrapper compiles it into its own object.
 //!
 //! Record: a 16-byte header (magic u32, total length u32, kind u16, zero u16,
@@ -8,11 +9,13 @@
 //!   program id [32], ld.so id [32], executable name;
 //! - Open: flags u32, result i32, has_stat u32, zero u32, stat [144], path;
 //! - Stat: flags u32, result i32, stat [144], path;
-//! - Access: mode u32, result i32, path;
-//! - Map: prot u32, flags u32, offset u64, len u64, path.
+//! - Access: mode u32, result i32, path.
+//!
+//! (Kind 5 was a Map record, which the packer never used; a journal holding
+//! one decodes it as damage.)
 
 pub use crate::hash::fnv1a32;
-use crate::read::STAT_SIZE;
+use crate::layout::{le_u16, le_u32, ID_MAX, STAT_SIZE};
 
 /// Longest record.
 pub const MAX_RECORD: usize = 8192;
@@ -28,12 +31,11 @@ pub const KIND_OPEN: u16 = 2;
 pub const KIND_STAT: u16 = 3;
 /// Kind of an Access record.
 pub const KIND_ACCESS: u16 = 4;
-/// Kind of a Map record.
-pub const KIND_MAP: u16 = 5;
 /// Room for an identity in a Process record.
-pub const ID_ROOM: usize = 32;
+pub const ID_ROOM: usize = ID_MAX;
 
-/// One record to append.
+/// One journal record: what the wrapper appends and [`decode`] gives back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record<'a> {
     /// A process started recording.
     Process {
@@ -75,19 +77,6 @@ pub enum Record<'a> {
         /// 0 or -errno.
         result: i32,
         /// The path.
-        path: &'a [u8],
-    },
-    /// A recorded file was mapped.
-    Map {
-        /// Protection.
-        prot: u32,
-        /// Flags.
-        flags: u32,
-        /// File offset.
-        offset: u64,
-        /// Length.
-        len: u64,
-        /// The file's path.
         path: &'a [u8],
     },
 }
@@ -202,20 +191,6 @@ pub fn encode(rec: &Record<'_>, buf: &mut [u8]) -> Option<usize> {
             w.bytes(path);
             KIND_ACCESS
         }
-        Record::Map {
-            prot,
-            flags,
-            offset,
-            len,
-            path,
-        } => {
-            w.bytes(&prot.to_le_bytes());
-            w.bytes(&flags.to_le_bytes());
-            w.bytes(&offset.to_le_bytes());
-            w.bytes(&len.to_le_bytes());
-            w.bytes(path);
-            KIND_MAP
-        }
     };
     let len = w.len;
     if !w.fits || len > MAX_RECORD {
@@ -233,4 +208,130 @@ pub fn encode(rec: &Record<'_>, buf: &mut [u8]) -> Option<usize> {
     h.zeros(2);
     h.bytes(&sum.to_le_bytes());
     Some(len)
+}
+
+/// The record at the start of `bytes` and its length, if a whole, valid
+/// record is there (magic, length within `HEADER_LEN..=MAX_RECORD`,
+/// payload checksum, a known kind whose payload has the fields of its
+/// kind). Borrowed: paths and stats point into `bytes`.
+#[inline]
+pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, usize)> {
+    if le_u32(bytes, 0)? != MAGIC {
+        return None;
+    }
+    let len = le_u32(bytes, 4)? as usize;
+    if !(HEADER_LEN..=MAX_RECORD).contains(&len) {
+        return None;
+    }
+    let kind = le_u16(bytes, 8)?;
+    if le_u16(bytes, 10)? != 0 {
+        return None;
+    }
+    let sum = le_u32(bytes, 12)?;
+    let p = bytes.get(HEADER_LEN..len)?;
+    if fnv1a32(p) != sum {
+        return None;
+    }
+    let i32_at = |o| le_u32(p, o).map(|v| v as i32);
+    let stat_at = |o: usize| -> Option<&[u8; STAT_SIZE]> {
+        p.get(o..o.checked_add(STAT_SIZE)?)?.try_into().ok()
+    };
+    let rec = match kind {
+        KIND_PROCESS => {
+            let (pl, ll) = (*p.get(4)? as usize, *p.get(5)? as usize);
+            if pl > ID_ROOM || ll > ID_ROOM {
+                return None;
+            }
+            Record::Process {
+                pid: le_u32(p, 0)?,
+                program_id: p.get(8..8 + pl)?,
+                ldso_id: p.get(8 + ID_ROOM..8 + ID_ROOM + ll)?,
+                exe: p.get(8 + 2 * ID_ROOM..)?,
+            }
+        }
+        KIND_OPEN => Record::Open {
+            flags: le_u32(p, 0)?,
+            result: i32_at(4)?,
+            stat: if le_u32(p, 8)? != 0 {
+                Some(stat_at(16)?)
+            } else {
+                None
+            },
+            path: p.get(16 + STAT_SIZE..)?,
+        },
+        KIND_STAT => Record::Stat {
+            flags: le_u32(p, 0)?,
+            result: i32_at(4)?,
+            stat: stat_at(8)?,
+            path: p.get(8 + STAT_SIZE..)?,
+        },
+        KIND_ACCESS => Record::Access {
+            mode: le_u32(p, 0)?,
+            result: i32_at(4)?,
+            path: p.get(8..)?,
+        },
+        _ => return None,
+    };
+    Some((rec, len))
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn round_trip(rec: Record<'_>) {
+        let mut buf = [0u8; MAX_RECORD];
+        let n = encode(&rec, &mut buf).expect("fits");
+        let (back, len) = decode(&buf[..n]).expect("decodes");
+        assert_eq!(len, n);
+        assert_eq!(back, rec);
+    }
+
+    proptest! {
+        #[test]
+        fn every_kind_round_trips(
+            pid: u32,
+            flags: u32,
+            result: i32,
+            ids in (proptest::collection::vec(any::<u8>(), 0..=ID_ROOM),
+                    proptest::collection::vec(any::<u8>(), 0..=ID_ROOM)),
+            path in proptest::collection::vec(any::<u8>(), 0..4000),
+            stat in proptest::collection::vec(any::<u8>(), STAT_SIZE),
+        ) {
+            let stat: &[u8; STAT_SIZE] = stat.as_slice().try_into().unwrap();
+            round_trip(Record::Process { pid, program_id: &ids.0, ldso_id: &ids.1, exe: &path });
+            round_trip(Record::Open { flags, result, stat: Some(stat), path: &path });
+            round_trip(Record::Open { flags, result, stat: None, path: &path });
+            round_trip(Record::Stat { flags, result, stat, path: &path });
+            round_trip(Record::Access { mode: flags, result, path: &path });
+        }
+
+        #[test]
+        fn decode_never_panics_and_stays_in_bounds(bytes: Vec<u8>) {
+            if let Some((_, len)) = decode(&bytes) {
+                prop_assert!(len <= bytes.len() && len >= HEADER_LEN);
+            }
+        }
+
+        #[test]
+        fn a_flipped_byte_is_never_decoded_as_another_record(
+            path in proptest::collection::vec(any::<u8>(), 0..200),
+            at: usize,
+            bit in 0u8..8,
+        ) {
+            let mut buf = [0u8; MAX_RECORD];
+            let rec = Record::Access { mode: 4, result: -2, path: &path };
+            let n = encode(&rec, &mut buf).unwrap();
+            let at = at % n;
+            buf[at] ^= 1 << bit;
+            if let Some((back, _)) = decode(&buf[..n]) {
+                prop_assert!(false, "a damaged record decoded as {back:?}");
+            }
+        }
+    }
 }

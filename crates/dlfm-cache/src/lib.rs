@@ -23,3 +23,4 @@ pub mod hash;
 pub mod journal;
 pub mod layout;
 pub mod read;
+pub mod stat;

@@ -8,34 +8,9 @@ use core::cmp::Ordering;
 
 pub use crate::hash::fnv1a64;
 use crate::layout::{
-    checksum, decode_outcome, le_u32, le_u64, ENTRY_LEN, FILE_LEN, HEADER_LEN, ID_LEN, ID_MAX,
-    MAGIC, MAX_ERRNO, VERSION,
+    checksum, EntryRecord, FileRecord, Header, IdKind, IdRecord, Outcome, Preamble, ENTRY_LEN,
+    FILE_LEN, HEADER_LEN, ID_LEN, PAGE, STAT_SIZE,
 };
-
-/// Size of the kernel's x86_64 `struct stat`, as stored.
-pub const STAT_SIZE: usize = 144;
-/// File data is aligned to this (the page size).
-pub const PAGE: u64 = 4096;
-
-/// What an identity names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IdKind {
-    /// A program the cache was recorded for.
-    Program = 1,
-    /// An ld.so build the cache was recorded with.
-    Ldso = 2,
-}
-
-/// The recorded result of one lookup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The pilot did not make this lookup.
-    NotRecorded,
-    /// It failed with this errno (positive).
-    Err(i32),
-    /// It succeeded: a file index (open), a stat index (stat), 0 (access).
-    Ok(u32),
-}
 
 /// Everything recorded about one path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,27 +134,27 @@ impl<'a> Cache<'a> {
     #[inline]
     pub fn parse(bytes: &'a [u8], file_len: u64) -> Result<Cache<'a>, CacheError> {
         let header = bytes.get(..HEADER_LEN).ok_or(CacheError::TooShort)?;
-        let u32_at = |at| le_u32(header, at).ok_or(CacheError::TooShort);
-        let u64_at = |at| le_u64(header, at).ok_or(CacheError::TooShort);
-        if !dlfm_bytes::equal(header.get(..8).ok_or(CacheError::TooShort)?, &MAGIC) {
+        let pre = Preamble::read(header).ok_or(CacheError::TooShort)?;
+        if !pre.magic_ok {
             return Err(CacheError::BadMagic);
         }
-        if u32_at(8)? != VERSION || u32_at(12)? != HEADER_LEN as u32 {
+        if !pre.version_ok {
             return Err(CacheError::BadVersion);
         }
-        if u64_at(16)? != file_len || bytes.len() as u64 > file_len {
+        let h = Header::read(header).ok_or(CacheError::TooShort)?;
+        if h.file_len != file_len || bytes.len() as u64 > file_len {
             return Err(CacheError::LengthMismatch);
         }
-        let meta = usize::try_from(u64_at(24)?).map_err(|_| CacheError::OutOfBounds)?;
+        let meta = usize::try_from(h.meta_len).map_err(|_| CacheError::OutOfBounds)?;
         let meta_bytes = bytes.get(..meta).ok_or(CacheError::OutOfBounds)?;
         if meta < HEADER_LEN {
             return Err(CacheError::OutOfBounds);
         }
-        if u64_at(32)? != checksum(meta_bytes) {
+        if pre.checksum != checksum(meta_bytes) {
             return Err(CacheError::BadChecksum);
         }
-        let strings_off = usize::try_from(u64_at(88)?).map_err(|_| CacheError::OutOfBounds)?;
-        let strings_len = usize::try_from(u64_at(96)?).map_err(|_| CacheError::OutOfBounds)?;
+        let strings_off = usize::try_from(h.strings_off).map_err(|_| CacheError::OutOfBounds)?;
+        let strings_len = usize::try_from(h.strings_len).map_err(|_| CacheError::OutOfBounds)?;
         let strings = strings_off
             .checked_add(strings_len)
             .and_then(|end| meta_bytes.get(strings_off..end))
@@ -190,12 +165,12 @@ impl<'a> Cache<'a> {
         let cache = Cache {
             bytes,
             file_len,
-            entries: Table::new(u64_at(40)?, u32_at(48)?, ENTRY_LEN, meta)?,
-            files: Table::new(u64_at(56)?, u32_at(52)?, FILE_LEN, meta)?,
-            stats: Table::new(u64_at(64)?, u32_at(72)?, STAT_SIZE, meta)?,
-            ids: Table::new(u64_at(80)?, u32_at(76)?, ID_LEN, meta)?,
+            entries: Table::new(h.entries_off, h.entries_count, ENTRY_LEN, meta)?,
+            files: Table::new(h.files_off, h.files_count, FILE_LEN, meta)?,
+            stats: Table::new(h.stats_off, h.stats_count, STAT_SIZE, meta)?,
+            ids: Table::new(h.ids_off, h.ids_count, ID_LEN, meta)?,
             strings,
-            width: u32_at(104)?,
+            width: h.width,
         };
         cache.check_entries()?;
         cache.check_files(meta as u64)?;
@@ -214,7 +189,8 @@ impl<'a> Cache<'a> {
                 .entries
                 .get(self.bytes, i)
                 .ok_or(CacheError::OutOfBounds)?;
-            let (hash, path) = self.entry_key(e).ok_or(CacheError::OutOfBounds)?;
+            let rec = EntryRecord::read(e).ok_or(CacheError::OutOfBounds)?;
+            let (hash, path) = self.entry_key(&rec).ok_or(CacheError::OutOfBounds)?;
             if let Some((prev_hash, prev_path)) = prev {
                 let order = prev_hash.cmp(&hash).then_with(|| compare(prev_path, path));
                 if order != Ordering::Less {
@@ -222,10 +198,9 @@ impl<'a> Cache<'a> {
                 }
             }
             prev = Some((hash, path));
-            let entry = decode_entry(e).ok_or(CacheError::BadTable)?;
-            let valid = valid_outcome(entry.open, self.files.count)
-                && valid_outcome(entry.stat, self.stats.count)
-                && valid_outcome(entry.access, 1);
+            let valid = rec.open.is_valid(self.files.count)
+                && rec.stat.is_valid(self.stats.count)
+                && rec.access.is_valid(1);
             if !valid {
                 return Err(CacheError::BadTable);
             }
@@ -259,10 +234,7 @@ impl<'a> Cache<'a> {
     fn check_ids(&self) -> Result<(), CacheError> {
         for i in 0..self.ids.count {
             let rec = self.ids.get(self.bytes, i).ok_or(CacheError::OutOfBounds)?;
-            let kind = rec.first().copied().unwrap_or(0);
-            let len = rec.get(1).copied().unwrap_or(u8::MAX) as usize;
-            let known = kind == IdKind::Program as u8 || kind == IdKind::Ldso as u8;
-            if !known || len > ID_MAX {
+            if IdRecord::read(rec).is_none() {
                 return Err(CacheError::BadTable);
             }
         }
@@ -271,8 +243,8 @@ impl<'a> Cache<'a> {
 
     /// An entry's hash and path.
     #[inline]
-    fn entry_key(&self, e: &[u8]) -> Option<(u64, &'a [u8])> {
-        Some((le_u64(e, 0)?, self.string(le_u32(e, 8)?, le_u32(e, 12)?)?))
+    fn entry_key(&self, e: &EntryRecord) -> Option<(u64, &'a [u8])> {
+        Some((e.hash, self.string(e.path_off, e.path_len)?))
     }
 
     /// A string of the string table.
@@ -289,13 +261,19 @@ impl<'a> Cache<'a> {
         let (mut lo, mut hi) = (0u32, self.entries.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let e = self.entries.get(self.bytes, mid)?;
-            let (e_hash, e_path) = self.entry_key(e)?;
+            let e = EntryRecord::read(self.entries.get(self.bytes, mid)?)?;
+            let (e_hash, e_path) = self.entry_key(&e)?;
             let order = e_hash.cmp(&hash).then_with(|| compare(e_path, path));
             match order {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
-                Ordering::Equal => return decode_entry(e),
+                Ordering::Equal => {
+                    return Some(Entry {
+                        open: e.open,
+                        stat: e.stat,
+                        access: e.access,
+                    })
+                }
             }
         }
         None
@@ -304,19 +282,17 @@ impl<'a> Cache<'a> {
     /// File `index`, if it exists and its bytes lie page-aligned in the file.
     #[inline]
     pub fn file(&self, index: u32) -> Option<FileRef<'a>> {
-        let f = self.files.get(self.bytes, index)?;
-        let data_off = le_u64(f, 0)?;
-        let size = le_u64(f, 8)?;
-        let end = data_off.checked_add(size)?;
-        if end > self.file_len || !data_off.is_multiple_of(PAGE) {
+        let f = FileRecord::read(self.files.get(self.bytes, index)?)?;
+        let end = f.data_off.checked_add(f.size)?;
+        if end > self.file_len || !f.data_off.is_multiple_of(PAGE) {
             return None;
         }
         Some(FileRef {
-            data_off,
-            size,
-            stat_index: le_u32(f, 16)?,
-            path: self.string(le_u32(f, 20)?, le_u32(f, 24)?)?,
-            data_sum: le_u32(f, 28)?,
+            data_off: f.data_off,
+            size: f.size,
+            stat_index: f.stat_index,
+            path: self.string(f.path_off, f.path_len)?,
+            data_sum: f.data_sum,
         })
     }
 
@@ -330,22 +306,17 @@ impl<'a> Cache<'a> {
     #[inline]
     pub fn has_id(&self, kind: IdKind, id: &[u8]) -> bool {
         (0..self.ids.count).any(|i| {
-            let Some(rec) = self.ids.get(self.bytes, i) else {
-                return false;
-            };
-            let len = rec.get(1).map_or(usize::MAX, |&l| l as usize);
-            rec.first() == Some(&(kind as u8))
-                && len <= ID_MAX
-                && rec
-                    .get(8..8 + len)
-                    .is_some_and(|b| dlfm_bytes::equal(b, id))
+            self.ids
+                .get(self.bytes, i)
+                .and_then(IdRecord::read)
+                .is_some_and(|r| r.kind == kind && dlfm_bytes::equal(r.id, id))
         })
     }
 
     /// The metadata's length: how much of the file `parse` needs.
     #[inline]
     pub fn meta_len(header: &[u8]) -> Option<u64> {
-        le_u64(header, 24)
+        Header::read(header).map(|h| h.meta_len)
     }
 
     /// The width given to `dlfm.pre read-cache`.
@@ -364,27 +335,6 @@ impl<'a> Cache<'a> {
     #[inline]
     pub fn files(&self) -> u32 {
         self.files.count
-    }
-}
-
-/// The three results an entry holds.
-#[inline]
-fn decode_entry(e: &[u8]) -> Option<Entry> {
-    Some(Entry {
-        open: decode_outcome(le_u32(e, 16)? as i32),
-        stat: decode_outcome(le_u32(e, 20)? as i32),
-        access: decode_outcome(le_u32(e, 24)? as i32),
-    })
-}
-
-/// Whether `o` is a result the format allows, given that a success must
-/// name an index below `count`.
-#[inline]
-fn valid_outcome(o: Outcome, count: u32) -> bool {
-    match o {
-        Outcome::NotRecorded => true,
-        Outcome::Err(errno) => (1..=MAX_ERRNO).contains(&errno),
-        Outcome::Ok(index) => index < count,
     }
 }
 

@@ -4,9 +4,11 @@
 //! the reader panic or hand out a file outside the cache.
 
 use dlfm_cache::layout::{
-    encode_outcome, le_u64, seal, Header, ENTRY_LEN, FILE_LEN, HEADER_LEN, ID_LEN,
+    header_at, le_u64, seal, EntryRecord, FileRecord, Header, IdKind, Outcome, ENTRY_LEN, FILE_LEN,
+    HEADER_LEN, ID_LEN, PAGE, STAT_SIZE,
 };
-use dlfm_cache::read::{fnv1a64, Cache, CacheError, IdKind, Outcome, PAGE, STAT_SIZE};
+use dlfm_cache::read::{fnv1a64, Cache, CacheError};
+use dlfm_cache::stat;
 use proptest::prelude::*;
 
 /// What a test cache holds.
@@ -22,11 +24,11 @@ struct Spec {
 }
 
 fn stat(ino: u64, size: u64) -> [u8; STAT_SIZE] {
-    let mut s = [0u8; STAT_SIZE];
-    s[0..8].copy_from_slice(&1u64.to_le_bytes());
-    s[8..16].copy_from_slice(&ino.to_le_bytes());
-    s[48..56].copy_from_slice(&size.to_le_bytes());
-    s
+    let mut st = stat::blank();
+    st.st_dev = 1;
+    st.st_ino = ino;
+    st.st_size = size as i64;
+    stat::to_bytes(&st)
 }
 
 fn align(n: u64) -> u64 {
@@ -45,14 +47,18 @@ fn build(spec: &Spec) -> Vec<u8> {
     let mut strings = Vec::new();
     let mut meta = vec![0u8; HEADER_LEN];
     for (path, open, st, access) in &entries {
-        meta.extend_from_slice(&fnv1a64(path).to_le_bytes());
-        meta.extend_from_slice(&(strings.len() as u32).to_le_bytes());
-        meta.extend_from_slice(&(path.len() as u32).to_le_bytes());
-        strings.extend_from_slice(path);
-        for o in [*open, *st, *access] {
-            meta.extend_from_slice(&encode_outcome(o).to_le_bytes());
+        let mut rec = [0u8; ENTRY_LEN];
+        EntryRecord {
+            hash: fnv1a64(path),
+            path_off: strings.len() as u32,
+            path_len: path.len() as u32,
+            open: *open,
+            stat: *st,
+            access: *access,
         }
-        meta.extend_from_slice(&[0; 4]);
+        .write(&mut rec);
+        meta.extend_from_slice(&rec);
+        strings.extend_from_slice(path);
     }
     let file_paths: Vec<u32> = spec
         .files
@@ -67,18 +73,25 @@ fn build(spec: &Spec) -> Vec<u8> {
     let mut data_off = align(meta_len);
     let mut placed = Vec::new();
     for ((path, st, data), at) in spec.files.iter().zip(&file_paths) {
-        meta.extend_from_slice(&data_off.to_le_bytes());
-        meta.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        meta.extend_from_slice(&st.to_le_bytes());
-        meta.extend_from_slice(&at.to_le_bytes());
-        meta.extend_from_slice(&(path.len() as u32).to_le_bytes());
-        meta.extend_from_slice(&[0; 4]);
+        let mut rec = [0u8; FILE_LEN];
+        FileRecord {
+            data_off,
+            size: data.len() as u64,
+            stat_index: *st,
+            path_off: *at,
+            path_len: path.len() as u32,
+            data_sum: 0,
+        }
+        .write(&mut rec);
+        meta.extend_from_slice(&rec);
         placed.push(data_off);
         data_off += align(data.len() as u64);
     }
     for s in &spec.stats {
         meta.extend_from_slice(s);
     }
+    // Identities are laid out by hand so that tests can store kinds and
+    // lengths the format forbids (IdRecord::write refuses them).
     for (kind, id) in &spec.ids {
         let mut rec = [0u8; ID_LEN];
         rec[0] = *kind;
@@ -122,7 +135,10 @@ fn sample() -> Spec {
     let mut s = Spec {
         width: 24,
         stats: vec![stat(10, 5000), stat(11, 11), stat(2, 4096)],
-        ids: vec![(1, b"program-id".to_vec()), (2, vec![7; 32])],
+        ids: vec![
+            (IdKind::Program as u8, b"program-id".to_vec()),
+            (IdKind::Ldso as u8, vec![7; 32]),
+        ],
         ..Spec::default()
     };
     s.files = vec![
@@ -152,7 +168,7 @@ fn parse(b: &[u8]) -> Result<Cache<'_>, CacheError> {
 }
 
 fn meta_len(b: &[u8]) -> usize {
-    le_u64(b, 24).unwrap() as usize
+    le_u64(b, header_at::META_LEN).unwrap() as usize
 }
 
 /// Applies `edit` to the sample and seals its metadata again, so only the
@@ -260,7 +276,10 @@ fn each_damage_is_named() {
     check(Vec::new(), CacheError::TooShort);
     check(edit(&|b| b[0] = b'X'), CacheError::BadMagic);
     check(edit(&|b| b[8] = 9), CacheError::BadVersion);
-    check(resealed(|b| put_u32(b, 12, 64)), CacheError::BadVersion);
+    check(
+        resealed(|b| put_u32(b, header_at::HEADER_LEN, 64)),
+        CacheError::BadVersion,
+    );
     check(
         edit(&|b| b.truncate(b.len() - 1)),
         CacheError::LengthMismatch,
@@ -278,7 +297,10 @@ fn each_damage_is_named() {
         resealed(|b| put_u64(b, 40, m as u64)),
         CacheError::OutOfBounds,
     );
-    check(resealed(|b| put_u64(b, 40, 8)), CacheError::OutOfBounds);
+    check(
+        resealed(|b| put_u64(b, header_at::ENTRIES_OFF, 8)),
+        CacheError::OutOfBounds,
+    );
     check(
         resealed(|b| put_u32(b, 48, u32::MAX)),
         CacheError::OutOfBounds,
@@ -291,8 +313,11 @@ fn each_damage_is_named() {
         resealed(|b| put_u64(b, 96, 1 << 40)),
         CacheError::OutOfBounds,
     );
-    check(resealed(|b| put_u64(b, 24, 64)), CacheError::OutOfBounds);
-    let files_off = le_u64(&good, 56).unwrap() as usize;
+    check(
+        resealed(|b| put_u64(b, header_at::META_LEN, 64)),
+        CacheError::OutOfBounds,
+    );
+    let files_off = le_u64(&good, header_at::FILES_OFF).unwrap() as usize;
     let file_len = good.len() as u64;
     // A file past the end, a file inside the metadata, a misaligned file.
     check(
@@ -335,7 +360,7 @@ fn each_damage_is_named() {
         resealed(|b| put_u32(b, files_off + 16, 3)),
         CacheError::BadTable,
     );
-    let ids_off = le_u64(&good, 80).unwrap() as usize;
+    let ids_off = le_u64(&good, header_at::IDS_OFF).unwrap() as usize;
     check(resealed(|b| b[ids_off] = 3), CacheError::BadTable);
     check(resealed(|b| b[ids_off + 1] = 33), CacheError::BadTable);
 }
@@ -463,7 +488,7 @@ proptest! {
         let file_len = b.len() as u64;
         exercise(&b, file_len, &paths);
         if meta_only {
-            let m = le_u64(&b, 24).map_or(0, |m| m as usize).min(b.len());
+            let m = le_u64(&b, header_at::META_LEN).map_or(0, |m| m as usize).min(b.len());
             exercise(&b[..m], file_len, &paths);
         }
     }

@@ -10,11 +10,12 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use dlfm_cache::read::{Cache, STAT_SIZE};
+use dlfm_cache::layout::STAT_SIZE;
+use dlfm_cache::read::Cache;
+use dlfm_cache::stat::StatView;
 
 use crate::data_sum::copy_and_sum;
 use crate::pack::disk_change;
-use crate::stat::StatView;
 
 /// What `check` looked at.
 #[derive(Debug, Default)]

@@ -5,13 +5,12 @@
 //! refusing libraries that changed since the pilot, and writing the cache
 //! file. It knows nothing of ld.so or of how replay uses the cache.
 
-pub mod build;
 pub mod check;
 pub mod data_sum;
-pub mod journal;
 pub mod merge;
 pub mod pack;
-pub mod stat;
+pub mod scan;
+pub mod writer;
 
 pub use check::{check, CheckReport};
 pub use pack::{pack, PackReport};

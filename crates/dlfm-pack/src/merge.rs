@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use dlfm_cache::read::STAT_SIZE;
-
-use crate::journal::OwnedRecord;
-use crate::stat::StatView;
+use dlfm_cache::journal::Record;
+use dlfm_cache::layout::STAT_SIZE;
+use dlfm_cache::stat::StatView;
 
 /// What `open` of a path gave.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -39,9 +38,9 @@ pub struct PathFacts {
     pub access: Option<i32>,
 }
 
-/// One program (or ld.so) identity seen in the journal.
+/// One (program, ld.so) pair that recorded into the journal.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Recorder {
+pub struct RecordedPair {
     /// The executable's identity (build-id or header hash).
     pub program_id: Vec<u8>,
     /// ld.so's identity.
@@ -58,17 +57,15 @@ pub struct Merged {
     /// Paths dropped because their facts disagreed.
     pub conflicts: Vec<Vec<u8>>,
     /// Distinct (program, ld.so) pairs that recorded.
-    pub recorders: Vec<Recorder>,
+    pub pairs: Vec<RecordedPair>,
     /// How many processes recorded (Process records).
     pub processes: usize,
-    /// How many library mappings were recorded.
-    pub mappings: usize,
     /// Records read.
     pub records: usize,
 }
 
 /// Merges `records` (in journal order).
-pub fn merge(records: &[OwnedRecord]) -> Merged {
+pub fn merge(records: &[Record<'_>]) -> Merged {
     let mut m = Merged {
         records: records.len(),
         ..Merged::default()
@@ -76,60 +73,56 @@ pub fn merge(records: &[OwnedRecord]) -> Merged {
     let mut conflicted = std::collections::BTreeSet::new();
     for rec in records {
         let ok = match rec {
-            OwnedRecord::Process {
+            Record::Process {
                 program_id,
                 ldso_id,
                 exe,
                 ..
             } => {
                 m.processes += 1;
-                let r = Recorder {
-                    program_id: program_id.clone(),
-                    ldso_id: ldso_id.clone(),
+                let r = RecordedPair {
+                    program_id: program_id.to_vec(),
+                    ldso_id: ldso_id.to_vec(),
                     exe: String::from_utf8_lossy(exe).into_owned(),
                 };
                 if !m
-                    .recorders
+                    .pairs
                     .iter()
                     .any(|x| x.program_id == r.program_id && x.ldso_id == r.ldso_id)
                 {
-                    m.recorders.push(r);
+                    m.pairs.push(r);
                 }
                 continue;
             }
-            OwnedRecord::Map { .. } => {
-                m.mappings += 1;
-                continue;
-            }
-            OwnedRecord::Open {
+            Record::Open {
                 result, stat, path, ..
             } => {
                 let fact = match (*result, stat) {
                     (r, _) if r < 0 => Some(OpenFact::Err(-r)),
-                    (_, Some(st)) => Some(OpenFact::File(*st)),
+                    (_, Some(st)) => Some(OpenFact::File(**st)),
                     // Opened, but its stat could not be taken: cannot be
                     // checked for staleness, so it is not cached.
                     (_, None) => None,
                 };
-                let facts = m.paths.entry(path.clone()).or_default();
+                let facts = m.paths.entry(path.to_vec()).or_default();
                 match fact {
                     Some(f) => agree(&mut facts.open, f, same_open),
                     None => false,
                 }
             }
-            OwnedRecord::Stat {
+            Record::Stat {
                 result, stat, path, ..
             } => {
                 let fact = if *result < 0 {
                     StatFact::Err(-*result)
                 } else {
-                    StatFact::Ok(*stat)
+                    StatFact::Ok(**stat)
                 };
-                let facts = m.paths.entry(path.clone()).or_default();
+                let facts = m.paths.entry(path.to_vec()).or_default();
                 agree(&mut facts.stat, fact, same_stat)
             }
-            OwnedRecord::Access { result, path, .. } => {
-                let facts = m.paths.entry(path.clone()).or_default();
+            Record::Access { result, path, .. } => {
+                let facts = m.paths.entry(path.to_vec()).or_default();
                 agree(&mut facts.access, result.saturating_neg().max(0), |a, b| {
                     a == b
                 })
@@ -137,9 +130,9 @@ pub fn merge(records: &[OwnedRecord]) -> Merged {
         };
         if !ok {
             let path = match rec {
-                OwnedRecord::Open { path, .. }
-                | OwnedRecord::Stat { path, .. }
-                | OwnedRecord::Access { path, .. } => path.clone(),
+                Record::Open { path, .. }
+                | Record::Stat { path, .. }
+                | Record::Access { path, .. } => path.to_vec(),
                 _ => continue,
             };
             conflicted.insert(path);

@@ -5,12 +5,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use dlfm_cache::read::{IdKind, Outcome};
+use dlfm_cache::layout::{IdKind, Outcome};
+use dlfm_cache::stat::StatView;
 
-use crate::build::{CacheBuilder, Summary};
-use crate::journal::{decode, Damage};
-use crate::merge::{merge, Merged, OpenFact, Recorder, StatFact};
-use crate::stat::StatView;
+use crate::merge::{merge, Merged, OpenFact, RecordedPair, StatFact};
+use crate::scan::{scan, Damage};
+use crate::writer::{CacheWriter, Summary};
 
 /// What `pack` did, for the summary `dlfm.pre` prints.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub struct PackReport {
     /// What the writer wrote.
     pub written: Summary,
     /// Programs (and their ld.so) the cache serves.
-    pub recorders: Vec<Recorder>,
+    pub pairs: Vec<RecordedPair>,
     /// Processes that recorded.
     pub processes: usize,
     /// Journal records read.
@@ -35,8 +35,6 @@ pub struct PackReport {
     pub stats: usize,
     /// `access` checks.
     pub accesses: usize,
-    /// Mappings of recorded files seen in the pilot.
-    pub mappings: usize,
     /// Paths left out because the pilot saw different results for them.
     pub conflicts: usize,
     /// Opened objects that are not regular files (left to the file system).
@@ -58,8 +56,8 @@ pub fn pack(
             journal.display()
         )
     })?;
-    let decoded = decode(&bytes);
-    let merged = merge(&decoded.records);
+    let scanned = scan(&bytes);
+    let merged = merge(&scanned.records);
     if merged.processes == 0 || merged.paths.is_empty() {
         bail!(
             "the journal {} holds no recording: was the pilot run with DLFM_OP=write-cache, \
@@ -71,20 +69,19 @@ pub fn pack(
     let mut report = PackReport {
         cache: cache.to_path_buf(),
         written: Summary::default(),
-        recorders: merged.recorders.clone(),
+        pairs: merged.pairs.clone(),
         processes: merged.processes,
         records: merged.records,
-        damage: decoded.damaged,
+        damage: scanned.damaged,
         failed_opens: 0,
         opened_files: 0,
         stats: 0,
         accesses: 0,
-        mappings: merged.mappings,
         conflicts: merged.conflicts.len(),
         not_regular: 0,
     };
-    let builder = build(&merged, width, &mut report);
-    report.written = builder
+    let writer = collect(&merged, width, &mut report);
+    report.written = writer
         .write_with(cache, prepare)
         .with_context(|| format!("cannot write the cache {}", cache.display()))?;
     Ok(report)
@@ -141,9 +138,9 @@ pub fn disk_change(path: &[u8], then: &StatView<'_>, since: &str) -> Option<Stri
 }
 
 /// Lays the merged facts out for the cache writer.
-fn build(merged: &Merged, width: u32, report: &mut PackReport) -> CacheBuilder {
-    let mut b = CacheBuilder::new(width);
-    for r in &merged.recorders {
+fn collect(merged: &Merged, width: u32, report: &mut PackReport) -> CacheWriter {
+    let mut b = CacheWriter::new(width);
+    for r in &merged.pairs {
         b.add_id(IdKind::Program, &r.program_id);
         b.add_id(IdKind::Ldso, &r.ldso_id);
     }

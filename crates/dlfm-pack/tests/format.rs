@@ -5,19 +5,21 @@
 use std::path::{Path, PathBuf};
 
 use dlfm_cache::journal::{encode, Record, MAX_RECORD};
-use dlfm_cache::layout::{le_u64, seal};
-use dlfm_cache::read::{Cache, CacheError, IdKind, Outcome, PAGE, STAT_SIZE};
-use dlfm_pack::build::CacheBuilder;
-use dlfm_pack::journal::{decode, OwnedRecord};
+use dlfm_cache::layout::{header_at, le_u64, seal};
+use dlfm_cache::layout::{IdKind, Outcome, PAGE, STAT_SIZE};
+use dlfm_cache::read::{Cache, CacheError};
+use dlfm_cache::stat::StatView;
+use dlfm_pack::scan::scan;
+use dlfm_pack::writer::CacheWriter;
 use proptest::prelude::*;
 
 fn stat(dev: u64, ino: u64, size: u64) -> [u8; STAT_SIZE] {
-    let mut s = [0u8; STAT_SIZE];
-    s[0..8].copy_from_slice(&dev.to_le_bytes());
-    s[8..16].copy_from_slice(&ino.to_le_bytes());
-    s[24..28].copy_from_slice(&0o100644u32.to_le_bytes());
-    s[48..56].copy_from_slice(&size.to_le_bytes());
-    s
+    let mut st = dlfm_cache::stat::blank();
+    st.st_dev = dev;
+    st.st_ino = ino;
+    st.st_mode = 0o100644;
+    st.st_size = size as i64;
+    dlfm_cache::stat::to_bytes(&st)
 }
 
 /// A cache with two files (one under two paths), ENOENT probes, a stat'ed
@@ -28,7 +30,7 @@ fn sample_cache(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let (pa, pb) = (dir.join("a.so"), dir.join("b.so"));
     std::fs::write(&pa, &a).unwrap();
     std::fs::write(&pb, &b).unwrap();
-    let mut cb = CacheBuilder::new(24);
+    let mut cb = CacheWriter::new(24);
     cb.add_id(IdKind::Program, b"program-id");
     cb.add_id(IdKind::Ldso, b"ldso-id");
     let sa = cb.add_stat(stat(1, 10, a.len() as u64));
@@ -76,10 +78,8 @@ fn a_cache_reads_back_what_was_written() {
             &bytes[f.data_off as usize..(f.data_off + f.size) as usize],
             &content[..]
         );
-        assert_eq!(
-            le_u64(c.stat(f.stat_index).unwrap(), 48),
-            Some(content.len() as u64)
-        );
+        let st: &[u8; STAT_SIZE] = c.stat(f.stat_index).unwrap().try_into().unwrap();
+        assert_eq!(StatView(st).size(), content.len() as u64);
     }
     assert_eq!(c.lookup(b"/nope/7/libx.so").unwrap().open, Outcome::Err(2));
     assert_eq!(c.lookup(b"/lib").unwrap().stat, Outcome::Ok(2));
@@ -96,7 +96,7 @@ fn a_cache_reads_back_what_was_written() {
 fn each_damage_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let (bytes, ..) = sample_cache(dir.path());
-    let meta = le_u64(&bytes, 24).unwrap() as usize;
+    let meta = le_u64(&bytes, header_at::META_LEN).unwrap() as usize;
     let check = |edit: &dyn Fn(&mut Vec<u8>), want: CacheError| {
         let mut b = bytes.clone();
         edit(&mut b);
@@ -151,13 +151,6 @@ fn records() -> Vec<Vec<u8>> {
             result: -2,
             path: b"/etc/ld.so.preload",
         },
-        Record::Map {
-            prot: 5,
-            flags: 2,
-            offset: 4096,
-            len: 8192,
-            path: b"/lib/libc.so.6",
-        },
     ];
     recs.iter()
         .map(|r| {
@@ -172,34 +165,26 @@ fn records() -> Vec<Vec<u8>> {
 #[test]
 fn journal_records_round_trip() {
     let all: Vec<u8> = records().concat();
-    let d = decode(&all);
+    let d = scan(&all);
     assert!(d.damaged.is_empty());
-    assert_eq!(d.records.len(), 6);
+    assert_eq!(d.records.len(), 5);
     assert_eq!(
         d.records[0],
-        OwnedRecord::Process {
+        Record::Process {
             pid: 42,
-            program_id: b"prog".to_vec(),
-            ldso_id: b"ld".to_vec(),
-            exe: b"./app".to_vec()
+            program_id: b"prog",
+            ldso_id: b"ld",
+            exe: b"./app"
         }
     );
     assert!(
-        matches!(&d.records[1], OwnedRecord::Open { result: 3, stat: Some(s), path, .. } if s[8] == 4 && path == b"/lib/libc.so.6")
+        matches!(&d.records[1], Record::Open { result: 3, stat: Some(s), path, .. } if StatView(s).ino() == 4 && *path == b"/lib/libc.so.6")
     );
     assert!(matches!(
         &d.records[2],
-        OwnedRecord::Open {
+        Record::Open {
             result: -2,
             stat: None,
-            ..
-        }
-    ));
-    assert!(matches!(
-        &d.records[5],
-        OwnedRecord::Map {
-            offset: 4096,
-            len: 8192,
             ..
         }
     ));
@@ -221,7 +206,7 @@ fn a_torn_record_is_skipped_and_reported() {
     let mut j = r[1].clone();
     j.extend_from_slice(&r[3][..r[3].len() / 2]);
     j.extend_from_slice(&r[4]);
-    let d = decode(&j);
+    let d = scan(&j);
     assert_eq!(d.records.len(), 2);
     assert_eq!(d.damaged.len(), 1);
     assert_eq!(d.damaged[0].offset, r[1].len());
@@ -241,7 +226,7 @@ fn a_journal_cut_anywhere_keeps_every_complete_record() {
             })
             .filter(|&end| end <= cut)
             .count();
-        assert_eq!(decode(&all[..cut]).records.len(), complete, "cut at {cut}");
+        assert_eq!(scan(&all[..cut]).records.len(), complete, "cut at {cut}");
     }
 }
 
@@ -283,20 +268,20 @@ proptest! {
     #[test]
     fn random_bytes_never_crash_the_reader(bytes in proptest::collection::vec(any::<u8>(), 0..4096), path in proptest::collection::vec(any::<u8>(), 0..64)) {
         exercise(&bytes, &[path]);
-        let _ = decode(&bytes);
+        let _ = scan(&bytes);
     }
 
     #[test]
     fn mutated_caches_never_crash_the_reader(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), reseal in any::<bool>(), cut in any::<Option<usize>>()) {
         let (orig, paths) = sample_bytes();
         let mut b = orig.clone();
-        let meta = le_u64(&b, 24).unwrap() as usize;
+        let meta = le_u64(&b, header_at::META_LEN).unwrap() as usize;
         for (at, v) in edits {
             let at = at % meta;
             b[at] = v;
         }
         if reseal {
-            let m = (le_u64(&b, 24).unwrap() as usize).min(b.len());
+            let m = (le_u64(&b, header_at::META_LEN).unwrap() as usize).min(b.len());
             seal(&mut b[..m]);
         }
         if let Some(c) = cut {
@@ -312,8 +297,8 @@ proptest! {
             let at = at % j.len();
             j[at] = v;
         }
-        let d = decode(&j);
-        prop_assert!(d.records.len() <= 6);
+        let d = scan(&j);
+        prop_assert!(d.records.len() <= 5);
     }
 }
 
@@ -322,7 +307,7 @@ fn sources_that_changed_length_while_packing_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("x.so");
     std::fs::write(&src, b"12345").unwrap();
-    let mut cb = CacheBuilder::new(1);
+    let mut cb = CacheWriter::new(1);
     let s = cb.add_stat(stat(1, 1, 10));
     let f = cb.add_file(b"/x.so", s, 10, PathBuf::from(&src));
     cb.set_open(b"/x.so", Outcome::Ok(f));

@@ -7,9 +7,11 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use dlfm_cache::layout;
-use dlfm_cache::layout::fnv1a64;
-use dlfm_cache::read::{IdKind, Outcome, PAGE, STAT_SIZE};
+use dlfm_cache::hash::fnv1a64;
+use dlfm_cache::layout::{
+    self, EntryRecord, FileRecord, IdKind, IdRecord, Outcome, PAGE, STAT_SIZE,
+};
+use dlfm_cache::stat::StatView;
 
 use crate::data_sum::copy_and_sum;
 
@@ -41,9 +43,9 @@ struct FileEntry {
 }
 
 /// Collects what goes into a cache file, then writes it.
-pub struct CacheBuilder {
+pub struct CacheWriter {
     width: u32,
-    ids: Vec<(u8, Vec<u8>)>,
+    ids: Vec<(IdKind, Vec<u8>)>,
     stats: Vec<[u8; STAT_SIZE]>,
     stat_index: HashMap<[u8; STAT_SIZE], u32>,
     files: Vec<FileEntry>,
@@ -51,10 +53,10 @@ pub struct CacheBuilder {
     lookups: BTreeMap<Vec<u8>, Lookups>,
 }
 
-impl CacheBuilder {
+impl CacheWriter {
     /// An empty cache for a run of `width` processes.
     pub fn new(width: u32) -> Self {
-        CacheBuilder {
+        CacheWriter {
             width,
             ids: Vec::new(),
             stats: Vec::new(),
@@ -67,7 +69,7 @@ impl CacheBuilder {
 
     /// Adds a program or ld.so identity the cache is valid for.
     pub fn add_id(&mut self, kind: IdKind, id: &[u8]) {
-        let entry = (kind as u8, id.to_vec());
+        let entry = (kind, id.to_vec());
         if !self.ids.contains(&entry) {
             self.ids.push(entry);
         }
@@ -87,11 +89,8 @@ impl CacheBuilder {
     /// Adds a file whose bytes will be read from `source`; the same file
     /// (same st_dev and st_ino in its stat) under two paths is stored once.
     pub fn add_file(&mut self, path: &[u8], stat_index: u32, size: u64, source: PathBuf) -> u32 {
-        let st = &self.stats[stat_index as usize];
-        let key = (
-            u64::from_le_bytes(st[0..8].try_into().expect("8 bytes")),
-            u64::from_le_bytes(st[8..16].try_into().expect("8 bytes")),
-        );
+        let st = StatView(&self.stats[stat_index as usize]);
+        let key = (st.dev(), st.ino());
         if let Some(&i) = self.file_by_inode.get(&key) {
             return i;
         }
@@ -179,27 +178,37 @@ impl CacheBuilder {
         let ids_off = stats_off + (self.stats.len() * STAT_SIZE) as u64;
         let strings_off = ids_off + (self.ids.len() * layout::ID_LEN) as u64;
 
-        let mut entry_bytes = Vec::new();
-        for (hash, path, l) in &entries {
-            let (po, pl) = intern(path, &mut strings);
-            entry_bytes.extend_from_slice(&hash.to_le_bytes());
-            entry_bytes.extend_from_slice(&po.to_le_bytes());
-            entry_bytes.extend_from_slice(&pl.to_le_bytes());
-            for o in [l.open, l.stat, l.access] {
-                entry_bytes.extend_from_slice(&layout::encode_outcome(o).to_le_bytes());
+        let mut entry_bytes = vec![0u8; entries.len() * layout::ENTRY_LEN];
+        for ((hash, path, l), out) in entries
+            .iter()
+            .zip(entry_bytes.chunks_exact_mut(layout::ENTRY_LEN))
+        {
+            let (path_off, path_len) = intern(path, &mut strings);
+            EntryRecord {
+                hash: *hash,
+                path_off,
+                path_len,
+                open: l.open,
+                stat: l.stat,
+                access: l.access,
             }
-            entry_bytes.extend_from_slice(&0u32.to_le_bytes());
+            .write(out);
         }
         let file_paths: Vec<(u32, u32)> = self
             .files
             .iter()
             .map(|f| intern(&f.path, &mut strings))
             .collect();
-        for (_, id) in &self.ids {
-            if id.len() > layout::ID_MAX {
+        let mut id_bytes = vec![0u8; self.ids.len() * layout::ID_LEN];
+        for ((kind, id), out) in self
+            .ids
+            .iter()
+            .zip(id_bytes.chunks_exact_mut(layout::ID_LEN))
+        {
+            if !(IdRecord { kind: *kind, id }).write(out) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "identity longer than 32 bytes",
+                    format!("identity longer than {} bytes", layout::ID_MAX),
                 ));
             }
         }
@@ -234,24 +243,20 @@ impl CacheBuilder {
             sums.push(sum);
             data_bytes += f.size;
         }
-        let mut file_bytes = Vec::new();
-        for (((f, (po, pl)), off), sum) in
-            self.files.iter().zip(&file_paths).zip(&placed).zip(&sums)
+        let mut file_bytes = vec![0u8; self.files.len() * layout::FILE_LEN];
+        let records = self.files.iter().zip(&file_paths).zip(&placed).zip(&sums);
+        for ((((f, (path_off, path_len)), off), sum), out) in
+            records.zip(file_bytes.chunks_exact_mut(layout::FILE_LEN))
         {
-            file_bytes.extend_from_slice(&off.to_le_bytes());
-            file_bytes.extend_from_slice(&f.size.to_le_bytes());
-            file_bytes.extend_from_slice(&f.stat.to_le_bytes());
-            file_bytes.extend_from_slice(&po.to_le_bytes());
-            file_bytes.extend_from_slice(&pl.to_le_bytes());
-            file_bytes.extend_from_slice(&sum.to_le_bytes());
-        }
-        let mut id_bytes = Vec::new();
-        for (kind, id) in &self.ids {
-            let mut rec = [0u8; layout::ID_LEN];
-            rec[0] = *kind;
-            rec[1] = id.len() as u8;
-            rec[8..8 + id.len()].copy_from_slice(id);
-            id_bytes.extend_from_slice(&rec);
+            FileRecord {
+                data_off: *off,
+                size: f.size,
+                stat_index: f.stat,
+                path_off: *path_off,
+                path_len: *path_len,
+                data_sum: *sum,
+            }
+            .write(out);
         }
 
         let mut meta = vec![0u8; layout::HEADER_LEN];
