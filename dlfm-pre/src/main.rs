@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         .cache
         .or_else(|| std::env::var_os("DLFM_CACHE").map(PathBuf::from))
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("dlcache.dat"));
+        .unwrap_or_else(|| PathBuf::from(dlfm_cache::names::DEFAULT_CACHE));
     let result = match cli.op {
         Op::WriteCache => prepare::write_cache(&cache),
         Op::ReadCache { width } => prepare::read_cache(&cache, width),

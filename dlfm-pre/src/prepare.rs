@@ -13,7 +13,7 @@ use crate::trace_files;
 /// The journal that goes with `cache`.
 fn journal_of(cache: &Path) -> PathBuf {
     let mut name = cache.as_os_str().to_os_string();
-    name.push(".journal");
+    name.push(dlfm_cache::names::JOURNAL_SUFFIX);
     PathBuf::from(name)
 }
 
@@ -198,7 +198,7 @@ fn debug_traces() -> Result<()> {
         let (count, nodes) = trace_files::create(Path::new("."))?;
         println!(
             "  traces       {count} empty trace files in {}/ for node(s) {}",
-            trace_files::DIR,
+            dlfm_cache::names::TRACE_DIR,
             nodes.join(", ")
         );
     }

@@ -9,11 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-
-/// The trace directory, relative to the job's working directory.
-pub const DIR: &str = "dlcache.dbg";
-/// Cores that have a letter: a-z, then A-Z.
-const MAX_CORES: usize = 52;
+use dlfm_cache::names::{core_letter, CORE_LETTERS, TRACE_DIR, TRACE_FILE_PREFIX};
 
 /// Whether `DLCACHE_DBG` asks for traces ("on", "true", "yes" or "1").
 pub fn requested() -> bool {
@@ -23,29 +19,20 @@ pub fn requested() -> bool {
     )
 }
 
-/// The core letter for core `n`, as the wrapper names its trace file.
-pub fn core_letter(n: usize) -> char {
-    let n = n % MAX_CORES;
-    if n < 26 {
-        (b'a' + n as u8) as char
-    } else {
-        (b'A' + (n - 26) as u8) as char
-    }
-}
-
 /// Creates `dlcache.dbg/` with an empty trace file per node and core; returns
 /// how many files exist afterwards and the node names.
 pub fn create(workdir: &Path) -> Result<(usize, Vec<String>)> {
-    let dir = workdir.join(DIR);
+    let dir = workdir.join(TRACE_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let nodes = job_nodes();
     let cores = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(MAX_CORES);
+        .min(CORE_LETTERS);
     let mut count = 0;
     for node in &nodes {
         for core in 0..cores {
-            let path = dir.join(format!("dlcache.dbg.{node}.{}", core_letter(core)));
+            let letter = char::from(core_letter(core));
+            let path = dir.join(format!("{TRACE_FILE_PREFIX}{node}.{letter}"));
             let mut f = fs::OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -109,25 +96,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn core_letters_follow_the_manual() {
-        assert_eq!(core_letter(0), 'a');
-        assert_eq!(core_letter(25), 'z');
-        assert_eq!(core_letter(26), 'A');
-        assert_eq!(core_letter(51), 'Z');
-    }
-
-    #[test]
     fn creates_one_file_per_core_on_this_node() {
         let dir = tempfile::tempdir().unwrap();
         let (count, nodes) = create(dir.path()).unwrap();
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(MAX_CORES);
+            .min(CORE_LETTERS);
         assert_eq!(nodes.len(), 1);
         assert_eq!(count, cores);
         let first = dir
             .path()
-            .join(DIR)
+            .join(TRACE_DIR)
             .join(format!("dlcache.dbg.{}.a", nodes[0]));
         assert_eq!(fs::metadata(first).unwrap().len(), 0);
     }

@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use dlfm_cache::layout::{header_at, le_u32, le_u64, seal, ID_LEN};
+use dlfm_bytes::{le_u32, le_u64};
+use dlfm_cache::layout::{header_at, seal, ID_LEN};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 

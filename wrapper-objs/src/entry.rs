@@ -3,7 +3,9 @@
 
 use linux_raw_sys::auxvec::AT_EUID;
 
-use crate::config::{self, Mode};
+use dlfm_wrap_logic::env::Mode;
+
+use crate::config;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::replay::Answer;

@@ -42,7 +42,6 @@ mod replay;
 mod state;
 mod sys;
 mod trace;
-mod vfd;
 
 pub use entry::dlfm_entry;
 

@@ -1,13 +1,9 @@
-//! Which calls are *lookups*: the path-keyed questions ld.so asks that dlfm
-//! records in the pilot and answers in replay. Record and replay share these
-//! filters so that whatever is recorded is exactly what can be replayed.
-//!
-//! Only absolute paths are lookups (a relative name depends on the working
-//! directory of the moment), and only read-only opens, plain `stat`
-//! (`newfstatat(AT_FDCWD, path, buf, 0)`) and `access(path, R_OK)`.
+//! Lookups in ld.so's calls: reads the path out of ld.so's memory and asks
+//! `dlfm_wrap_logic::keys` whether the call is one that record and replay
+//! share (see there for the rules).
 
-use crate::config::PATH_MAX;
-use crate::sys::{self, nr};
+use dlfm_wrap_logic::fixed_path::PATH_MAX;
+use dlfm_wrap_logic::keys;
 
 /// The absolute path at `p`, if it is one and fits in PATH_MAX.
 fn absolute_path(p: u64) -> Option<&'static [u8]> {
@@ -19,20 +15,12 @@ fn absolute_path(p: u64) -> Option<&'static [u8]> {
     let len = unsafe { dlfm_bytes::c_strlen(p as *const u8, PATH_MAX) }?;
     // SAFETY: `len` bytes before the NUL are readable for the call's duration.
     let path: &'static [u8] = unsafe { core::slice::from_raw_parts(p as *const u8, len) };
-    match path.first() {
-        Some(b'/') => Some(path),
-        _ => None,
-    }
+    keys::is_absolute(path).then_some(path)
 }
 
 /// `openat(AT_FDCWD, path, flags)` opening an absolute path read-only.
 pub fn open_key(args: &[u64; 6]) -> Option<&'static [u8]> {
-    let flags = args[2] as u32;
-    let refused = nr::O_CREAT | nr::O_TRUNC | nr::O_DIRECTORY | nr::O_PATH | nr::O_TMPFILE;
-    if args[0] as i32 != sys::AT_FDCWD
-        || flags & nr::O_ACCMODE != nr::O_RDONLY
-        || flags & refused != 0
-    {
+    if !keys::open_is_lookup(args[0] as i32, args[2] as u32) {
         return None;
     }
     absolute_path(args[1])
@@ -40,7 +28,7 @@ pub fn open_key(args: &[u64; 6]) -> Option<&'static [u8]> {
 
 /// `newfstatat(AT_FDCWD, path, buf, 0)`: `stat` of an absolute path.
 pub fn stat_key(args: &[u64; 6]) -> Option<&'static [u8]> {
-    if args[0] as i32 != sys::AT_FDCWD || args[3] != 0 {
+    if !keys::stat_is_lookup(args[0] as i32, args[3] as u32) || args[3] >> 32 != 0 {
         return None;
     }
     absolute_path(args[1])
@@ -51,16 +39,12 @@ pub fn fstat_fd(args: &[u64; 6]) -> Option<i64> {
     let empty = args[1] != 0
         // SAFETY: a non-null path argument points at a NUL-terminated string.
         && unsafe { *(args[1] as *const u8) } == 0;
-    if empty && args[3] as u32 & sys::AT_EMPTY_PATH != 0 {
-        Some(i64::from(args[0] as i32))
-    } else {
-        None
-    }
+    keys::is_fstat(empty, args[3] as u32).then(|| i64::from(args[0] as i32))
 }
 
 /// `access(path, R_OK)` of an absolute path.
 pub fn access_key(args: &[u64; 6]) -> Option<&'static [u8]> {
-    if args[1] as u32 != nr::R_OK {
+    if !keys::access_is_lookup(args[1] as u32) {
         return None;
     }
     absolute_path(args[0])

@@ -21,8 +21,8 @@
 //! misses (ld.so reads the libraries from the file system, as without dlfm),
 //! recording and tracing stop writing.
 
-use crate::config::PathBuf;
 use crate::sys::{self, errno, nr, Status};
+use dlfm_wrap_logic::fixed_path::FixedPath;
 
 /// Why a file of ours could not be used.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub enum OpenError {
 /// Opens `path` with `flags` (plus `O_NONBLOCK | O_CLOEXEC`), checks that it
 /// is a regular file, and moves the descriptor high (see
 /// [`sys::move_high`]). Returns the descriptor and the file's status.
-fn open_regular(path: &PathBuf, flags: u32) -> Result<(i32, Status), OpenError> {
+fn open_regular(path: &FixedPath, flags: u32) -> Result<(i32, Status), OpenError> {
     // SAFETY: `path` is NUL-terminated.
     let fd = unsafe { sys::open(path.as_ptr(), flags | nr::O_NONBLOCK | nr::O_CLOEXEC, 0) };
     if fd < 0 {
@@ -58,7 +58,7 @@ fn open_regular(path: &PathBuf, flags: u32) -> Result<(i32, Status), OpenError> 
 pub struct OwnFile {
     fd: i32,
     identity: (u64, u64),
-    path: PathBuf,
+    path: FixedPath,
     flags: u32,
 }
 
@@ -68,7 +68,7 @@ impl OwnFile {
     pub const EMPTY: OwnFile = OwnFile {
         fd: 0,
         identity: (0, 0),
-        path: PathBuf::EMPTY,
+        path: FixedPath::EMPTY,
         flags: 0,
     };
 
@@ -76,13 +76,13 @@ impl OwnFile {
     /// returns the descriptor and the file's status. If the absolute path
     /// does not fit, the file is held all the same but cannot be opened
     /// again once the program closes it.
-    pub fn open(&mut self, path: &PathBuf, flags: u32) -> Result<(i32, Status), OpenError> {
+    pub fn open(&mut self, path: &FixedPath, flags: u32) -> Result<(i32, Status), OpenError> {
         let (fd, status) = open_regular(path, flags)?;
         self.fd = fd;
         self.identity = status.identity;
         self.flags = flags;
         // On failure the path is left empty, and empty opens nothing.
-        let _ = self.path.set(b"") && self.path.push_absolute(path.as_bytes());
+        let _ = self.path.set(b"") && self.path.push_absolute(path.as_bytes(), sys::getcwd);
         Ok((fd, status))
     }
 

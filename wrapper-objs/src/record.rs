@@ -8,13 +8,13 @@ use dlfm_cache::layout::STAT_SIZE;
 
 use linux_raw_sys::auxvec::AT_EXECFN;
 
-use crate::config::PathBuf;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::lookup;
 use crate::own_file::{OpenError, OwnFile};
 use crate::state::OffReason;
 use crate::sys::{self, nr};
+use dlfm_wrap_logic::fixed_path::FixedPath;
 
 /// A stat record for a failed lookup carries zeros.
 static NO_STAT: [u8; STAT_SIZE] = [0; STAT_SIZE];
@@ -36,7 +36,7 @@ impl Recorder {
     /// Opens the journal for appending and records who this process is.
     pub fn start(
         &mut self,
-        journal: &PathBuf,
+        journal: &FixedPath,
         ids: &Ids,
         stack: &InitialStack,
     ) -> Result<(), (OffReason, &'static [u8])> {
@@ -52,7 +52,8 @@ impl Recorder {
             // SAFETY: AT_EXECFN points at the NUL-terminated name the program
             // was executed by.
             Some(p) if p != 0 => unsafe {
-                let n = dlfm_bytes::c_strlen(p as *const u8, crate::config::PATH_MAX).unwrap_or(0);
+                let n = dlfm_bytes::c_strlen(p as *const u8, dlfm_wrap_logic::fixed_path::PATH_MAX)
+                    .unwrap_or(0);
                 core::slice::from_raw_parts(p as *const u8, n)
             },
             _ => &[],

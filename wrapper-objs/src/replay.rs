@@ -2,7 +2,7 @@
 //!
 //! The cache file is opened once at ld.so's first file call and its metadata
 //! (header, index, stats) mapped read-only. A recorded `open` returns a
-//! virtual descriptor ([`crate::vfd`]); `fstat` and `lseek` on it are answered
+//! virtual descriptor ([`dlfm_wrap_logic::vfd`]); `fstat` and `lseek` on it are answered
 //! from the metadata; `read` and `pread64` read the library's bytes from the
 //! cache file (`pread64` on the cache descriptor: only the cache file is
 //! touched, and no page of it stays mapped in the process); `mmap` maps the
@@ -10,16 +10,17 @@
 //! them in the page cache); `close` frees it. A lookup the cache does not
 //! hold goes to the kernel (a miss).
 
-use dlfm_cache::layout::{IdKind, Outcome, HEADER_LEN, PAGE, STAT_SIZE};
+use dlfm_cache::layout::{IdKind, Outcome, HEADER_LEN, STAT_SIZE};
 use dlfm_cache::read::{Cache, FileRef};
 
-use crate::config::PathBuf;
+use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_wrap_logic::vfd::{self, Slot, VfdTable};
+
 use crate::ident::Ids;
 use crate::lookup;
 use crate::own_file::{OpenError, OwnFile};
 use crate::state::OffReason;
 use crate::sys::{self, errno, nr};
-use crate::vfd::{Slot, VfdTable};
 
 /// How replay handles one call.
 pub enum Answer {
@@ -53,7 +54,7 @@ impl Replayer {
     /// program and ld.so.
     /// The cache must be owned by `euid` (this process's effective user) or
     /// by root, and writable by nobody else: replay trusts its bytes.
-    pub fn start(&mut self, path: &PathBuf, ids: &Ids, euid: u32) -> Result<(), StartError> {
+    pub fn start(&mut self, path: &FixedPath, ids: &Ids, euid: u32) -> Result<(), StartError> {
         let (fd, status) = match self.data.open(path, nr::O_RDONLY) {
             Ok(opened) => opened,
             Err(OpenError::Open) => return Err((OffReason::CacheOpen, b"")),
@@ -142,7 +143,7 @@ impl Replayer {
                 data.with(|fd| read_at(fd, file, a[3], a[1], a[2]))
             }),
             nr::__NR_lseek => self.on_vfd(a[0], |slot, file, _| {
-                seek(slot, file.size, a[1] as i64, a[2] as u32)
+                slot.seek(file.size, a[1] as i64, a[2] as u32)
             }),
             nr::__NR_close => match self.vfds.get(a[0] as i32 as i64) {
                 Some(slot) => {
@@ -192,11 +193,9 @@ impl Replayer {
         let Some(file) = cache.file(slot.file) else {
             return Answer::Served(-i64::from(errno::EIO));
         };
-        if !offset.is_multiple_of(PAGE) {
-            return Answer::Served(-i64::from(errno::EINVAL));
-        }
-        let Some(at) = file.data_off.checked_add(offset) else {
-            return Answer::Served(-i64::from(errno::EINVAL));
+        let at = match vfd::map_at(file.data_off, offset) {
+            Ok(at) => at,
+            Err(e) => return Answer::Served(e),
         };
         // SAFETY: the same call ld.so asked for, on the cache file instead of
         // the library: a private mapping of bytes identical to the library's.
@@ -273,28 +272,11 @@ fn copy_stat(stat: Option<&[u8]>, dst: u64) -> i64 {
 /// buffer `dst`, from the cache file; returns the count read (0 at or past
 /// the end, as `read` does) or `-errno`.
 fn read_at(cache_fd: i32, file: &FileRef<'_>, pos: u64, dst: u64, count: u64) -> i64 {
-    let n = count.min(file.size.saturating_sub(pos));
+    let n = vfd::read_len(file.size, pos, count);
     if n == 0 {
         return 0;
     }
     // SAFETY: ld.so passes a buffer of at least `count` writable bytes; `n`
     // is no more, and the offset lies inside the file's bytes in the cache.
     unsafe { sys::pread(cache_fd, dst as *mut u8, n as usize, file.data_off + pos) }
-}
-
-/// `lseek` on a virtual descriptor.
-fn seek(slot: &mut Slot, size: u64, offset: i64, whence: u32) -> i64 {
-    let base = match whence {
-        nr::SEEK_SET => 0,
-        nr::SEEK_CUR => slot.pos as i64,
-        nr::SEEK_END => size as i64,
-        _ => return -i64::from(errno::EINVAL),
-    };
-    match base.checked_add(offset) {
-        Some(pos) if pos >= 0 => {
-            slot.pos = pos as u64;
-            pos
-        }
-        _ => -i64::from(errno::EINVAL),
-    }
 }

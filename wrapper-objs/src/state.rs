@@ -7,13 +7,14 @@
 
 use core::cell::UnsafeCell;
 
-use crate::config::{Mode, PathBuf};
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::line::Line;
 use crate::record::Recorder;
 use crate::replay::Replayer;
 use crate::trace::Trace;
+use dlfm_wrap_logic::env::Mode;
+use dlfm_wrap_logic::fixed_path::FixedPath;
 
 /// Why replay or recording was turned off for this process.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -68,12 +69,12 @@ pub struct State {
     /// The initial stack, once read.
     pub stack: Option<InitialStack>,
     /// The cache file's path.
-    pub cache_path: PathBuf,
+    pub cache_path: FixedPath,
     /// The journal's path (`<cache>.journal`).
-    pub journal_path: PathBuf,
+    pub journal_path: FixedPath,
     /// `DLFM_CACHE=<absolute path>`, when the environment's entry was
     /// relative and now points here (see `config::absolute_cache_for_children`).
-    pub env_entry: PathBuf,
+    pub env_entry: FixedPath,
     /// The identities of this program and of ld.so.
     pub ids: Ids,
     /// Replay state (read-cache).
@@ -99,9 +100,9 @@ static GLOBAL: Global = Global(UnsafeCell::new(State {
     asked: Mode::Off,
     off_reason: OffReason::None,
     stack: None,
-    cache_path: PathBuf::EMPTY,
-    journal_path: PathBuf::EMPTY,
-    env_entry: PathBuf::EMPTY,
+    cache_path: FixedPath::EMPTY,
+    journal_path: FixedPath::EMPTY,
+    env_entry: FixedPath::EMPTY,
     ids: Ids::EMPTY,
     replay: Replayer::EMPTY,
     record: Recorder::EMPTY,

@@ -252,13 +252,13 @@ pub fn getpid() -> i64 {
     unsafe { syscall3(nr::__NR_getpid, 0, 0, 0) }
 }
 
-/// `uname()` into a 390-byte `struct utsname` (six 65-byte fields) at `buf`,
+/// `uname()` into the kernel's `struct new_utsname` at `buf`,
 /// which may be uninitialised.
 /// # Safety
-/// `buf` must be writable for 390 bytes.
-pub unsafe fn uname(buf: *mut u8) -> i64 {
+/// `buf` must be writable for a whole `new_utsname`.
+pub unsafe fn uname(buf: *mut linux_raw_sys::system::new_utsname) -> i64 {
     // SAFETY: the kernel writes the struct or fails with EFAULT; it never
-    // touches memory the caller does not own when `buf` is a 390-byte buffer.
+    // touches memory the caller does not own when `buf` is a whole struct.
     unsafe { syscall3(nr::__NR_uname, buf as u64, 0, 0) }
 }
 

@@ -2,14 +2,17 @@
 //! the working directory, created beforehand by `dlfm.pre`. A process that
 //! finds its file appends one line per call and a summary line at exit.
 //!
-//! The core id is a letter as in the original DLFM: a-z for cores 0-25, A-Z
-//! for 26-51 (cores past 51 wrap around).
+//! The core id is a letter as in the original DLFM (`dlfm_cache::names`).
 
-use crate::config::{Mode, PathBuf};
+use dlfm_cache::names::{core_letter, TRACE_DIR, TRACE_FILE_PREFIX};
+use linux_raw_sys::system::new_utsname;
+
 use crate::line::Line;
 use crate::own_file::OwnFile;
 use crate::state::{OffReason, State};
 use crate::sys;
+use dlfm_wrap_logic::env::Mode;
+use dlfm_wrap_logic::fixed_path::{FixedPath, PATH_MAX};
 
 /// The trace file, if this process has one.
 pub struct Trace {
@@ -40,25 +43,25 @@ impl Trace {
     };
 
     /// Opens this process's trace file if `dlfm.pre` created it.
-    pub fn open(&mut self, path: &mut PathBuf) {
-        let mut raw = core::mem::MaybeUninit::<[u8; 390]>::uninit();
-        // SAFETY: `raw` is 390 writable bytes.
-        if unsafe { sys::uname(raw.as_mut_ptr() as *mut u8) } < 0 {
+    pub fn open(&mut self, path: &mut FixedPath) {
+        let mut raw = core::mem::MaybeUninit::<new_utsname>::uninit();
+        // SAFETY: `raw` is writable for a whole struct new_utsname.
+        if unsafe { sys::uname(raw.as_mut_ptr()) } < 0 {
             return;
         }
         // SAFETY: a successful uname filled the whole struct (borrowed, not
         // moved, so no 390-byte copy is made).
         let uts = unsafe { &*raw.as_ptr() };
-        // The nodename is the second 65-byte field of struct utsname.
-        let node = uts.get(65..130).unwrap_or(&[]);
-        let node_len = node.iter().position(|&b| b == 0).unwrap_or(node.len());
-        let cpu = sys::current_cpu().unwrap_or(0) % 52;
-        let core = if cpu < 26 {
-            b'a' + cpu as u8
-        } else {
-            b'A' + (cpu - 26) as u8
+        // SAFETY: `c_char` and `u8` have the same size and alignment; the
+        // array is initialised.
+        let node: &[u8] = unsafe {
+            core::slice::from_raw_parts(uts.nodename.as_ptr() as *const u8, uts.nodename.len())
         };
-        let ok = path.set(b"dlcache.dbg/dlcache.dbg.")
+        let node_len = node.iter().position(|&b| b == 0).unwrap_or(node.len());
+        let core = core_letter(sys::current_cpu().unwrap_or(0) as usize);
+        let ok = path.set(TRACE_DIR.as_bytes())
+            && path.push(b"/")
+            && path.push(TRACE_FILE_PREFIX.as_bytes())
             && path.push(node.get(..node_len).unwrap_or(&[]))
             && path.push(b".")
             && path.push(&[core]);
@@ -100,15 +103,17 @@ pub fn call(st: &mut State, nr: u64, args: &[u64; 6], outcome: Outcome, result: 
         Outcome::Recorded => b"recorded",
     });
     match path_arg(nr, args) {
-        // SAFETY: ld.so passes NUL-terminated paths to these calls.
-        Some(p) => match unsafe { dlfm_bytes::c_strlen(p, crate::config::PATH_MAX) } {
-            Some(n) => {
-                // SAFETY: `n` bytes before the NUL are readable.
-                let path = unsafe { core::slice::from_raw_parts(p, n) };
-                line.bytes(b" ").bytes(path)
+        Some(p) => {
+            // SAFETY: ld.so passes NUL-terminated paths to these calls.
+            match unsafe { dlfm_bytes::c_strlen(p, PATH_MAX) } {
+                Some(n) => {
+                    // SAFETY: `n` bytes before the NUL are readable.
+                    let path = unsafe { core::slice::from_raw_parts(p, n) };
+                    line.bytes(b" ").bytes(path)
+                }
+                None => line.bytes(b" <long path>"),
             }
-            None => line.bytes(b" <long path>"),
-        },
+        }
         None => line.bytes(b" fd ").int(fd_arg(nr, args)),
     };
     line.bytes(b" = ").int(result);

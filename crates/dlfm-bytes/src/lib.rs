@@ -8,7 +8,10 @@
 //! whose routines are inline `rep` string instructions that no optimiser can
 //! turn into a call.
 //!
-//! This crate knows nothing about dlfm; it holds only these three routines.
+//! It also holds the little-endian field reads every format parser here
+//! uses (`le_u16`, `le_u32`, `le_u64`: bounds-checked, no panic).
+//!
+//! This crate knows nothing about dlfm.
 #![no_std]
 
 /// Copies `src` into the start of `dst`; copies `min(dst.len(), src.len())`
@@ -97,6 +100,27 @@ pub unsafe fn c_strlen(s: *const u8, max: usize) -> Option<usize> {
         n += 1;
     }
     None
+}
+
+/// The little-endian u16 at `at`, if `b` holds it.
+#[inline]
+pub fn le_u16(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes(<[u8; 2]>::try_from(s).ok()?))
+}
+
+/// The little-endian u32 at `at`, if `b` holds it.
+#[inline]
+pub fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(<[u8; 4]>::try_from(s).ok()?))
+}
+
+/// The little-endian u64 at `at`, if `b` holds it.
+#[inline]
+pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(<[u8; 8]>::try_from(s).ok()?))
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@
 //! one decodes it as damage.)
 
 pub use crate::hash::fnv1a32;
-use crate::layout::{le_u16, le_u32, ID_MAX, STAT_SIZE};
+use dlfm_bytes::{le_u16, le_u32};
+
+use crate::layout::{ID_MAX, STAT_SIZE};
 
 /// Longest record.
 pub const MAX_RECORD: usize = 8192;

@@ -39,6 +39,8 @@
 //!   and `data_off + size <= file_len`; its stat index is below the stat count;
 //! - an identity's kind is 1 or 2 and its length at most 32.
 
+use dlfm_bytes::{le_u32, le_u64};
+
 use crate::hash::{fnv1a64_continue, FNV64_OFFSET};
 
 /// The file's first 8 bytes.
@@ -440,27 +442,6 @@ pub fn checksum(meta: &[u8]) -> u64 {
 pub fn seal(meta: &mut [u8]) {
     let sum = checksum(meta);
     put(meta, header_at::CHECKSUM, &sum.to_le_bytes());
-}
-
-/// The little-endian u16 at `at`, if `b` holds it.
-#[inline]
-pub fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes(<[u8; 2]>::try_from(s).ok()?))
-}
-
-/// The little-endian u32 at `at`, if `b` holds it.
-#[inline]
-pub fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(<[u8; 4]>::try_from(s).ok()?))
-}
-
-/// The little-endian u64 at `at`, if `b` holds it.
-#[inline]
-pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    let s = b.get(at..at.checked_add(8)?)?;
-    Some(u64::from_le_bytes(<[u8; 8]>::try_from(s).ok()?))
 }
 
 #[cfg(test)]

@@ -22,5 +22,6 @@
 pub mod hash;
 pub mod journal;
 pub mod layout;
+pub mod names;
 pub mod read;
 pub mod stat;

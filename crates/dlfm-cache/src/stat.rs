@@ -8,7 +8,9 @@ use core::mem::{offset_of, size_of};
 pub use linux_raw_sys::general::stat as KernelStat;
 use linux_raw_sys::general::{stat, S_IFMT, S_IFREG};
 
-use crate::layout::{le_u32, le_u64, STAT_SIZE};
+use dlfm_bytes::{le_u32, le_u64};
+
+use crate::layout::STAT_SIZE;
 
 // The format stores the kernel's x86_64 struct stat; a target whose stat
 // differs needs its own format version (see docs/internals.md).

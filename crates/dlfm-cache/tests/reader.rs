@@ -3,8 +3,9 @@
 //! rejection from one specific damage, and property tests that no bytes make
 //! the reader panic or hand out a file outside the cache.
 
+use dlfm_bytes::le_u64;
 use dlfm_cache::layout::{
-    header_at, le_u64, seal, EntryRecord, FileRecord, Header, IdKind, Outcome, ENTRY_LEN, FILE_LEN,
+    header_at, seal, EntryRecord, FileRecord, Header, IdKind, Outcome, ENTRY_LEN, FILE_LEN,
     HEADER_LEN, ID_LEN, PAGE, STAT_SIZE,
 };
 use dlfm_cache::read::{fnv1a64, Cache, CacheError};

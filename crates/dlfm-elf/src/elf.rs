@@ -3,6 +3,9 @@
 
 use crate::error::PatchError;
 
+/// A GNU build-id note's type (`NT_GNU_BUILD_ID`).
+const NT_GNU_BUILD_ID: u32 = 3;
+
 /// A loadable segment.
 pub const PT_LOAD: u32 = 1;
 /// A note segment.
@@ -64,83 +67,92 @@ pub struct Elf<'a> {
     pub phdrs: Vec<Phdr>,
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-/// The little-endian u64 at `at`, if `b` holds it.
-pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
 impl<'a> Elf<'a> {
-    /// Parses the ELF header and program headers; `what` names the file in errors.
+    /// Parses the ELF header and program headers (with goblin); `what`
+    /// names the file in errors.
     pub fn parse(bytes: &'a [u8], what: &'static str) -> Result<Self, PatchError> {
+        use goblin::elf::{header, program_header::ProgramHeader, Elf as Goblin};
         let bad = |detail: &str| PatchError::NotElf {
             what,
             detail: detail.to_string(),
         };
-        if bytes.get(0..4) != Some(b"\x7fELF") {
+        if bytes.get(0..4) != Some(header::ELFMAG) {
             return Err(bad("not an ELF file"));
         }
-        if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+        if bytes.get(header::EI_CLASS) != Some(&header::ELFCLASS64)
+            || bytes.get(header::EI_DATA) != Some(&header::ELFDATA2LSB)
+        {
             return Err(bad("not a 64-bit little-endian ELF file"));
         }
-        let machine = u16_at(bytes, 18).ok_or_else(|| bad("truncated ELF header"))?;
-        if machine != EM_X86_64 {
+        let h = Goblin::parse_header(bytes).map_err(|_| bad("truncated ELF header"))?;
+        if h.e_machine != EM_X86_64 {
             return Err(bad("not an x86_64 ELF file"));
         }
-        let kind = u16_at(bytes, 16).ok_or_else(|| bad("truncated ELF header"))?;
-        let phoff = u64_at(bytes, 32).ok_or_else(|| bad("truncated ELF header"))?;
-        let phentsize = u16_at(bytes, 54).ok_or_else(|| bad("truncated ELF header"))? as usize;
-        let phnum = u16_at(bytes, 56).ok_or_else(|| bad("truncated ELF header"))? as usize;
-        if phentsize != PHENT {
+        if usize::from(h.e_phentsize) != PHENT {
             return Err(bad("unexpected program header size"));
         }
-        let mut phdrs = Vec::with_capacity(phnum);
-        for i in 0..phnum {
-            let at = phoff as usize + i * PHENT;
-            let h = bytes
-                .get(at..at + PHENT)
-                .ok_or_else(|| bad("program headers lie outside the file"))?;
-            phdrs.push(Phdr {
-                kind: u32_at(h, 0).unwrap_or(0),
-                flags: u32_at(h, 4).unwrap_or(0),
-                offset: u64_at(h, 8).unwrap_or(0),
-                vaddr: u64_at(h, 16).unwrap_or(0),
-                filesz: u64_at(h, 32).unwrap_or(0),
-                memsz: u64_at(h, 40).unwrap_or(0),
-                align: u64_at(h, 48).unwrap_or(0),
-            });
+        let ctx = goblin::container::Ctx::new(
+            goblin::container::Container::Big,
+            goblin::container::Endian::Little,
+        );
+        let phdrs = ProgramHeader::parse(bytes, h.e_phoff as usize, h.e_phnum.into(), ctx)
+            .map_err(|_| bad("program headers lie outside the file"))?
+            .into_iter()
+            .map(|p| Phdr {
+                kind: p.p_type,
+                flags: p.p_flags,
+                offset: p.p_offset,
+                vaddr: p.p_vaddr,
+                filesz: p.p_filesz,
+                memsz: p.p_memsz,
+                align: p.p_align,
+            })
+            .collect();
+        Ok(Elf {
+            bytes,
+            kind: h.e_type,
+            phdrs,
+        })
+    }
+
+    /// The notes of every PT_NOTE segment (goblin applies the alignment
+    /// rule of `dlfm_wrap_logic::elf`: 8-byte notes where `p_align` is 8,
+    /// 4-byte ones where it is 0-4; larger alignments end the walk). Each
+    /// note comes with the file offset of its descriptor.
+    pub fn notes(&self) -> Vec<(goblin::elf::note::Note<'a>, u64)> {
+        use goblin::elf::note::NoteDataIterator;
+        let mut out = Vec::new();
+        for p in self.phdrs.iter().filter(|p| p.kind == PT_NOTE) {
+            let (Ok(offset), Ok(len)) = (usize::try_from(p.offset), usize::try_from(p.filesz))
+            else {
+                continue;
+            };
+            let notes = NoteDataIterator {
+                data: self.bytes,
+                size: offset.saturating_add(len).min(self.bytes.len()),
+                offset,
+                ctx: (
+                    usize::try_from(p.align).unwrap_or(usize::MAX),
+                    goblin::container::Ctx::new(
+                        goblin::container::Container::Big,
+                        goblin::container::Endian::Little,
+                    ),
+                ),
+            };
+            for note in notes.map_while(Result::ok) {
+                let desc_off = note.desc.as_ptr() as usize - self.bytes.as_ptr() as usize;
+                out.push((note, desc_off as u64));
+            }
         }
-        Ok(Elf { bytes, kind, phdrs })
+        out
     }
 
     /// The GNU build-id, as hex, or "none".
     pub fn build_id(&self) -> String {
-        for p in self.phdrs.iter().filter(|p| p.kind == PT_NOTE) {
-            let Some(notes) = self
-                .bytes
-                .get(p.offset as usize..(p.offset + p.filesz) as usize)
-            else {
-                continue;
-            };
-            let mut at = 0;
-            while at + 12 <= notes.len() {
-                let namesz = u32_at(notes, at).unwrap_or(0) as usize;
-                let descsz = u32_at(notes, at + 4).unwrap_or(0) as usize;
-                let kind = u32_at(notes, at + 8).unwrap_or(0);
-                let desc = at + 12 + namesz.next_multiple_of(4);
-                if kind == 3 && notes.get(at + 12..at + 12 + namesz) == Some(b"GNU\0") {
-                    if let Some(d) = notes.get(desc..desc + descsz) {
-                        return d.iter().map(|b| format!("{b:02x}")).collect();
-                    }
-                }
-                at = desc + descsz.next_multiple_of(4);
-            }
-        }
-        "none".to_string()
+        self.notes()
+            .into_iter()
+            .find(|(n, _)| n.n_type == NT_GNU_BUILD_ID && n.name == "GNU")
+            .map(|(n, _)| n.desc.iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_else(|| "none".to_string())
     }
 }

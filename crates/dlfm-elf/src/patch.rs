@@ -6,7 +6,7 @@
 //! the segment, and the R+W segment its zeroed data after the slot's page.
 
 use crate::codegen::{generate, Layout};
-use crate::elf::{u64_at, Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
+use crate::elf::{Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
 use crate::embed::{link, Blob};
 use crate::error::PatchError;
 use crate::finder::find_sites;
@@ -224,5 +224,4 @@ fn dynamic_symbol(bytes: &[u8], name: &str) -> Option<u64> {
         .iter()
         .find(|s| elf.dynstrtab.get_at(s.st_name) == Some(name) && s.st_value != 0)
         .map(|s| s.st_value)
-        .filter(|&v| u64_at(bytes, 0).is_some() && v != 0)
 }

@@ -90,25 +90,26 @@ fn interp_in(elf: &Elf<'_>) -> Option<String> {
     Some(String::from_utf8_lossy(raw).into_owned())
 }
 
-/// The entry address the note gives: the i32 after the magic is relative to
-/// its own address.
+/// The entry address the wrapper's note gives (owner `DLFM`, type 1, desc
+/// = the magic then an i32 relative to its own address).
 fn note_entry(elf: &Elf<'_>) -> Option<u64> {
-    for p in elf.phdrs.iter().filter(|p| p.kind == PT_NOTE) {
-        let notes = elf
-            .bytes
-            .get(p.offset as usize..(p.offset + p.filesz) as usize)?;
-        let mut at = 0;
-        while at + ENTRY_MAGIC.len() + 4 <= notes.len() {
-            if &notes[at..at + ENTRY_MAGIC.len()] == ENTRY_MAGIC {
-                let rel_at = at + ENTRY_MAGIC.len();
-                let rel = i32::from_le_bytes(notes[rel_at..rel_at + 4].try_into().ok()?);
-                let rel_vaddr = p.vaddr + rel_at as u64;
-                return Some(rel_vaddr.wrapping_add(rel as i64 as u64));
-            }
-            at += 4;
-        }
-    }
-    None
+    let (note, desc_off) = elf
+        .notes()
+        .into_iter()
+        .find(|(n, _)| n.name == "DLFM" && n.n_type == 1 && n.desc.starts_with(ENTRY_MAGIC))?;
+    let rel = i32::from_le_bytes(
+        note.desc
+            .get(ENTRY_MAGIC.len()..ENTRY_MAGIC.len() + 4)?
+            .try_into()
+            .ok()?,
+    );
+    let rel_off = desc_off + ENTRY_MAGIC.len() as u64;
+    let p = elf
+        .phdrs
+        .iter()
+        .find(|p| p.kind == PT_NOTE && (p.offset..p.offset + p.filesz).contains(&rel_off))?;
+    let rel_vaddr = p.vaddr + (rel_off - p.offset);
+    Some(rel_vaddr.wrapping_add(rel as i64 as u64))
 }
 
 /// The value of symbol `name` in the program's symbol table, if it has one.

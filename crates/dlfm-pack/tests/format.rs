@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use dlfm_bytes::le_u64;
 use dlfm_cache::journal::{encode, Record, MAX_RECORD};
-use dlfm_cache::layout::{header_at, le_u64, seal};
+use dlfm_cache::layout::{header_at, seal};
 use dlfm_cache::layout::{IdKind, Outcome, PAGE, STAT_SIZE};
 use dlfm_cache::read::{Cache, CacheError};
 use dlfm_cache::stat::StatView;

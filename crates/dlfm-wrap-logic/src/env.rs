@@ -1,0 +1,98 @@
+//! What the environment's values ask for: `DLFM_OP`, `DLCACHE_DBG` and the
+//! MPI rank that decides which process records in a pilot run. The wrapper
+//! finds the values on the initial stack; this module judges them.
+
+/// What the wrapper does with ld.so's file calls in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Pass every call to the kernel (no `DLFM_OP`, an unknown value, a
+    /// pilot rank other than 0, or replay turned off).
+    Off = 0,
+    /// `DLFM_OP=write-cache` on the recording process: call, then journal.
+    Record = 1,
+    /// `DLFM_OP=read-cache`: answer recorded lookups from the cache.
+    Replay = 2,
+}
+
+/// The mode `DLFM_OP=op` asks for in a process of MPI rank `rank` (see
+/// [`rank`]). In a pilot only rank 0,
+/// or the only process when no rank variable is set, records.
+#[inline]
+pub fn mode(op: Option<&[u8]>, rank: Option<&[u8]>) -> Mode {
+    match op {
+        Some(v) if dlfm_bytes::equal(v, b"read-cache") => Mode::Replay,
+        Some(v) if dlfm_bytes::equal(v, b"write-cache") => match rank {
+            Some(r) if !dlfm_bytes::equal(r, b"0") => Mode::Off,
+            _ => Mode::Record,
+        },
+        _ => Mode::Off,
+    }
+}
+
+/// The MPI rank, from the first rank variable `getenv` finds, consulted in
+/// this order: PMI_RANK, PMIX_RANK, OMPI_COMM_WORLD_RANK, SLURM_PROCID,
+/// ALPS_APP_PE. (Straight-line code, not a table: a table of string slices
+/// would need relocations.)
+#[inline]
+pub fn rank<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+    getenv(b"PMI_RANK")
+        .or_else(|| getenv(b"PMIX_RANK"))
+        .or_else(|| getenv(b"OMPI_COMM_WORLD_RANK"))
+        .or_else(|| getenv(b"SLURM_PROCID"))
+        .or_else(|| getenv(b"ALPS_APP_PE"))
+}
+
+/// Whether a `DLCACHE_DBG` value asks for trace files ("on", "true", "yes"
+/// or "1", as in the original DLFM manual).
+#[inline]
+pub fn trace_requested(value: Option<&[u8]>) -> bool {
+    match value {
+        Some(v) => {
+            dlfm_bytes::equal(v, b"on")
+                || dlfm_bytes::equal(v, b"true")
+                || dlfm_bytes::equal(v, b"yes")
+                || dlfm_bytes::equal(v, b"1")
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rank_zero_records_and_every_rank_replays() {
+        assert_eq!(mode(Some(b"write-cache"), None), Mode::Record);
+        assert_eq!(mode(Some(b"write-cache"), Some(b"0")), Mode::Record);
+        assert_eq!(mode(Some(b"write-cache"), Some(b"3")), Mode::Off);
+        assert_eq!(mode(Some(b"write-cache"), Some(b"00")), Mode::Off);
+        assert_eq!(mode(Some(b"read-cache"), Some(b"3")), Mode::Replay);
+        assert_eq!(mode(Some(b"read-cache "), None), Mode::Off);
+        assert_eq!(mode(Some(b""), None), Mode::Off);
+        assert_eq!(mode(None, Some(b"0")), Mode::Off);
+    }
+
+    #[test]
+    fn the_first_rank_variable_set_wins() {
+        let env = |vars: &'static [(&'static [u8], &'static [u8])]| {
+            move |name: &[u8]| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+        };
+        assert_eq!(rank(env(&[])), None);
+        assert_eq!(rank(env(&[(b"SLURM_PROCID", b"4")])), Some(&b"4"[..]));
+        let both: &[(&[u8], &[u8])] = &[(b"SLURM_PROCID", b"4"), (b"PMIX_RANK", b"2")];
+        assert_eq!(rank(env(both)), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn trace_values_follow_the_manual() {
+        for on in [&b"on"[..], b"true", b"yes", b"1"] {
+            assert!(trace_requested(Some(on)));
+        }
+        for off in [&b"off"[..], b"0", b"", b"ON"] {
+            assert!(!trace_requested(Some(off)));
+        }
+        assert!(!trace_requested(None));
+    }
+}

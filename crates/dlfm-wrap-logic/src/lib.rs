@@ -1,0 +1,20 @@
+//! The wrapper's pure logic: decisions and arithmetic that need no system
+//! call and no state, kept apart from `wrapper-objs` (a `no_std` static
+//! library without a test harness) so that host unit tests reach them.
+//!
+//! The wrapper's rules apply here too (see `wrapper-objs/src/lib.rs`): no
+//! std, no allocation, no panics, no relocations, every function
+//! `#[inline]` so that it is compiled into the wrapper's own object.
+//!
+//! - [`keys`]: which calls are lookups (the filters record and replay share);
+//! - [`vfd`]: virtual descriptors, and the read/seek/map arithmetic on them;
+//! - [`env`]: what the environment's values ask for;
+//! - [`fixed_path`]: a NUL-terminated path in a fixed buffer;
+//! - [`elf`]: program headers and notes of objects mapped in memory.
+#![no_std]
+
+pub mod elf;
+pub mod env;
+pub mod fixed_path;
+pub mod keys;
+pub mod vfd;

@@ -1,0 +1,158 @@
+//! Virtual descriptors: what replay hands ld.so instead of a real `open`.
+//!
+//! They are numbered from [`VFD_BASE`], above the largest descriptor the kernel
+//! can ever return: `fs.nr_open` cannot exceed `INT_MAX & -64` (0x7fffffc0,
+//! `sysctl_nr_open_max` in fs/file.c) and a descriptor is always below
+//! `nr_open`. So a virtual descriptor can never collide with a real one, and
+//! one that leaks to the kernel fails with EBADF instead of touching a file.
+
+use linux_raw_sys::errno::EINVAL;
+use linux_raw_sys::general as nr;
+
+/// The cache's file data is aligned to pages; so must a mapping's offset be.
+const PAGE: u64 = 4096;
+
+/// The first virtual descriptor.
+pub const VFD_BASE: i32 = 0x7fff_ffc0;
+/// How many virtual descriptors can be open at once (ld.so opens one library
+/// at a time; the table being full makes `open` pass through to the kernel).
+pub const VFD_SLOTS: usize = 64;
+
+/// One open virtual descriptor.
+#[derive(Clone, Copy)]
+pub struct Slot {
+    /// Whether the slot is in use.
+    pub used: bool,
+    /// The cache's file index.
+    pub file: u32,
+    /// The file position (`read`, `lseek`).
+    pub pos: u64,
+}
+
+/// The table of virtual descriptors.
+pub struct VfdTable {
+    slots: [Slot; VFD_SLOTS],
+}
+
+impl VfdTable {
+    /// No descriptor open.
+    pub const EMPTY: VfdTable = VfdTable {
+        slots: [Slot {
+            used: false,
+            file: 0,
+            pos: 0,
+        }; VFD_SLOTS],
+    };
+
+    /// Opens a descriptor on cache file `file`; `None` when the table is full.
+    #[inline]
+    pub fn open(&mut self, file: u32) -> Option<i32> {
+        let (i, slot) = self.slots.iter_mut().enumerate().find(|(_, s)| !s.used)?;
+        *slot = Slot {
+            used: true,
+            file,
+            pos: 0,
+        };
+        Some(VFD_BASE + i as i32)
+    }
+
+    /// The slot behind descriptor `fd`, if `fd` is an open virtual one.
+    #[inline]
+    pub fn get(&mut self, fd: i64) -> Option<&mut Slot> {
+        let i = usize::try_from(fd.checked_sub(i64::from(VFD_BASE))?).ok()?;
+        self.slots.get_mut(i).filter(|s| s.used)
+    }
+}
+
+impl Slot {
+    /// `lseek(fd, offset, whence)` on a file of `size` bytes: the new
+    /// position, or `-EINVAL` (an unknown `whence`, a position before 0 or
+    /// past `i64::MAX`), as the kernel answers for a regular file.
+    #[inline]
+    pub fn seek(&mut self, size: u64, offset: i64, whence: u32) -> i64 {
+        let base = match whence {
+            nr::SEEK_SET => 0,
+            nr::SEEK_CUR => self.pos as i64,
+            nr::SEEK_END => size as i64,
+            _ => return -i64::from(EINVAL),
+        };
+        match base.checked_add(offset) {
+            Some(pos) if pos >= 0 => {
+                self.pos = pos as u64;
+                pos
+            }
+            _ => -i64::from(EINVAL),
+        }
+    }
+}
+
+/// How many bytes a read of `count` at position `pos` gets from a file of
+/// `size` bytes (0 at or past the end, as `read` gives).
+#[inline]
+pub fn read_len(size: u64, pos: u64, count: u64) -> u64 {
+    count.min(size.saturating_sub(pos))
+}
+
+/// Where in the cache file a mapping at `offset` of a file whose bytes start
+/// at `data_off` begins, or `-EINVAL` (an offset that is not page-aligned
+/// or that overflows), as `mmap` answers.
+#[inline]
+pub fn map_at(data_off: u64, offset: u64) -> Result<u64, i64> {
+    if !offset.is_multiple_of(PAGE) {
+        return Err(-i64::from(EINVAL));
+    }
+    data_off.checked_add(offset).ok_or(-i64::from(EINVAL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_never_collide_with_real_ones_and_are_reused() {
+        let mut t = VfdTable::EMPTY;
+        let a = t.open(7).unwrap();
+        assert_eq!(a, VFD_BASE);
+        assert!(t.get(i64::from(VFD_BASE - 1)).is_none());
+        assert!(t.get(3).is_none());
+        let b = t.open(8).unwrap();
+        assert_eq!(t.get(i64::from(b)).unwrap().file, 8);
+        t.get(i64::from(a)).unwrap().used = false;
+        assert!(t.get(i64::from(a)).is_none());
+        assert_eq!(t.open(9), Some(a));
+        for _ in 2..VFD_SLOTS {
+            assert!(t.open(1).is_some());
+        }
+        assert_eq!(t.open(1), None, "a full table sends opens to the kernel");
+    }
+
+    #[test]
+    fn seeks_answer_as_the_kernel_does_for_a_regular_file() {
+        let mut s = Slot {
+            used: true,
+            file: 0,
+            pos: 10,
+        };
+        assert_eq!(s.seek(100, 5, nr::SEEK_CUR), 15);
+        assert_eq!(s.seek(100, -1, nr::SEEK_END), 99);
+        assert_eq!(
+            s.seek(100, 500, nr::SEEK_SET),
+            500,
+            "past the end is allowed"
+        );
+        assert_eq!(s.seek(100, -501, nr::SEEK_CUR), -i64::from(EINVAL));
+        assert_eq!(s.pos, 500, "a failed seek leaves the position");
+        assert_eq!(s.seek(100, 0, 9), -i64::from(EINVAL));
+        assert_eq!(s.seek(100, i64::MAX, nr::SEEK_END), -i64::from(EINVAL));
+    }
+
+    #[test]
+    fn reads_stop_at_the_end_and_maps_need_page_offsets() {
+        assert_eq!(read_len(100, 0, 4096), 100);
+        assert_eq!(read_len(100, 90, 4096), 10);
+        assert_eq!(read_len(100, 200, 4096), 0);
+        assert_eq!(map_at(8192, 4096), Ok(12288));
+        assert_eq!(map_at(8192, 100), Err(-i64::from(EINVAL)));
+        assert_eq!(map_at(u64::MAX - 4095, 4096), Err(-i64::from(EINVAL)));
+    }
+}
