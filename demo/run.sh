@@ -23,6 +23,10 @@ cc main.o "$rel/libdlfm_wrap.a" -Llib/c -lgreet -lshapes -lunits \
    -Wl,--enable-new-dtags,-rpath,"$out/lib/a:$out/lib/b:$out/lib/c:$out/lib/plugins" \
    -Wl,--dynamic-linker="$out/ld.so" -o demo
 
+# The DLFM interface names the tool `dlfm.pre`; cargo cannot (a dot in a
+# binary name), so the name is a link.
+ln -sf dlfm-pre "$rel/dlfm.pre"
+
 echo "== dlpatch demo"
 "$rel/dlpatch" demo
 

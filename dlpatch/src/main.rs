@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use dlfm_elf::{PatchError, Patched};
 
@@ -65,25 +66,21 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dlpatch: error: {e}");
+            eprintln!("dlpatch: error: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
+fn run(cli: &Cli) -> Result<()> {
     let program_path = cli.linked_program.as_ref().or(cli.program.as_ref());
     let program = program_path.map(|p| read(p, "the program")).transpose()?;
     let interp = match (&program, cli.embed) {
-        (Some(bytes), false) => {
-            dlfm_elf::check_program(bytes)
-                .map_err(|e| e.to_string())?
-                .interp
-        }
+        (Some(bytes), false) => dlfm_elf::check_program(bytes)?.interp,
         (Some(bytes), true) => program_interp(bytes)?,
         (None, _) => None,
     };
@@ -123,16 +120,15 @@ fn run(cli: &Cli) -> Result<(), String> {
         dlfm_elf::patch_ldso_embedded(&bytes, &archive)
     } else {
         dlfm_elf::patch_ldso(&bytes)
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     let program_copy = match (&cli.program, &program) {
         (Some(original), Some(bytes)) => {
             origin_stays_the_same(original, &output, bytes)?;
             let loader_abs = absolute(&loader);
             let name = loader_abs
                 .to_str()
-                .ok_or("the loader's path is not UTF-8")?;
-            Some(dlfm_elf::with_interp(bytes, name).map_err(|e| e.to_string())?)
+                .context("the loader's path is not UTF-8")?;
+            Some(dlfm_elf::with_interp(bytes, name)?)
         }
         _ => None,
     };
@@ -155,10 +151,10 @@ fn run(cli: &Cli) -> Result<(), String> {
         None => None,
     };
     let renamed = std::fs::rename(&loader_tmp, &loader)
-        .map_err(|e| format!("cannot write {}: {e}", loader.display()))
+        .with_context(|| format!("cannot write {}", loader.display()))
         .and_then(|()| match &copy_tmp {
             Some(tmp) => std::fs::rename(tmp, &output)
-                .map_err(|e| format!("cannot write {}: {e}", output.display())),
+                .with_context(|| format!("cannot write {}", output.display())),
             None => Ok(()),
         });
     if let Err(e) = renamed {
@@ -190,11 +186,11 @@ fn run(cli: &Cli) -> Result<(), String> {
 }
 
 /// The program's PT_INTERP (any program, with --embed).
-fn program_interp(bytes: &[u8]) -> Result<Option<String>, String> {
+fn program_interp(bytes: &[u8]) -> Result<Option<String>> {
     match dlfm_elf::check_program(bytes) {
         Ok(info) => Ok(info.interp),
         Err(PatchError::NoWrapper { .. }) => Ok(dlfm_elf::interp_of(bytes)),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -264,34 +260,31 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Refuses a program copy in another directory than the original when the
 /// program's RUNPATH or RPATH names `$ORIGIN`: ld.so would compute `$ORIGIN`
 /// from the copy's directory and miss the program's libraries.
-fn origin_stays_the_same(original: &Path, copy: &Path, bytes: &[u8]) -> Result<(), String> {
+fn origin_stays_the_same(original: &Path, copy: &Path, bytes: &[u8]) -> Result<()> {
     let uses = dlfm_elf::origin_search_paths(bytes);
     let dir_of = |p: &Path| absolute(p).parent().map(Path::to_path_buf);
     if uses.is_empty() || dir_of(original) == dir_of(copy) {
         return Ok(());
     }
-    Err(format!(
+    bail!(
         "{} finds libraries through $ORIGIN ({}), which a copy in another directory would change: \
          write the copy beside it (-o {}/NAME) or run the loader explicitly (dlpatch --embed -o ld.so; ./ld.so {})",
         original.display(),
         uses.join(":"),
         dir_of(original).unwrap_or_default().display(),
         original.display()
-    ))
+    )
 }
 
 /// Refuses a destination that exists but is not a regular file (a
 /// directory, most often), before anything is written.
-fn destination_is_writable(path: &Path) -> Result<(), String> {
+fn destination_is_writable(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Err(format!(
+        Ok(m) if m.is_dir() => bail!(
             "cannot write {}: it is a directory; name the file to write (-o, --loader)",
             path.display()
-        )),
-        Ok(m) if !m.is_file() => Err(format!(
-            "cannot write {}: it is not a regular file",
-            path.display()
-        )),
+        ),
+        Ok(m) if !m.is_file() => bail!("cannot write {}: it is not a regular file", path.display()),
         _ => Ok(()),
     }
 }
@@ -300,7 +293,7 @@ fn destination_is_writable(path: &Path) -> Result<(), String> {
 /// that name; on failure nothing is left behind. The caller renames it over
 /// `path` (a new file, never one rewritten in place: a running program may
 /// have the old one mapped).
-fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
+fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(".dlpatch-tmp");
@@ -311,7 +304,7 @@ fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
         Ok(()) => Ok(tmp),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(format!("cannot write {}: {e}", path.display()))
+            Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())))
         }
     }
 }

@@ -57,7 +57,8 @@ pub fn artifacts() -> &'static Artifacts {
         let dir = target.join(if release { "release" } else { "debug" });
         let a = Artifacts {
             dlpatch: dir.join("dlpatch"),
-            dlfm_pre: dir.join("dlfm.pre"),
+            // `dlfm.pre` is a link to this binary (README); the tests run it directly.
+            dlfm_pre: dir.join("dlfm-pre"),
             wrapper: dir.join("libdlfm_wrap.a"),
         };
         for p in [&a.dlpatch, &a.dlfm_pre, &a.wrapper] {

@@ -1,11 +1,10 @@
 //! Why dlpatch refuses: each variant's message is the one line the user sees.
 
-use std::fmt;
-
 /// A refusal, with what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
     /// The file is not an ELF64 x86_64 object of the expected kind.
+    #[error("{what} is not usable: {detail}")]
     NotElf {
         /// Which file.
         what: &'static str,
@@ -13,13 +12,16 @@ pub enum PatchError {
         detail: String,
     },
     /// The program names no interpreter and none was given.
+    #[error("the program names no dynamic loader (PT_INTERP): it is statically linked, so ld.so never loads anything for it and dlfm has nothing to do")]
     NoInterp,
     /// The program was not linked with the wrapper.
+    #[error("the program is not linked with the dlfm wrapper ({detail}): add target/release/libdlfm_wrap.a to its link line")]
     NoWrapper {
         /// What was missing.
         detail: String,
     },
     /// ld.so does not match the site table.
+    #[error("ld.so build not recognised (build-id {build_id}): {detail}; dlpatch supports glibc 2.36 on x86_64")]
     UnknownLdso {
         /// What did not match.
         detail: String,
@@ -27,10 +29,13 @@ pub enum PatchError {
         build_id: String,
     },
     /// The ld.so copy was already patched by dlpatch.
+    #[error("this ld.so was already patched by dlpatch: patch the system ld.so instead (--ldso)")]
     AlreadyPatched,
     /// The wrapper archive could not be embedded.
+    #[error("{0} (is it target/release/libdlfm_wrap.a?)")]
     Embed(String),
     /// The loader's path does not fit in the program's PT_INTERP.
+    #[error("the loader's path is {len} bytes but the program's interpreter field holds {room}: write the loader to a shorter path (--loader)")]
     InterpTooLong {
         /// The loader path's length.
         len: usize,
@@ -38,34 +43,3 @@ pub enum PatchError {
         room: usize,
     },
 }
-
-impl fmt::Display for PatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PatchError::NotElf { what, detail } => write!(f, "{what} is not usable: {detail}"),
-            PatchError::NoInterp => write!(
-                f,
-                "the program names no dynamic loader (PT_INTERP): it is statically linked, so ld.so never loads anything for it and dlfm has nothing to do"
-            ),
-            PatchError::NoWrapper { detail } => write!(
-                f,
-                "the program is not linked with the dlfm wrapper ({detail}): add target/release/libdlfm_wrap.a to its link line"
-            ),
-            PatchError::UnknownLdso { detail, build_id } => write!(
-                f,
-                "ld.so build not recognised (build-id {build_id}): {detail}; dlpatch supports glibc 2.36 on x86_64"
-            ),
-            PatchError::Embed(detail) => write!(f, "{detail} (is it target/release/libdlfm_wrap.a?)"),
-            PatchError::InterpTooLong { len, room } => write!(
-                f,
-                "the loader's path is {len} bytes but the program's interpreter field holds {room}: write the loader to a shorter path (--loader)"
-            ),
-            PatchError::AlreadyPatched => write!(
-                f,
-                "this ld.so was already patched by dlpatch: patch the system ld.so instead (--ldso)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for PatchError {}

@@ -9,12 +9,12 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
 use dlfm_cache::layout::STAT_SIZE;
 use dlfm_cache::read::Cache;
 use dlfm_cache::stat::StatView;
 
 use crate::data_sum::copy_and_sum;
+use crate::error::PackError;
 use crate::pack::disk_change;
 
 /// What `check` looked at.
@@ -31,34 +31,45 @@ pub struct CheckReport {
 }
 
 /// Checks the cache at `path` (see the module doc).
-pub fn check(path: &Path) -> Result<CheckReport> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open the cache {}", path.display()))?;
-    let len = file.metadata()?.len();
+pub fn check(path: &Path) -> Result<CheckReport, PackError> {
+    let read_err = |source| PackError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(|source| PackError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let len = file.metadata().map_err(read_err)?.len();
     let mut header = vec![0u8; dlfm_cache::layout::HEADER_LEN];
     file.read_exact_at(&mut header, 0)
-        .with_context(|| format!("{} is too short to be a dlfm cache", path.display()))?;
+        .map_err(|_| PackError::TooShort(path.to_path_buf()))?;
     let meta_len = Cache::meta_len(&header).unwrap_or(0).min(len);
     let mut meta = vec![0u8; meta_len as usize];
-    file.read_exact_at(&mut meta, 0)?;
+    file.read_exact_at(&mut meta, 0).map_err(read_err)?;
     let cache = match Cache::parse(&meta, len) {
         Ok(c) => c,
-        Err(e) => bail!(
-            "{} is not a usable cache: {}",
-            path.display(),
-            String::from_utf8_lossy(e.reason())
-        ),
+        Err(e) => {
+            return Err(PackError::Unusable {
+                path: path.to_path_buf(),
+                reason: String::from_utf8_lossy(e.reason()).into_owned(),
+            })
+        }
     };
     let mut report = CheckReport::default();
     for i in 0..cache.files() {
         let Some(f) = cache.file(i) else {
-            bail!("{}: file record {i} is out of range", path.display());
+            return Err(PackError::Unusable {
+                path: path.to_path_buf(),
+                reason: format!("file record {i} is out of range"),
+            });
         };
         report.files += 1;
         report.data_bytes += f.size;
         let mut stored = &file;
-        stored.seek(SeekFrom::Start(f.data_off))?;
-        let (read, sum) = copy_and_sum(&mut stored.take(f.size), &mut io::sink())?;
+        stored.seek(SeekFrom::Start(f.data_off)).map_err(read_err)?;
+        let (read, sum) =
+            copy_and_sum(&mut stored.take(f.size), &mut io::sink()).map_err(read_err)?;
         if read != f.size || sum != f.data_sum {
             report
                 .damaged

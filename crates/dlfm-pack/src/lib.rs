@@ -7,10 +7,12 @@
 
 pub mod check;
 pub mod data_sum;
+pub mod error;
 pub mod merge;
 pub mod pack;
 pub mod scan;
 pub mod writer;
 
 pub use check::{check, CheckReport};
+pub use error::PackError;
 pub use pack::{pack, PackReport};

@@ -4,10 +4,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use dlfm_cache::layout::{IdKind, Outcome};
 use dlfm_cache::stat::StatView;
 
+use crate::error::PackError;
 use crate::merge::{merge, Merged, OpenFact, RecordedPair, StatFact};
 use crate::scan::{scan, Damage};
 use crate::writer::{CacheWriter, Summary};
@@ -49,21 +49,15 @@ pub fn pack(
     cache: &Path,
     width: u32,
     prepare: impl FnOnce(&Path),
-) -> Result<PackReport> {
-    let bytes = std::fs::read(journal).with_context(|| {
-        format!(
-            "cannot read the journal {}: run `dlfm.pre write-cache` and the pilot (DLFM_OP=write-cache) first",
-            journal.display()
-        )
+) -> Result<PackReport, PackError> {
+    let bytes = std::fs::read(journal).map_err(|source| PackError::ReadJournal {
+        path: journal.to_path_buf(),
+        source,
     })?;
     let scanned = scan(&bytes);
     let merged = merge(&scanned.records);
     if merged.processes == 0 || merged.paths.is_empty() {
-        bail!(
-            "the journal {} holds no recording: was the pilot run with DLFM_OP=write-cache, \
-             linked with libdlfm_wrap.a and started through the ld.so that dlpatch wrote?",
-            journal.display()
-        );
+        return Err(PackError::EmptyJournal(journal.to_path_buf()));
     }
     check_unchanged(&merged)?;
     let mut report = PackReport {
@@ -83,13 +77,16 @@ pub fn pack(
     let writer = collect(&merged, width, &mut report);
     report.written = writer
         .write_with(cache, prepare)
-        .with_context(|| format!("cannot write the cache {}", cache.display()))?;
+        .map_err(|source| PackError::Write {
+            path: cache.to_path_buf(),
+            source,
+        })?;
     Ok(report)
 }
 
 /// Refuses a cache whose libraries changed since the pilot: each opened file
 /// must still have the inode, size and modification time it had then.
-fn check_unchanged(merged: &Merged) -> Result<()> {
+fn check_unchanged(merged: &Merged) -> Result<(), PackError> {
     let mut changed = Vec::new();
     for (path, facts) in &merged.paths {
         let Some(OpenFact::File(st)) = &facts.open else {
@@ -103,14 +100,10 @@ fn check_unchanged(merged: &Merged) -> Result<()> {
             changed.push(change);
         }
     }
-    match changed.len() {
-        0 => Ok(()),
-        1 => bail!("{}: rerun the pilot to record it again", changed[0]),
-        n => bail!(
-            "{} (and {} more changed files): rerun the pilot to record them again",
-            changed[0],
-            n - 1
-        ),
+    let more = changed.len().saturating_sub(1);
+    match changed.into_iter().next() {
+        None => Ok(()),
+        Some(first) => Err(PackError::Changed { first, more }),
     }
 }
 

@@ -15,11 +15,35 @@ mod inodes;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-
 use counters::Counters;
 pub use counters::Counts;
 pub use fs::SimFs;
+
+/// Why the file system could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The backing directory cannot be resolved.
+    #[error("backing directory {}", .path.display())]
+    Backing {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The model asks for no service thread.
+    #[error("the server needs at least one service thread")]
+    NoThreads,
+    /// FUSE refused the mount.
+    #[error("cannot mount on {} (is fuse3 installed?)", .path.display())]
+    Mount {
+        /// The mount point.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// How the simulated server behaves.
 #[derive(Clone, Debug)]
@@ -57,12 +81,15 @@ pub struct Mount {
 
 impl Mount {
     /// Serves `backing` at `mountpoint` (an existing empty directory).
-    pub fn new(backing: &Path, mountpoint: &Path, model: &Model) -> Result<Mount> {
+    pub fn new(backing: &Path, mountpoint: &Path, model: &Model) -> Result<Mount, MountError> {
         let backing = backing
             .canonicalize()
-            .with_context(|| format!("backing directory {}", backing.display()))?;
+            .map_err(|source| MountError::Backing {
+                path: backing.to_path_buf(),
+                source,
+            })?;
         if model.threads == 0 {
-            bail!("the server needs at least one service thread");
+            return Err(MountError::NoThreads);
         }
         let counters = std::sync::Arc::new(Counters::default());
         let fs = SimFs::new(backing, model.clone(), counters.clone());
@@ -74,12 +101,11 @@ impl Mount {
         ];
         config.acl = fuser::SessionACL::All;
         config.n_threads = Some(model.threads);
-        let session = fuser::spawn_mount(fs, mountpoint, &config).with_context(|| {
-            format!(
-                "cannot mount on {} (is fuse3 installed?)",
-                mountpoint.display()
-            )
-        })?;
+        let session =
+            fuser::spawn_mount(fs, mountpoint, &config).map_err(|source| MountError::Mount {
+                path: mountpoint.to_path_buf(),
+                source,
+            })?;
         Ok(Mount {
             session: Some(session),
             counters,

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Result, WorkloadError};
 
 use crate::source::Model;
 use crate::{Link, Spec, Workload};
@@ -13,7 +13,9 @@ use crate::{Link, Spec, Workload};
 /// Generates and builds the workload `spec` in `dir` (created if needed).
 pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     if spec.libs == 0 || spec.dlopen_libs > spec.libs {
-        bail!("a workload needs at least one library and no more dlopen libraries than libraries");
+        return Err(WorkloadError::BadSpec(
+            "a workload needs at least one library and no more dlopen libraries than libraries",
+        ));
     }
     let model = Model::new(spec);
     let dir = std::path::absolute(dir)?;
@@ -56,7 +58,7 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
                             .arg(o)
                             .arg(c))?;
                     }
-                    Ok::<_, anyhow::Error>(())
+                    Ok::<_, WorkloadError>(())
                 })
             })
             .collect();
@@ -136,11 +138,15 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
 
 /// Runs a compiler command, failing with its output.
 pub(crate) fn cc(cmd: &mut Command) -> Result<()> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd.output().map_err(|source| WorkloadError::Run {
+        command: format!("{cmd:?}"),
+        source,
+    })?;
     if !out.status.success() {
-        bail!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        return Err(WorkloadError::Failed {
+            command: format!("{cmd:?}"),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! an optional archive to link and an optional dynamic loader to name.
 
 mod build;
+mod error;
 mod python;
 mod rng;
 mod source;
@@ -17,6 +18,7 @@ mod source;
 use std::path::{Path, PathBuf};
 
 pub use build::generate;
+pub use error::WorkloadError;
 pub use python::{generate_python, PythonWorkload};
 
 /// The shape of a workload.

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Result, WorkloadError};
 
 use crate::build::cc;
 use crate::rng::Rng;
@@ -36,10 +36,13 @@ fn include_dir(python: &Path) -> Result<String> {
             "import sysconfig; print(sysconfig.get_config_var('INCLUDEPY'))",
         ])
         .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
+        .map_err(|source| WorkloadError::Run {
+            command: python.display().to_string(),
+            source,
+        })?;
     let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !Path::new(&dir).join("Python.h").exists() {
-        bail!("no Python.h in {dir:?}: install the headers (apt-get install python3-dev)");
+        return Err(WorkloadError::NoPythonHeaders(dir));
     }
     Ok(dir)
 }
