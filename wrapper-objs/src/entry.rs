@@ -11,7 +11,7 @@ use crate::initial_stack::InitialStack;
 use crate::replay::Answer;
 use crate::state::{self, OffReason, State};
 use crate::sys;
-use crate::trace::{self, Outcome};
+use crate::trace::{self, Handling};
 
 /// Called by the patched ld.so in place of system call `nr` with the six
 /// argument registers at `args`; `stack_end` is ld.so's `__libc_stack_end`.
@@ -35,27 +35,27 @@ pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const
         Mode::Off => {
             // SAFETY: ld.so's own call, unchanged.
             let r = unsafe { sys::syscall6(nr, a) };
-            count_and_trace(st, nr, &a, Outcome::Passed, r);
+            count_and_trace(st, nr, &a, Handling::Passed, r);
             r
         }
         Mode::Record => {
             // SAFETY: ld.so's own call, unchanged.
             let r = unsafe { sys::syscall6(nr, a) };
             let outcome = if st.record.after(nr, &a, r) {
-                Outcome::Recorded
+                Handling::Recorded
             } else {
-                Outcome::Passed
+                Handling::Passed
             };
             count_and_trace(st, nr, &a, outcome, r);
             r
         }
         Mode::Replay => {
             let (outcome, r) = match st.replay.answer(nr, &a) {
-                Answer::Served(r) => (Outcome::Served, r),
+                Answer::Served(r) => (Handling::Served, r),
                 // SAFETY: ld.so's own call, unchanged.
-                Answer::Missed => (Outcome::Missed, unsafe { sys::syscall6(nr, a) }),
+                Answer::Missed => (Handling::Missed, unsafe { sys::syscall6(nr, a) }),
                 // SAFETY: ld.so's own call, unchanged.
-                Answer::Pass => (Outcome::Passed, unsafe { sys::syscall6(nr, a) }),
+                Answer::Pass => (Handling::Passed, unsafe { sys::syscall6(nr, a) }),
             };
             count_and_trace(st, nr, &a, outcome, r);
             r
@@ -63,11 +63,11 @@ pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const
     }
 }
 
-fn count_and_trace(st: &mut State, nr: u64, a: &[u64; 6], outcome: Outcome, r: i64) {
+fn count_and_trace(st: &mut State, nr: u64, a: &[u64; 6], outcome: Handling, r: i64) {
     match outcome {
-        Outcome::Served | Outcome::Recorded => st.counts.served += 1,
-        Outcome::Missed => st.counts.missed += 1,
-        Outcome::Passed => st.counts.passed += 1,
+        Handling::Served | Handling::Recorded => st.counts.served += 1,
+        Handling::Missed => st.counts.missed += 1,
+        Handling::Passed => st.counts.passed += 1,
     }
     trace::call(st, nr, a, outcome, r);
 }

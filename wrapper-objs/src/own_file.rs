@@ -40,7 +40,7 @@ pub enum OpenError {
 fn open_regular(path: &FixedPath, flags: u32) -> Result<(i32, Status), OpenError> {
     // SAFETY: `path` is NUL-terminated.
     let fd = unsafe { sys::open(path.as_ptr(), flags | nr::O_NONBLOCK | nr::O_CLOEXEC, 0) };
-    if fd < 0 {
+    if sys::errno_of(fd).is_some() {
         return Err(OpenError::Open);
     }
     let fd = fd as i32;

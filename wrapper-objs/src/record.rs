@@ -117,8 +117,8 @@ impl Recorder {
     fn opened(&mut self, path: &[u8], flags: u32, result: i64) {
         let mut stat = core::mem::MaybeUninit::<[u8; STAT_SIZE]>::uninit();
         // SAFETY: `stat` is STAT_SIZE writable bytes.
-        let have_stat =
-            result >= 0 && unsafe { sys::fstat(result as i32, stat.as_mut_ptr() as *mut u8) } == 0;
+        let have_stat = sys::errno_of(result).is_none()
+            && unsafe { sys::fstat(result as i32, stat.as_mut_ptr() as *mut u8) } == 0;
         // SAFETY: filled by the successful fstat.
         let stat_ref = have_stat.then(|| unsafe { &*stat.as_ptr() });
         self.append(&Record::Open {

@@ -224,7 +224,7 @@ fn map_and_check(fd: i32, size: u64, ids: &Ids) -> Result<Cache<'static>, StartE
         &[]
     } else {
         let addr = sys::map_readonly(fd, meta_len);
-        if (-4095..0).contains(&addr) {
+        if sys::errno_of(addr).is_some() {
             return Err((OffReason::CacheMap, b"mmap failed"));
         }
         // SAFETY: a fresh read-only mapping of `meta_len` bytes, never

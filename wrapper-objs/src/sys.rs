@@ -6,6 +6,14 @@ use core::mem::MaybeUninit;
 pub use linux_raw_sys::errno;
 pub use linux_raw_sys::general as nr;
 
+/// The errno a raw result stands for, if it is an error: the kernel returns
+/// `-errno` in `-4095..0` (`MAX_ERRNO`); anything else is a value (an mmap
+/// address may look negative). The one place raw results are decoded.
+#[inline(always)]
+pub fn errno_of(r: i64) -> Option<u32> {
+    (-4095..0).contains(&r).then_some(r.unsigned_abs() as u32)
+}
+
 /// Issues system call `n` with six arguments and returns the raw result.
 ///
 /// # Safety
@@ -167,7 +175,7 @@ pub fn status(fd: i32, cached: bool) -> Option<Status> {
     }
     let mut st = MaybeUninit::<nr::stat>::uninit();
     // SAFETY: `st` is writable for the size of the kernel's struct stat.
-    if unsafe { fstat(fd, st.as_mut_ptr() as *mut u8) } < 0 {
+    if errno_of(unsafe { fstat(fd, st.as_mut_ptr() as *mut u8) }).is_some() {
         return None;
     }
     // SAFETY: a successful fstat filled the whole struct.
@@ -267,11 +275,7 @@ pub fn current_cpu() -> Option<u32> {
     let mut cpu: u32 = 0;
     // SAFETY: `cpu` is a writable u32; node and cache pointers are NULL.
     let r = unsafe { syscall3(nr::__NR_getcpu, &mut cpu as *mut u32 as u64, 0, 0) };
-    if r < 0 {
-        None
-    } else {
-        Some(cpu)
-    }
+    errno_of(r).is_none().then_some(cpu)
 }
 
 /// Moves descriptor `fd` near the top of the process's descriptor limit,
@@ -296,13 +300,13 @@ pub fn move_high(fd: i32) -> i32 {
             ],
         )
     };
-    if r < 0 || limit[0] <= HEADROOM * 2 {
+    if errno_of(r).is_some() || limit[0] <= HEADROOM * 2 {
         return fd;
     }
     let want = (limit[0] - HEADROOM).min(i32::MAX as u64);
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes no pointer.
     let high = unsafe { syscall3(nr::__NR_fcntl, fd as u64, nr::F_DUPFD_CLOEXEC as u64, want) };
-    if high < 0 {
+    if errno_of(high).is_some() {
         return fd;
     }
     close(fd);

@@ -24,7 +24,7 @@ pub struct Trace {
 
 /// How a call was handled, as the trace line says it.
 #[derive(Clone, Copy)]
-pub enum Outcome {
+pub enum Handling {
     /// Answered from the cache without a file-system call.
     Served,
     /// A lookup the cache does not hold: passed to the kernel.
@@ -46,7 +46,7 @@ impl Trace {
     pub fn open(&mut self, path: &mut FixedPath) {
         let mut raw = core::mem::MaybeUninit::<new_utsname>::uninit();
         // SAFETY: `raw` is writable for a whole struct new_utsname.
-        if unsafe { sys::uname(raw.as_mut_ptr()) } < 0 {
+        if sys::errno_of(unsafe { sys::uname(raw.as_mut_ptr()) }).is_some() {
             return;
         }
         // SAFETY: a successful uname filled the whole struct (borrowed, not
@@ -91,16 +91,16 @@ fn start(line: &mut Line) -> &mut Line {
 }
 
 /// Traces one call: `dlfm <pid> <call> <outcome> <path or fd N> = <result>`.
-pub fn call(st: &mut State, nr: u64, args: &[u64; 6], outcome: Outcome, result: i64) {
+pub fn call(st: &mut State, nr: u64, args: &[u64; 6], outcome: Handling, result: i64) {
     if !st.trace.on {
         return;
     }
     let line = start(&mut st.line);
     line.bytes(call_name(nr)).bytes(b" ").bytes(match outcome {
-        Outcome::Served => b"served" as &[u8],
-        Outcome::Missed => b"missed",
-        Outcome::Passed => b"passed",
-        Outcome::Recorded => b"recorded",
+        Handling::Served => b"served" as &[u8],
+        Handling::Missed => b"missed",
+        Handling::Passed => b"passed",
+        Handling::Recorded => b"recorded",
     });
     match path_arg(nr, args) {
         Some(p) => {
