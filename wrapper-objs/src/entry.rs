@@ -8,10 +8,11 @@ use dlfm_wrap_logic::env::Mode;
 use crate::config;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
+use crate::off_reason::OffReason;
 use crate::replay::Answer;
-use crate::state::{self, OffReason, State};
+use crate::report::{self, Handling};
+use crate::state::{self, State};
 use crate::sys;
-use crate::trace::{self, Handling};
 
 /// Called by the patched ld.so in place of system call `nr` with the six
 /// argument registers at `args`; `stack_end` is ld.so's `__libc_stack_end`.
@@ -69,7 +70,7 @@ fn count_and_trace(st: &mut State, nr: u64, a: &[u64; 6], outcome: Handling, r: 
         Handling::Missed => st.counts.missed += 1,
         Handling::Passed => st.counts.passed += 1,
     }
-    trace::call(st, nr, a, outcome, r);
+    report::call(st, nr, a, outcome, r);
 }
 
 /// Reads the environment once and sets the mode; on any failure the mode
@@ -115,7 +116,7 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
     match started {
         Ok(()) => {
             st.mode = st.asked;
-            trace::started(st);
+            report::started(st);
             config::absolute_cache_for_children(&stack, &mut st.env_entry);
         }
         Err(e) => turn_off(st, e),
@@ -131,7 +132,7 @@ fn turn_off(st: &mut State, (reason, detail): (OffReason, &'static [u8])) {
     } else {
         b"read-cache off: "
     };
-    trace::off(st, what, reason, detail);
+    report::off(st, what, reason, detail);
 }
 
 /// Writes the trace's summary line when the program exits (run by libc from
@@ -142,7 +143,7 @@ extern "C" fn summary_at_exit() {
     // in progress on this thread.
     let st = unsafe { state::get() };
     if st.ready {
-        trace::summary(st);
+        report::summary(st);
     }
 }
 

@@ -11,8 +11,8 @@ use linux_raw_sys::auxvec::AT_EXECFN;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::lookup;
+use crate::off_reason::OffReason;
 use crate::own_file::{OpenError, OwnFile};
-use crate::state::OffReason;
 use crate::sys::{self, nr};
 use dlfm_wrap_logic::fixed_path::FixedPath;
 

@@ -18,8 +18,8 @@ use dlfm_wrap_logic::vfd::{self, Slot, VfdTable};
 
 use crate::ident::Ids;
 use crate::lookup;
+use crate::off_reason::OffReason;
 use crate::own_file::{OpenError, OwnFile};
-use crate::state::OffReason;
 use crate::sys::{self, errno, nr};
 
 /// How replay handles one call.

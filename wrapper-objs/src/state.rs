@@ -10,40 +10,12 @@ use core::cell::UnsafeCell;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::line::Line;
+use crate::off_reason::OffReason;
 use crate::record::Recorder;
 use crate::replay::Replayer;
 use crate::trace::Trace;
 use dlfm_wrap_logic::env::Mode;
 use dlfm_wrap_logic::fixed_path::FixedPath;
-
-/// Why replay or recording was turned off for this process.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum OffReason {
-    /// Not turned off (or never asked for).
-    None = 0,
-    /// `DLFM_CACHE` is longer than PATH_MAX.
-    PathTooLong,
-    /// The cache file could not be opened.
-    CacheOpen,
-    /// The cache path names a FIFO, a device or a directory.
-    CacheNotRegular,
-    /// The cache is owned by another user or writable by others.
-    CacheUntrusted,
-    /// The cache file could not be examined or mapped.
-    CacheMap,
-    /// The cache file failed validation (see the trace line before).
-    CacheInvalid,
-    /// The cache was recorded for other programs.
-    OtherProgram,
-    /// The cache was recorded with another ld.so build.
-    OtherLdso,
-    /// The journal could not be opened for appending (it must exist:
-    /// `dlfm.pre write-cache` creates it).
-    JournalOpen,
-    /// The journal path names a FIFO, a device or a directory.
-    JournalNotRegular,
-}
 
 /// Counts of calls by how they were handled, for the summary line.
 #[derive(Clone, Copy)]
