@@ -2,9 +2,11 @@
 //! interface).
 //!
 //! - `dlfm.pre write-cache` before the pilot: starts an empty journal that
-//!   the pilot's recording process appends to;
+//!   the pilot's recording process appends to, naming the FMCaching
+//!   interposer (`libdlfm_fm.so`) unless `--no-fm`;
 //! - `dlfm.pre read-cache WIDTH` before the large run: packs the journal into
-//!   `dlcache.dat`, refusing libraries that changed since the pilot.
+//!   `dlcache.dat`, refusing files that changed since the pilot; the
+//!   program's own lookups are scoped to code (`--include`, `--exclude`).
 //!
 //! With `DLCACHE_DBG` set, either step also creates the trace directory and
 //! one empty trace file per node and core.
@@ -27,10 +29,11 @@ use clap::{Parser, Subcommand};
 A dlfm run has two jobs. In the small pilot job:
     export DLFM_OP=write-cache
     dlfm.pre write-cache           # starts an empty journal
-    srun -n 24 ./myapp             # rank 0 records every lookup ld.so makes
+    srun -n 24 ./myapp             # rank 0 records every lookup ld.so makes,
+                                   # and (FMCaching) the program's own
 In the large job:
     export DLFM_OP=read-cache
-    dlfm.pre read-cache 24000      # packs dlcache.dat, checks the libraries
+    dlfm.pre read-cache 24000      # packs dlcache.dat, checks the files
     srun -n 24000 ./myapp          # every rank replays from dlcache.dat
 Before each later large run with the same cache:
     dlfm.pre check                 # refuses if a cached file changed
@@ -52,19 +55,57 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Op {
-    /// Before the pilot: start an empty, writable journal.
-    WriteCache,
+    /// Before the pilot: start an empty, writable journal. The pilot also
+    /// records the program's own lookups (FMCaching: Python imports, MPI
+    /// component discovery) through libdlfm_fm.so, found beside this tool.
+    WriteCache {
+        /// Record ld.so's lookups only (DLCaching alone).
+        #[arg(long)]
+        no_fm: bool,
+        /// The FMCaching interposer (default: libdlfm_fm.so beside dlfm.pre).
+        #[arg(long, value_name = "PATH", conflicts_with = "no_fm")]
+        fm: Option<PathBuf>,
+    },
     /// Before the large run: pack the pilot's journal into the cache file.
+    ///
+    /// ld.so's lookups are always packed. Of the program's own lookups only
+    /// code and its metadata are: names ending in .py, .pyc, .so, .so.N,
+    /// .la, .pth, .egg-link, pyvenv.cfg, anything in a *.dist-info or
+    /// *.egg-info directory (found or not), and the directories that hold
+    /// such files. Everything else (input files, output, configuration) is
+    /// left to the file system.
     ReadCache {
         /// The number of processes of the large run (sets Lustre striping).
         #[arg(value_parser = clap::value_parser!(u32).range(1..))]
         width: u32,
+        /// Also cache the program's lookups of paths matching GLOB (`*`
+        /// matches any run of characters, `/` included; `?` one character).
+        /// Repeatable.
+        #[arg(long, value_name = "GLOB")]
+        include: Vec<String>,
+        /// Never cache the program's lookups of paths matching GLOB (wins
+        /// over --include and the defaults). Repeatable.
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
     },
     /// Before each large run: check that every stored file's bytes are
     /// intact and that no file changed on disk since the pilot (replay
     /// trusts the cache and does not look at the disk). Exit 2 naming the
     /// files if not.
     Check,
+}
+
+/// Which interposer the pilot preloads: none with `--no-fm`, the one given,
+/// or libdlfm_fm.so beside this executable.
+fn fm_choice(no_fm: bool, fm: Option<PathBuf>) -> Option<PathBuf> {
+    if no_fm {
+        return None;
+    }
+    fm.or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("libdlfm_fm.so")))
+    })
 }
 
 fn main() -> ExitCode {
@@ -78,8 +119,25 @@ fn main() -> ExitCode {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from(dlfm_cache::names::DEFAULT_CACHE));
     let result = match cli.op {
-        Op::WriteCache => prepare::write_cache(&cache),
-        Op::ReadCache { width } => prepare::read_cache(&cache, width),
+        Op::WriteCache { no_fm, fm } => prepare::write_cache(&cache, fm_choice(no_fm, fm)),
+        Op::ReadCache {
+            width,
+            include,
+            exclude,
+        } => prepare::read_cache(
+            &cache,
+            width,
+            &dlfm_pack::scope::Scope {
+                include: include
+                    .iter()
+                    .map(|g| dlfm_pack::scope::Glob::new(g))
+                    .collect(),
+                exclude: exclude
+                    .iter()
+                    .map(|g| dlfm_pack::scope::Glob::new(g))
+                    .collect(),
+            },
+        ),
         Op::Check => prepare::check(&cache),
     };
     match result {

@@ -2,6 +2,7 @@
 //! WIDTH` before the large run.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -46,20 +47,48 @@ fn kind_of(m: &fs::Metadata) -> &'static str {
     }
 }
 
-/// Starts an empty, writable journal for the pilot; creates trace files when
-/// DLCACHE_DBG asks for them.
-pub fn write_cache(cache: &Path) -> Result<()> {
+/// Starts a writable journal for the pilot, whose one record names the
+/// FMCaching interposer `fm` (None: DLCaching only); creates trace files
+/// when DLCACHE_DBG asks for them.
+pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<()> {
     let journal = journal_of(cache);
     must_be_file_or_absent(cache, "the cache")?;
     must_be_file_or_absent(&journal, "the journal")?;
-    fs::write(&journal, b"")
+    let fm = match fm {
+        Some(p) => {
+            let abs = std::path::absolute(&p).unwrap_or(p);
+            if !abs.is_file() {
+                bail!(
+                    "the FMCaching interposer {} does not exist: build it (cargo build --release) \
+                     or pass --no-fm to record ld.so's lookups only",
+                    abs.display()
+                );
+            }
+            Some(abs)
+        }
+        None => None,
+    };
+    let fm_bytes = fm.as_ref().map_or(&[][..], |p| p.as_os_str().as_bytes());
+    let mut setup = vec![0u8; dlfm_cache::journal::MAX_RECORD];
+    let n = dlfm_cache::journal::encode(
+        &dlfm_cache::journal::Record::Setup { fm_path: fm_bytes },
+        dlfm_cache::journal::Origin::Ldso,
+        &mut setup,
+    )
+    .context("the FMCaching interposer's path is too long")?;
+    setup.truncate(n);
+    fs::write(&journal, &setup)
         .with_context(|| format!("cannot create the journal {}", journal.display()))?;
     fs::set_permissions(&journal, fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot make {} writable", journal.display()))?;
-    println!(
-        "dlfm.pre write-cache: empty journal {} ready",
-        journal.display()
-    );
+    println!("dlfm.pre write-cache: journal {} ready", journal.display());
+    match &fm {
+        Some(p) => println!(
+            "  fmcaching    on: the recording process preloads {} and records the program's own lookups",
+            p.display()
+        ),
+        None => println!("  fmcaching    off (--no-fm): ld.so's lookups only"),
+    }
     if cache.is_relative() {
         println!(
             "  note         the recording process passes DLFM_CACHE to its children as an absolute \
@@ -74,12 +103,12 @@ pub fn write_cache(cache: &Path) -> Result<()> {
 }
 
 /// Packs the journal into the cache, read-only and striped for `width`.
-pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
+pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> Result<()> {
     let journal = journal_of(cache);
     must_be_file_or_absent(cache, "the cache")?;
     must_be_file_or_absent(&journal, "the journal")?;
     let mut striping = Striping::Skipped;
-    let report = dlfm_pack::pack(&journal, cache, width, |empty| {
+    let report = dlfm_pack::pack(&journal, cache, width, scope, |empty| {
         striping = lustre::stripe(empty, width);
     })?;
     fs::set_permissions(cache, fs::Permissions::from_mode(0o444))
@@ -123,6 +152,34 @@ pub fn read_cache(cache: &Path, width: u32) -> Result<()> {
             "  warning      skipped {} damaged journal bytes at offset {} (a pilot process died while writing?)",
             d.skipped_bytes, d.offset
         );
+    }
+    match &report.fm_path {
+        None => println!("  fmcaching    off: the pilot recorded ld.so's lookups only"),
+        Some(fm) => {
+            let counts = report.scope.counts();
+            let cached: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
+            println!(
+                "  fmcaching    replay preloads {fm}; the program's own lookups cached: {}",
+                if cached.is_empty() {
+                    "none".to_string()
+                } else {
+                    cached.join(", ")
+                }
+            );
+            let left: usize = report.scope.left_out.values().sum();
+            if left > 0 {
+                let largest: Vec<String> = report
+                    .scope
+                    .largest_left_out(5)
+                    .into_iter()
+                    .map(|(d, n)| format!("{d} ({n})"))
+                    .collect();
+                println!(
+                    "  fmcaching    left to the file system (data, not code): {left} path(s); largest groups: {}",
+                    largest.join(", ")
+                );
+            }
+        }
     }
     if report.conflicts > 0 {
         println!(

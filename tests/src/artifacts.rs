@@ -10,10 +10,13 @@ use std::sync::OnceLock;
 pub struct Artifacts {
     /// `dlpatch`.
     pub dlpatch: PathBuf,
-    /// `dlfm.pre` (the symlink to dlfm-pre).
+    /// `dlfm-pre` (what `dlfm.pre` links to).
     pub dlfm_pre: PathBuf,
     /// `libdlfm_wrap.a`.
     pub wrapper: PathBuf,
+    /// `libdlfm_fm.so`, FMCaching's interposer (`dlfm.pre write-cache`
+    /// names it from beside itself).
+    pub interposer: PathBuf,
 }
 
 /// The workspace's root directory.
@@ -40,6 +43,8 @@ pub fn artifacts() -> &'static Artifacts {
             "dlfm-pre",
             "-p",
             "dlfm-wrap",
+            "-p",
+            "dlfm-fm",
         ]);
         if release {
             cmd.arg("--release");
@@ -60,8 +65,9 @@ pub fn artifacts() -> &'static Artifacts {
             // `dlfm.pre` is a link to this binary (README); the tests run it directly.
             dlfm_pre: dir.join("dlfm-pre"),
             wrapper: dir.join("libdlfm_wrap.a"),
+            interposer: dir.join("libdlfm_fm.so"),
         };
-        for p in [&a.dlpatch, &a.dlfm_pre, &a.wrapper] {
+        for p in [&a.dlpatch, &a.dlfm_pre, &a.wrapper, &a.interposer] {
             assert!(p.exists(), "{} missing after the build", p.display());
         }
         a

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// The calls traced: every file-system call ld.so or libc could make.
-pub const TRACED: &str = "openat,open,newfstatat,fstat,stat,lstat,statx,read,pread64,mmap,close,access,faccessat,faccessat2,lseek,readlink,getcwd";
+pub const TRACED: &str = "openat,open,newfstatat,fstat,stat,lstat,statx,read,pread64,mmap,close,access,faccessat,faccessat2,lseek,readlink,getcwd,getdents64";
 
 /// Calls that look a path up.
 pub const LOOKUPS: [&str; 8] = [

@@ -87,7 +87,7 @@ fn every_bad_cache_turns_replay_off_and_the_program_runs() {
 
     let version = variant(&s, "version.dat", |b| {
         let at = header_at::VERSION;
-        b[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+        b[at..at + 4].copy_from_slice(&(dlfm_cache::layout::VERSION + 1).to_le_bytes());
         let m = meta_len(b);
         seal(&mut b[..m]);
     });

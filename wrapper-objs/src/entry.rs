@@ -9,6 +9,7 @@ use crate::config;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::off_reason::OffReason;
+use crate::preload::{Preloaded, Stage, PRELOAD_FILE, PRELOAD_FILE_C};
 use crate::replay::Answer;
 use crate::report::{self, Handling};
 use crate::state::{self, State};
@@ -31,6 +32,10 @@ pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const
     if !st.ready {
         // SAFETY: `stack_end` is ld.so's __libc_stack_end.
         unsafe { start(st, stack_end) };
+    }
+    if let Preloaded::Served(r) = preload(st, nr, &a) {
+        count_and_trace(st, nr, &a, Handling::Served, r);
+        return r;
     }
     match st.mode {
         Mode::Off => {
@@ -61,6 +66,52 @@ pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const
             count_and_trace(st, nr, &a, outcome, r);
             r
         }
+    }
+}
+
+/// FMCaching's injection (see `preload`): answers ld.so's read of
+/// `/etc/ld.so.preload` while it is under way.
+fn preload(st: &mut State, nr: u64, a: &[u64; 6]) -> Preloaded {
+    let State {
+        preload,
+        replay,
+        record,
+        mode,
+        ..
+    } = st;
+    let answered = preload.answer(nr, a, || match mode {
+        Mode::Replay => replay
+            .preload_file_existed()
+            .unwrap_or_else(|| real_preload_file_access() == 0),
+        _ => {
+            // The pilot records what the real file gave, so that replay
+            // knows it without asking the file system.
+            let r = real_preload_file_access();
+            record.access(PRELOAD_FILE, sys::nr::R_OK, r);
+            r == 0
+        }
+    });
+    if preload.stage == Stage::RealFileExists {
+        preload.stage = Stage::Done;
+        report::note(
+            st,
+            b"fmcaching off: /etc/ld.so.preload exists; the system's preloads are left alone",
+            b"",
+        );
+    }
+    answered
+}
+
+/// `access("/etc/ld.so.preload", R_OK)`, ld.so's own test: 0 or -errno.
+fn real_preload_file_access() -> i64 {
+    // SAFETY: a NUL-terminated path; access touches no memory of ours.
+    unsafe {
+        sys::syscall3(
+            sys::nr::__NR_access,
+            PRELOAD_FILE_C.as_ptr() as u64,
+            u64::from(sys::nr::R_OK),
+            0,
+        )
     }
 }
 
@@ -115,6 +166,19 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
     };
     match started {
         Ok(()) => {
+            match st.asked {
+                Mode::Record => {
+                    if let Some(fm) = st.record.setup() {
+                        st.preload.arm(fm);
+                    }
+                }
+                Mode::Replay => {
+                    if let Some(fm) = st.replay.fm_path() {
+                        st.preload.arm(fm);
+                    }
+                }
+                Mode::Off => {}
+            }
             st.mode = st.asked;
             report::started(st);
             config::absolute_cache_for_children(&stack, &mut st.env_entry);

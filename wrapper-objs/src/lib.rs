@@ -38,6 +38,7 @@ mod line;
 mod lookup;
 mod off_reason;
 mod own_file;
+mod preload;
 mod record;
 mod replay;
 mod report;

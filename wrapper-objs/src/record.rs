@@ -3,7 +3,7 @@
 //! `O_APPEND` descriptor so that concurrent recorders (a pilot and its
 //! children) never interleave inside a record.
 
-use dlfm_cache::journal::{encode, Record, MAX_RECORD};
+use dlfm_cache::journal::{decode, encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::layout::STAT_SIZE;
 
 use linux_raw_sys::auxvec::AT_EXECFN;
@@ -42,8 +42,9 @@ impl Recorder {
     ) -> Result<(), (OffReason, &'static [u8])> {
         // Never O_CREAT: only a journal dlfm.pre write-cache prepared is
         // appended to, so a wrong DLFM_CACHE or working directory leaves no
-        // stray file behind.
-        match self.journal.open(journal, nr::O_WRONLY | nr::O_APPEND) {
+        // stray file behind. Read and write: its first record (see `setup`)
+        // is read back.
+        match self.journal.open(journal, nr::O_RDWR | nr::O_APPEND) {
             Ok(_) => {}
             Err(OpenError::Open) => return Err((OffReason::JournalOpen, b"")),
             Err(OpenError::NotRegular) => return Err((OffReason::JournalNotRegular, b"")),
@@ -65,6 +66,19 @@ impl Recorder {
             exe,
         });
         Ok(())
+    }
+
+    /// The FMCaching interposer the journal's Setup record (written by
+    /// `dlfm.pre write-cache`) names, if any.
+    pub fn setup(&mut self) -> Option<&[u8]> {
+        let fd = self.journal.ensure()?;
+        // SAFETY: `buf` is MAX_RECORD writable bytes.
+        let n = unsafe { sys::pread(fd, self.buf.as_mut_ptr(), MAX_RECORD, 0) };
+        let got = self.buf.get(..usize::try_from(n).ok()?)?;
+        match decode(got)? {
+            (Record::Setup { fm_path }, ..) => Some(fm_path),
+            _ => None,
+        }
     }
 
     /// Journals call `nr` with arguments `a` that returned `result`; returns
@@ -112,6 +126,15 @@ impl Recorder {
         }
     }
 
+    /// Journals `access(path, mode)` that gave `result`.
+    pub fn access(&mut self, path: &[u8], mode: u32, result: i64) {
+        self.append(&Record::Access {
+            mode,
+            result: result as i32,
+            path,
+        });
+    }
+
     /// Records an `open` and, on success, the file's stat at this moment
     /// (which `dlfm.pre` compares with the disk when it packs).
     fn opened(&mut self, path: &[u8], flags: u32, result: i64) {
@@ -137,7 +160,7 @@ impl Recorder {
 /// Encodes `rec` into `buf` and appends it to the journal with one write,
 /// if the journal's descriptor is still the journal (see `own_file`).
 fn write_record(journal: &mut OwnFile, buf: &mut [u8; MAX_RECORD], rec: &Record<'_>) {
-    if let Some(n) = encode(rec, buf) {
+    if let Some(n) = encode(rec, Origin::Ldso, buf) {
         if let (Some(bytes), Some(fd)) = (buf.get(..n), journal.ensure()) {
             sys::write(fd, bytes);
         }

@@ -20,6 +20,7 @@ use crate::ident::Ids;
 use crate::lookup;
 use crate::off_reason::OffReason;
 use crate::own_file::{OpenError, OwnFile};
+use crate::preload::PRELOAD_FILE;
 use crate::sys::{self, errno, nr};
 
 /// How replay handles one call.
@@ -76,6 +77,20 @@ impl Replayer {
                 self.data.close();
                 Err(e)
             }
+        }
+    }
+
+    /// The FMCaching interposer the cache names, once replay started.
+    pub fn fm_path(&self) -> Option<&'static [u8]> {
+        self.cache.as_ref().and_then(|c| c.fm_path())
+    }
+
+    /// Whether the pilot found `/etc/ld.so.preload` (None: not recorded).
+    pub fn preload_file_existed(&self) -> Option<bool> {
+        match self.cache.as_ref()?.lookup(PRELOAD_FILE)?.access {
+            Outcome::Ok(_) => Some(true),
+            Outcome::Err(_) => Some(false),
+            Outcome::NotRecorded => None,
         }
     }
 

@@ -7,6 +7,7 @@ use dlfm_wrap_logic::fixed_path::PATH_MAX;
 
 use crate::line::Line;
 use crate::off_reason::OffReason;
+use crate::preload::Stage;
 use crate::state::State;
 use crate::sys;
 
@@ -70,6 +71,12 @@ pub fn started(st: &mut State) {
     };
     start(&mut st.line).bytes(what).bytes(path.as_bytes());
     st.trace.write(&mut st.line);
+    if st.preload.stage == Stage::Armed {
+        start(&mut st.line)
+            .bytes(b"fmcaching: ld.so preloads ")
+            .bytes(st.preload.fm_path.as_bytes());
+        st.trace.write(&mut st.line);
+    }
 }
 
 /// Traces why recording or replay was turned off:
@@ -89,6 +96,15 @@ pub fn off(st: &mut State, what: &[u8], reason: OffReason, detail: &[u8]) {
         line.bytes(b" (").bytes(detail).bytes(b")");
     }
     line.bytes(b": ").bytes(path.as_bytes());
+    st.trace.write(&mut st.line);
+}
+
+/// Traces a free-form line: `what` then `detail`.
+pub fn note(st: &mut State, what: &[u8], detail: &[u8]) {
+    if !st.trace.on {
+        return;
+    }
+    start(&mut st.line).bytes(what).bytes(detail);
     st.trace.write(&mut st.line);
 }
 

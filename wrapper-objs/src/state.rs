@@ -11,6 +11,7 @@ use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::line::Line;
 use crate::off_reason::OffReason;
+use crate::preload::Preload;
 use crate::record::Recorder;
 use crate::replay::Replayer;
 use crate::trace::Trace;
@@ -55,6 +56,8 @@ pub struct State {
     pub record: Recorder,
     /// The trace file, when DLCACHE_DBG found one.
     pub trace: Trace,
+    /// FMCaching's injection of its interposer.
+    pub preload: Preload,
     /// Call counts for the summary line.
     pub counts: Counts,
     /// Scratch buffer for trace lines.
@@ -79,6 +82,7 @@ static GLOBAL: Global = Global(UnsafeCell::new(State {
     replay: Replayer::EMPTY,
     record: Recorder::EMPTY,
     trace: Trace::EMPTY,
+    preload: Preload::EMPTY,
     counts: Counts {
         served: 0,
         missed: 0,

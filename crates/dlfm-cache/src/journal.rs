@@ -3,18 +3,23 @@
 //! `dlfm-pack` scans whole journals with [`decode`]. Like `read`, every
 //! function is `#[inline]` so the wrapper compiles it into its own object.
 //!
-//! Record: a 16-byte header (magic u32, total length u32, kind u16, zero u16,
-//! FNV-1a 32 of the payload u32), then the payload:
+//! Record: a 16-byte header (magic u32, total length u32, kind u16, origin
+//! u16, FNV-1a 32 of kind, origin and payload u32), then the payload:
 //! - Process: pid u32, program id length u8, ld.so id length u8, zero u16,
 //!   program id [32], ld.so id [32], executable name;
 //! - Open: flags u32, result i32, has_stat u32, zero u32, stat [144], path;
 //! - Stat: flags u32, result i32, stat [144], path;
-//! - Access: mode u32, result i32, path.
+//! - Access: mode u32, result i32, path;
+//! - Setup: the FMCaching interposer's path (written by `dlfm.pre
+//!   write-cache` as the journal's first record; empty: no FMCaching).
+//!
+//! The origin says who made the lookup: 0 ld.so (DLCaching), 1 the program
+//! through libc (FMCaching), which `dlfm.pre` scopes to code and metadata.
 //!
 //! (Kind 5 was a Map record, which the packer never used; a journal holding
 //! one decodes it as damage.)
 
-pub use crate::hash::fnv1a32;
+use crate::hash::{fnv1a32, fnv1a32_continue};
 use dlfm_bytes::{le_u16, le_u32};
 
 use crate::layout::{ID_MAX, STAT_SIZE};
@@ -33,8 +38,20 @@ pub const KIND_OPEN: u16 = 2;
 pub const KIND_STAT: u16 = 3;
 /// Kind of an Access record.
 pub const KIND_ACCESS: u16 = 4;
+/// Kind of a Setup record.
+pub const KIND_SETUP: u16 = 6;
 /// Room for an identity in a Process record.
 pub const ID_ROOM: usize = ID_MAX;
+
+/// Who made a recorded lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Origin {
+    /// ld.so, through the patched sites (DLCaching).
+    Ldso = 0,
+    /// The program, through libc (FMCaching's interposer).
+    Program = 1,
+}
 
 /// One journal record: what the wrapper appends and [`decode`] gives back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +97,11 @@ pub enum Record<'a> {
         result: i32,
         /// The path.
         path: &'a [u8],
+    },
+    /// How the pilot is set up (the journal's first record).
+    Setup {
+        /// The FMCaching interposer's absolute path (empty: none).
+        fm_path: &'a [u8],
     },
 }
 
@@ -130,10 +152,10 @@ impl Writer<'_> {
     }
 }
 
-/// Encodes `rec` into `buf`; returns its length, or `None` if it does not
-/// fit in `buf` or in MAX_RECORD.
+/// Encodes `rec`, made by `origin`, into `buf`; returns its length, or
+/// `None` if it does not fit in `buf` or in MAX_RECORD.
 #[inline]
-pub fn encode(rec: &Record<'_>, buf: &mut [u8]) -> Option<usize> {
+pub fn encode(rec: &Record<'_>, origin: Origin, buf: &mut [u8]) -> Option<usize> {
     let mut w = Writer {
         buf,
         len: HEADER_LEN,
@@ -193,12 +215,16 @@ pub fn encode(rec: &Record<'_>, buf: &mut [u8]) -> Option<usize> {
             w.bytes(path);
             KIND_ACCESS
         }
+        Record::Setup { fm_path } => {
+            w.bytes(fm_path);
+            KIND_SETUP
+        }
     };
     let len = w.len;
     if !w.fits || len > MAX_RECORD {
         return None;
     }
-    let sum = fnv1a32(w.buf.get(HEADER_LEN..len)?);
+    let sum = record_sum(kind, origin as u16, w.buf.get(HEADER_LEN..len)?);
     let mut h = Writer {
         buf: w.buf,
         len: 0,
@@ -207,17 +233,27 @@ pub fn encode(rec: &Record<'_>, buf: &mut [u8]) -> Option<usize> {
     h.bytes(&MAGIC.to_le_bytes());
     h.bytes(&(len as u32).to_le_bytes());
     h.bytes(&kind.to_le_bytes());
-    h.zeros(2);
+    h.bytes(&(origin as u16).to_le_bytes());
     h.bytes(&sum.to_le_bytes());
     Some(len)
 }
 
-/// The record at the start of `bytes` and its length, if a whole, valid
-/// record is there (magic, length within `HEADER_LEN..=MAX_RECORD`,
-/// payload checksum, a known kind whose payload has the fields of its
-/// kind). Borrowed: paths and stats point into `bytes`.
+/// A record's checksum: FNV-1a 32 of its kind and origin (as stored, little
+/// endian) and its payload, so that a damaged kind or origin is caught too.
 #[inline]
-pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, usize)> {
+pub fn record_sum(kind: u16, origin: u16, payload: &[u8]) -> u32 {
+    let k = kind.to_le_bytes();
+    let o = origin.to_le_bytes();
+    fnv1a32_continue(fnv1a32(&[k[0], k[1], o[0], o[1]]), payload)
+}
+
+/// The record at the start of `bytes`, who made it, and its length, if a
+/// whole, valid record is there (magic, length within
+/// `HEADER_LEN..=MAX_RECORD`, a known origin, payload checksum, a known
+/// kind whose payload has the fields of its kind). Borrowed: paths and
+/// stats point into `bytes`.
+#[inline]
+pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, Origin, usize)> {
     if le_u32(bytes, 0)? != MAGIC {
         return None;
     }
@@ -226,12 +262,14 @@ pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, usize)> {
         return None;
     }
     let kind = le_u16(bytes, 8)?;
-    if le_u16(bytes, 10)? != 0 {
-        return None;
-    }
+    let origin = match le_u16(bytes, 10)? {
+        0 => Origin::Ldso,
+        1 => Origin::Program,
+        _ => return None,
+    };
     let sum = le_u32(bytes, 12)?;
     let p = bytes.get(HEADER_LEN..len)?;
-    if fnv1a32(p) != sum {
+    if record_sum(kind, le_u16(bytes, 10)?, p) != sum {
         return None;
     }
     let i32_at = |o| le_u32(p, o).map(|v| v as i32);
@@ -272,9 +310,10 @@ pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, usize)> {
             result: i32_at(4)?,
             path: p.get(8..)?,
         },
+        KIND_SETUP => Record::Setup { fm_path: p },
         _ => return None,
     };
-    Some((rec, len))
+    Some((rec, origin, len))
 }
 
 #[cfg(test)]
@@ -287,11 +326,13 @@ mod tests {
     use super::*;
 
     fn round_trip(rec: Record<'_>) {
-        let mut buf = [0u8; MAX_RECORD];
-        let n = encode(&rec, &mut buf).expect("fits");
-        let (back, len) = decode(&buf[..n]).expect("decodes");
-        assert_eq!(len, n);
-        assert_eq!(back, rec);
+        for origin in [Origin::Ldso, Origin::Program] {
+            let mut buf = [0u8; MAX_RECORD];
+            let n = encode(&rec, origin, &mut buf).expect("fits");
+            let (back, back_origin, len) = decode(&buf[..n]).expect("decodes");
+            assert_eq!((len, back_origin), (n, origin));
+            assert_eq!(back, rec);
+        }
     }
 
     proptest! {
@@ -311,11 +352,12 @@ mod tests {
             round_trip(Record::Open { flags, result, stat: None, path: &path });
             round_trip(Record::Stat { flags, result, stat, path: &path });
             round_trip(Record::Access { mode: flags, result, path: &path });
+            round_trip(Record::Setup { fm_path: &path });
         }
 
         #[test]
         fn decode_never_panics_and_stays_in_bounds(bytes: Vec<u8>) {
-            if let Some((_, len)) = decode(&bytes) {
+            if let Some((_, _, len)) = decode(&bytes) {
                 prop_assert!(len <= bytes.len() && len >= HEADER_LEN);
             }
         }
@@ -328,10 +370,10 @@ mod tests {
         ) {
             let mut buf = [0u8; MAX_RECORD];
             let rec = Record::Access { mode: 4, result: -2, path: &path };
-            let n = encode(&rec, &mut buf).unwrap();
+            let n = encode(&rec, Origin::Program, &mut buf).unwrap();
             let at = at % n;
             buf[at] ^= 1 << bit;
-            if let Some((back, _)) = decode(&buf[..n]) {
+            if let Some((back, ..)) = decode(&buf[..n]) {
                 prop_assert!(false, "a damaged record decoded as {back:?}");
             }
         }

@@ -3,18 +3,20 @@
 //!
 //! ```text
 //! header, 128 bytes at offset 0:
-//!   0 magic "DLFMCACH"   8 version u32 (1)   12 header_len u32 (128)
+//!   0 magic "DLFMCACH"   8 version u32 (2)   12 header_len u32 (128)
 //!  16 file_len u64       24 meta_len u64: [0, meta_len) is metadata
 //!  32 checksum u64: FNV-1a 64 of [0, meta_len) with these 8 bytes as zero
 //!  40 entries_off u64    48 entries_count u32   52 files_count u32
 //!  56 files_off u64      64 stats_off u64       72 stats_count u32
 //!  76 ids_count u32      80 ids_off u64         88 strings_off u64
-//!  96 strings_len u64   104 width u32          108..128 zero
+//!  96 strings_len u64   104 width u32
+//! 108 fm_path_off u32   112 fm_path_len u32 (into strings; length 0: no
+//!     FMCaching; else the interposer replay preloads)   116..128 zero
 //! entry, 32 bytes, sorted by (FNV-1a 64 of the path, path bytes):
 //!   0 hash u64   8 path_off u32   12 path_len u32 (into strings)
-//!  16 open i32   20 stat i32   24 access i32   28 zero
+//!  16 open i32   20 stat i32   24 access i32   28 lstat i32
 //!     each: i32::MIN = not recorded, < 0 = -errno,
-//!     >= 0 = file index (open), stat index (stat), 0 (access)
+//!     >= 0 = file index (open), stat index (stat, lstat), 0 (access)
 //! file, 32 bytes:
 //!   0 data_off u64 (a multiple of 4096, in the data region)  8 size u64
 //!  16 stat index u32   20 path_off u32   24 path_len u32
@@ -30,7 +32,7 @@
 //! metadata is consistent, so that a cache that is sealed but wrong (a buggy
 //! or hostile writer) is refused as a whole rather than half used:
 //! - every table and the string table lie in `[128, meta_len)`;
-//! - every path (entry or file) lies inside the string table;
+//! - every path (entry, file, the interposer's) lies inside the string table;
 //! - entries are strictly ascending by (hash, path bytes), byte-wise;
 //! - an entry's results are `NOT_RECORDED`, `-errno` with errno in
 //!   `1..=4095`, or an index below the file count (open), below the stat
@@ -46,7 +48,7 @@ use crate::hash::{fnv1a64_continue, FNV64_OFFSET};
 /// The file's first 8 bytes.
 pub const MAGIC: [u8; 8] = *b"DLFMCACH";
 /// The format version this code reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Length of the header.
 pub const HEADER_LEN: usize = 128;
 /// Length of an index entry.
@@ -102,6 +104,10 @@ pub mod header_at {
     pub const STRINGS_LEN: usize = 96;
     /// `width` u32.
     pub const WIDTH: usize = 104;
+    /// `fm_path_off` u32.
+    pub const FM_PATH_OFF: usize = 108;
+    /// `fm_path_len` u32.
+    pub const FM_PATH_LEN: usize = 112;
 }
 
 /// What an identity names.
@@ -202,6 +208,10 @@ pub struct Header {
     pub strings_len: u64,
     /// The run width given to dlfm.pre.
     pub width: u32,
+    /// The FMCaching interposer's path in the string table (length 0: none).
+    pub fm_path_off: u32,
+    /// Its length.
+    pub fm_path_len: u32,
 }
 
 impl Header {
@@ -226,6 +236,8 @@ impl Header {
         put(out, at::STRINGS_OFF, &self.strings_off.to_le_bytes());
         put(out, at::STRINGS_LEN, &self.strings_len.to_le_bytes());
         put(out, at::WIDTH, &self.width.to_le_bytes());
+        put(out, at::FM_PATH_OFF, &self.fm_path_off.to_le_bytes());
+        put(out, at::FM_PATH_LEN, &self.fm_path_len.to_le_bytes());
     }
 
     /// Reads the variable fields of `h` (at least HEADER_LEN bytes); does
@@ -250,6 +262,8 @@ impl Header {
             strings_off: le_u64(h, at::STRINGS_OFF)?,
             strings_len: le_u64(h, at::STRINGS_LEN)?,
             width: le_u32(h, at::WIDTH)?,
+            fm_path_off: le_u32(h, at::FM_PATH_OFF)?,
+            fm_path_len: le_u32(h, at::FM_PATH_LEN)?,
         })
     }
 }
@@ -296,6 +310,8 @@ pub struct EntryRecord {
     pub stat: Outcome,
     /// `access(path, R_OK)`.
     pub access: Outcome,
+    /// `lstat(path)`.
+    pub lstat: Outcome,
 }
 
 impl EntryRecord {
@@ -309,6 +325,7 @@ impl EntryRecord {
             open: Outcome::decode(le_u32(b, 16)? as i32),
             stat: Outcome::decode(le_u32(b, 20)? as i32),
             access: Outcome::decode(le_u32(b, 24)? as i32),
+            lstat: Outcome::decode(le_u32(b, 28)? as i32),
         })
     }
 
@@ -321,7 +338,7 @@ impl EntryRecord {
         put(out, 16, &self.open.encode().to_le_bytes());
         put(out, 20, &self.stat.encode().to_le_bytes());
         put(out, 24, &self.access.encode().to_le_bytes());
-        put(out, 28, &[0; 4]);
+        put(out, 28, &self.lstat.encode().to_le_bytes());
     }
 }
 
@@ -464,13 +481,12 @@ mod tests {
         #[test]
         fn entry_records_round_trip(
             hash: u64, path_off: u32, path_len: u32,
-            open in outcome(), stat in outcome(), access in outcome(),
+            open in outcome(), stat in outcome(), access in outcome(), lstat in outcome(),
         ) {
-            let rec = EntryRecord { hash, path_off, path_len, open, stat, access };
+            let rec = EntryRecord { hash, path_off, path_len, open, stat, access, lstat };
             let mut b = [0xffu8; ENTRY_LEN];
             rec.write(&mut b);
             prop_assert_eq!(EntryRecord::read(&b), Some(rec));
-            prop_assert_eq!(&b[28..], &[0u8; 4][..]);
         }
 
         #[test]
@@ -500,11 +516,13 @@ mod tests {
         fn headers_round_trip(
             a: (u64, u64, u64, u32, u32, u64),
             b: (u64, u32, u32, u64, u64, u64, u32),
+            fm: (u32, u32),
         ) {
             let h = Header {
                 file_len: a.0, meta_len: a.1, entries_off: a.2, entries_count: a.3,
                 files_count: a.4, files_off: a.5, stats_off: b.0, stats_count: b.1,
                 ids_count: b.2, ids_off: b.3, strings_off: b.4, strings_len: b.5, width: b.6,
+                fm_path_off: fm.0, fm_path_len: fm.1,
             };
             let mut bytes = [0u8; HEADER_LEN];
             h.write(&mut bytes);

@@ -21,6 +21,8 @@ pub struct Entry {
     pub stat: Outcome,
     /// `access(path, R_OK)`.
     pub access: Outcome,
+    /// `lstat(path)`.
+    pub lstat: Outcome,
 }
 
 /// A stored file: where its bytes are and which stat it has.
@@ -88,6 +90,7 @@ pub struct Cache<'a> {
     ids: Table,
     strings: &'a [u8],
     width: u32,
+    fm_path: (u32, u32),
 }
 
 /// Where a table of fixed-size records lies.
@@ -171,7 +174,11 @@ impl<'a> Cache<'a> {
             ids: Table::new(h.ids_off, h.ids_count, ID_LEN, meta)?,
             strings,
             width: h.width,
+            fm_path: (h.fm_path_off, h.fm_path_len),
         };
+        if cache.string(h.fm_path_off, h.fm_path_len).is_none() {
+            return Err(CacheError::OutOfBounds);
+        }
         cache.check_entries()?;
         cache.check_files(meta as u64)?;
         cache.check_ids()?;
@@ -200,7 +207,8 @@ impl<'a> Cache<'a> {
             prev = Some((hash, path));
             let valid = rec.open.is_valid(self.files.count)
                 && rec.stat.is_valid(self.stats.count)
-                && rec.access.is_valid(1);
+                && rec.access.is_valid(1)
+                && rec.lstat.is_valid(self.stats.count);
             if !valid {
                 return Err(CacheError::BadTable);
             }
@@ -272,6 +280,7 @@ impl<'a> Cache<'a> {
                         open: e.open,
                         stat: e.stat,
                         access: e.access,
+                        lstat: e.lstat,
                     })
                 }
             }
@@ -317,6 +326,13 @@ impl<'a> Cache<'a> {
     #[inline]
     pub fn meta_len(header: &[u8]) -> Option<u64> {
         Header::read(header).map(|h| h.meta_len)
+    }
+
+    /// The FMCaching interposer replay preloads, if the cache has one.
+    #[inline]
+    pub fn fm_path(&self) -> Option<&'a [u8]> {
+        self.string(self.fm_path.0, self.fm_path.1)
+            .filter(|p| !p.is_empty())
     }
 
     /// The width given to `dlfm.pre read-cache`.

@@ -5,8 +5,8 @@
 //! scans in `dlfm-pack`.)
 
 use dlfm_cache::journal::{
-    encode, fnv1a32, Record, HEADER_LEN, ID_ROOM, KIND_ACCESS, KIND_OPEN, KIND_PROCESS, KIND_STAT,
-    MAGIC, MAX_RECORD,
+    encode, record_sum, Origin, Record, HEADER_LEN, ID_ROOM, KIND_ACCESS, KIND_OPEN, KIND_PROCESS,
+    KIND_STAT, MAGIC, MAX_RECORD,
 };
 use dlfm_cache::layout::STAT_SIZE;
 use proptest::prelude::*;
@@ -17,7 +17,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 fn encoded(rec: &Record<'_>) -> Vec<u8> {
     let mut buf = vec![0xeeu8; MAX_RECORD];
-    let n = encode(rec, &mut buf).expect("fits");
+    let n = encode(rec, Origin::Ldso, &mut buf).expect("fits");
     buf.truncate(n);
     buf
 }
@@ -27,10 +27,11 @@ fn split(rec: &[u8]) -> (u16, &[u8]) {
     assert_eq!(u32_at(rec, 0), MAGIC);
     assert_eq!(&rec[..4], b"DLJR");
     assert_eq!(u32_at(rec, 4) as usize, rec.len());
-    assert_eq!(&rec[10..12], &[0, 0]);
+    assert_eq!(&rec[10..12], &[0, 0], "recorded by ld.so");
     let payload = &rec[HEADER_LEN..];
-    assert_eq!(u32_at(rec, 12), fnv1a32(payload));
-    (u16::from_le_bytes([rec[8], rec[9]]), payload)
+    let kind = u16::from_le_bytes([rec[8], rec[9]]);
+    assert_eq!(u32_at(rec, 12), record_sum(kind, 0, payload));
+    (kind, payload)
 }
 
 fn stat() -> [u8; STAT_SIZE] {
@@ -131,9 +132,13 @@ fn a_record_that_does_not_fit_is_refused() {
     let n = encoded(&rec).len();
     for size in 0..n {
         let mut buf = vec![0u8; size];
-        assert_eq!(encode(&rec, &mut buf), None, "buffer of {size}");
+        assert_eq!(
+            encode(&rec, Origin::Ldso, &mut buf),
+            None,
+            "buffer of {size}"
+        );
     }
-    assert_eq!(encode(&rec, &mut vec![0u8; n]), Some(n));
+    assert_eq!(encode(&rec, Origin::Ldso, &mut vec![0u8; n]), Some(n));
     // Longer than MAX_RECORD: refused even with room to spare.
     let long = vec![b'a'; MAX_RECORD];
     let mut big = vec![0u8; 2 * MAX_RECORD];
@@ -142,13 +147,13 @@ fn a_record_that_does_not_fit_is_refused() {
         result: 0,
         path: &long,
     };
-    assert_eq!(encode(&too_long, &mut big), None);
+    assert_eq!(encode(&too_long, Origin::Ldso, &mut big), None);
     let just_fits = Record::Access {
         mode: 4,
         result: 0,
         path: &long[..MAX_RECORD - HEADER_LEN - 8],
     };
-    assert_eq!(encode(&just_fits, &mut big), Some(MAX_RECORD));
+    assert_eq!(encode(&just_fits, Origin::Ldso, &mut big), Some(MAX_RECORD));
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -179,7 +184,7 @@ proptest! {
             _ => Record::Access { mode: a, result: b, path: &path },
         };
         let mut buf = vec![0u8; size];
-        match encode(&rec, &mut buf) {
+        match encode(&rec, Origin::Ldso, &mut buf) {
             Some(n) => {
                 prop_assert!(n <= size && n <= MAX_RECORD);
                 let (k, payload) = split(&buf[..n]);
@@ -189,7 +194,7 @@ proptest! {
             None => {
                 // It would not fit: check with a buffer of any size.
                 let mut huge = vec![0u8; 2 * MAX_RECORD + 16_000];
-                match encode(&rec, &mut huge) {
+                match encode(&rec, Origin::Ldso, &mut huge) {
                     Some(n) => prop_assert!(n > size),
                     None => prop_assert!(path.len() + HEADER_LEN > MAX_RECORD - 200),
                 }

@@ -56,6 +56,7 @@ fn build(spec: &Spec) -> Vec<u8> {
             open: *open,
             stat: *st,
             access: *access,
+            lstat: Outcome::NotRecorded,
         }
         .write(&mut rec);
         meta.extend_from_slice(&rec);
@@ -117,6 +118,8 @@ fn build(spec: &Spec) -> Vec<u8> {
         strings_off: strings_off as u64,
         strings_len: strings.len() as u64,
         width: spec.width,
+        fm_path_off: 0,
+        fm_path_len: 0,
     }
     .write(&mut meta);
     seal(&mut meta);

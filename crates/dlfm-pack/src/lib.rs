@@ -11,6 +11,7 @@ pub mod error;
 pub mod merge;
 pub mod pack;
 pub mod scan;
+pub mod scope;
 pub mod writer;
 
 pub use check::{check, CheckReport};

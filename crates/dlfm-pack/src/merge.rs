@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use dlfm_cache::journal::Record;
+use dlfm_cache::journal::{Origin, Record};
 use dlfm_cache::layout::STAT_SIZE;
 use dlfm_cache::stat::StatView;
 
@@ -36,6 +36,11 @@ pub struct PathFacts {
     pub stat: Option<StatFact>,
     /// `access(path, R_OK)`: 0 or a positive errno.
     pub access: Option<i32>,
+    /// `lstat(path)` (the program's, through libc).
+    pub lstat: Option<StatFact>,
+    /// Whether ld.so looked it up (else only the program did, and the
+    /// FMCaching scope decides whether it is cached).
+    pub by_ldso: bool,
 }
 
 /// One (program, ld.so) pair that recorded into the journal.
@@ -62,17 +67,26 @@ pub struct Merged {
     pub processes: usize,
     /// Records read.
     pub records: usize,
+    /// The FMCaching interposer the pilot was set up with, if any.
+    pub fm_path: Option<Vec<u8>>,
 }
 
 /// Merges `records` (in journal order).
-pub fn merge(records: &[Record<'_>]) -> Merged {
+pub fn merge(records: &[(Record<'_>, Origin)]) -> Merged {
     let mut m = Merged {
         records: records.len(),
         ..Merged::default()
     };
     let mut conflicted = std::collections::BTreeSet::new();
-    for rec in records {
+    for (rec, origin) in records {
+        if let Some(path) = lookup_path(rec) {
+            m.paths.entry(path.to_vec()).or_default().by_ldso |= *origin == Origin::Ldso;
+        }
         let ok = match rec {
+            Record::Setup { fm_path } => {
+                m.fm_path = (!fm_path.is_empty()).then(|| fm_path.to_vec());
+                continue;
+            }
             Record::Process {
                 program_id,
                 ldso_id,
@@ -111,7 +125,10 @@ pub fn merge(records: &[Record<'_>]) -> Merged {
                 }
             }
             Record::Stat {
-                result, stat, path, ..
+                flags,
+                result,
+                stat,
+                path,
             } => {
                 let fact = if *result < 0 {
                     StatFact::Err(-*result)
@@ -119,7 +136,12 @@ pub fn merge(records: &[Record<'_>]) -> Merged {
                     StatFact::Ok(**stat)
                 };
                 let facts = m.paths.entry(path.to_vec()).or_default();
-                agree(&mut facts.stat, fact, same_stat)
+                match *flags {
+                    0 => agree(&mut facts.stat, fact, same_stat),
+                    AT_SYMLINK_NOFOLLOW => agree(&mut facts.lstat, fact, same_stat),
+                    // No other form is recorded.
+                    _ => true,
+                }
             }
             Record::Access { result, path, .. } => {
                 let facts = m.paths.entry(path.to_vec()).or_default();
@@ -128,14 +150,8 @@ pub fn merge(records: &[Record<'_>]) -> Merged {
                 })
             }
         };
-        if !ok {
-            let path = match rec {
-                Record::Open { path, .. }
-                | Record::Stat { path, .. }
-                | Record::Access { path, .. } => path.to_vec(),
-                _ => continue,
-            };
-            conflicted.insert(path);
+        if let (false, Some(path)) = (ok, lookup_path(rec)) {
+            conflicted.insert(path.to_vec());
         }
     }
     for path in &conflicted {
@@ -143,6 +159,19 @@ pub fn merge(records: &[Record<'_>]) -> Merged {
     }
     m.conflicts = conflicted.into_iter().collect();
     m
+}
+
+/// `newfstatat`'s flag for `lstat`.
+const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
+
+/// The path a lookup record is about.
+fn lookup_path<'a>(rec: &Record<'a>) -> Option<&'a [u8]> {
+    match rec {
+        Record::Open { path, .. } | Record::Stat { path, .. } | Record::Access { path, .. } => {
+            Some(path)
+        }
+        Record::Process { .. } | Record::Setup { .. } => None,
+    }
 }
 
 /// Stores `new` in `slot`, or checks it agrees with what is there.

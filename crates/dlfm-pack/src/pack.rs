@@ -8,8 +8,9 @@ use dlfm_cache::layout::{IdKind, Outcome};
 use dlfm_cache::stat::StatView;
 
 use crate::error::PackError;
-use crate::merge::{merge, Merged, OpenFact, RecordedPair, StatFact};
+use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact};
 use crate::scan::{scan, Damage};
+use crate::scope::{Decision, Scope};
 use crate::writer::{CacheWriter, Summary};
 
 /// What `pack` did, for the summary `dlfm.pre` prints.
@@ -39,6 +40,11 @@ pub struct PackReport {
     pub conflicts: usize,
     /// Opened objects that are not regular files (left to the file system).
     pub not_regular: usize,
+    /// The FMCaching interposer replay preloads (None: DLCaching only).
+    pub fm_path: Option<String>,
+    /// What the FMCaching scope took in and left out of the program's own
+    /// lookups.
+    pub scope: Decision,
 }
 
 /// Packs the journal at `journal` into the cache at `cache` for `width`
@@ -48,6 +54,7 @@ pub fn pack(
     journal: &Path,
     cache: &Path,
     width: u32,
+    scope: &Scope,
     prepare: impl FnOnce(&Path),
 ) -> Result<PackReport, PackError> {
     let bytes = std::fs::read(journal).map_err(|source| PackError::ReadJournal {
@@ -59,7 +66,16 @@ pub fn pack(
     if merged.processes == 0 || merged.paths.is_empty() {
         return Err(PackError::EmptyJournal(journal.to_path_buf()));
     }
-    check_unchanged(&merged)?;
+    let decision = scope.decide(
+        merged
+            .paths
+            .iter()
+            .filter(|(_, f)| !f.by_ldso)
+            .map(|(p, f)| (p.as_slice(), is_directory(f))),
+    );
+    let cached =
+        |path: &[u8], facts: &PathFacts| facts.by_ldso || decision.admitted.contains_key(path);
+    check_unchanged(&merged, &cached)?;
     let mut report = PackReport {
         cache: cache.to_path_buf(),
         written: Summary::default(),
@@ -73,8 +89,14 @@ pub fn pack(
         accesses: 0,
         conflicts: merged.conflicts.len(),
         not_regular: 0,
+        fm_path: merged
+            .fm_path
+            .as_deref()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        scope: Decision::default(),
     };
-    let writer = collect(&merged, width, &mut report);
+    let writer = collect(&merged, width, &cached, &mut report);
+    report.scope = decision;
     report.written = writer
         .write_with(cache, prepare)
         .map_err(|source| PackError::Write {
@@ -84,20 +106,71 @@ pub fn pack(
     Ok(report)
 }
 
-/// Refuses a cache whose libraries changed since the pilot: each opened file
-/// must still have the inode, size and modification time it had then.
-fn check_unchanged(merged: &Merged) -> Result<(), PackError> {
+/// "No such file or directory".
+const ENOENT: i32 = 2;
+
+/// Whether the pilot saw a directory at the path.
+fn is_directory(f: &PathFacts) -> bool {
+    let dir = |st: &[u8; dlfm_cache::layout::STAT_SIZE]| StatView(st).mode() & 0o170000 == 0o040000;
+    matches!(&f.stat, Some(StatFact::Ok(st)) if dir(st))
+        || matches!(&f.lstat, Some(StatFact::Ok(st)) if dir(st))
+        || matches!(&f.open, Some(OpenFact::File(st)) if dir(st))
+}
+
+/// Refuses a cache whose files changed since the pilot: each cached regular
+/// file (opened, or stat'ed by the program: importlib compares a `.pyc`
+/// with its source's stat) must still have the inode, size and
+/// modification time it had then.
+fn check_unchanged(
+    merged: &Merged,
+    cached: &impl Fn(&[u8], &PathFacts) -> bool,
+) -> Result<(), PackError> {
     let mut changed = Vec::new();
     for (path, facts) in &merged.paths {
-        let Some(OpenFact::File(st)) = &facts.open else {
-            continue;
-        };
-        let then = StatView(st);
-        if !then.is_regular() {
+        if !cached(path, facts) {
             continue;
         }
+        let recorded = [
+            match &facts.open {
+                Some(OpenFact::File(st)) => Some(st),
+                _ => None,
+            },
+            match &facts.stat {
+                Some(StatFact::Ok(st)) => Some(st),
+                _ => None,
+            },
+            match &facts.lstat {
+                Some(StatFact::Ok(st)) => Some(st),
+                _ => None,
+            },
+        ];
+        let Some(then) = recorded
+            .into_iter()
+            .flatten()
+            .map(StatView)
+            .find(StatView::is_regular)
+        else {
+            continue;
+        };
         if let Some(change) = disk_change(path, &then, "the pilot") {
             changed.push(change);
+        }
+    }
+    // A name the program found missing must still be missing: a `.pyc`
+    // written since, or a module added, would otherwise stay invisible.
+    for (path, facts) in &merged.paths {
+        let missing = matches!(facts.open, Some(OpenFact::Err(ENOENT)))
+            || matches!(facts.stat, Some(StatFact::Err(ENOENT)))
+            || matches!(facts.lstat, Some(StatFact::Err(ENOENT)));
+        if facts.by_ldso || !missing || !cached(path, facts) {
+            continue;
+        }
+        let os_path = Path::new(std::ffi::OsStr::from_bytes(path));
+        if std::fs::symlink_metadata(os_path).is_ok() {
+            changed.push(format!(
+                "{} exists now but was missing in the pilot",
+                os_path.display()
+            ));
         }
     }
     let more = changed.len().saturating_sub(1);
@@ -131,13 +204,24 @@ pub fn disk_change(path: &[u8], then: &StatView<'_>, since: &str) -> Option<Stri
 }
 
 /// Lays the merged facts out for the cache writer.
-fn collect(merged: &Merged, width: u32, report: &mut PackReport) -> CacheWriter {
+fn collect(
+    merged: &Merged,
+    width: u32,
+    cached: &impl Fn(&[u8], &PathFacts) -> bool,
+    report: &mut PackReport,
+) -> CacheWriter {
     let mut b = CacheWriter::new(width);
+    if let Some(fm) = &merged.fm_path {
+        b.set_fm_path(fm);
+    }
     for r in &merged.pairs {
         b.add_id(IdKind::Program, &r.program_id);
         b.add_id(IdKind::Ldso, &r.ldso_id);
     }
     for (path, facts) in &merged.paths {
+        if !cached(path, facts) {
+            continue;
+        }
         match &facts.open {
             Some(OpenFact::Err(errno)) => {
                 report.failed_opens += 1;
@@ -162,6 +246,14 @@ fn collect(merged: &Merged, width: u32, report: &mut PackReport) -> CacheWriter 
                 report.stats += 1;
                 let stat = b.add_stat(*st);
                 b.set_stat(path, Outcome::Ok(stat));
+            }
+            None => {}
+        }
+        match &facts.lstat {
+            Some(StatFact::Err(errno)) => b.set_lstat(path, Outcome::Err(*errno)),
+            Some(StatFact::Ok(st)) => {
+                let stat = b.add_stat(*st);
+                b.set_lstat(path, Outcome::Ok(stat));
             }
             None => {}
         }

@@ -3,7 +3,7 @@
 //! record header and reports what it skipped. The record format and its
 //! decoder belong to `dlfm_cache::journal`.
 
-use dlfm_cache::journal::{decode, Record};
+use dlfm_cache::journal::{decode, Origin, Record};
 
 /// A stretch of the journal that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,8 +18,8 @@ pub struct Damage {
 /// skipped.
 #[derive(Clone, Debug, Default)]
 pub struct Scanned<'a> {
-    /// Complete, valid records in journal order.
-    pub records: Vec<Record<'a>>,
+    /// Complete, valid records in journal order, with who made them.
+    pub records: Vec<(Record<'a>, Origin)>,
     /// Damaged stretches.
     pub damaged: Vec<Damage>,
 }
@@ -31,14 +31,14 @@ pub fn scan(bytes: &[u8]) -> Scanned<'_> {
     let mut bad_from: Option<usize> = None;
     while let Some(rest) = bytes.get(at..).filter(|r| !r.is_empty()) {
         match decode(rest) {
-            Some((rec, len)) => {
+            Some((rec, origin, len)) => {
                 if let Some(from) = bad_from.take() {
                     out.damaged.push(Damage {
                         offset: from,
                         skipped_bytes: at - from,
                     });
                 }
-                out.records.push(rec);
+                out.records.push((rec, origin));
                 at += len;
             }
             None => {

@@ -33,6 +33,7 @@ struct Lookups {
     open: Outcome,
     stat: Outcome,
     access: Outcome,
+    lstat: Outcome,
 }
 
 struct FileEntry {
@@ -51,6 +52,7 @@ pub struct CacheWriter {
     files: Vec<FileEntry>,
     file_by_inode: HashMap<(u64, u64), u32>,
     lookups: BTreeMap<Vec<u8>, Lookups>,
+    fm_path: Vec<u8>,
 }
 
 impl CacheWriter {
@@ -64,6 +66,7 @@ impl CacheWriter {
             files: Vec::new(),
             file_by_inode: HashMap::new(),
             lookups: BTreeMap::new(),
+            fm_path: Vec::new(),
         }
     }
 
@@ -110,6 +113,7 @@ impl CacheWriter {
             open: Outcome::NotRecorded,
             stat: Outcome::NotRecorded,
             access: Outcome::NotRecorded,
+            lstat: Outcome::NotRecorded,
         })
     }
 
@@ -121,6 +125,16 @@ impl CacheWriter {
     /// Records what `stat(path)` gives.
     pub fn set_stat(&mut self, path: &[u8], outcome: Outcome) {
         self.lookups(path).stat = outcome;
+    }
+
+    /// Records what `lstat(path)` gives.
+    pub fn set_lstat(&mut self, path: &[u8], outcome: Outcome) {
+        self.lookups(path).lstat = outcome;
+    }
+
+    /// Names the FMCaching interposer replay preloads.
+    pub fn set_fm_path(&mut self, path: &[u8]) {
+        self.fm_path = path.to_vec();
     }
 
     /// Records what `access(path, R_OK)` gives.
@@ -191,9 +205,11 @@ impl CacheWriter {
                 open: l.open,
                 stat: l.stat,
                 access: l.access,
+                lstat: l.lstat,
             }
             .write(out);
         }
+        let (fm_path_off, fm_path_len) = intern(&self.fm_path, &mut strings);
         let file_paths: Vec<(u32, u32)> = self
             .files
             .iter()
@@ -274,6 +290,8 @@ impl CacheWriter {
             strings_off,
             strings_len: strings.len() as u64,
             width: self.width,
+            fm_path_off,
+            fm_path_len,
         };
         header.write(&mut meta);
         meta.extend_from_slice(&entry_bytes);

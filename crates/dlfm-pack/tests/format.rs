@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use dlfm_bytes::le_u64;
-use dlfm_cache::journal::{encode, Record, MAX_RECORD};
+use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::layout::{header_at, seal};
 use dlfm_cache::layout::{IdKind, Outcome, PAGE, STAT_SIZE};
 use dlfm_cache::read::{Cache, CacheError};
@@ -156,7 +156,7 @@ fn records() -> Vec<Vec<u8>> {
     recs.iter()
         .map(|r| {
             let mut buf = vec![0u8; MAX_RECORD];
-            let n = encode(r, &mut buf).unwrap();
+            let n = encode(r, Origin::Ldso, &mut buf).unwrap();
             buf.truncate(n);
             buf
         })
@@ -171,18 +171,21 @@ fn journal_records_round_trip() {
     assert_eq!(d.records.len(), 5);
     assert_eq!(
         d.records[0],
-        Record::Process {
-            pid: 42,
-            program_id: b"prog",
-            ldso_id: b"ld",
-            exe: b"./app"
-        }
+        (
+            Record::Process {
+                pid: 42,
+                program_id: b"prog",
+                ldso_id: b"ld",
+                exe: b"./app"
+            },
+            Origin::Ldso
+        )
     );
     assert!(
-        matches!(&d.records[1], Record::Open { result: 3, stat: Some(s), path, .. } if StatView(s).ino() == 4 && *path == b"/lib/libc.so.6")
+        matches!(&d.records[1].0, Record::Open { result: 3, stat: Some(s), path, .. } if StatView(s).ino() == 4 && *path == b"/lib/libc.so.6")
     );
     assert!(matches!(
-        &d.records[2],
+        &d.records[2].0,
         Record::Open {
             result: -2,
             stat: None,
@@ -196,6 +199,7 @@ fn journal_records_round_trip() {
             result: 0,
             path: b"/too/long/for/this"
         },
+        Origin::Ldso,
         &mut small
     )
     .is_none());

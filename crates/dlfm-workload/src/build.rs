@@ -53,10 +53,12 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
             .map(|chunk| {
                 s.spawn(move || {
                     for (c, o) in chunk {
-                        cc(Command::new("cc")
-                            .args(["-c", "-O1", "-fPIC", "-o"])
-                            .arg(o)
-                            .arg(c))?;
+                        run_tool(
+                            Command::new("cc")
+                                .args(["-c", "-O1", "-fPIC", "-o"])
+                                .arg(o)
+                                .arg(c),
+                        )?;
                     }
                     Ok::<_, WorkloadError>(())
                 })
@@ -79,7 +81,7 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
             cmd.arg(format!("-L{}", dirs[model.libs[d].dir].display()))
                 .arg(format!("-l{}", model.libs[d].link_name()));
         }
-        cc(&mut cmd)?;
+        run_tool(&mut cmd)?;
     }
 
     // The program.
@@ -87,10 +89,12 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     fs::write(&main_c, model.main_source())?;
     let main_o = src.join("main.o");
     let pie = if spec.pie { "-fPIE" } else { "-fno-PIE" };
-    cc(Command::new("cc")
-        .args(["-c", "-O1", pie, "-o"])
-        .arg(&main_o)
-        .arg(&main_c))?;
+    run_tool(
+        Command::new("cc")
+            .args(["-c", "-O1", pie, "-o"])
+            .arg(&main_o)
+            .arg(&main_c),
+    )?;
     let program = dir.join("prog");
     let mut cmd = Command::new("cc");
     cmd.arg(if spec.pie { "-pie" } else { "-no-pie" })
@@ -110,7 +114,7 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     if let Some(interp) = &link.interp {
         cmd.arg(format!("-Wl,--dynamic-linker={}", interp.display()));
     }
-    cc(&mut cmd)?;
+    run_tool(&mut cmd)?;
 
     Ok(Workload {
         ld_library_path: dirs[spec.runpath_dirs..]
@@ -136,8 +140,8 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     })
 }
 
-/// Runs a compiler command, failing with its output.
-pub(crate) fn cc(cmd: &mut Command) -> Result<()> {
+/// Runs a tool (the compiler, python3), failing with its output.
+pub(crate) fn run_tool(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().map_err(|source| WorkloadError::Run {
         command: format!("{cmd:?}"),
         source,

@@ -11,6 +11,7 @@
 
 mod build;
 mod error;
+mod package_tree;
 mod python;
 mod rng;
 mod source;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use build::generate;
 pub use error::WorkloadError;
+pub use package_tree::{generate_package_tree, PackageTree};
 pub use python::{generate_python, PythonWorkload};
 
 /// The shape of a workload.

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use crate::error::{Result, WorkloadError};
 
-use crate::build::cc;
+use crate::build::run_tool;
 use crate::rng::Rng;
 
 /// Generated extension modules and their driver.
@@ -71,10 +71,12 @@ pub fn generate_python(
             format!("unsigned long pyd_{i:03}(void) {{ return {k}UL * 3; }}\n"),
         )?;
         let dep = lib_dir.join(format!("libpyd_{i:03}.so"));
-        cc(Command::new("cc")
-            .args(["-shared", "-fPIC", "-O1", "-o"])
-            .arg(&dep)
-            .arg(&dep_c))?;
+        run_tool(
+            Command::new("cc")
+                .args(["-shared", "-fPIC", "-O1", "-o"])
+                .arg(&dep)
+                .arg(&dep_c),
+        )?;
         let mut src = String::from("#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n\n");
         let _ = write!(
             src,
@@ -87,17 +89,19 @@ pub fn generate_python(
         let c = module_dir.join(format!("ext_{i:03}.c"));
         fs::write(&c, src)?;
         let module = module_dir.join(format!("ext_{i:03}.so"));
-        cc(Command::new("cc")
-            .args(["-shared", "-fPIC", "-O1", "-o"])
-            .arg(&module)
-            .arg(&c)
-            .arg(format!("-I{include}"))
-            .arg(format!("-L{}", lib_dir.display()))
-            .arg(format!("-lpyd_{i:03}"))
-            .arg(format!(
-                "-Wl,--enable-new-dtags,-rpath,{}",
-                lib_dir.display()
-            )))?;
+        run_tool(
+            Command::new("cc")
+                .args(["-shared", "-fPIC", "-O1", "-o"])
+                .arg(&module)
+                .arg(&c)
+                .arg(format!("-I{include}"))
+                .arg(format!("-L{}", lib_dir.display()))
+                .arg(format!("-lpyd_{i:03}"))
+                .arg(format!(
+                    "-Wl,--enable-new-dtags,-rpath,{}",
+                    lib_dir.display()
+                )),
+        )?;
         modules.push(module);
         deps.push(dep);
     }

@@ -16,7 +16,9 @@ const PAGE: u64 = 4096;
 pub const VFD_BASE: i32 = 0x7fff_ffc0;
 /// How many virtual descriptors can be open at once (ld.so opens one library
 /// at a time; the table being full makes `open` pass through to the kernel).
-pub const VFD_SLOTS: usize = 64;
+/// The one number above them, `i32::MAX`, is the wrapper's synthetic
+/// `/etc/ld.so.preload` (FMCaching's way in).
+pub const VFD_SLOTS: usize = 63;
 
 /// One open virtual descriptor.
 #[derive(Clone, Copy)]

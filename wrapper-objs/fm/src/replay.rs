@@ -1,0 +1,119 @@
+//! Answers from the cache: what `stat`, `lstat`, `access` and `open` of a
+//! recorded path gave in the pilot. `None` means a miss: the caller asks
+//! libc.
+
+use dlfm_cache::layout::{Outcome, STAT_SIZE};
+use dlfm_cache::read::Cache;
+
+use crate::served;
+use crate::sys;
+
+/// A recorded answer: a value, or an errno to set with -1.
+pub enum Answer {
+    /// Succeeded with this value (0, or a descriptor).
+    Ok(i32),
+    /// Failed with this errno.
+    Err(i32),
+}
+
+/// Which stat a lookup asks for.
+#[derive(Clone, Copy)]
+pub enum Follow {
+    /// `stat`: through symbolic links.
+    Yes,
+    /// `lstat`: the link itself.
+    No,
+}
+
+/// `stat(path)` or `lstat(path)` into `out`.
+pub fn stat(
+    cache: &Cache<'_>,
+    path: &[u8],
+    follow: Follow,
+    out: *mut libc::stat,
+) -> Option<Answer> {
+    let e = cache.lookup(path)?;
+    let outcome = match follow {
+        Follow::Yes => e.stat,
+        Follow::No => e.lstat,
+    };
+    match outcome {
+        Outcome::Err(errno) => Some(Answer::Err(errno)),
+        Outcome::Ok(i) => {
+            copy_stat(cache.stat(i)?, out);
+            Some(Answer::Ok(0))
+        }
+        Outcome::NotRecorded => None,
+    }
+}
+
+/// `readlink(path)`, as far as the recorded `lstat` tells: the error it
+/// gave, or EINVAL for what is not a symbolic link (a link's target is not
+/// recorded: a miss).
+pub fn readlink(cache: &Cache<'_>, path: &[u8]) -> Option<Answer> {
+    match cache.lookup(path)?.lstat {
+        Outcome::Err(errno) => Some(Answer::Err(errno)),
+        Outcome::Ok(i) => {
+            let st = cache.stat(i)?;
+            let view = dlfm_cache::stat::StatView(st.try_into().ok()?);
+            let link = view.mode() & libc::S_IFMT == libc::S_IFLNK;
+            (!link).then_some(Answer::Err(libc::EINVAL))
+        }
+        Outcome::NotRecorded => None,
+    }
+}
+
+/// `access(path, R_OK)`.
+pub fn access(cache: &Cache<'_>, path: &[u8]) -> Option<Answer> {
+    match cache.lookup(path)?.access {
+        Outcome::Err(errno) => Some(Answer::Err(errno)),
+        Outcome::Ok(_) => Some(Answer::Ok(0)),
+        Outcome::NotRecorded => None,
+    }
+}
+
+/// `open(path, O_RDONLY | extra)`: a memfd holding the file's bytes, with
+/// close-on-exec if `cloexec`.
+pub fn open(cache: &Cache<'_>, bytes: &[u8], path: &[u8], cloexec: bool) -> Option<Answer> {
+    let file = match cache.lookup(path)?.open {
+        Outcome::Err(errno) => return Some(Answer::Err(errno)),
+        Outcome::Ok(i) => cache.file(i)?,
+        Outcome::NotRecorded => return None,
+    };
+    let start = usize::try_from(file.data_off).ok()?;
+    let data = bytes.get(start..start.checked_add(usize::try_from(file.size).ok()?)?)?;
+    let flags = if cloexec { libc::MFD_CLOEXEC } else { 0 };
+    let fd = sys::memfd(c"dlfm", flags)?;
+    // SAFETY: all-zero bytes are a valid `stat`.
+    let mut real: libc::stat = unsafe { core::mem::zeroed() };
+    if usize::try_from(fd).is_ok_and(|i| i < served::MAX_FD)
+        && sys::write_all(fd, data)
+        && sys::fstat(fd, &mut real)
+    {
+        served::insert(fd, real.st_ino, real.st_dev, file.stat_index);
+        return Some(Answer::Ok(fd));
+    }
+    sys::close(fd);
+    None
+}
+
+/// `fstat(fd)` into `out` when `fd` is a descriptor replay served (the
+/// kernel's answer for it is in `real`).
+pub fn fstat(cache: &Cache<'_>, fd: i32, real: &libc::stat, out: *mut libc::stat) -> bool {
+    match served::stat_of(fd, real).and_then(|i| cache.stat(i)) {
+        Some(st) => {
+            copy_stat(st, out);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Copies a stored stat to the caller's `struct stat` (the same layout: the
+/// kernel's, which glibc's x86_64 `struct stat` and `stat64` are).
+fn copy_stat(st: &[u8], out: *mut libc::stat) {
+    const _: () = assert!(core::mem::size_of::<libc::stat>() == STAT_SIZE);
+    // SAFETY: the caller passed a buffer for a whole struct stat.
+    let dst = unsafe { core::slice::from_raw_parts_mut(out as *mut u8, STAT_SIZE) };
+    dlfm_bytes::copy(dst, st);
+}

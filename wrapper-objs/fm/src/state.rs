@@ -1,0 +1,116 @@
+//! What this process does, decided once by the constructor before `main`
+//! (single-threaded then) and published with a release store; every call
+//! reads it with an acquire load. Nothing here changes afterwards, so the
+//! reads need no lock.
+
+use core::cell::UnsafeCell;
+use core::ffi::CStr;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+
+use dlfm_cache::names::{DEFAULT_CACHE, JOURNAL_SUFFIX};
+use dlfm_cache::read::Cache;
+use dlfm_wrap_logic::env::{self, Mode};
+use dlfm_wrap_logic::fixed_path::FixedPath;
+
+use crate::sys;
+
+/// Not decided yet, or FMCaching is off: every call goes to libc.
+const OFF: u8 = 0;
+/// Record the program's lookups (the pilot's recording process).
+const RECORD: u8 = 1;
+/// Answer them from the cache.
+const REPLAY: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(OFF);
+static JOURNAL: AtomicI32 = AtomicI32::new(-1);
+
+/// The validated cache and the whole file's bytes, written once by `init`
+/// before `MODE` is set to REPLAY.
+struct Published(UnsafeCell<MaybeUninit<(Cache<'static>, &'static [u8])>>);
+
+// SAFETY: written only by `init`, before MODE is published with a release
+// store and while the process is single-threaded; read only after an
+// acquire load of MODE saw REPLAY. Never written again.
+unsafe impl Sync for Published {}
+
+static CACHE: Published = Published(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// The journal's descriptor, when recording.
+pub fn journal() -> Option<i32> {
+    (MODE.load(Ordering::Acquire) == RECORD).then(|| JOURNAL.load(Ordering::Relaxed))
+}
+
+/// The cache and the file's bytes, when replaying.
+pub fn cache() -> Option<(Cache<'static>, &'static [u8])> {
+    if MODE.load(Ordering::Acquire) != REPLAY {
+        return None;
+    }
+    // SAFETY: MODE is REPLAY only after `init` wrote CACHE (see Published).
+    Some(unsafe { (*CACHE.0.get()).assume_init() })
+}
+
+/// The value of environment variable `name`, if set.
+fn getenv(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated; the constructor runs before any
+    // thread could change the environment.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returns a NUL-terminated string that lives as long as
+    // the environment entry (the process, for what the job set).
+    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+/// Decides the mode from the environment and opens the journal or maps the
+/// cache. Anything unexpected leaves FMCaching off.
+pub fn init() {
+    let mode = env::mode(
+        getenv(c"DLFM_OP"),
+        env::rank(|name| {
+            let mut buf = [0u8; 32];
+            let n = dlfm_bytes::copy(&mut buf[..31], name);
+            CStr::from_bytes_until_nul(&buf[..=n]).ok().and_then(getenv)
+        }),
+    );
+    let mut cache = FixedPath::EMPTY;
+    let name = getenv(c"DLFM_CACHE")
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_CACHE.as_bytes());
+    if !cache.set(name) {
+        return;
+    }
+    match mode {
+        Mode::Record => {
+            if !cache.push(JOURNAL_SUFFIX.as_bytes()) {
+                return;
+            }
+            let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NONBLOCK;
+            if let Some((fd, _)) = sys::open_regular(cache.as_ptr(), flags) {
+                JOURNAL.store(fd, Ordering::Relaxed);
+                MODE.store(RECORD, Ordering::Release);
+            }
+        }
+        Mode::Replay => {
+            let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+            let Some((fd, size)) = sys::open_regular(cache.as_ptr(), flags) else {
+                return;
+            };
+            let bytes = sys::map_whole(fd, size);
+            sys::close(fd);
+            let Some(bytes) = bytes else {
+                return;
+            };
+            match Cache::parse(bytes, size as u64) {
+                Ok(c) if c.fm_path().is_some() => {
+                    // SAFETY: single-threaded, before MODE is published.
+                    unsafe { (*CACHE.0.get()).write((c, bytes)) };
+                    MODE.store(REPLAY, Ordering::Release);
+                }
+                _ => sys::unmap(bytes),
+            }
+        }
+        Mode::Off => {}
+    }
+}

@@ -1,0 +1,156 @@
+//! The interposer's own system calls, through libc's `syscall` (which this
+//! library does not define, so the call cannot come back here). Each
+//! preserves `errno`: the program must see only what its own call did.
+
+use core::ffi::c_long;
+
+/// Runs `f` and puts `errno` back as it was.
+fn keeping_errno<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: the slot is valid for the thread's life.
+    let saved = unsafe { *slot };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { *slot = saved };
+    r
+}
+
+/// A raw system call with up to four arguments: the result, or `None` on
+/// failure.
+fn call(nr: c_long, a: [c_long; 4]) -> Option<c_long> {
+    keeping_errno(|| {
+        // SAFETY: the callers pass arguments valid for `nr` (pointers to
+        // memory they own, sized as the call requires).
+        let r = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) };
+        (r >= 0).then_some(r)
+    })
+}
+
+/// `fstat(fd)` into `st`.
+pub fn fstat(fd: i32, st: &mut libc::stat) -> bool {
+    call(
+        libc::SYS_fstat,
+        [fd as c_long, st as *mut libc::stat as c_long, 0, 0],
+    )
+    .is_some()
+}
+
+/// Opens `path` (NUL-terminated) with `flags`; keeps it only if it is a
+/// regular file. Returns the descriptor and the file's size.
+pub fn open_regular(path: *const u8, flags: i32) -> Option<(i32, usize)> {
+    let fd = call(
+        libc::SYS_openat,
+        [libc::AT_FDCWD as c_long, path as c_long, flags as c_long, 0],
+    )? as i32;
+    // SAFETY: all-zero bytes are a valid `stat`.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    if fstat(fd, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+        return Some((fd, st.st_size as usize));
+    }
+    close(fd);
+    None
+}
+
+/// `close(fd)`.
+pub fn close(fd: i32) {
+    call(libc::SYS_close, [fd as c_long, 0, 0, 0]);
+}
+
+/// A private read-only mapping of the whole file behind `fd`.
+pub fn map_whole(fd: i32, len: usize) -> Option<&'static [u8]> {
+    if len == 0 {
+        return None;
+    }
+    let addr = keeping_errno(|| {
+        // SAFETY: a fresh mapping; no memory of ours is touched.
+        unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            )
+        }
+    });
+    if addr == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: the mapping is `len` readable bytes, never unmapped while in use.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+}
+
+/// Unmaps a mapping `map_whole` made.
+pub fn unmap(bytes: &'static [u8]) {
+    call(
+        libc::SYS_munmap,
+        [bytes.as_ptr() as c_long, bytes.len() as c_long, 0, 0],
+    );
+}
+
+/// A new memfd named `name` (NUL-terminated) with `flags`.
+pub fn memfd(name: &core::ffi::CStr, flags: u32) -> Option<i32> {
+    call(
+        libc::SYS_memfd_create,
+        [name.as_ptr() as c_long, flags as c_long, 0, 0],
+    )
+    .map(|fd| fd as i32)
+}
+
+/// Writes all of `bytes` to `fd` at offset 0 onwards (`pwrite`, so the
+/// descriptor's position stays 0).
+pub fn write_all(fd: i32, bytes: &[u8]) -> bool {
+    let mut done = 0usize;
+    while let Some(rest) = bytes.get(done..).filter(|r| !r.is_empty()) {
+        match call(
+            libc::SYS_pwrite64,
+            [
+                fd as c_long,
+                rest.as_ptr() as c_long,
+                rest.len() as c_long,
+                done as c_long,
+            ],
+        ) {
+            Some(n) if n > 0 => done += n as usize,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `write(fd, bytes)` once (journal records: one write each, O_APPEND).
+pub fn write(fd: i32, bytes: &[u8]) {
+    call(
+        libc::SYS_write,
+        [
+            fd as c_long,
+            bytes.as_ptr() as c_long,
+            bytes.len() as c_long,
+            0,
+        ],
+    );
+}
+
+/// `lstat(path)` (NUL-terminated) into `st`: 0 or -errno.
+pub fn lstat(path: *const u8, st: &mut libc::stat) -> i32 {
+    keeping_errno(|| {
+        // SAFETY: `path` is NUL-terminated and `st` a whole struct stat.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_newfstatat,
+                libc::AT_FDCWD as c_long,
+                path as c_long,
+                st as *mut libc::stat as c_long,
+                libc::AT_SYMLINK_NOFOLLOW as c_long,
+            )
+        };
+        if r == 0 {
+            0
+        } else {
+            // SAFETY: this thread's errno slot, just set by syscall().
+            -unsafe { *libc::__errno_location() }
+        }
+    })
+}
