@@ -10,7 +10,10 @@
 //! Then the same for an unmodified program: Debian's python3, run through a
 //! copy that loads through the embedded-wrapper ld.so (`dlpatch --embed
 //! --program`), importing `--python-modules` generated C-extension modules,
-//! against the original python3 without dlfm.
+//! against the original python3 without dlfm; and the same python3
+//! importing a generated pure-Python package tree (`--tree-packages`, 55
+//! modules each), which FMCaching (the interposer the pilot preloads)
+//! serves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -21,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use dlfm_tests::strace::{self, looked_up, Call, LOOKUPS};
 use dlfm_tests::Scenario;
-use dlfm_workload::{generate_python, Spec};
+use dlfm_workload::{generate_package_tree, generate_python, Spec};
 
 /// Measure what dlfm's replay saves a many-library program.
 #[derive(Parser)]
@@ -35,6 +38,10 @@ struct Args {
     /// Generated extension modules python3 imports (0: skip that case).
     #[arg(long, default_value_t = 100)]
     python_modules: usize,
+    /// Top-level packages of the generated pure-Python tree python3 imports
+    /// (5 subpackages of 10 modules each; 0: skip that case).
+    #[arg(long, default_value_t = 10)]
+    tree_packages: usize,
 }
 
 fn main() -> Result<()> {
@@ -137,8 +144,97 @@ fn main() -> Result<()> {
     if args.python_modules > 0 {
         python_case(&args)?;
     }
+    if args.tree_packages > 0 {
+        package_tree_case(&args)?;
+    }
     Ok(())
 }
+/// Unmodified python3 importing a generated pure-Python package tree: what
+/// FMCaching serves.
+fn package_tree_case(args: &Args) -> Result<()> {
+    let python = Path::new("/usr/bin/python3").canonicalize()?;
+    eprintln!(
+        "python3: generating a package tree of {} packages ...",
+        args.tree_packages
+    );
+    let s = Scenario::embedded(Spec::small());
+    let tree = generate_package_tree(&python, &s.root.join("py"), args.tree_packages, 5, 10, 3)?;
+    let copy = s.root.join("python3.dlfm");
+    s.program_copy(&python, &copy);
+    let cmd = |program: &Path, op: Option<&str>| {
+        let mut c = s.cmd_for(program, op);
+        c.arg(&tree.script);
+        c
+    };
+    for a in [&["write-cache"][..], &["read-cache", "1"]] {
+        if a[0] == "read-cache" {
+            timed(cmd(&copy, Some("write-cache")), &tree.expected_stdout)?;
+        }
+        let out = s.pre(a, &[]);
+        if !out.status.success() {
+            bail!("dlfm.pre {a:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let trace = |c: Command, name: &str| -> Vec<Call> {
+        let log = s.root.join(name);
+        strace::run_traced(&c, &log);
+        strace::parse(&log)
+    };
+    let base = trace(cmd(&python, None), "tree-base.strace");
+    let replay = trace(cmd(&copy, Some("read-cache")), "tree-replay.strace");
+    let root = tree.root.display().to_string();
+    let target = |c: &Call| c.path.clone().or(c.fd_path.clone()).unwrap_or_default();
+    let under_tree = |c: &Call| target(c).starts_with(&root);
+    let code = |c: &Call| {
+        let p = target(c);
+        p.ends_with(".py") || p.ends_with(".pyc")
+    };
+    eprintln!("timing {} runs of each, interleaved ...", args.runs);
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..args.runs {
+        times[0].push(timed(cmd(&python, None), &tree.expected_stdout)?.0);
+        times[1].push(timed(cmd(&copy, Some("read-cache")), &tree.expected_stdout)?.0);
+    }
+    println!();
+    println!(
+        "unmodified python3 importing a package tree of {} modules (FMCaching), through dlpatch --embed --program",
+        tree.imports
+    );
+    println!(
+        "file-system calls per process (strace -f){:>14}{:>14}",
+        "python3", "read-cache"
+    );
+    let row = |label: &str, f: &dyn Fn(&Call) -> bool| {
+        let n = |calls: &[Call]| calls.iter().filter(|c| f(c)).count();
+        println!("  {:<40}{:>14}{:>14}", label, n(&base), n(&replay));
+    };
+    row("total", &|_| true);
+    row("on the tree (files and directories)", &under_tree);
+    row("  on its .py/.pyc files", &|c| under_tree(c) && code(c));
+    row("  on its directories (stat, listing)", &|c| {
+        under_tree(c) && !code(c)
+    });
+    row("on any .py/.pyc file (stdlib too)", &code);
+    row("getdents64 (directory listings)", &|c| {
+        c.name == "getdents64"
+    });
+    row("failed with ENOENT", &|c| {
+        c.errno.as_deref() == Some("ENOENT")
+    });
+    let (mb, mr) = (median(&times[0]), median(&times[1]));
+    println!(
+        "start-up to exit, wall time, {} runs each, interleaved",
+        args.runs
+    );
+    println!("  {:<40}{:>14}{:>14}", "median (ms)", ms(mb), ms(mr));
+    println!(
+        "  {:<40}{:>28.3}",
+        "ratio read-cache / without (median)",
+        mr.as_secs_f64() / mb.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Unmodified python3 importing generated extension modules.
 fn python_case(args: &Args) -> Result<()> {
     let python = Path::new("/usr/bin/python3").canonicalize()?;

@@ -254,3 +254,23 @@ impl Scenario {
 pub fn rpath(dir: &Path) -> String {
     format!("-Wl,--enable-new-dtags,-rpath,{}", dir.display())
 }
+
+/// Runs `cmd` to completion, collecting its output; fails the test if it
+/// has not finished within `limit` (a hang), after killing it.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect the output")
+}

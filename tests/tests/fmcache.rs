@@ -253,3 +253,161 @@ fn a_module_changed_or_added_since_the_pilot_is_refused() {
         "{err}"
     );
 }
+
+/// A served file behaves like the real one for everything a program does
+/// with a descriptor: fstat, read, lseek, pread, dup, fcntl(F_DUPFD),
+/// mmap, ioctl(FIONREAD), fdopen + fread, a forked child sharing the
+/// offset, close. The same program prints the same lines without dlfm and
+/// in read-cache, where strace shows the file was never opened.
+#[test]
+fn a_served_file_behaves_like_the_real_one() {
+    let s = Scenario::new(Spec::small());
+    let module = s.root.join("served_module.py");
+    std::fs::write(
+        &module,
+        "VALUE = 1234567890 # a module, so FMCaching caches it\n",
+    )
+    .unwrap();
+    let prog = s.build_c(
+        "descriptors",
+        r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void show_stat(const char *what, int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) { printf("%s fstat failed\n", what); return; }
+    printf("%s ino=%lu size=%ld mtime=%ld mode=%o\n", what, (unsigned long)st.st_ino,
+           (long)st.st_size, (long)st.st_mtime, st.st_mode);
+}
+int main(int argc, char **argv) {
+    char buf[64] = {0};
+    int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { perror("open"); return 1; }
+    show_stat("fd", fd);
+    printf("read %zd [%.10s]\n", read(fd, buf, 10), buf);
+    printf("lseek %ld\n", (long)lseek(fd, 2, SEEK_CUR));
+    memset(buf, 0, sizeof buf);
+    printf("pread %zd [%.5s]\n", pread(fd, buf, 5, 1), buf);
+    printf("read %zd [%.3s]\n", read(fd, buf, 3), buf);
+    int d = dup(fd);
+    show_stat("dup", d);
+    int d2 = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+    show_stat("dupfd", d2);
+    int avail = -1;
+    printf("fionread %d %d\n", ioctl(fd, FIONREAD, &avail), avail);
+    char *m = mmap(NULL, 16, PROT_READ, MAP_PRIVATE, fd, 0);
+    printf("mmap [%.6s]\n", m == MAP_FAILED ? "failed" : m);
+    FILE *f = fdopen(dup(fd), "r");
+    fseek(f, 0, SEEK_SET);
+    memset(buf, 0, sizeof buf);
+    printf("fread %zu [%.5s]\n", fread(buf, 1, 5, f), buf);
+    fclose(f);
+    lseek(fd, 0, SEEK_SET);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c[4] = {0};
+        read(fd, c, 3);
+        printf("child [%s]\n", c);
+        show_stat("child", fd);
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    memset(buf, 0, sizeof buf);
+    printf("parent after child %zd [%.3s]\n", read(fd, buf, 3), buf);
+    close(fd);
+    struct stat st;
+    printf("closed fstat %d\n", fstat(fd, &st));
+    show_stat("dup after close", d);
+    return 0;
+}
+"#,
+        &[],
+    );
+    let run = |op: Option<&str>, log: &str| -> (String, Vec<Call>) {
+        let mut cmd = s.cmd_for(&prog, op);
+        cmd.arg(&module);
+        let path = s.root.join(log);
+        let out = strace::run_traced(&cmd, &path);
+        assert_ok(&out, &format!("descriptors {op:?}"));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            strace::parse(&path),
+        )
+    };
+    let (expected, _) = run(None, "base.strace");
+    assert!(expected.contains("mmap [VALUE ]"), "{expected}");
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    assert_eq!(run(Some("write-cache"), "pilot.strace").0, expected);
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
+    let (got, calls) = run(Some("read-cache"), "replay.strace");
+    assert_eq!(got, expected);
+    let opened: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.path.as_deref() == module.to_str())
+        .map(|c| &c.raw)
+        .collect();
+    assert!(
+        opened.is_empty(),
+        "the module reached the file system: {opened:#?}"
+    );
+}
+
+/// Imports from eight threads at once, and a fork while another thread
+/// imports, with every answer from the cache: the output is right every
+/// time and nothing hangs.
+#[test]
+fn threads_and_fork_import_from_the_cache() {
+    let (s, copy) = python_scenario();
+    let tree = generate(&s);
+    let script = s.root.join("threads.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import importlib, os, sys, threading
+sys.path.insert(0, {root:?})
+names = [f"app{{p:02}}.part{{s:02}}.mod{{m:02}}" for p in range(10) for s in range(5) for m in range(10)]
+total = [0] * 8
+def work(i):
+    total[i] = sum(importlib.import_module(n).VALUE for n in names[i::8])
+threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+for t in threads:
+    t.start()
+pid = os.fork()
+if pid == 0:
+    import json, email.message
+    os._exit(0 if importlib.import_module(names[-1]).VALUE >= 0 else 3)
+for t in threads:
+    t.join()
+_, status = os.waitpid(pid, 0)
+print(sum(total), os.waitstatus_to_exitcode(status))
+"#,
+            root = tree.root.display().to_string()
+        ),
+    )
+    .unwrap();
+    let expected = format!("{} 0\n", tree.expected_stdout.trim());
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    run_python(
+        &s,
+        &copy,
+        &script,
+        Some("write-cache"),
+        &expected,
+        "pilot.strace",
+    );
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
+    for i in 0..10 {
+        let mut cmd = s.cmd_for(&copy, Some("read-cache"));
+        cmd.arg(&script);
+        let out = dlfm_tests::scenario::output_within(cmd, std::time::Duration::from_secs(60));
+        assert_ok(&out, &format!("run {i}"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "run {i}");
+    }
+}

@@ -7,32 +7,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use dlfm_tests::scenario::{assert_ok, rpath};
+use dlfm_tests::scenario::{assert_ok, output_within, rpath};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
-
-/// Runs `cmd`, killing it if it has not finished within 30 s (a hang is the
-/// failure these tests look for).
-fn run_bounded(mut cmd: Command) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the program");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect the output")
-}
 
 /// Makes a FIFO at `path`.
 fn mkfifo(path: &Path) {
@@ -55,7 +35,7 @@ fn run_traced_bounded(s: &Scenario, op: &str, cache: &Path) -> String {
     traces_on(s);
     let mut cmd = s.cmd(Some(op));
     cmd.env("DLFM_CACHE", cache).env("DLCACHE_DBG", "1");
-    let out = run_bounded(cmd);
+    let out = output_within(cmd, Duration::from_secs(30));
     assert_ok(&out, op);
     assert_eq!(String::from_utf8_lossy(&out.stdout), s.w.expected_stdout);
     s.trace_text()
@@ -88,7 +68,7 @@ fn a_fifo_as_cache_or_journal_never_blocks() {
         .arg("--cache")
         .arg(s.root.join("j.dat"))
         .args(["read-cache", "4"]);
-    let out = run_bounded(pre);
+    let out = output_within(pre, Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is a FIFO, not a regular file"), "{err}");
@@ -142,7 +122,7 @@ fn a_child_that_changes_directory_finds_the_journal() {
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
     let mut cmd = s.cmd_for(&parent, Some("write-cache"));
     cmd.arg(&child).env("DLFM_CACHE", "dlcache.dat");
-    let out = run_bounded(cmd);
+    let out = output_within(cmd, Duration::from_secs(30));
     assert_ok(&out, "the pilot");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "child 33 absolute\n");
     assert!(
