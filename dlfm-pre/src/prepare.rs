@@ -166,6 +166,12 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
                     cached.join(", ")
                 }
             );
+            if report.listings + report.listings_left > 0 {
+                println!(
+                    "  fmcaching    directory listings: {} cached (directories of code only), {} left to the file system (they hold data too)",
+                    report.listings, report.listings_left
+                );
+            }
             let left: usize = report.scope.left_out.values().sum();
             if left > 0 {
                 let largest: Vec<String> = report
@@ -229,10 +235,11 @@ pub fn check(cache: &Path) -> Result<()> {
     match problems.len() {
         0 => {
             println!(
-                "dlfm.pre check: {} is good: {} files ({}) intact and unchanged on disk",
+                "dlfm.pre check: {} is good: {} files ({}) intact and unchanged on disk, {} directory listings unchanged",
                 cache.display(),
                 report.files,
-                human(report.data_bytes)
+                human(report.data_bytes),
+                report.listings
             );
             Ok(())
         }

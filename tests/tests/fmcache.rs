@@ -411,3 +411,82 @@ print(sum(total), os.waitstatus_to_exitcode(status))
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "run {i}");
     }
 }
+
+/// Listings of code directories come from the cache; a directory that
+/// holds data is always listed by the file system (a file added to it is
+/// seen); `dlfm.pre check` names a code directory whose entries changed.
+#[test]
+fn only_code_directories_are_listed_from_the_cache() {
+    let (s, copy) = python_scenario();
+    let code = s.root.join("lib/pkg");
+    let data = s.root.join("data");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(code.join("__init__.py"), "").unwrap();
+    std::fs::write(code.join("a.py"), "A = 1\n").unwrap();
+    std::fs::write(data.join("input.txt"), "x\n").unwrap();
+    // Installed packages come compiled; the pilot then writes nothing.
+    let compiled = std::process::Command::new(python())
+        .args(["-m", "compileall", "-q"])
+        .arg(s.root.join("lib"))
+        .output()
+        .unwrap();
+    assert_ok(&compiled, "compileall");
+    let script = s.root.join("lister.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import os, sys\nsys.path.insert(0, {lib:?})\nimport pkg.a\n\
+             print(sorted(os.listdir({code:?})), sorted(os.listdir({data:?})))\n",
+            lib = s.root.join("lib").display().to_string(),
+            code = code.display().to_string(),
+            data = data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let first = "['__init__.py', '__pycache__', 'a.py'] ['input.txt']\n";
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    run_python(
+        &s,
+        &copy,
+        &script,
+        Some("write-cache"),
+        first,
+        "pilot.strace",
+    );
+    let packed = s.pre(&["read-cache", "4"], &[]);
+    assert_ok(&packed, "read-cache");
+    assert!(
+        String::from_utf8_lossy(&packed.stdout).contains("directory listings: "),
+        "{}",
+        String::from_utf8_lossy(&packed.stdout)
+    );
+
+    std::fs::write(data.join("more.txt"), "y\n").unwrap();
+    let now = "['__init__.py', '__pycache__', 'a.py'] ['input.txt', 'more.txt']\n";
+    let replay = run_python(&s, &copy, &script, Some("read-cache"), now, "replay.strace");
+    let listed = |dir: &Path| {
+        replay
+            .iter()
+            .filter(|c| c.name == "getdents64" && c.fd_path.as_deref() == dir.to_str())
+            .count()
+    };
+    assert_eq!(
+        listed(&code),
+        0,
+        "the code directory is listed from the cache"
+    );
+    assert!(
+        listed(&data) > 0,
+        "the data directory is listed by the file system"
+    );
+
+    std::fs::write(code.join("b.py"), "B = 2\n").unwrap();
+    let check = s.pre(&["check"], &[]);
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(code.to_str().unwrap()) && err.contains("entries changed since packing"),
+        "{err}"
+    );
+}

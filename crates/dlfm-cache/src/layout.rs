@@ -11,12 +11,18 @@
 //!  76 ids_count u32      80 ids_off u64         88 strings_off u64
 //!  96 strings_len u64   104 width u32
 //! 108 fm_path_off u32   112 fm_path_len u32 (into strings; length 0: no
-//!     FMCaching; else the interposer replay preloads)   116..128 zero
-//! entry, 32 bytes, sorted by (FNV-1a 64 of the path, path bytes):
+//!     FMCaching; else the interposer replay preloads)
+//! 116 lists_count u32   120 lists_off u64
+//! entry, 40 bytes, sorted by (FNV-1a 64 of the path, path bytes):
 //!   0 hash u64   8 path_off u32   12 path_len u32 (into strings)
-//!  16 open i32   20 stat i32   24 access i32   28 lstat i32
+//!  16 open i32   20 stat i32   24 access i32   28 lstat i32   32 list i32
+//!  36 zero
 //!     each: i32::MIN = not recorded, < 0 = -errno,
-//!     >= 0 = file index (open), stat index (stat, lstat), 0 (access)
+//!     >= 0 = file index (open), stat index (stat, lstat), 0 (access),
+//!     list index (list: the directory's listing, `opendir`/`readdir`)
+//! list, 16 bytes: data_off u32, data_len u32 (into strings), count u32,
+//!     zero; the data is `count` directory entries, each ino u64, d_type u8,
+//!     name_len u8 (1..=255), the name (no NUL)
 //! file, 32 bytes:
 //!   0 data_off u64 (a multiple of 4096, in the data region)  8 size u64
 //!  16 stat index u32   20 path_off u32   24 path_len u32
@@ -52,7 +58,9 @@ pub const VERSION: u32 = 2;
 /// Length of the header.
 pub const HEADER_LEN: usize = 128;
 /// Length of an index entry.
-pub const ENTRY_LEN: usize = 32;
+pub const ENTRY_LEN: usize = 40;
+/// Length of a list record.
+pub const LIST_LEN: usize = 16;
 /// Length of a file record.
 pub const FILE_LEN: usize = 32;
 /// Length of an identity record.
@@ -108,6 +116,10 @@ pub mod header_at {
     pub const FM_PATH_OFF: usize = 108;
     /// `fm_path_len` u32.
     pub const FM_PATH_LEN: usize = 112;
+    /// `lists_count` u32.
+    pub const LISTS_COUNT: usize = 116;
+    /// `lists_off` u64.
+    pub const LISTS_OFF: usize = 120;
 }
 
 /// What an identity names.
@@ -212,6 +224,10 @@ pub struct Header {
     pub fm_path_off: u32,
     /// Its length.
     pub fm_path_len: u32,
+    /// Directory listings.
+    pub lists_count: u32,
+    /// Offset of the list records.
+    pub lists_off: u64,
 }
 
 impl Header {
@@ -238,6 +254,8 @@ impl Header {
         put(out, at::WIDTH, &self.width.to_le_bytes());
         put(out, at::FM_PATH_OFF, &self.fm_path_off.to_le_bytes());
         put(out, at::FM_PATH_LEN, &self.fm_path_len.to_le_bytes());
+        put(out, at::LISTS_COUNT, &self.lists_count.to_le_bytes());
+        put(out, at::LISTS_OFF, &self.lists_off.to_le_bytes());
     }
 
     /// Reads the variable fields of `h` (at least HEADER_LEN bytes); does
@@ -264,6 +282,8 @@ impl Header {
             width: le_u32(h, at::WIDTH)?,
             fm_path_off: le_u32(h, at::FM_PATH_OFF)?,
             fm_path_len: le_u32(h, at::FM_PATH_LEN)?,
+            lists_count: le_u32(h, at::LISTS_COUNT)?,
+            lists_off: le_u64(h, at::LISTS_OFF)?,
         })
     }
 }
@@ -312,6 +332,8 @@ pub struct EntryRecord {
     pub access: Outcome,
     /// `lstat(path)`.
     pub lstat: Outcome,
+    /// `opendir(path)` and its `readdir`s: a list index.
+    pub list: Outcome,
 }
 
 impl EntryRecord {
@@ -326,6 +348,7 @@ impl EntryRecord {
             stat: Outcome::decode(le_u32(b, 20)? as i32),
             access: Outcome::decode(le_u32(b, 24)? as i32),
             lstat: Outcome::decode(le_u32(b, 28)? as i32),
+            list: Outcome::decode(le_u32(b, 32)? as i32),
         })
     }
 
@@ -339,6 +362,8 @@ impl EntryRecord {
         put(out, 20, &self.stat.encode().to_le_bytes());
         put(out, 24, &self.access.encode().to_le_bytes());
         put(out, 28, &self.lstat.encode().to_le_bytes());
+        put(out, 32, &self.list.encode().to_le_bytes());
+        put(out, 36, &[0; 4]);
     }
 }
 
@@ -383,6 +408,85 @@ impl FileRecord {
         put(out, 24, &self.path_len.to_le_bytes());
         put(out, 28, &self.data_sum.to_le_bytes());
     }
+}
+
+/// A list record: where a directory's entries lie in the string table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListRecord {
+    /// Offset of the entries in the string table.
+    pub data_off: u32,
+    /// Their length in bytes.
+    pub data_len: u32,
+    /// How many entries.
+    pub count: u32,
+}
+
+impl ListRecord {
+    /// Reads a record from the first LIST_LEN bytes of `b`.
+    #[inline]
+    pub fn read(b: &[u8]) -> Option<ListRecord> {
+        Some(ListRecord {
+            data_off: le_u32(b, 0)?,
+            data_len: le_u32(b, 4)?,
+            count: le_u32(b, 8)?,
+        })
+    }
+
+    /// Writes the record into the first LIST_LEN bytes of `out`.
+    #[inline]
+    pub fn write(&self, out: &mut [u8]) {
+        put(out, 0, &self.data_off.to_le_bytes());
+        put(out, 4, &self.data_len.to_le_bytes());
+        put(out, 8, &self.count.to_le_bytes());
+        put(out, 12, &[0; 4]);
+    }
+}
+
+/// One directory entry of a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirEntry<'a> {
+    /// `d_ino`.
+    pub ino: u64,
+    /// `d_type` (DT_DIR, DT_REG, ...).
+    pub d_type: u8,
+    /// The name (1..=255 bytes, no NUL, no '/').
+    pub name: &'a [u8],
+}
+
+impl<'a> DirEntry<'a> {
+    /// The entry at the start of `b` and its encoded length, if whole.
+    #[inline]
+    pub fn read(b: &'a [u8]) -> Option<(DirEntry<'a>, usize)> {
+        let ino = le_u64(b, 0)?;
+        let d_type = *b.get(8)?;
+        let len = *b.get(9)? as usize;
+        let name = b.get(10..10 + len)?;
+        if len == 0 || !plain_name(name) {
+            return None;
+        }
+        Some((DirEntry { ino, d_type, name }, 10 + len))
+    }
+
+    /// Appends the entry's encoding to `out` by `push`; false (nothing
+    /// written) if the name cannot be stored (empty, over 255 bytes, or
+    /// holding '/' or NUL).
+    #[inline]
+    pub fn write(&self, mut push: impl FnMut(&[u8])) -> bool {
+        let ok = !self.name.is_empty() && self.name.len() <= 255 && plain_name(self.name);
+        if ok {
+            push(&self.ino.to_le_bytes());
+            push(&[self.d_type, self.name.len() as u8]);
+            push(self.name);
+        }
+        ok
+    }
+}
+
+/// Whether `name` holds neither '/' nor NUL. (A plain loop: `contains`
+/// would call core's out-of-line `memchr`, which the wrapper cannot link.)
+#[inline]
+fn plain_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| b != b'/' && b != 0)
 }
 
 /// An identity record: a program or ld.so the cache was recorded for.
@@ -483,10 +587,23 @@ mod tests {
             hash: u64, path_off: u32, path_len: u32,
             open in outcome(), stat in outcome(), access in outcome(), lstat in outcome(),
         ) {
-            let rec = EntryRecord { hash, path_off, path_len, open, stat, access, lstat };
+            let rec = EntryRecord { hash, path_off, path_len, open, stat, access, lstat, list: open };
             let mut b = [0xffu8; ENTRY_LEN];
             rec.write(&mut b);
             prop_assert_eq!(EntryRecord::read(&b), Some(rec));
+        }
+
+        #[test]
+        fn dir_entries_round_trip(ino: u64, d_type: u8, name in proptest::collection::vec(1u8..=255, 0..300)) {
+            let e = DirEntry { ino, d_type, name: &name };
+            let mut out = std::vec::Vec::new();
+            let ok = e.write(|b| out.extend_from_slice(b));
+            prop_assert_eq!(ok, !name.is_empty() && name.len() <= 255 && !name.contains(&b'/'));
+            if ok {
+                prop_assert_eq!(DirEntry::read(&out), Some((e, out.len())));
+            } else {
+                prop_assert!(out.is_empty());
+            }
         }
 
         #[test]
@@ -522,7 +639,7 @@ mod tests {
                 file_len: a.0, meta_len: a.1, entries_off: a.2, entries_count: a.3,
                 files_count: a.4, files_off: a.5, stats_off: b.0, stats_count: b.1,
                 ids_count: b.2, ids_off: b.3, strings_off: b.4, strings_len: b.5, width: b.6,
-                fm_path_off: fm.0, fm_path_len: fm.1,
+                fm_path_off: fm.0, fm_path_len: fm.1, lists_count: fm.0 ^ 7, lists_off: a.0 ^ 9,
             };
             let mut bytes = [0u8; HEADER_LEN];
             h.write(&mut bytes);

@@ -8,8 +8,8 @@ use core::cmp::Ordering;
 
 pub use crate::hash::fnv1a64;
 use crate::layout::{
-    checksum, EntryRecord, FileRecord, Header, IdKind, IdRecord, Outcome, Preamble, ENTRY_LEN,
-    FILE_LEN, HEADER_LEN, ID_LEN, PAGE, STAT_SIZE,
+    checksum, DirEntry, EntryRecord, FileRecord, Header, IdKind, IdRecord, ListRecord, Outcome,
+    Preamble, ENTRY_LEN, FILE_LEN, HEADER_LEN, ID_LEN, LIST_LEN, PAGE, STAT_SIZE,
 };
 
 /// Everything recorded about one path.
@@ -23,6 +23,37 @@ pub struct Entry {
     pub access: Outcome,
     /// `lstat(path)`.
     pub lstat: Outcome,
+    /// `opendir(path)`: a listing index (see [`Cache::listing`]).
+    pub list: Outcome,
+}
+
+/// A directory's recorded entries, in the order `readdir` gave them.
+#[derive(Clone, Copy, Debug)]
+pub struct Listing<'a> {
+    data: &'a [u8],
+    count: u32,
+}
+
+impl<'a> Listing<'a> {
+    /// How many entries.
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether it has none.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The entry that starts `at` bytes into the listing, and where the next
+    /// one starts (`None` at the end or on damage).
+    #[inline]
+    pub fn entry_at(&self, at: usize) -> Option<(DirEntry<'a>, usize)> {
+        let (e, len) = DirEntry::read(self.data.get(at..)?)?;
+        Some((e, at + len))
+    }
 }
 
 /// A stored file: where its bytes are and which stat it has.
@@ -91,6 +122,7 @@ pub struct Cache<'a> {
     strings: &'a [u8],
     width: u32,
     fm_path: (u32, u32),
+    lists: Table,
 }
 
 /// Where a table of fixed-size records lies.
@@ -175,6 +207,7 @@ impl<'a> Cache<'a> {
             strings,
             width: h.width,
             fm_path: (h.fm_path_off, h.fm_path_len),
+            lists: Table::new(h.lists_off, h.lists_count, LIST_LEN, meta)?,
         };
         if cache.string(h.fm_path_off, h.fm_path_len).is_none() {
             return Err(CacheError::OutOfBounds);
@@ -182,6 +215,7 @@ impl<'a> Cache<'a> {
         cache.check_entries()?;
         cache.check_files(meta as u64)?;
         cache.check_ids()?;
+        cache.check_lists()?;
         Ok(cache)
     }
 
@@ -208,7 +242,8 @@ impl<'a> Cache<'a> {
             let valid = rec.open.is_valid(self.files.count)
                 && rec.stat.is_valid(self.stats.count)
                 && rec.access.is_valid(1)
-                && rec.lstat.is_valid(self.stats.count);
+                && rec.lstat.is_valid(self.stats.count)
+                && rec.list.is_valid(self.lists.count);
             if !valid {
                 return Err(CacheError::BadTable);
             }
@@ -235,6 +270,33 @@ impl<'a> Cache<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Every listing lies in the string table and holds exactly its count
+    /// of well-formed entries.
+    #[inline]
+    fn check_lists(&self) -> Result<(), CacheError> {
+        for i in 0..self.lists.count {
+            let l = self.listing(i).ok_or(CacheError::OutOfBounds)?;
+            let mut at = 0;
+            for _ in 0..l.count {
+                at = l.entry_at(at).ok_or(CacheError::BadTable)?.1;
+            }
+            if at != l.data.len() {
+                return Err(CacheError::BadTable);
+            }
+        }
+        Ok(())
+    }
+
+    /// Listing `index`, if it exists and lies in the string table.
+    #[inline]
+    pub fn listing(&self, index: u32) -> Option<Listing<'a>> {
+        let r = ListRecord::read(self.lists.get(self.bytes, index)?)?;
+        Some(Listing {
+            data: self.string(r.data_off, r.data_len)?,
+            count: r.count,
+        })
     }
 
     /// Every identity has a known kind and fits its room.
@@ -281,11 +343,29 @@ impl<'a> Cache<'a> {
                         stat: e.stat,
                         access: e.access,
                         lstat: e.lstat,
+                        list: e.list,
                     })
                 }
             }
         }
         None
+    }
+
+    /// Index entry `i` (in index order): its path and what it holds.
+    #[inline]
+    pub fn entry_at(&self, i: u32) -> Option<(&'a [u8], Entry)> {
+        let e = EntryRecord::read(self.entries.get(self.bytes, i)?)?;
+        let path = self.string(e.path_off, e.path_len)?;
+        Some((
+            path,
+            Entry {
+                open: e.open,
+                stat: e.stat,
+                access: e.access,
+                lstat: e.lstat,
+                list: e.list,
+            },
+        ))
     }
 
     /// File `index`, if it exists and its bytes lie page-aligned in the file.

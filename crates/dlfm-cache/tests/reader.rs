@@ -57,6 +57,7 @@ fn build(spec: &Spec) -> Vec<u8> {
             stat: *st,
             access: *access,
             lstat: Outcome::NotRecorded,
+            list: Outcome::NotRecorded,
         }
         .write(&mut rec);
         meta.extend_from_slice(&rec);
@@ -120,6 +121,8 @@ fn build(spec: &Spec) -> Vec<u8> {
         width: spec.width,
         fm_path_off: 0,
         fm_path_len: 0,
+        lists_count: 0,
+        lists_off: strings_off as u64,
     }
     .write(&mut meta);
     seal(&mut meta);

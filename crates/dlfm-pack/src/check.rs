@@ -5,16 +5,18 @@
 //! library rebuilt after packing, which replay would otherwise serve in its
 //! old form).
 
+use std::collections::BTreeSet;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use dlfm_cache::layout::STAT_SIZE;
+use dlfm_cache::layout::{Outcome, STAT_SIZE};
 use dlfm_cache::read::Cache;
 use dlfm_cache::stat::StatView;
 
 use crate::data_sum::copy_and_sum;
 use crate::error::PackError;
+use crate::listing::names_now;
 use crate::pack::disk_change;
 
 /// What `check` looked at.
@@ -26,7 +28,10 @@ pub struct CheckReport {
     pub data_bytes: u64,
     /// Stored files whose bytes no longer match their checksum.
     pub damaged: Vec<String>,
-    /// Files that changed on disk since the pilot.
+    /// Directory listings compared with the disk.
+    pub listings: usize,
+    /// Files that changed on disk since the pilot, and directories whose
+    /// entries changed since packing.
     pub changed: Vec<String>,
 }
 
@@ -82,6 +87,41 @@ pub fn check(path: &Path) -> Result<CheckReport, PackError> {
             if let Some(change) = disk_change(f.path, &StatView(stat), "the pilot") {
                 report.changed.push(change);
             }
+        }
+    }
+    // Directory listings (FMCaching): the same names as when packed.
+    for i in 0..cache.entries() {
+        let Some((dir, entry)) = cache.entry_at(i) else {
+            continue;
+        };
+        let Some(listing) = (match entry.list {
+            Outcome::Ok(l) => cache.listing(l),
+            _ => None,
+        }) else {
+            continue;
+        };
+        report.listings += 1;
+        let mut packed = BTreeSet::new();
+        let mut at = 0;
+        while let Some((e, next)) = listing.entry_at(at) {
+            if e.name != b"." && e.name != b".." {
+                packed.insert(e.name.to_vec());
+            }
+            at = next;
+        }
+        let name = String::from_utf8_lossy(dir);
+        match names_now(dir) {
+            Ok(now) if now == packed => {}
+            Ok(now) => {
+                let added = now.difference(&packed).count();
+                let removed = packed.difference(&now).count();
+                report.changed.push(format!(
+                    "{name}'s entries changed since packing ({added} added, {removed} removed)"
+                ));
+            }
+            Err(e) => report
+                .changed
+                .push(format!("{name} cannot be listed now ({e})")),
         }
     }
     Ok(report)

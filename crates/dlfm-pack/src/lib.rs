@@ -8,6 +8,7 @@
 pub mod check;
 pub mod data_sum;
 pub mod error;
+pub mod listing;
 pub mod merge;
 pub mod pack;
 pub mod scan;

@@ -38,6 +38,8 @@ pub struct PathFacts {
     pub access: Option<i32>,
     /// `lstat(path)` (the program's, through libc).
     pub lstat: Option<StatFact>,
+    /// `opendir(path)` (the program's): the directory's stat, or an errno.
+    pub listed: Option<OpenFact>,
     /// Whether ld.so looked it up (else only the program did, and the
     /// FMCaching scope decides whether it is cached).
     pub by_ldso: bool,
@@ -109,6 +111,20 @@ pub fn merge(records: &[(Record<'_>, Origin)]) -> Merged {
                 continue;
             }
             Record::Open {
+                flags,
+                result,
+                stat,
+                path,
+            } if flags & O_DIRECTORY != 0 => {
+                let fact = match (*result, stat) {
+                    (r, _) if r < 0 => OpenFact::Err(-r),
+                    (_, Some(st)) => OpenFact::File(**st),
+                    (_, None) => continue,
+                };
+                let facts = m.paths.entry(path.to_vec()).or_default();
+                agree(&mut facts.listed, fact, same_directory)
+            }
+            Record::Open {
                 result, stat, path, ..
             } => {
                 let fact = match (*result, stat) {
@@ -159,6 +175,22 @@ pub fn merge(records: &[(Record<'_>, Origin)]) -> Merged {
     }
     m.conflicts = conflicted.into_iter().collect();
     m
+}
+
+/// `open`'s flag for a directory (`opendir`'s open, as FMCaching records it).
+const O_DIRECTORY: u32 = 0o200000;
+
+/// Two `opendir`s agree when they failed alike or found the same directory
+/// (its times change as the pilot runs; its entries are read at packing).
+fn same_directory(a: &OpenFact, b: &OpenFact) -> bool {
+    match (a, b) {
+        (OpenFact::Err(x), OpenFact::Err(y)) => x == y,
+        (OpenFact::File(x), OpenFact::File(y)) => {
+            let (x, y) = (StatView(x), StatView(y));
+            x.ino() == y.ino() && x.mode() == y.mode()
+        }
+        _ => false,
+    }
 }
 
 /// `newfstatat`'s flag for `lstat`.

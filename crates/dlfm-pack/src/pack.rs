@@ -8,6 +8,7 @@ use dlfm_cache::layout::{IdKind, Outcome};
 use dlfm_cache::stat::StatView;
 
 use crate::error::PackError;
+use crate::listing::pack_listing;
 use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact};
 use crate::scan::{scan, Damage};
 use crate::scope::{Decision, Scope};
@@ -40,6 +41,11 @@ pub struct PackReport {
     pub conflicts: usize,
     /// Opened objects that are not regular files (left to the file system).
     pub not_regular: usize,
+    /// Directory listings cached (directories of code only).
+    pub listings: usize,
+    /// Directories the program listed that hold data too: left to the file
+    /// system.
+    pub listings_left: usize,
     /// The FMCaching interposer replay preloads (None: DLCaching only).
     pub fm_path: Option<String>,
     /// What the FMCaching scope took in and left out of the program's own
@@ -89,13 +95,15 @@ pub fn pack(
         accesses: 0,
         conflicts: merged.conflicts.len(),
         not_regular: 0,
+        listings: 0,
+        listings_left: 0,
         fm_path: merged
             .fm_path
             .as_deref()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         scope: Decision::default(),
     };
-    let writer = collect(&merged, width, &cached, &mut report);
+    let writer = collect(&merged, width, scope, &cached, &mut report);
     report.scope = decision;
     report.written = writer
         .write_with(cache, prepare)
@@ -115,6 +123,7 @@ fn is_directory(f: &PathFacts) -> bool {
     matches!(&f.stat, Some(StatFact::Ok(st)) if dir(st))
         || matches!(&f.lstat, Some(StatFact::Ok(st)) if dir(st))
         || matches!(&f.open, Some(OpenFact::File(st)) if dir(st))
+        || matches!(&f.listed, Some(OpenFact::File(st)) if dir(st))
 }
 
 /// Refuses a cache whose files changed since the pilot: each cached regular
@@ -207,6 +216,7 @@ pub fn disk_change(path: &[u8], then: &StatView<'_>, since: &str) -> Option<Stri
 fn collect(
     merged: &Merged,
     width: u32,
+    scope: &Scope,
     cached: &impl Fn(&[u8], &PathFacts) -> bool,
     report: &mut PackReport,
 ) -> CacheWriter {
@@ -247,6 +257,20 @@ fn collect(
                 let stat = b.add_stat(*st);
                 b.set_stat(path, Outcome::Ok(stat));
             }
+            None => {}
+        }
+        match &facts.listed {
+            Some(OpenFact::Err(errno)) => b.set_list(path, Outcome::Err(*errno)),
+            Some(OpenFact::File(_)) => match pack_listing(path, scope) {
+                Ok(Some(l)) => {
+                    report.listings += 1;
+                    let i = b.add_listing(l.data, l.count);
+                    b.set_list(path, Outcome::Ok(i));
+                }
+                // Not a directory of code only, or gone: listed by the
+                // file system.
+                _ => report.listings_left += 1,
+            },
             None => {}
         }
         match &facts.lstat {

@@ -5,9 +5,11 @@
 //!
 //! - by default, when its name shows code or package metadata (`.py`,
 //!   `.pyc`, `.so` and `.so.N`, `.la`, `.pth`, `.egg-link`, `pyvenv.cfg`,
-//!   anything inside a `*.dist-info` or `*.egg-info` directory) whatever the
-//!   result (so the ENOENT probes of such names are cached too), and the
-//!   directories that directly hold such a file;
+//!   anything inside a `*.dist-info` or `*.egg-info` directory, and the
+//!   files Python's start-up probes for: `pythonNN.zip`, `*._pth`,
+//!   `pybuilddir.txt`) whatever the result (so the ENOENT probes of such
+//!   names are cached too), and the directories that directly hold such a
+//!   file;
 //! - `--include GLOB` adds paths, `--exclude GLOB` removes them (exclusion
 //!   wins). In a glob `*` matches any run of characters, `/` included, and
 //!   `?` any one character.
@@ -28,7 +30,9 @@ pub enum Class {
     /// `.so`, `.so.N`, `.la`: shared objects, Python extension modules, MPI
     /// components.
     SharedObject,
-    /// Package metadata: `.dist-info`, `.egg-info`, `.pth`, `pyvenv.cfg`.
+    /// Package metadata: `.dist-info`, `.egg-info`, `.pth`, `pyvenv.cfg`,
+    /// and Python's start-up files (`pythonNN.zip`, `._pth`,
+    /// `pybuilddir.txt`).
     PackageMetadata,
     /// A directory that holds code.
     Directory,
@@ -64,12 +68,22 @@ pub fn class_of_name(path: &[u8]) -> Option<Class> {
     } else if in_metadata_dir
         || name.ends_with(b".pth")
         || name.ends_with(b".egg-link")
+        || name.ends_with(b"._pth")
         || name == b"pyvenv.cfg"
+        || name == b"pybuilddir.txt"
+        || is_python_zip(name)
     {
         Some(Class::PackageMetadata)
     } else {
         None
     }
+}
+
+/// `pythonNN.zip`, the standard library's zip that `sys.path` names.
+fn is_python_zip(name: &[u8]) -> bool {
+    name.strip_prefix(b"python")
+        .and_then(|r| r.strip_suffix(b".zip"))
+        .is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -158,6 +172,13 @@ impl Decision {
 }
 
 impl Scope {
+    /// Whether a regular file at `path` is one the scope takes (by name or
+    /// `--include`, and not `--exclude`d): what a directory of code holds.
+    pub fn takes_file(&self, path: &[u8]) -> bool {
+        !self.exclude.iter().any(|g| g.matches(path))
+            && (self.include.iter().any(|g| g.matches(path)) || class_of_name(path).is_some())
+    }
+
     /// Decides for each path only the program looked up (`paths`, with
     /// whether the pilot saw a directory there) whether it is cached.
     pub fn decide<'a>(&self, paths: impl Iterator<Item = (&'a [u8], bool)>) -> Decision {
@@ -228,6 +249,9 @@ mod tests {
             ),
             (b"/sp/easy.pth", Some(Class::PackageMetadata)),
             (b"/venv/pyvenv.cfg", Some(Class::PackageMetadata)),
+            (b"/usr/lib/python311.zip", Some(Class::PackageMetadata)),
+            (b"/usr/bin/python3._pth", Some(Class::PackageMetadata)),
+            (b"/job/data.zip", None),
             (b"/job/input.csv", None),
             (b"/job/results.h5", None),
             (b"/job/py", None),

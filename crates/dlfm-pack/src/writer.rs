@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use dlfm_cache::hash::fnv1a64;
 use dlfm_cache::layout::{
-    self, EntryRecord, FileRecord, IdKind, IdRecord, Outcome, PAGE, STAT_SIZE,
+    self, EntryRecord, FileRecord, IdKind, IdRecord, ListRecord, Outcome, PAGE, STAT_SIZE,
 };
 use dlfm_cache::stat::StatView;
 
@@ -34,6 +34,7 @@ struct Lookups {
     stat: Outcome,
     access: Outcome,
     lstat: Outcome,
+    list: Outcome,
 }
 
 struct FileEntry {
@@ -53,6 +54,7 @@ pub struct CacheWriter {
     file_by_inode: HashMap<(u64, u64), u32>,
     lookups: BTreeMap<Vec<u8>, Lookups>,
     fm_path: Vec<u8>,
+    lists: Vec<(Vec<u8>, u32)>,
 }
 
 impl CacheWriter {
@@ -67,6 +69,7 @@ impl CacheWriter {
             file_by_inode: HashMap::new(),
             lookups: BTreeMap::new(),
             fm_path: Vec::new(),
+            lists: Vec::new(),
         }
     }
 
@@ -114,6 +117,7 @@ impl CacheWriter {
             stat: Outcome::NotRecorded,
             access: Outcome::NotRecorded,
             lstat: Outcome::NotRecorded,
+            list: Outcome::NotRecorded,
         })
     }
 
@@ -130,6 +134,18 @@ impl CacheWriter {
     /// Records what `lstat(path)` gives.
     pub fn set_lstat(&mut self, path: &[u8], outcome: Outcome) {
         self.lookups(path).lstat = outcome;
+    }
+
+    /// Adds a directory listing (`count` entries encoded as
+    /// `layout::DirEntry` writes them), returning its index.
+    pub fn add_listing(&mut self, data: Vec<u8>, count: u32) -> u32 {
+        self.lists.push((data, count));
+        (self.lists.len() - 1) as u32
+    }
+
+    /// Records what `opendir(path)` gives: a listing index or an errno.
+    pub fn set_list(&mut self, path: &[u8], outcome: Outcome) {
+        self.lookups(path).list = outcome;
     }
 
     /// Names the FMCaching interposer replay preloads.
@@ -190,7 +206,8 @@ impl CacheWriter {
         let files_off = entries_off + (entries.len() * layout::ENTRY_LEN) as u64;
         let stats_off = files_off + (self.files.len() * layout::FILE_LEN) as u64;
         let ids_off = stats_off + (self.stats.len() * STAT_SIZE) as u64;
-        let strings_off = ids_off + (self.ids.len() * layout::ID_LEN) as u64;
+        let lists_off = ids_off + (self.ids.len() * layout::ID_LEN) as u64;
+        let strings_off = lists_off + (self.lists.len() * layout::LIST_LEN) as u64;
 
         let mut entry_bytes = vec![0u8; entries.len() * layout::ENTRY_LEN];
         for ((hash, path, l), out) in entries
@@ -206,10 +223,25 @@ impl CacheWriter {
                 stat: l.stat,
                 access: l.access,
                 lstat: l.lstat,
+                list: l.list,
             }
             .write(out);
         }
         let (fm_path_off, fm_path_len) = intern(&self.fm_path, &mut strings);
+        let mut list_bytes = vec![0u8; self.lists.len() * layout::LIST_LEN];
+        for ((data, count), out) in self
+            .lists
+            .iter()
+            .zip(list_bytes.chunks_exact_mut(layout::LIST_LEN))
+        {
+            let (data_off, data_len) = intern(data, &mut strings);
+            ListRecord {
+                data_off,
+                data_len,
+                count: *count,
+            }
+            .write(out);
+        }
         let file_paths: Vec<(u32, u32)> = self
             .files
             .iter()
@@ -292,6 +324,8 @@ impl CacheWriter {
             width: self.width,
             fm_path_off,
             fm_path_len,
+            lists_count: self.lists.len() as u32,
+            lists_off,
         };
         header.write(&mut meta);
         meta.extend_from_slice(&entry_bytes);
@@ -300,6 +334,7 @@ impl CacheWriter {
             meta.extend_from_slice(s);
         }
         meta.extend_from_slice(&id_bytes);
+        meta.extend_from_slice(&list_bytes);
         meta.extend_from_slice(&strings);
         layout::seal(&mut meta);
 

@@ -35,20 +35,20 @@ type Fcntl = unsafe extern "C" fn(c_int, c_int, c_long) -> c_int;
 const NOFOLLOW: u32 = libc::AT_SYMLINK_NOFOLLOW as u32;
 
 /// Sets errno and returns -1.
-fn fail(errno: i32) -> c_int {
+pub(crate) fn fail(errno: i32) -> c_int {
     // SAFETY: this thread's errno slot.
     unsafe { *libc::__errno_location() = errno };
     -1
 }
 
 /// This thread's errno.
-fn errno() -> i32 {
+pub(crate) fn errno() -> i32 {
     // SAFETY: this thread's errno slot.
     unsafe { *libc::__errno_location() }
 }
 
 /// A result for the journal: the value, or -errno.
-fn result_of(r: c_int) -> i32 {
+pub(crate) fn result_of(r: c_int) -> i32 {
     if r < 0 {
         -errno()
     } else {
@@ -57,7 +57,7 @@ fn result_of(r: c_int) -> i32 {
 }
 
 /// Returns a recorded answer as libc would.
-fn give(a: Answer) -> c_int {
+pub(crate) fn give(a: Answer) -> c_int {
     match a {
         Answer::Ok(v) => v,
         Answer::Err(e) => fail(e),
@@ -65,7 +65,7 @@ fn give(a: Answer) -> c_int {
 }
 
 /// The path at `p`, if it is absolute (only absolute paths are lookups).
-fn absolute(p: *const c_char) -> Option<&'static [u8]> {
+pub(crate) fn absolute(p: *const c_char) -> Option<&'static [u8]> {
     if p.is_null() {
         return None;
     }
@@ -79,7 +79,7 @@ fn absolute(p: *const c_char) -> Option<&'static [u8]> {
 ///
 /// # Safety
 /// `F` must be the function's C type.
-unsafe fn next<F: Copy>(n: &Next) -> Option<F> {
+pub(crate) unsafe fn next<F: Copy>(n: &Next) -> Option<F> {
     let p = n.get();
     // SAFETY: a non-null dlsym result is the function, of type F (vouched
     // for by the caller); fn pointers and data pointers have one size here.

@@ -31,6 +31,7 @@
 #![no_std]
 
 mod calls;
+mod dirs;
 mod real;
 mod record;
 mod replay;

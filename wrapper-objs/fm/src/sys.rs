@@ -154,3 +154,26 @@ pub fn lstat(path: *const u8, st: &mut libc::stat) -> i32 {
         }
     })
 }
+
+/// Opens the directory `path` (NUL-terminated) with `flags`: the
+/// descriptor, or the errno.
+pub fn open_dir(path: *const u8, flags: i32) -> Result<i32, i32> {
+    keeping_errno(|| {
+        // SAFETY: `path` is NUL-terminated.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD as c_long,
+                path as c_long,
+                flags as c_long,
+                0 as c_long,
+            )
+        };
+        if r >= 0 {
+            Ok(r as i32)
+        } else {
+            // SAFETY: this thread's errno slot, just set by syscall().
+            Err(unsafe { *libc::__errno_location() })
+        }
+    })
+}
