@@ -6,7 +6,7 @@
 use core::mem::{offset_of, size_of};
 
 pub use linux_raw_sys::general::stat as KernelStat;
-use linux_raw_sys::general::{stat, S_IFMT, S_IFREG};
+use linux_raw_sys::general::{stat, S_IFDIR, S_IFMT, S_IFREG};
 
 use dlfm_bytes::{le_u32, le_u64};
 
@@ -86,6 +86,19 @@ impl StatView<'_> {
     #[inline]
     pub fn is_regular(&self) -> bool {
         self.mode() & S_IFMT == S_IFREG
+    }
+
+    /// Whether this is a directory.
+    #[inline]
+    pub fn is_dir(&self) -> bool {
+        self.mode() & S_IFMT == S_IFDIR
+    }
+
+    /// The same object of the same kind (inode and mode): what matters of a
+    /// directory, whose times change while a pilot runs.
+    #[inline]
+    pub fn same_object(&self, other: &StatView<'_>) -> bool {
+        self.ino() == other.ino() && self.mode() == other.mode()
     }
 
     /// Same inode, size and modification time: the same file content, as

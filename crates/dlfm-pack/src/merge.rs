@@ -185,10 +185,7 @@ const O_DIRECTORY: u32 = 0o200000;
 fn same_directory(a: &OpenFact, b: &OpenFact) -> bool {
     match (a, b) {
         (OpenFact::Err(x), OpenFact::Err(y)) => x == y,
-        (OpenFact::File(x), OpenFact::File(y)) => {
-            let (x, y) = (StatView(x), StatView(y));
-            x.ino() == y.ino() && x.mode() == y.mode()
-        }
+        (OpenFact::File(x), OpenFact::File(y)) => StatView(x).same_object(&StatView(y)),
         _ => false,
     }
 }
@@ -230,10 +227,7 @@ fn same_stat(a: &StatFact, b: &StatFact) -> bool {
         (StatFact::Err(x), StatFact::Err(y)) => x == y,
         // A directory's times change as the pilot runs; what replay needs is
         // the same object of the same kind.
-        (StatFact::Ok(x), StatFact::Ok(y)) => {
-            let (x, y) = (StatView(x), StatView(y));
-            x.ino() == y.ino() && x.mode() == y.mode()
-        }
+        (StatFact::Ok(x), StatFact::Ok(y)) => StatView(x).same_object(&StatView(y)),
         _ => false,
     }
 }

@@ -119,7 +119,7 @@ const ENOENT: i32 = 2;
 
 /// Whether the pilot saw a directory at the path.
 fn is_directory(f: &PathFacts) -> bool {
-    let dir = |st: &[u8; dlfm_cache::layout::STAT_SIZE]| StatView(st).mode() & 0o170000 == 0o040000;
+    let dir = |st: &[u8; dlfm_cache::layout::STAT_SIZE]| StatView(st).is_dir();
     matches!(&f.stat, Some(StatFact::Ok(st)) if dir(st))
         || matches!(&f.lstat, Some(StatFact::Ok(st)) if dir(st))
         || matches!(&f.open, Some(OpenFact::File(st)) if dir(st))
