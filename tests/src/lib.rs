@@ -4,6 +4,7 @@
 //! `dlfm.pre read-cache` and replay.
 
 pub mod artifacts;
+pub mod pydeps;
 pub mod scenario;
 pub mod strace;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// The calls traced: every file-system call ld.so or libc could make.
-pub const TRACED: &str = "openat,open,newfstatat,fstat,stat,lstat,statx,read,pread64,mmap,close,access,faccessat,faccessat2,lseek,readlink,getcwd,getdents64";
+pub const TRACED: &str = "openat,open,newfstatat,fstat,stat,lstat,statx,read,pread64,mmap,close,access,faccessat,faccessat2,lseek,readlink,readlinkat,getcwd,getdents64";
 
 /// Calls that look a path up.
 pub const LOOKUPS: [&str; 8] = [
@@ -19,6 +19,21 @@ pub const LOOKUPS: [&str; 8] = [
     "statx",
     "access",
     "faccessat",
+];
+
+/// The traced calls whose first string argument is a path.
+const PATH_CALLS: [&str; 11] = [
+    "openat",
+    "open",
+    "newfstatat",
+    "stat",
+    "lstat",
+    "statx",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "readlink",
+    "readlinkat",
 ];
 
 /// Every absolute path looked up in `calls`: in a run without dlfm, what
@@ -134,7 +149,12 @@ fn parse_call(pid: u32, line: &str) -> Option<Call> {
     let (args, result) = line[open + 1..]
         .rsplit_once(") = ")
         .unwrap_or((&line[open + 1..], ""));
-    let path = first_string(args);
+    // A call on a descriptor (read, pread64, getdents64) shows the data it
+    // read as a string: not a path.
+    let path = PATH_CALLS
+        .contains(&name.as_str())
+        .then(|| first_string(args))
+        .flatten();
     let fd_path = args.split(", ").find_map(|tok| {
         let tok = tok.trim();
         let lt = tok.find('<')?;

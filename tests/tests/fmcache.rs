@@ -66,13 +66,46 @@ fn generate(s: &Scenario) -> PackageTree {
 fn python_imports_a_package_tree_from_the_cache() {
     let (s, copy) = python_scenario();
     let tree = generate(&s);
+    tree_replays(&s, &copy, &tree);
+}
+
+/// A virtual environment's python, the tree reached through a `.pth` file
+/// in the environment's site-packages (as an editable install is).
+#[test]
+fn a_virtual_environments_python_imports_a_package_tree_from_the_cache() {
+    let s = Scenario::embedded(Spec::small());
+    let venv = s.root.join("venv");
+    let made = std::process::Command::new("/usr/bin/python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert_ok(&made, "python3 -m venv");
+    let copy = venv.join("bin/python3.dlfm");
+    s.program_copy(&venv.join("bin/python3"), &copy);
+    let tree = generate(&s);
+    let site = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("site-packages");
+    std::fs::write(site.join("tree.pth"), format!("{}\n", tree.root.display())).unwrap();
+    tree_replays(&s, &copy, &tree);
+}
+
+/// Takes `copy` through a pilot and a replay of the tree's script, checks
+/// that the replay's imports made no call on a Python file of the tree and
+/// that DLCACHE_DBG says the interposer was preloaded.
+fn tree_replays(s: &Scenario, copy: &Path, tree: &PackageTree) {
     assert!(tree.imports >= 500, "{} imports", tree.imports);
     let out = &tree.expected_stdout;
-    let base = run_python(&s, &copy, &tree.script, None, out, "base.strace");
+    let base = run_python(s, copy, &tree.script, None, out, "base.strace");
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
     run_python(
-        &s,
-        &copy,
+        s,
+        copy,
         &tree.script,
         Some("write-cache"),
         out,
@@ -86,8 +119,8 @@ fn python_imports_a_package_tree_from_the_cache() {
         "{summary}"
     );
     let replay = run_python(
-        &s,
-        &copy,
+        s,
+        copy,
         &tree.script,
         Some("read-cache"),
         out,
@@ -116,13 +149,26 @@ fn python_imports_a_package_tree_from_the_cache() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    // What is left: directory listings and the stats of directories that
-    // hold no code file themselves (FMCaching does not serve listings yet).
+    // Directories too: the tree's packages, and the tree's root that holds
+    // them, are stat'ed and listed from the cache.
     let dirs: BTreeSet<&str> = replay
         .iter()
         .filter_map(|c| c.path.as_deref().or(c.fd_path.as_deref()))
         .filter(|p| p.starts_with(tree.root.to_str().unwrap()))
         .collect();
+    assert!(
+        dirs.is_empty(),
+        "directories reached: {:#?}",
+        replay
+            .iter()
+            .filter(|c| c
+                .path
+                .as_deref()
+                .or(c.fd_path.as_deref())
+                .is_some_and(|p| dirs.contains(p)))
+            .map(|c| c.raw.as_str())
+            .collect::<Vec<_>>()
+    );
     eprintln!(
         "package tree: file calls without dlfm {} / read-cache {} (all calls {} / {}); \
          directories still reached in read-cache: {}",
@@ -133,7 +179,7 @@ fn python_imports_a_package_tree_from_the_cache() {
         dirs.len()
     );
     let trace = {
-        let mut cmd = s.cmd_for(&copy, Some("read-cache"));
+        let mut cmd = s.cmd_for(copy, Some("read-cache"));
         cmd.arg(&tree.script).env("DLCACHE_DBG", "1");
         assert_ok(
             &s.pre(&["read-cache", "4"], &[("DLCACHE_DBG", "1")]),
@@ -488,5 +534,101 @@ fn only_code_directories_are_listed_from_the_cache() {
     assert!(
         err.contains(code.to_str().unwrap()) && err.contains("entries changed since packing"),
         "{err}"
+    );
+}
+
+/// numpy, scipy and pandas from PyPI (`.ci/run` installs them into
+/// target/pydeps): identical output, and in read-cache no lookup, open,
+/// read, mapping, listing or ENOENT probe under their tree.
+#[test]
+fn numpy_scipy_and_pandas_import_from_the_cache() {
+    let Some(pydeps) = dlfm_tests::pydeps::pydeps() else {
+        return;
+    };
+    let (s, copy) = python_scenario();
+    let script = s.root.join("science.py");
+    std::fs::write(
+        &script,
+        "import numpy as np, scipy, scipy.linalg, scipy.sparse, scipy.optimize, pandas as pd\n\
+         a = np.arange(1, 10, dtype=float).reshape(3, 3) + np.eye(3)\n\
+         print(np.__version__, scipy.__version__, pd.__version__,\n\
+         \x20     round(float(scipy.linalg.det(a)), 6), scipy.sparse.identity(4).nnz,\n\
+         \x20     round(float(scipy.optimize.brentq(lambda x: x * x - 2, 0, 2)), 6),\n\
+         \x20     int(pd.DataFrame({'a': range(10)})['a'].sum()))\n",
+    )
+    .unwrap();
+    let run = |program: &Path, op: Option<&str>, log: &str| -> (String, Vec<Call>) {
+        let mut cmd = s.cmd_for(program, op);
+        cmd.arg(&script)
+            .env("PYTHONPATH", &pydeps)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let path = s.root.join(log);
+        let out = strace::run_traced(&cmd, &path);
+        assert_ok(&out, &format!("science {op:?}"));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            strace::parse(&path),
+        )
+    };
+    let (expected, base) = run(&python(), None, "base.strace");
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    let (pilot, _) = run(&copy, Some("write-cache"), "pilot.strace");
+    let packed = s.pre(&["read-cache", "4"], &[]);
+    assert_ok(&packed, "read-cache");
+    eprintln!("{}", String::from_utf8_lossy(&packed.stdout));
+    let (replayed, replay) = run(&copy, Some("read-cache"), "replay.strace");
+    assert_eq!(pilot, expected);
+    assert_eq!(replayed, expected);
+    let tree = pydeps.to_str().unwrap();
+    let under = |calls: &[Call]| -> Vec<Call> {
+        calls
+            .iter()
+            .filter(|c| {
+                c.path
+                    .as_deref()
+                    .or(c.fd_path.as_deref())
+                    .is_some_and(|p| p.starts_with(tree))
+            })
+            .cloned()
+            .collect()
+    };
+    let (before, after) = (under(&base), under(&replay));
+    // What may be left: listings of the few package directories that also
+    // hold a file whose name is not code (a LICENSE, a README), which the
+    // file system lists by design.
+    let listed: BTreeSet<&str> = after
+        .iter()
+        .filter(|c| c.name == "getdents64")
+        .filter_map(|c| c.fd_path.as_deref())
+        .collect();
+    let not_listing: Vec<&str> = after
+        .iter()
+        .filter(|c| {
+            let dir_open = c.name == "openat" && c.raw.contains("O_DIRECTORY");
+            let on_listed = c.fd_path.as_deref().is_some_and(|p| listed.contains(p));
+            !(dir_open || (on_listed && ["getdents64", "close"].contains(&c.name.as_str())))
+        })
+        .map(|c| c.raw.as_str())
+        .collect();
+    eprintln!(
+        "numpy+scipy+pandas: calls under their tree {} -> {} ({} directories listed by the \
+         file system); all file calls {} -> {}",
+        before.len(),
+        after.len(),
+        listed.len(),
+        base.len(),
+        replay.len()
+    );
+    assert!(before.len() > 1000, "{} calls", before.len());
+    assert!(
+        not_listing.is_empty(),
+        "read-cache looked up or read under {tree}:\n{}",
+        not_listing.join("\n")
+    );
+    assert!(
+        after.len() * 50 <= before.len(),
+        "more than 2% left: {} of {}",
+        after.len(),
+        before.len()
     );
 }

@@ -7,9 +7,12 @@
 //!   `.pyc`, `.so` and `.so.N`, `.la`, `.pth`, `.egg-link`, `pyvenv.cfg`,
 //!   anything inside a `*.dist-info` or `*.egg-info` directory, and the
 //!   files Python's start-up probes for: `pythonNN.zip`, `*._pth`,
-//!   `pybuilddir.txt`) whatever the result (so the ENOENT probes of such
-//!   names are cached too), and the directories that directly hold such a
-//!   file;
+//!   `pybuilddir.txt`, and `pyproject.toml` / `setup.cfg`), type stubs and
+//!   declarations beside code (`.pyi`, `.pxd`, `.pyx`, `.h`, `py.typed`),
+//!   whatever the result (so the ENOENT probes of such names are cached
+//!   too); the directories that directly hold such a file; and the
+//!   directories that hold such a directory (a `sys.path` entry holding
+//!   only packages, which importlib stats before every import);
 //! - `--include GLOB` adds paths, `--exclude GLOB` removes them (exclusion
 //!   wins). In a glob `*` matches any run of characters, `/` included, and
 //!   `?` any one character.
@@ -34,7 +37,10 @@ pub enum Class {
     /// and Python's start-up files (`pythonNN.zip`, `._pth`,
     /// `pybuilddir.txt`).
     PackageMetadata,
-    /// A directory that holds code.
+    /// Type stubs, Cython declarations and C headers beside code: `.pyi`,
+    /// `.pxd`, `.pyx`, `.h`, `py.typed`.
+    Declarations,
+    /// A directory that holds code, or holds a directory that does.
     Directory,
     /// An `--include` glob took it in.
     Included,
@@ -47,6 +53,7 @@ impl fmt::Display for Class {
             Class::Bytecode => "bytecode (.pyc)",
             Class::SharedObject => "shared objects",
             Class::PackageMetadata => "package metadata",
+            Class::Declarations => "stubs and headers",
             Class::Directory => "directories",
             Class::Included => "--include",
         })
@@ -65,12 +72,20 @@ pub fn class_of_name(path: &[u8]) -> Option<Class> {
         Some(Class::Bytecode)
     } else if name.ends_with(b".so") || contains(name, b".so.") || name.ends_with(b".la") {
         Some(Class::SharedObject)
+    } else if [&b".pyi"[..], b".pxd", b".pyx", b".h"]
+        .iter()
+        .any(|s| name.ends_with(s))
+        || name == b"py.typed"
+    {
+        Some(Class::Declarations)
     } else if in_metadata_dir
         || name.ends_with(b".pth")
         || name.ends_with(b".egg-link")
         || name.ends_with(b"._pth")
         || name == b"pyvenv.cfg"
         || name == b"pybuilddir.txt"
+        || name == b"pyproject.toml"
+        || name == b"setup.cfg"
         || is_python_zip(name)
     {
         Some(Class::PackageMetadata)
@@ -204,11 +219,22 @@ impl Scope {
                 }
             }
         }
+        // Directories holding code, then (one level up, not further) the
+        // directories holding those.
+        let mut holders = BTreeSet::new();
+        for &(p, is_dir) in &paths {
+            if is_dir && !excluded(p) && !d.admitted.contains_key(p) && code_dirs.contains(p) {
+                d.admitted.insert(p.to_vec(), Class::Directory);
+                if let Some(parent) = parent(p) {
+                    holders.insert(parent.to_vec());
+                }
+            }
+        }
         for &(p, is_dir) in &paths {
             if d.admitted.contains_key(p) {
                 continue;
             }
-            if is_dir && !excluded(p) && code_dirs.contains(p) {
+            if is_dir && !excluded(p) && holders.contains(p) {
                 d.admitted.insert(p.to_vec(), Class::Directory);
             } else {
                 let dir = parent(p).unwrap_or(b"/").to_vec();
@@ -251,6 +277,14 @@ mod tests {
             (b"/venv/pyvenv.cfg", Some(Class::PackageMetadata)),
             (b"/usr/lib/python311.zip", Some(Class::PackageMetadata)),
             (b"/usr/bin/python3._pth", Some(Class::PackageMetadata)),
+            (b"/sp/pandas/pyproject.toml", Some(Class::PackageMetadata)),
+            (b"/sp/numpy/__init__.pyi", Some(Class::Declarations)),
+            (b"/sp/numpy/py.typed", Some(Class::Declarations)),
+            (
+                b"/sp/scipy/linalg/cython_blas.pxd",
+                Some(Class::Declarations),
+            ),
+            (b"/job/LICENSE", None),
             (b"/job/data.zip", None),
             (b"/job/input.csv", None),
             (b"/job/results.h5", None),
@@ -278,19 +312,26 @@ mod tests {
             (b"/lib/py/pkg/__init__.py", false),
             (b"/lib/py/pkg", true),
             (b"/lib/py", true),
+            (b"/lib", true),
             (b"/job", true),
             (b"/job/input.csv", false),
             (b"/job/conf.yaml", false),
+            (b"/job/out.log", false),
             (b"/lib/py/pkg/data.bin", false),
         ];
         let d = Scope::default().decide(paths.iter().copied());
         assert_eq!(d.admitted.get(&b"/lib/py/pkg"[..]), Some(&Class::Directory));
+        assert_eq!(
+            d.admitted.get(&b"/lib/py"[..]),
+            Some(&Class::Directory),
+            "holds a package"
+        );
         assert!(
-            !d.admitted.contains_key(&b"/lib/py"[..]),
-            "holds no code file itself"
+            !d.admitted.contains_key(&b"/lib"[..]),
+            "two levels above code"
         );
         assert!(!d.admitted.contains_key(&b"/job/input.csv"[..]));
-        assert_eq!(d.largest_left_out(1), vec![("/job".to_string(), 2)]);
+        assert_eq!(d.largest_left_out(1), vec![("/job".to_string(), 3)]);
 
         let scope = Scope {
             include: vec![Glob::new("*.yaml")],
