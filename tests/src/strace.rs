@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// The calls traced: every file-system call ld.so or libc could make.
-pub const TRACED: &str = "openat,open,newfstatat,fstat,stat,lstat,statx,read,pread64,mmap,close,access,faccessat,faccessat2,lseek,readlink,readlinkat,getcwd,getdents64";
+pub const TRACED: &str = "openat,open,newfstatat,fstat,stat,lstat,statx,read,pread64,mmap,close,access,faccessat,faccessat2,lseek,readlink,readlinkat,getcwd,getdents64,execve";
 
 /// Calls that look a path up.
 pub const LOOKUPS: [&str; 8] = [
@@ -22,7 +22,8 @@ pub const LOOKUPS: [&str; 8] = [
 ];
 
 /// The traced calls whose first string argument is a path.
-const PATH_CALLS: [&str; 11] = [
+const PATH_CALLS: [&str; 12] = [
+    "execve",
     "openat",
     "open",
     "newfstatat",
@@ -146,9 +147,12 @@ fn parse_call(pid: u32, line: &str) -> Option<Call> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return None;
     }
-    let (args, result) = line[open + 1..]
-        .rsplit_once(") = ")
-        .unwrap_or((&line[open + 1..], ""));
+    // strace pads a resumed call's result: `...args )      = 0`.
+    let body = &line[open + 1..];
+    let (args, result) = match body.rsplit_once(" = ") {
+        Some((a, r)) => (a.trim_end().strip_suffix(')').unwrap_or(a), r),
+        None => (body, ""),
+    };
     // A call on a descriptor (read, pread64, getdents64) shows the data it
     // read as a string: not a path.
     let path = PATH_CALLS

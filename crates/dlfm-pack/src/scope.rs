@@ -12,7 +12,9 @@
 //!   whatever the result (so the ENOENT probes of such names are cached
 //!   too); the directories that directly hold such a file; and the
 //!   directories that hold such a directory (a `sys.path` entry holding
-//!   only packages, which importlib stats before every import);
+//!   only packages, which importlib stats before every import), with the
+//!   `.` and `..` entries a walk of such a directory stats (Open MPI's
+//!   component search does);
 //! - `--include GLOB` adds paths, `--exclude GLOB` removes them (exclusion
 //!   wins). In a glob `*` matches any run of characters, `/` included, and
 //!   `?` any one character.
@@ -231,12 +233,25 @@ impl Scope {
             }
         }
         for &(p, is_dir) in &paths {
-            if d.admitted.contains_key(p) {
-                continue;
-            }
             if is_dir && !excluded(p) && holders.contains(p) {
-                d.admitted.insert(p.to_vec(), Class::Directory);
-            } else {
+                d.admitted.entry(p.to_vec()).or_insert(Class::Directory);
+            }
+        }
+        // A walk of a directory of code stats its `.` and `..` entries too.
+        let walked = |p: &[u8]| {
+            (p.ends_with(b"/.") || p.ends_with(b"/.."))
+                && parent(p).is_some_and(|dir| d.admitted.get(dir) == Some(&Class::Directory))
+        };
+        let dots: Vec<&[u8]> = paths
+            .iter()
+            .filter(|&&(p, is_dir)| is_dir && !excluded(p) && walked(p))
+            .map(|&(p, _)| p)
+            .collect();
+        for p in dots {
+            d.admitted.entry(p.to_vec()).or_insert(Class::Directory);
+        }
+        for &(p, _) in &paths {
+            if !d.admitted.contains_key(p) {
                 let dir = parent(p).unwrap_or(b"/").to_vec();
                 *d.left_out.entry(dir).or_insert(0) += 1;
             }
@@ -312,6 +327,9 @@ mod tests {
             (b"/lib/py/pkg/__init__.py", false),
             (b"/lib/py/pkg", true),
             (b"/lib/py", true),
+            (b"/lib/py/pkg/.", true),
+            (b"/lib/py/pkg/..", true),
+            (b"/job/.", true),
             (b"/lib", true),
             (b"/job", true),
             (b"/job/input.csv", false),
@@ -330,8 +348,12 @@ mod tests {
             !d.admitted.contains_key(&b"/lib"[..]),
             "two levels above code"
         );
+        for walked in [&b"/lib/py/pkg/."[..], b"/lib/py/pkg/.."] {
+            assert_eq!(d.admitted.get(walked), Some(&Class::Directory));
+        }
+        assert!(!d.admitted.contains_key(&b"/job/."[..]));
         assert!(!d.admitted.contains_key(&b"/job/input.csv"[..]));
-        assert_eq!(d.largest_left_out(1), vec![("/job".to_string(), 3)]);
+        assert_eq!(d.largest_left_out(1), vec![("/job".to_string(), 4)]);
 
         let scope = Scope {
             include: vec![Glob::new("*.yaml")],

@@ -1,0 +1,153 @@
+//! FMCaching for an MPI program: Open MPI's start-up (`MPI_Init`'s
+//! component discovery: a listing of its component directory, a `stat` of
+//! every `mca_*.so`, then ld.so's opens of the ones it loads) served from
+//! the cache on every rank of `mpirun -np 4`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use dlfm_tests::scenario::assert_ok;
+use dlfm_tests::strace::{self, Call};
+use dlfm_tests::Scenario;
+use dlfm_workload::Spec;
+
+const HELLO: &str = r#"
+#include <mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    int rank, size, sum;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Allreduce(&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    printf("rank %d of %d sum %d\n", rank, size, sum);
+    MPI_Finalize();
+    return 0;
+}
+"#;
+
+/// Builds the MPI program with `mpicc` (no dlfm in it).
+fn build_hello(s: &Scenario) -> std::path::PathBuf {
+    let src = s.root.join("hello.c");
+    std::fs::write(&src, HELLO).unwrap();
+    let prog = s.root.join("hello");
+    let out = Command::new("mpicc")
+        .arg("-o")
+        .arg(&prog)
+        .arg(&src)
+        .output()
+        .expect("mpicc (apt-get install libopenmpi-dev openmpi-bin)");
+    assert_ok(&out, "mpicc");
+    prog
+}
+
+/// `mpirun -np 4 program` under strace -f: the sorted output lines and,
+/// per rank (a process that executed `program`), its calls.
+fn mpirun(
+    s: &Scenario,
+    program: &Path,
+    op: Option<&str>,
+    log: &str,
+) -> (Vec<String>, BTreeMap<u32, Vec<Call>>) {
+    let mut cmd = s.cmd_for(Path::new("mpirun"), op);
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", "4"])
+        .arg(program)
+        // Containers often forbid the cross-memory-attach syscalls.
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+    let path = s.root.join(log);
+    let out = strace::run_traced(&cmd, &path);
+    assert_ok(&out, &format!("mpirun {op:?}"));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    let calls = strace::parse(&path);
+    let program = program.to_str().unwrap();
+    let ranks: BTreeSet<u32> = calls
+        .iter()
+        .filter(|c| c.name == "execve" && c.path.as_deref() == Some(program) && c.result == Some(0))
+        .map(|c| c.pid)
+        .collect();
+    let mut per_rank: BTreeMap<u32, Vec<Call>> = BTreeMap::new();
+    for c in calls.into_iter().filter(|c| ranks.contains(&c.pid)) {
+        per_rank.entry(c.pid).or_default().push(c);
+    }
+    (lines, per_rank)
+}
+
+/// Open MPI's component directory (where `mca_*.so` lie).
+fn component_dir(calls: &[Call]) -> String {
+    calls
+        .iter()
+        .filter_map(|c| c.path.as_deref())
+        .find(|p| p.contains("/mca_") && p.ends_with(".so"))
+        .and_then(|p| Path::new(p).parent())
+        .expect("MPI_Init looks at its components")
+        .display()
+        .to_string()
+}
+
+/// The calls in `calls` on Open MPI's component directory or anything in it.
+fn on_components<'a>(calls: &'a [Call], dir: &str) -> Vec<&'a Call> {
+    calls
+        .iter()
+        .filter(|c| {
+            c.path
+                .as_deref()
+                .or(c.fd_path.as_deref())
+                .is_some_and(|p| p.starts_with(dir))
+        })
+        .collect()
+}
+
+#[test]
+fn mpi_init_finds_its_components_in_the_cache_on_every_rank() {
+    let s = Scenario::embedded(Spec::small());
+    let hello = build_hello(&s);
+    let copy = s.root.join("hello.dlfm");
+    s.program_copy(&hello, &copy);
+    let expected: Vec<String> = (0..4).map(|r| format!("rank {r} of 4 sum 6")).collect();
+
+    let (out, base) = mpirun(&s, &hello, None, "base.strace");
+    assert_eq!(out, expected);
+    assert_eq!(base.len(), 4, "four ranks");
+    let dir = component_dir(base.values().next().unwrap());
+
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    let (out, pilot) = mpirun(&s, &copy, Some("write-cache"), "pilot.strace");
+    assert_eq!(out, expected);
+    assert_eq!(pilot.len(), 4);
+    let packed = s.pre(&["read-cache", "4"], &[]);
+    assert_ok(&packed, "read-cache");
+    let (out, replay) = mpirun(&s, &copy, Some("read-cache"), "replay.strace");
+    assert_eq!(out, expected);
+    assert_eq!(replay.len(), 4);
+
+    for (pid, calls) in &base {
+        let n = on_components(calls, &dir).len();
+        assert!(n > 100, "rank {pid} without dlfm: {n} calls on {dir}");
+    }
+    for (pid, calls) in &replay {
+        let left: Vec<&str> = on_components(calls, &dir)
+            .iter()
+            .map(|c| c.raw.as_str())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "rank {pid} reached {dir} in read-cache:\n{}",
+            left.join("\n")
+        );
+    }
+    let count = |m: &BTreeMap<u32, Vec<Call>>| m.values().map(Vec::len).sum::<usize>() / m.len();
+    eprintln!(
+        "mpirun -np 4: per rank, calls on {dir} {} -> 0; all file calls {} -> {}",
+        base.values()
+            .map(|c| on_components(c, &dir).len())
+            .sum::<usize>()
+            / 4,
+        count(&base),
+        count(&replay)
+    );
+}
