@@ -192,6 +192,27 @@ fn tree_replays(s: &Scenario, copy: &Path, tree: &PackageTree) {
         trace.contains("fmcaching: ld.so preloads") && trace.contains("libdlfm_fm.so"),
         "{trace}"
     );
+    // The interposer's own lines: a module's source stat'ed, its bytecode
+    // opened, both served.
+    let package = tree.root.join("app00");
+    for line in [
+        format!(" fm stat served {}/__init__.py = 0", package.display()),
+        format!(
+            " fm open served {}/__pycache__/__init__.",
+            package.display()
+        ),
+    ] {
+        assert!(trace.contains(&line), "no '{line}' in the trace");
+    }
+    let served = trace
+        .lines()
+        .filter(|l| l.contains(" fm open served "))
+        .count();
+    assert!(
+        served >= tree.imports,
+        "{served} served opens traced for {} imports",
+        tree.imports
+    );
 }
 
 /// A program's data is never served: a file it reads that changed after
@@ -241,6 +262,16 @@ fn data_files_are_read_as_they_are_now() {
             p.display()
         );
     }
+    // DLCACHE_DBG names the data file's open as a miss of the interposer.
+    assert_ok(
+        &s.pre(&["read-cache", "4"], &[("DLCACHE_DBG", "1")]),
+        "read-cache with traces",
+    );
+    let mut traced = s.cmd_for(&copy, Some("read-cache"));
+    traced.arg(&script).env("DLCACHE_DBG", "1");
+    assert_ok(&traced.output().unwrap(), "traced replay");
+    let line = format!(" fm open missed {}", data.display());
+    assert!(s.trace_text().contains(&line), "no '{line}' in the trace");
     // The stdlib modules (json) were served meanwhile.
     assert!(
         !replay.iter().any(|c| c
@@ -631,4 +662,35 @@ fn numpy_scipy_and_pandas_import_from_the_cache() {
         after.len(),
         before.len()
     );
+}
+
+/// A pilot program that closes every descriptor it did not open and opens
+/// a file of its own on the journal's old number: its file holds only what
+/// it wrote (the journal is dropped, never written through that number).
+#[test]
+fn a_program_closing_our_descriptors_keeps_its_files_intact() {
+    let (s, copy) = python_scenario();
+    let out = s.run_dir.join("mine.txt");
+    let script = s.root.join("closer.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import os\nos.closerange(3, 65536)\n\
+             fd = os.open({out:?}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n\
+             import json, email.message\nos.stat(json.__file__)\n\
+             os.write(fd, b'mine\\n')\nos.close(fd)\nprint(open({out:?}).read(), end='')\n",
+            out = out.display().to_string()
+        ),
+    )
+    .unwrap();
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    run_python(
+        &s,
+        &copy,
+        &script,
+        Some("write-cache"),
+        "mine\n",
+        "pilot.strace",
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"mine\n");
 }

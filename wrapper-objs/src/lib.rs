@@ -34,7 +34,6 @@ mod config;
 mod entry;
 mod ident;
 mod initial_stack;
-mod line;
 mod lookup;
 mod off_reason;
 mod own_file;

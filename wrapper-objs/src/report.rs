@@ -5,11 +5,11 @@
 use dlfm_wrap_logic::env::Mode;
 use dlfm_wrap_logic::fixed_path::PATH_MAX;
 
-use crate::line::Line;
 use crate::off_reason::OffReason;
 use crate::preload::Stage;
 use crate::state::State;
 use crate::sys;
+use dlfm_wrap_logic::line::Line;
 
 /// How a call was handled, as the trace line says it.
 #[derive(Clone, Copy)]

@@ -9,7 +9,6 @@ use core::cell::UnsafeCell;
 
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
-use crate::line::Line;
 use crate::off_reason::OffReason;
 use crate::preload::Preload;
 use crate::record::Recorder;
@@ -17,6 +16,7 @@ use crate::replay::Replayer;
 use crate::trace::Trace;
 use dlfm_wrap_logic::env::Mode;
 use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_wrap_logic::line::Line;
 
 /// Counts of calls by how they were handled, for the summary line.
 #[derive(Clone, Copy)]

@@ -2,15 +2,16 @@
 //! the working directory, created beforehand by `dlfm.pre`. A process that
 //! finds its file appends one line per call and a summary line at exit.
 //!
-//! The core id is a letter as in the original DLFM (`dlfm_cache::names`).
+//! The core id is a letter as in the original DLFM; the name is
+//! `dlfm_wrap_logic::trace_name`'s, shared with the FMCaching interposer.
 
-use dlfm_cache::names::{core_letter, TRACE_DIR, TRACE_FILE_PREFIX};
 use linux_raw_sys::system::new_utsname;
 
-use crate::line::Line;
 use crate::own_file::OwnFile;
 use crate::sys;
 use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_wrap_logic::line::Line;
+use dlfm_wrap_logic::trace_name::trace_path;
 
 /// The trace file, if this process has one.
 pub struct Trace {
@@ -42,14 +43,8 @@ impl Trace {
         let node: &[u8] = unsafe {
             core::slice::from_raw_parts(uts.nodename.as_ptr() as *const u8, uts.nodename.len())
         };
-        let node_len = node.iter().position(|&b| b == 0).unwrap_or(node.len());
-        let core = core_letter(sys::current_cpu().unwrap_or(0) as usize);
-        let ok = path.set(TRACE_DIR.as_bytes())
-            && path.push(b"/")
-            && path.push(TRACE_FILE_PREFIX.as_bytes())
-            && path.push(node.get(..node_len).unwrap_or(&[]))
-            && path.push(b".")
-            && path.push(&[core]);
+        let cpu = sys::current_cpu().unwrap_or(0) as usize;
+        let ok = trace_path(path, node, cpu);
         if !ok {
             return;
         }

@@ -10,11 +10,15 @@
 //! - [`vfd`]: virtual descriptors, and the read/seek/map arithmetic on them;
 //! - [`env`]: what the environment's values ask for;
 //! - [`fixed_path`]: a NUL-terminated path in a fixed buffer;
-//! - [`elf`]: program headers and notes of objects mapped in memory.
+//! - [`elf`]: program headers and notes of objects mapped in memory;
+//! - [`line`]: a trace line built in a fixed buffer;
+//! - [`trace_name`]: the name of a process's trace file.
 #![no_std]
 
 pub mod elf;
 pub mod env;
 pub mod fixed_path;
 pub mod keys;
+pub mod line;
+pub mod trace_name;
 pub mod vfd;

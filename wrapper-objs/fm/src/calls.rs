@@ -14,6 +14,7 @@ use dlfm_cache::journal::Record;
 use dlfm_wrap_logic::keys;
 use libc::{mode_t, stat as Stat};
 
+use crate::own_fd::OwnFd;
 use crate::real::Next;
 use crate::record::{self, stat_bytes};
 use crate::replay::{self, Answer, Follow};
@@ -110,7 +111,7 @@ fn path_stat(f: &Next, path: *const c_char, buf: *mut Stat, follow: Follow) -> c
 
 /// Journals a `stat` or `lstat` that gave `result` (0 or -errno) and, on
 /// success, `buf`.
-fn record_stat(journal: i32, path: &[u8], follow: Follow, result: i32, buf: *const Stat) {
+fn record_stat(journal: &OwnFd, path: &[u8], follow: Follow, result: i32, buf: *const Stat) {
     let zeros = [0u8; dlfm_cache::layout::STAT_SIZE];
     let stat = if result == 0 {
         // SAFETY: a successful stat filled the caller's buffer.

@@ -22,6 +22,7 @@ use dlfm_wrap_logic::fixed_path::FixedPath;
 use crate::calls::{absolute, errno, fail, next};
 use crate::real::Next;
 use crate::record::{self, stat_bytes};
+use crate::replay::{self, Answer};
 use crate::{state, sys};
 
 /// Streams of ours open at once; past that `opendir` goes to libc.
@@ -138,15 +139,18 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         match cache.lookup(p).map(|e| e.list) {
             Some(Outcome::Ok(i)) => {
                 if let Some(d) = cache.listing(i).and_then(|l| claim(l, p)) {
+                    replay::traced(b"opendir", p, Some(Answer::Ok(0)));
                     return d;
                 }
             }
             Some(Outcome::Err(e)) => {
+                replay::traced(b"opendir", p, Some(Answer::Err(e)));
                 fail(e);
                 return core::ptr::null_mut();
             }
             _ => {}
         }
+        replay::traced(b"opendir", p, None);
     }
     // SAFETY: opendir's type.
     let Some(real) = (unsafe { next::<OpenDir>(&OPENDIR) }) else {

@@ -32,12 +32,14 @@
 
 mod calls;
 mod dirs;
+mod own_fd;
 mod real;
 mod record;
 mod replay;
 mod served;
 mod state;
 mod sys;
+mod trace;
 
 /// A panic cannot happen by construction (every read is checked); should
 /// one be compiled in anyway, abort rather than unwind through C.

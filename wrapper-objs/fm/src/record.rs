@@ -6,14 +6,28 @@
 use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::layout::STAT_SIZE;
 
-use crate::sys;
+use crate::own_fd::OwnFd;
+use crate::trace::{self, Handling};
 
-/// Appends `rec` to the journal `fd`.
-pub fn append(fd: i32, rec: &Record<'_>) {
+/// Appends `rec` to the journal and traces it.
+pub fn append(journal: &OwnFd, rec: &Record<'_>) {
     let mut buf = [0u8; MAX_RECORD];
     if let Some(n) = encode(rec, Origin::Program, &mut buf) {
-        sys::write(fd, &buf[..n]);
+        journal.write(&buf[..n]);
     }
+    let (call, result, path): (&[u8], i32, &[u8]) = match *rec {
+        Record::Open { result, path, .. } => (b"open", result, path),
+        Record::Stat {
+            flags: 0,
+            result,
+            path,
+            ..
+        } => (b"stat", result, path),
+        Record::Stat { result, path, .. } => (b"lstat", result, path),
+        Record::Access { result, path, .. } => (b"access", result, path),
+        Record::Process { .. } | Record::Setup { .. } => return,
+    };
+    trace::lookup(call, Handling::Recorded, path, Some(i64::from(result)));
 }
 
 /// The bytes of a `struct stat`.

@@ -1,12 +1,13 @@
 //! Answers from the cache: what `stat`, `lstat`, `access` and `open` of a
 //! recorded path gave in the pilot. `None` means a miss: the caller asks
-//! libc.
+//! libc. Each answer and each miss is traced (DLCACHE_DBG).
 
 use dlfm_cache::layout::{Outcome, STAT_SIZE};
 use dlfm_cache::read::Cache;
 
 use crate::served;
 use crate::sys;
+use crate::trace::{self, Handling};
 
 /// A recorded answer: a value, or an errno to set with -1.
 pub enum Answer {
@@ -32,26 +33,45 @@ pub fn stat(
     follow: Follow,
     out: *mut libc::stat,
 ) -> Option<Answer> {
-    let e = cache.lookup(path)?;
-    let outcome = match follow {
-        Follow::Yes => e.stat,
-        Follow::No => e.lstat,
-    };
-    match outcome {
-        Outcome::Err(errno) => Some(Answer::Err(errno)),
-        Outcome::Ok(i) => {
-            copy_stat(cache.stat(i)?, out);
-            Some(Answer::Ok(0))
+    let answer = || {
+        let e = cache.lookup(path)?;
+        let outcome = match follow {
+            Follow::Yes => e.stat,
+            Follow::No => e.lstat,
+        };
+        match outcome {
+            Outcome::Err(errno) => Some(Answer::Err(errno)),
+            Outcome::Ok(i) => {
+                copy_stat(cache.stat(i)?, out);
+                Some(Answer::Ok(0))
+            }
+            Outcome::NotRecorded => None,
         }
-        Outcome::NotRecorded => None,
-    }
+    };
+    let call: &[u8] = match follow {
+        Follow::Yes => b"stat",
+        Follow::No => b"lstat",
+    };
+    traced(call, path, answer())
+}
+
+/// Traces how a lookup of `path` by `call` was answered, and passes the
+/// answer on.
+pub fn traced(call: &[u8], path: &[u8], answer: Option<Answer>) -> Option<Answer> {
+    let (how, result) = match answer {
+        Some(Answer::Ok(v)) => (Handling::Served, Some(i64::from(v))),
+        Some(Answer::Err(e)) => (Handling::Served, Some(-i64::from(e))),
+        None => (Handling::Missed, None),
+    };
+    trace::lookup(call, how, path, result);
+    answer
 }
 
 /// `readlink(path)`, as far as the recorded `lstat` tells: the error it
 /// gave, or EINVAL for what is not a symbolic link (a link's target is not
 /// recorded: a miss).
 pub fn readlink(cache: &Cache<'_>, path: &[u8]) -> Option<Answer> {
-    match cache.lookup(path)?.lstat {
+    let answer = || match cache.lookup(path)?.lstat {
         Outcome::Err(errno) => Some(Answer::Err(errno)),
         Outcome::Ok(i) => {
             let st = cache.stat(i)?;
@@ -60,21 +80,28 @@ pub fn readlink(cache: &Cache<'_>, path: &[u8]) -> Option<Answer> {
             (!link).then_some(Answer::Err(libc::EINVAL))
         }
         Outcome::NotRecorded => None,
-    }
+    };
+    traced(b"readlink", path, answer())
 }
 
 /// `access(path, R_OK)`.
 pub fn access(cache: &Cache<'_>, path: &[u8]) -> Option<Answer> {
-    match cache.lookup(path)?.access {
+    let answer = || match cache.lookup(path)?.access {
         Outcome::Err(errno) => Some(Answer::Err(errno)),
         Outcome::Ok(_) => Some(Answer::Ok(0)),
         Outcome::NotRecorded => None,
-    }
+    };
+    traced(b"access", path, answer())
 }
 
 /// `open(path, O_RDONLY | extra)`: a memfd holding the file's bytes, with
 /// close-on-exec if `cloexec`.
 pub fn open(cache: &Cache<'_>, bytes: &[u8], path: &[u8], cloexec: bool) -> Option<Answer> {
+    traced(b"open", path, served_open(cache, bytes, path, cloexec))
+}
+
+/// The memfd for `open`, or its recorded error; `None` for a miss.
+fn served_open(cache: &Cache<'_>, bytes: &[u8], path: &[u8], cloexec: bool) -> Option<Answer> {
     let file = match cache.lookup(path)?.open {
         Outcome::Err(errno) => return Some(Answer::Err(errno)),
         Outcome::Ok(i) => cache.file(i)?,

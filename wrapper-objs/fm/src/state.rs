@@ -6,14 +6,15 @@
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use dlfm_cache::names::{DEFAULT_CACHE, JOURNAL_SUFFIX};
 use dlfm_cache::read::Cache;
 use dlfm_wrap_logic::env::{self, Mode};
 use dlfm_wrap_logic::fixed_path::FixedPath;
 
-use crate::sys;
+use crate::own_fd::OwnFd;
+use crate::{sys, trace};
 
 /// Not decided yet, or FMCaching is off: every call goes to libc.
 const OFF: u8 = 0;
@@ -23,7 +24,7 @@ const RECORD: u8 = 1;
 const REPLAY: u8 = 2;
 
 static MODE: AtomicU8 = AtomicU8::new(OFF);
-static JOURNAL: AtomicI32 = AtomicI32::new(-1);
+static JOURNAL: OwnFd = OwnFd::none();
 
 /// The validated cache and the whole file's bytes, written once by `init`
 /// before `MODE` is set to REPLAY.
@@ -36,9 +37,9 @@ unsafe impl Sync for Published {}
 
 static CACHE: Published = Published(UnsafeCell::new(MaybeUninit::uninit()));
 
-/// The journal's descriptor, when recording.
-pub fn journal() -> Option<i32> {
-    (MODE.load(Ordering::Acquire) == RECORD).then(|| JOURNAL.load(Ordering::Relaxed))
+/// The journal, when recording.
+pub fn journal() -> Option<&'static OwnFd> {
+    (MODE.load(Ordering::Acquire) == RECORD).then_some(&JOURNAL)
 }
 
 /// The cache and the file's bytes, when replaying.
@@ -64,8 +65,14 @@ fn getenv(name: &CStr) -> Option<&'static [u8]> {
 }
 
 /// Decides the mode from the environment and opens the journal or maps the
-/// cache. Anything unexpected leaves FMCaching off.
+/// cache, and the trace file when `DLCACHE_DBG` asks. Anything unexpected
+/// leaves FMCaching off; so does a setuid or setgid program (as the ld.so
+/// wrapper, it ignores the environment then).
 pub fn init() {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return;
+    }
     let mode = env::mode(
         getenv(c"DLFM_OP"),
         env::rank(|name| {
@@ -88,8 +95,10 @@ pub fn init() {
             }
             let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NONBLOCK;
             if let Some((fd, _)) = sys::open_regular(cache.as_ptr(), flags) {
-                JOURNAL.store(fd, Ordering::Relaxed);
-                MODE.store(RECORD, Ordering::Release);
+                if JOURNAL.adopt(fd) {
+                    open_trace();
+                    MODE.store(RECORD, Ordering::Release);
+                }
             }
         }
         Mode::Replay => {
@@ -106,11 +115,19 @@ pub fn init() {
                 Ok(c) if c.fm_path().is_some() => {
                     // SAFETY: single-threaded, before MODE is published.
                     unsafe { (*CACHE.0.get()).write((c, bytes)) };
+                    open_trace();
                     MODE.store(REPLAY, Ordering::Release);
                 }
                 _ => sys::unmap(bytes),
             }
         }
         Mode::Off => {}
+    }
+}
+
+/// Opens the trace file if `DLCACHE_DBG` asks for one.
+fn open_trace() {
+    if env::trace_requested(getenv(c"DLCACHE_DBG")) {
+        trace::open();
     }
 }

@@ -19,12 +19,14 @@ impl Line {
     };
 
     /// Starts a new line.
+    #[inline]
     pub fn clear(&mut self) -> &mut Self {
         self.len = 0;
         self
     }
 
     /// Appends bytes, cutting what does not fit.
+    #[inline]
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
         let room = LINE_MAX - self.len;
         let n = if b.len() < room { b.len() } else { room };
@@ -41,6 +43,7 @@ impl Line {
     }
 
     /// Appends a signed decimal number.
+    #[inline]
     pub fn int(&mut self, v: i64) -> &mut Self {
         if v < 0 {
             self.bytes(b"-");
@@ -49,6 +52,7 @@ impl Line {
     }
 
     /// Appends an unsigned decimal number.
+    #[inline]
     pub fn uint(&mut self, mut v: u64) -> &mut Self {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
@@ -69,8 +73,32 @@ impl Line {
     }
 
     /// The line so far.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         // SAFETY: the first `len` bytes were written by `bytes`.
         unsafe { core::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_numbers_and_cuts_long_lines() {
+        let mut l = Line::EMPTY;
+        l.clear()
+            .bytes(b"dlfm ")
+            .int(-42)
+            .bytes(b" ")
+            .uint(0)
+            .bytes(b" ")
+            .uint(u64::MAX);
+        assert_eq!(l.as_bytes(), b"dlfm -42 0 18446744073709551615");
+        let long = [b'x'; LINE_MAX + 10];
+        assert_eq!(
+            l.clear().bytes(&long).bytes(b"y").as_bytes().len(),
+            LINE_MAX
+        );
     }
 }
