@@ -13,9 +13,15 @@
 //! configuration, so the requests counted are the libraries' (and the cache
 //! file's).
 //!
-//! Reported: time until every rank reached `main` and until the job ended,
-//! requests that reached the simulated file system (total and per rank), and
-//! peak resident memory per rank.
+//! With `--python` the ranks are an unmodified python3 instead (a copy made
+//! by `dlpatch --embed --program`, with the FMCaching interposer), importing
+//! a generated package tree and extension modules that live on the simulated
+//! file system; `copy-shm` is left out (a Python tree is not found through
+//! LD_LIBRARY_PATH).
+//!
+//! Reported: time until every rank reached `main` (for Python: had imported
+//! everything) and until the job ended, requests that reached the simulated
+//! file system (total and per rank), and peak resident memory per rank.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +31,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use dlfm_pfs::{Model, Mount};
 use dlfm_tests::artifacts;
-use dlfm_workload::{generate, Link, Spec};
+use dlfm_workload::{generate, generate_package_tree, generate_python, Link, Spec};
 
 /// Startup time at width on a simulated parallel file system.
 #[derive(Parser)]
@@ -45,6 +51,20 @@ struct Args {
     /// The CI smoke configuration: 4 ranks, 20 libraries.
     #[arg(long)]
     smoke: bool,
+    /// Run the Python configuration instead: an unmodified python3 (a copy
+    /// made by `dlpatch --embed --program`) importing a generated package
+    /// tree of `--tree-packages` x 55 modules and `--python-modules`
+    /// extension modules, all on the simulated file system; "all in main"
+    /// is then "every rank has imported everything".
+    #[arg(long)]
+    python: bool,
+    /// Top-level packages of the Python configuration's tree.
+    #[arg(long, default_value_t = 10)]
+    tree_packages: usize,
+    /// Extension modules (each with its own library) of the Python
+    /// configuration.
+    #[arg(long, default_value_t = 50)]
+    python_modules: usize,
     /// Write a PNG plot of startup time against ranks here.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -76,46 +96,30 @@ fn main() -> Result<()> {
             .display()
             .to_string(),
     );
-    remove_dead_runs(&std::env::temp_dir());
-    remove_dead_runs(Path::new("/dev/shm"));
+    remove_dead_runs(&std::env::temp_dir(), "dlfm-startup-");
+    remove_dead_runs(Path::new("/tmp"), "dlfm-l");
+    remove_dead_runs(Path::new("/dev/shm"), "dlfm-startup-");
     let root = std::env::temp_dir().join(format!("dlfm-startup-{}", std::process::id()));
     let shm = PathBuf::from(format!("/dev/shm/dlfm-startup-{}", std::process::id()));
-    let _cleanup = Cleanup(vec![root.clone(), shm.clone()]);
-    let (pfs, backing, run, local) = (
-        root.join("pfs"),
-        root.join("backing"),
-        root.join("run"),
-        root.join("local"),
-    );
+    // Local storage for the program and its ld.so copy, at a short path: a
+    // `dlpatch --embed --program` copy of python3 must name its loader in
+    // the 27 bytes of its interpreter field.
+    let local = PathBuf::from(format!("/tmp/dlfm-l{}", std::process::id()));
+    let _cleanup = Cleanup(vec![root.clone(), shm.clone(), local.clone()]);
+    let (pfs, backing, run) = (root.join("pfs"), root.join("backing"), root.join("run"));
     for d in [&pfs, &run, &shm, &local] {
         std::fs::create_dir_all(d)?;
     }
 
-    // Build the libraries at the paths they will have on the mount, then
-    // move them to the backing directory and mount that there. The program
-    // and its ld.so copy stay on local storage: what reaches the simulated
-    // file system is then the libraries' traffic alone.
-    eprintln!("generating {} libraries ...", args.libs);
-    let spec = Spec::bench(args.libs);
-    let ldso = local.join("ld.so");
-    let mut w = generate(
-        &spec,
-        &Link {
-            wrapper_archive: Some(art.wrapper.clone()),
-            interp: Some(ldso.clone()),
-        },
-        &pfs.join("w"),
-    )?;
-    ok(
-        Command::new(&art.dlpatch)
-            .arg(&w.program)
-            .arg("-o")
-            .arg(&ldso),
-        "dlpatch",
-    )?;
-    let program = local.join("prog");
-    std::fs::rename(&w.program, &program)?;
-    w.program = program;
+    // Build what the ranks load at the paths it will have on the mount,
+    // then move it to the backing directory and mount that there. The
+    // program and its ld.so copy stay on local storage: what reaches the
+    // simulated file system is then the libraries' (and modules') traffic.
+    let job = if args.python {
+        python_job(&args, &pfs, &local)?
+    } else {
+        c_job(&args, &pfs, &local)?
+    };
     std::fs::rename(&pfs, &backing)?;
     std::fs::create_dir_all(&pfs)?;
     dlfm_pfs::clean_stale(&pfs);
@@ -140,14 +144,17 @@ fn main() -> Result<()> {
         )
     };
     pre(&["write-cache"])?;
-    ok(
-        Command::new(&w.program)
-            .current_dir(&run)
-            .env("LD_LIBRARY_PATH", &w.ld_library_path)
-            .env("DLFM_OP", "write-cache")
-            .env("DLFM_CACHE", &local_cache),
-        "pilot",
-    )?;
+    let mut pilot = Command::new(&job.dlfm_program);
+    pilot
+        .args(&job.args)
+        .current_dir(&run)
+        .env("LD_LIBRARY_PATH", &job.ld_library_path)
+        .env("DLFM_OP", "write-cache")
+        .env("DLFM_CACHE", &local_cache);
+    for (k, v) in &job.env {
+        pilot.env(k, v);
+    }
+    ok(&mut pilot, "pilot")?;
     pre(&[
         "read-cache",
         &args.ranks.iter().max().unwrap_or(&1).to_string(),
@@ -158,8 +165,11 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for &r in &args.ranks {
         for config in CONFIGS {
+            if config == "copy-shm" && job.tree.is_none() {
+                continue;
+            }
             mount.reset();
-            let m = measure(config, r, &w, &pfs, &shm, &run)?;
+            let m = measure(config, r, &job, &pfs, &shm, &run)?;
             let m = Measure {
                 ops: mount.counts().total(),
                 ..m
@@ -176,8 +186,8 @@ fn main() -> Result<()> {
     eprintln!("simulated file system totals:\n{}", counts.report());
 
     println!(
-        "bench/startup: {} libraries, {} µs per metadata request, {} service thread(s), mpirun --oversubscribe",
-        args.libs, args.latency_us, args.threads
+        "bench/startup: {}, {} µs per metadata request, {} service thread(s), mpirun --oversubscribe",
+        job.what, args.latency_us, args.threads
     );
     println!(
         "{:>4} {:<9} {:>12} {:>10} {:>10} {:>10} {:>11} {:>10}",
@@ -202,7 +212,7 @@ fn main() -> Result<()> {
         );
     }
     if let Some(path) = &args.plot {
-        plot(&rows, &args, path)?;
+        plot(&rows, &args, &job.what, path)?;
         println!("plot: {}", path.display());
     }
     Ok(())
@@ -212,7 +222,7 @@ fn main() -> Result<()> {
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Startup time against ranks, one line per configuration.
-fn plot(rows: &[(usize, &str, Measure)], args: &Args, path: &Path) -> Result<()> {
+fn plot(rows: &[(usize, &str, Measure)], args: &Args, what: &str, path: &Path) -> Result<()> {
     use plotters::prelude::*;
     let font = std::fs::read(FONT)
         .with_context(|| format!("{FONT} (apt-get install fonts-dejavu-core)"))?;
@@ -232,8 +242,8 @@ fn plot(rows: &[(usize, &str, Measure)], args: &Args, path: &Path) -> Result<()>
     let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = format!(
-        "Startup of {} libraries, {} µs per metadata request, {} server thread(s)",
-        args.libs, args.latency_us, args.threads
+        "Startup: {what}, {} µs per metadata request, {} server thread(s)",
+        args.latency_us, args.threads
     );
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
@@ -272,39 +282,158 @@ fn plot(rows: &[(usize, &str, Measure)], args: &Args, path: &Path) -> Result<()>
     Ok(())
 }
 
+/// What the ranks run.
+struct Job {
+    /// For the table's heading.
+    what: String,
+    /// The program without dlfm.
+    program: PathBuf,
+    /// The program with dlfm (the same, or a `dlpatch --embed --program`
+    /// copy).
+    dlfm_program: PathBuf,
+    /// Its arguments.
+    args: Vec<String>,
+    /// LD_LIBRARY_PATH for the ranks.
+    ld_library_path: String,
+    /// Extra environment for the ranks.
+    env: Vec<(&'static str, String)>,
+    /// The line each rank prints.
+    expected: String,
+    /// For `copy-shm`: the generated tree (under the mount) whose
+    /// directories with "path" in their name go on LD_LIBRARY_PATH.
+    tree: Option<PathBuf>,
+}
+
+/// The generated many-library program, linked with the wrapper.
+fn c_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
+    let art = artifacts();
+    eprintln!("generating {} libraries ...", args.libs);
+    let spec = Spec::bench(args.libs);
+    let ldso = local.join("ld.so");
+    let w = generate(
+        &spec,
+        &Link {
+            wrapper_archive: Some(art.wrapper.clone()),
+            interp: Some(ldso.clone()),
+        },
+        &pfs.join("w"),
+    )?;
+    ok(
+        Command::new(&art.dlpatch)
+            .arg(&w.program)
+            .arg("-o")
+            .arg(&ldso),
+        "dlpatch",
+    )?;
+    let program = local.join("prog");
+    std::fs::rename(&w.program, &program)?;
+    Ok(Job {
+        what: format!("{} libraries", args.libs),
+        program: program.clone(),
+        dlfm_program: program,
+        args: Vec::new(),
+        ld_library_path: w.ld_library_path,
+        env: Vec::new(),
+        expected: w.expected_stdout,
+        tree: Some(pfs.join("w")),
+    })
+}
+
+/// An unmodified python3 importing a generated package tree and extension
+/// modules from the simulated file system; the driver (local) runs both
+/// generated scripts, checks what they print, prints one line and stamps
+/// the moment everything was imported.
+fn python_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
+    let art = artifacts();
+    let python = Path::new("/usr/bin/python3").canonicalize()?;
+    eprintln!(
+        "generating a package tree of {} packages and {} extension modules ...",
+        args.tree_packages, args.python_modules
+    );
+    let tree = generate_package_tree(&python, &pfs.join("py"), args.tree_packages, 5, 10, 3)?;
+    let ext = generate_python(&python, args.python_modules, 11, &pfs.join("ext"))?;
+    // An installed package holds no C sources beside its modules.
+    for dir in [&ext.module_dir, &pfs.join("ext/pylibs")] {
+        for e in std::fs::read_dir(dir)?.flatten() {
+            if e.path().extension().is_some_and(|x| x == "c") {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+    }
+    let copy = local.join("python3.dlfm");
+    ok(
+        Command::new(&art.dlpatch)
+            .args(["--embed", "--program"])
+            .arg(&python)
+            .arg("-o")
+            .arg(&copy)
+            .arg("--loader")
+            .arg(local.join("ld.so")),
+        "dlpatch --embed --program",
+    )?;
+    let driver = local.join("driver.py");
+    std::fs::write(
+        &driver,
+        format!(
+            "import contextlib, io, runpy, sys, time\n\
+             out = io.StringIO()\n\
+             with contextlib.redirect_stdout(out):\n\
+             \x20   runpy.run_path({tree:?})\n\
+             \x20   runpy.run_path({ext:?})\n\
+             print('main-reached', time.time_ns(), file=sys.stderr)\n\
+             import resource\n\
+             print('peak-rss-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n\
+             print('imports-ok' if out.getvalue() == {expected:?} else 'wrong: ' + repr(out.getvalue()))\n",
+            tree = tree.script.display().to_string(),
+            ext = ext.script.display().to_string(),
+            expected = format!("{}{}", tree.expected_stdout, ext.expected_stdout),
+        ),
+    )?;
+    Ok(Job {
+        what: format!(
+            "python3 importing {} modules of a package tree and {} extension modules",
+            tree.imports, args.python_modules
+        ),
+        program: python,
+        dlfm_program: copy,
+        args: vec![driver.display().to_string()],
+        ld_library_path: String::new(),
+        env: vec![("PYTHONDONTWRITEBYTECODE", "1".into())],
+        expected: "imports-ok\n".into(),
+        tree: None,
+    })
+}
+
 /// Runs one configuration at `ranks` and measures it.
 fn measure(
     config: &str,
     ranks: usize,
-    w: &dlfm_workload::Workload,
+    job: &Job,
     pfs: &Path,
     shm: &Path,
     run: &Path,
 ) -> Result<Measure> {
     let t0 = SystemTime::now();
     let start = Instant::now();
-    let program = w.program.clone();
-    let mut ld_library_path = w.ld_library_path.clone();
-    let mut env: Vec<(&str, String)> = Vec::new();
-    match config {
-        "baseline" => {}
-        "dlfm-pfs" => {
+    let mut program = &job.dlfm_program;
+    let mut ld_library_path = job.ld_library_path.clone();
+    let mut env = job.env.clone();
+    match (config, &job.tree) {
+        ("baseline", _) => program = &job.program,
+        ("dlfm-pfs", _) => {
             env.push(("DLFM_OP", "read-cache".into()));
             env.push(("DLFM_CACHE", pfs.join("dlcache.dat").display().to_string()));
         }
-        "dlfm-shm" => {
+        ("dlfm-shm", _) => {
             env.push(("DLFM_OP", "read-cache".into()));
             env.push(("DLFM_CACHE", shm.join("dlcache.dat").display().to_string()));
         }
-        _ => {
+        (_, Some(tree)) => {
             // What users do by hand: copy the tree, point LD_LIBRARY_PATH at
             // every copied library directory.
             let copy = shm.join("tree");
             let _ = std::fs::remove_dir_all(&copy);
-            ok(
-                Command::new("cp").arg("-r").arg(pfs.join("w")).arg(&copy),
-                "cp -r",
-            )?;
+            ok(Command::new("cp").arg("-r").arg(tree).arg(&copy), "cp -r")?;
             let dirs: Vec<String> = std::fs::read_dir(&copy)?
                 .flatten()
                 .map(|e| e.path())
@@ -316,6 +445,7 @@ fn measure(
                 .collect();
             ld_library_path = dirs.join(":");
         }
+        (_, None) => bail!("{config} does not apply here"),
     }
     // The ranks' environment goes through -x: set on mpirun itself, its own
     // libraries would be looked up in the simulated file system too.
@@ -335,10 +465,11 @@ fn measure(
         cmd.arg("-x").arg(format!("{k}={v}"));
     }
     let out = cmd
-        .arg(&program)
+        .arg(program)
+        .args(&job.args)
         .output()
         .context("mpirun (apt-get install openmpi-bin)")?;
-    let job = start.elapsed();
+    let job_time = start.elapsed();
     if !out.status.success() {
         bail!(
             "{config} at {ranks} ranks failed:\n{}",
@@ -348,7 +479,7 @@ fn measure(
     let stdout = String::from_utf8_lossy(&out.stdout);
     if stdout
         .lines()
-        .filter(|l| format!("{l}\n") == w.expected_stdout)
+        .filter(|l| format!("{l}\n") == job.expected)
         .count()
         != ranks
     {
@@ -373,7 +504,7 @@ fn measure(
     let last = reached.iter().max().copied().unwrap_or(t0_ns);
     Ok(Measure {
         startup: Duration::from_nanos((last - t0_ns).max(0) as u64),
-        job,
+        job: job_time,
         ops: 0,
         rss_kib: rss.iter().sum::<u64>() / rss.len().max(1) as u64,
     })
@@ -396,14 +527,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Removes `dlfm-startup-<pid>` directories in `dir` whose process is gone.
-fn remove_dead_runs(dir: &Path) {
+/// Removes `<prefix><pid>` directories in `dir` whose process is gone.
+fn remove_dead_runs(dir: &Path, prefix: &str) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("dlfm-startup-") else {
+        let Some(pid) = name.strip_prefix(prefix) else {
             continue;
         };
-        if !Path::new("/proc").join(pid).exists() {
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

@@ -13,7 +13,7 @@
 //! against the original python3 without dlfm; and the same python3
 //! importing a generated pure-Python package tree (`--tree-packages`, 55
 //! modules each), which FMCaching (the interposer the pilot preloads)
-//! serves.
+//! serves; and with `--scientific`, numpy, scipy and pandas from PyPI.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -42,6 +42,10 @@ struct Args {
     /// (5 subpackages of 10 modules each; 0: skip that case).
     #[arg(long, default_value_t = 10)]
     tree_packages: usize,
+    /// Also time numpy, scipy and pandas from target/pydeps (`.ci/run`
+    /// installs them).
+    #[arg(long)]
+    scientific: bool,
 }
 
 fn main() -> Result<()> {
@@ -142,113 +146,64 @@ fn main() -> Result<()> {
         kr as f64 / kb as f64
     );
     if args.python_modules > 0 {
-        python_case(&args)?;
+        python_case(extension_case(&args)?, args.runs)?;
     }
     if args.tree_packages > 0 {
-        package_tree_case(&args)?;
+        python_case(package_tree_case(&args)?, args.runs)?;
+    }
+    if args.scientific {
+        match scientific_case()? {
+            Some(case) => python_case(case, args.runs)?,
+            None => println!("\nnumpy/scipy/pandas case skipped: not in target/pydeps"),
+        }
     }
     Ok(())
 }
-/// Unmodified python3 importing a generated pure-Python package tree: what
-/// FMCaching serves.
-fn package_tree_case(args: &Args) -> Result<()> {
-    let python = Path::new("/usr/bin/python3").canonicalize()?;
-    eprintln!(
-        "python3: generating a package tree of {} packages ...",
-        args.tree_packages
-    );
-    let s = Scenario::embedded(Spec::small());
-    let tree = generate_package_tree(&python, &s.root.join("py"), args.tree_packages, 5, 10, 3)?;
-    let copy = s.root.join("python3.dlfm");
-    s.program_copy(&python, &copy);
-    let cmd = |program: &Path, op: Option<&str>| {
-        let mut c = s.cmd_for(program, op);
-        c.arg(&tree.script);
-        c
-    };
-    for a in [&["write-cache"][..], &["read-cache", "1"]] {
-        if a[0] == "read-cache" {
-            timed(cmd(&copy, Some("write-cache")), &tree.expected_stdout)?;
-        }
-        let out = s.pre(a, &[]);
-        if !out.status.success() {
-            bail!("dlfm.pre {a:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-    let trace = |c: Command, name: &str| -> Vec<Call> {
-        let log = s.root.join(name);
-        strace::run_traced(&c, &log);
-        strace::parse(&log)
-    };
-    let base = trace(cmd(&python, None), "tree-base.strace");
-    let replay = trace(cmd(&copy, Some("read-cache")), "tree-replay.strace");
-    let root = tree.root.display().to_string();
-    let target = |c: &Call| c.path.clone().or(c.fd_path.clone()).unwrap_or_default();
-    let under_tree = |c: &Call| target(c).starts_with(&root);
-    let code = |c: &Call| {
-        let p = target(c);
-        p.ends_with(".py") || p.ends_with(".pyc")
-    };
-    eprintln!("timing {} runs of each, interleaved ...", args.runs);
-    let mut times = [Vec::new(), Vec::new()];
-    for _ in 0..args.runs {
-        times[0].push(timed(cmd(&python, None), &tree.expected_stdout)?.0);
-        times[1].push(timed(cmd(&copy, Some("read-cache")), &tree.expected_stdout)?.0);
-    }
-    println!();
-    println!(
-        "unmodified python3 importing a package tree of {} modules (FMCaching), through dlpatch --embed --program",
-        tree.imports
-    );
-    println!(
-        "file-system calls per process (strace -f){:>14}{:>14}",
-        "python3", "read-cache"
-    );
-    let row = |label: &str, f: &dyn Fn(&Call) -> bool| {
-        let n = |calls: &[Call]| calls.iter().filter(|c| f(c)).count();
-        println!("  {:<40}{:>14}{:>14}", label, n(&base), n(&replay));
-    };
-    row("total", &|_| true);
-    row("on the tree (files and directories)", &under_tree);
-    row("  on its .py/.pyc files", &|c| under_tree(c) && code(c));
-    row("  on its directories (stat, listing)", &|c| {
-        under_tree(c) && !code(c)
-    });
-    row("on any .py/.pyc file (stdlib too)", &code);
-    row("getdents64 (directory listings)", &|c| {
-        c.name == "getdents64"
-    });
-    row("failed with ENOENT", &|c| {
-        c.errno.as_deref() == Some("ENOENT")
-    });
-    let (mb, mr) = (median(&times[0]), median(&times[1]));
-    println!(
-        "start-up to exit, wall time, {} runs each, interleaved",
-        args.runs
-    );
-    println!("  {:<40}{:>14}{:>14}", "median (ms)", ms(mb), ms(mr));
-    println!(
-        "  {:<40}{:>28.3}",
-        "ratio read-cache / without (median)",
-        mr.as_secs_f64() / mb.as_secs_f64()
-    );
-    Ok(())
+/// A predicate on traced calls, for one row of a table.
+type Row = (&'static str, Box<dyn Fn(&Call) -> bool>);
+
+/// One configuration of an unmodified python3: what it runs and what the
+/// table counts.
+struct PyCase {
+    /// The table's heading.
+    title: String,
+    /// The scenario (its embedded-wrapper ld.so and run directory).
+    s: Scenario,
+    /// python3's arguments.
+    args: Vec<std::ffi::OsString>,
+    /// Extra environment.
+    env: Vec<(&'static str, std::ffi::OsString)>,
+    /// What python3 prints.
+    expected: String,
+    /// Rows after "total".
+    rows: Vec<Row>,
 }
 
-/// Unmodified python3 importing generated extension modules.
-fn python_case(args: &Args) -> Result<()> {
+/// The path a call names, or the file behind its descriptor.
+fn target(c: &Call) -> &str {
+    c.path.as_deref().or(c.fd_path.as_deref()).unwrap_or("")
+}
+
+/// `.py` and `.pyc` files.
+fn is_python_file(c: &Call) -> bool {
+    let p = target(c);
+    p.ends_with(".py") || p.ends_with(".pyc")
+}
+
+/// Runs `case` through a copy of python3 made by `dlpatch --embed
+/// --program`: pilot, pack, one traced run of python3 and of the copy in
+/// read-cache, then `runs` timed runs of each, interleaved; prints a table.
+fn python_case(case: PyCase, runs: usize) -> Result<()> {
     let python = Path::new("/usr/bin/python3").canonicalize()?;
-    eprintln!(
-        "python3: generating {} extension modules ...",
-        args.python_modules
-    );
-    let s = Scenario::embedded(Spec::small());
-    let py = generate_python(&python, args.python_modules, 11, &s.root.join("py"))?;
+    let s = &case.s;
     let copy = s.root.join("python3.dlfm");
     s.program_copy(&python, &copy);
     let cmd = |program: &Path, op: Option<&str>| {
         let mut c = s.cmd_for(program, op);
-        c.arg(&py.script).env("PYTHONDONTWRITEBYTECODE", "1");
+        c.args(&case.args).env("PYTHONDONTWRITEBYTECODE", "1");
+        for (k, v) in &case.env {
+            c.env(k, v);
+        }
         c
     };
     let pre = |a: &[&str]| -> Result<()> {
@@ -259,7 +214,7 @@ fn python_case(args: &Args) -> Result<()> {
         Ok(())
     };
     pre(&["write-cache"])?;
-    timed(cmd(&copy, Some("write-cache")), &py.expected_stdout)?;
+    timed(cmd(&copy, Some("write-cache")), &case.expected)?;
     pre(&["read-cache", "1"])?;
     let trace = |c: Command, name: &str| -> Vec<Call> {
         let log = s.root.join(name);
@@ -268,64 +223,37 @@ fn python_case(args: &Args) -> Result<()> {
     };
     let base = trace(cmd(&python, None), "py-base.strace");
     let replay = trace(cmd(&copy, Some("read-cache")), "py-replay.strace");
-    let libs: BTreeSet<String> = py
-        .modules
-        .iter()
-        .chain(&py.deps)
-        .map(|p| p.display().to_string())
-        .collect();
-    let on_libs = |c: &Call| {
-        c.path
-            .as_ref()
-            .or(c.fd_path.as_ref())
-            .is_some_and(|p| libs.contains(p))
-    };
-    let by_loader =
-        |c: &Call| ["openat", "read", "pread64", "mmap", "close"].contains(&c.name.as_str());
-    let py_files = |c: &Call| {
-        c.path
-            .as_ref()
-            .or(c.fd_path.as_ref())
-            .is_some_and(|p| p.ends_with(".py") || p.ends_with(".pyc"))
-    };
-    let enoent = |c: &Call| c.errno.as_deref() == Some("ENOENT");
-
-    eprintln!("timing {} runs of each, interleaved ...", args.runs);
+    eprintln!("timing {runs} runs of each, interleaved ...");
     let mut times = [Vec::new(), Vec::new()];
-    for _ in 0..args.runs {
-        times[0].push(timed(cmd(&python, None), &py.expected_stdout)?.0);
-        times[1].push(timed(cmd(&copy, Some("read-cache")), &py.expected_stdout)?.0);
+    for _ in 0..runs {
+        times[0].push(timed(cmd(&python, None), &case.expected)?.0);
+        times[1].push(timed(cmd(&copy, Some("read-cache")), &case.expected)?.0);
     }
     println!();
-    println!(
-        "unmodified python3 importing {} extension modules (each with its own library), through dlpatch --embed --program",
-        args.python_modules
-    );
+    println!("{}", case.title);
     println!(
         "file-system calls per process (strace -f){:>14}{:>14}",
         "python3", "read-cache"
     );
-    let row = |label: &str, f: &dyn Fn(&Call) -> bool| {
-        let n = |calls: &[Call]| calls.iter().filter(|c| f(c)).count();
-        println!("  {:<40}{:>14}{:>14}", label, n(&base), n(&replay));
+    let count = |f: &dyn Fn(&Call) -> bool| {
+        (
+            base.iter().filter(|c| f(c)).count(),
+            replay.iter().filter(|c| f(c)).count(),
+        )
     };
-    row("total", &|_| true);
-    row("open/read/mmap/close of modules, libs", &|c| {
-        on_libs(c) && by_loader(c)
-    });
-    row("stat of modules by importlib (libc)", &|c| {
-        on_libs(c) && !by_loader(c)
-    });
-    row("failed with ENOENT", &enoent);
-    row("  of them ld.so's (openat of a .so)", &|c| {
-        enoent(c) && c.name == "openat" && c.path.as_deref().is_some_and(|p| p.contains(".so"))
-    });
-    row("python's own .py/.pyc files (libc)", &py_files);
+    let (bt, rt) = count(&|_| true);
+    println!("  {:<40}{:>14}{:>14}", "total", bt, rt);
+    for (label, f) in &case.rows {
+        let (b, r) = count(f.as_ref());
+        let share = if b > 0 {
+            format!("{:>8.1}%", 100.0 * r as f64 / b as f64)
+        } else {
+            String::new()
+        };
+        println!("  {label:<40}{b:>14}{r:>14}{share}");
+    }
     let (mb, mr) = (median(&times[0]), median(&times[1]));
-    println!(
-        "start-up to exit, wall time, {} runs each, interleaved",
-        args.runs
-    );
+    println!("start-up to exit, wall time, {runs} runs each, interleaved");
     println!("  {:<40}{:>14}{:>14}", "median (ms)", ms(mb), ms(mr));
     println!(
         "  {:<40}{:>28.3}",
@@ -333,6 +261,147 @@ fn python_case(args: &Args) -> Result<()> {
         mr.as_secs_f64() / mb.as_secs_f64()
     );
     Ok(())
+}
+
+/// Rows for calls under `root`: all of them, the `.py`/`.pyc` ones, the
+/// directories' (stat, listing), then listings and ENOENT anywhere.
+fn tree_rows(root: String) -> Vec<Row> {
+    let (r1, r2, r3) = (root.clone(), root.clone(), root);
+    vec![
+        (
+            "on the tree (files and directories)",
+            Box::new(move |c: &Call| target(c).starts_with(&r1)),
+        ),
+        (
+            "  on its .py/.pyc files",
+            Box::new(move |c: &Call| target(c).starts_with(&r2) && is_python_file(c)),
+        ),
+        (
+            "  its ENOENT probes",
+            Box::new(move |c: &Call| {
+                target(c).starts_with(&r3) && c.errno.as_deref() == Some("ENOENT")
+            }),
+        ),
+        (
+            "on any .py/.pyc file (stdlib too)",
+            Box::new(is_python_file),
+        ),
+        (
+            "getdents64 (directory listings)",
+            Box::new(|c: &Call| c.name == "getdents64"),
+        ),
+        (
+            "failed with ENOENT",
+            Box::new(|c: &Call| c.errno.as_deref() == Some("ENOENT")),
+        ),
+    ]
+}
+
+/// Unmodified python3 importing a generated pure-Python package tree: what
+/// FMCaching serves.
+fn package_tree_case(args: &Args) -> Result<PyCase> {
+    let python = Path::new("/usr/bin/python3").canonicalize()?;
+    eprintln!(
+        "python3: generating a package tree of {} packages ...",
+        args.tree_packages
+    );
+    let s = Scenario::embedded(Spec::small());
+    let tree = generate_package_tree(&python, &s.root.join("py"), args.tree_packages, 5, 10, 3)?;
+    Ok(PyCase {
+        title: format!(
+            "unmodified python3 importing a package tree of {} modules (FMCaching), through dlpatch --embed --program",
+            tree.imports
+        ),
+        args: vec![tree.script.into()],
+        env: Vec::new(),
+        expected: tree.expected_stdout,
+        rows: tree_rows(tree.root.display().to_string()),
+        s,
+    })
+}
+
+/// numpy, scipy and pandas from PyPI in target/pydeps (`.ci/run` installs
+/// them), if there.
+fn scientific_case() -> Result<Option<PyCase>> {
+    let Some(pydeps) = dlfm_tests::pydeps::pydeps() else {
+        return Ok(None);
+    };
+    let script = "import numpy as np, scipy.linalg, scipy.sparse, scipy.optimize, pandas as pd; \
+                  print(np.__version__, round(float(scipy.linalg.det(np.eye(3) * 2)), 3), \
+                  int(pd.DataFrame({'a': range(10)})['a'].sum()))";
+    let python = Path::new("/usr/bin/python3").canonicalize()?;
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .env("PYTHONPATH", &pydeps)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "python3 -c {script:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(Some(PyCase {
+        title: "unmodified python3 importing numpy, scipy.{linalg,sparse,optimize} and pandas from PyPI (FMCaching)"
+            .to_string(),
+        s: Scenario::embedded(Spec::small()),
+        args: vec!["-c".into(), script.into()],
+        env: vec![("PYTHONPATH", pydeps.clone().into())],
+        expected: String::from_utf8(out.stdout)?,
+        rows: tree_rows(pydeps.display().to_string()),
+    }))
+}
+
+/// Unmodified python3 importing generated extension modules.
+fn extension_case(args: &Args) -> Result<PyCase> {
+    let python = Path::new("/usr/bin/python3").canonicalize()?;
+    eprintln!(
+        "python3: generating {} extension modules ...",
+        args.python_modules
+    );
+    let s = Scenario::embedded(Spec::small());
+    let py = generate_python(&python, args.python_modules, 11, &s.root.join("py"))?;
+    let libs: BTreeSet<String> = py
+        .modules
+        .iter()
+        .chain(&py.deps)
+        .map(|p| p.display().to_string())
+        .collect();
+    let libs = std::sync::Arc::new(libs);
+    let by_loader =
+        |c: &Call| ["openat", "read", "pread64", "mmap", "close"].contains(&c.name.as_str());
+    let (l1, l2) = (libs.clone(), libs);
+    let enoent = |c: &Call| c.errno.as_deref() == Some("ENOENT");
+    Ok(PyCase {
+        title: format!(
+            "unmodified python3 importing {} extension modules (each with its own library), through dlpatch --embed --program",
+            args.python_modules
+        ),
+        args: vec![py.script.into()],
+        env: Vec::new(),
+        expected: py.expected_stdout,
+        rows: vec![
+            (
+                "open/read/mmap/close of modules, libs",
+                Box::new(move |c: &Call| l1.contains(target(c)) && by_loader(c)),
+            ),
+            (
+                "stat of modules by importlib (libc)",
+                Box::new(move |c: &Call| l2.contains(target(c)) && !by_loader(c)),
+            ),
+            ("failed with ENOENT", Box::new(enoent)),
+            (
+                "  of them ld.so's (openat of a .so)",
+                Box::new(move |c: &Call| {
+                    enoent(c)
+                        && c.name == "openat"
+                        && c.path.as_deref().is_some_and(|p| p.contains(".so"))
+                }),
+            ),
+            ("python's own .py/.pyc files (libc)", Box::new(is_python_file)),
+        ],
+        s,
+    })
 }
 
 /// Counts of one run's calls.
