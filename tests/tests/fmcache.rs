@@ -436,6 +436,109 @@ int main(int argc, char **argv) {
     );
 }
 
+/// Every stat entry point a program can reach is served: `statx` (what
+/// newer toolchains call), and glibc's pre-2.33 `__xstat64`, `__lxstat64`,
+/// `__fxstatat64` and `__fxstat64` (what programs and wheels built against
+/// an older glibc call), for a module and for a module that does not
+/// exist. The output is the same without dlfm, in the pilot and in
+/// read-cache, where strace shows neither path reached the file system.
+#[test]
+fn statx_and_old_glibc_stat_calls_are_served() {
+    let s = Scenario::new(Spec::small());
+    let module = s.root.join("stat_module.py");
+    std::fs::write(&module, "VALUE = 1\n").unwrap();
+    let missing = s.root.join("absent_module.py");
+    let prog = s.build_c(
+        "stats",
+        r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+extern int __xstat64(int, const char *, struct stat64 *);
+extern int __lxstat64(int, const char *, struct stat64 *);
+extern int __fxstat64(int, int, struct stat64 *);
+extern int __fxstatat64(int, int, const char *, struct stat64 *, int);
+__asm__(".symver __xstat64,__xstat64@GLIBC_2.2.5");
+__asm__(".symver __lxstat64,__lxstat64@GLIBC_2.2.5");
+__asm__(".symver __fxstat64,__fxstat64@GLIBC_2.2.5");
+__asm__(".symver __fxstatat64,__fxstatat64@GLIBC_2.4");
+static void show(const char *what, int r, const struct stat64 *st) {
+    if (r != 0) { printf("%s errno=%d\n", what, errno); return; }
+    printf("%s ino=%lu size=%ld mtime=%ld.%09ld mode=%o nlink=%lu dev=%u:%u\n", what,
+           (unsigned long)st->st_ino, (long)st->st_size, (long)st->st_mtim.tv_sec,
+           st->st_mtim.tv_nsec, st->st_mode, (unsigned long)st->st_nlink,
+           major(st->st_dev), minor(st->st_dev));
+}
+static void show_x(const char *what, int r, const struct statx *x) {
+    if (r != 0) { printf("%s errno=%d\n", what, errno); return; }
+    printf("%s basic=%d ino=%llu size=%llu mtime=%lld.%09u mode=%o nlink=%u dev=%u:%u\n",
+           what, (x->stx_mask & STATX_BASIC_STATS) == STATX_BASIC_STATS,
+           (unsigned long long)x->stx_ino, (unsigned long long)x->stx_size,
+           (long long)x->stx_mtime.tv_sec, x->stx_mtime.tv_nsec, x->stx_mode, x->stx_nlink,
+           x->stx_dev_major, x->stx_dev_minor);
+}
+int main(int argc, char **argv) {
+    struct stat64 st;
+    struct statx x;
+    for (int i = 1; i < 3; i++) {
+        show_x("statx", statx(AT_FDCWD, argv[i], 0, STATX_BASIC_STATS, &x), &x);
+        show_x("statx-nofollow", statx(AT_FDCWD, argv[i], AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+                                       STATX_ALL, &x), &x);
+        show("xstat", __xstat64(1, argv[i], &st), &st);
+        show("lxstat", __lxstat64(1, argv[i], &st), &st);
+        show("fxstatat", __fxstatat64(1, AT_FDCWD, argv[i], &st, 0), &st);
+    }
+    int fd = open(argv[1], O_RDONLY);
+    show("fxstat", __fxstat64(1, fd, &st), &st);
+    show_x("statx-fd", statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &x), &x);
+    return 0;
+}
+"#,
+        &[],
+    );
+    let run = |op: Option<&str>, log: &str| -> (String, Vec<Call>) {
+        let mut cmd = s.cmd_for(&prog, op);
+        cmd.arg(&module).arg(&missing);
+        let path = s.root.join(log);
+        let out = strace::run_traced(&cmd, &path);
+        assert_ok(&out, &format!("stats {op:?}"));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            strace::parse(&path),
+        )
+    };
+    let (expected, base) = run(None, "base.strace");
+    assert!(
+        expected.contains("statx-fd basic=1") && expected.contains("xstat errno=2"),
+        "{expected}"
+    );
+    let reached = |calls: &[Call]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| {
+                c.path.as_deref() == module.to_str() || c.path.as_deref() == missing.to_str()
+            })
+            .map(|c| c.raw.clone())
+            .collect()
+    };
+    assert!(
+        reached(&base).iter().any(|r| r.starts_with("statx(")),
+        "the program did not call statx: {:#?}",
+        reached(&base)
+    );
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    assert_eq!(run(Some("write-cache"), "pilot.strace").0, expected);
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
+    let (got, calls) = run(Some("read-cache"), "replay.strace");
+    assert_eq!(got, expected);
+    let reached = reached(&calls);
+    assert!(reached.is_empty(), "reached the file system: {reached:#?}");
+}
+
 /// Imports from eight threads at once, and a fork while another thread
 /// imports, with every answer from the cache: the output is right every
 /// time and nothing hangs.

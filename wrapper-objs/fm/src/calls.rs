@@ -33,7 +33,7 @@ type FdFdFlags = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 type Fcntl = unsafe extern "C" fn(c_int, c_int, c_long) -> c_int;
 
 /// `newfstatat`'s flag for `lstat`.
-const NOFOLLOW: u32 = libc::AT_SYMLINK_NOFOLLOW as u32;
+pub(crate) const NOFOLLOW: u32 = libc::AT_SYMLINK_NOFOLLOW as u32;
 
 /// Sets errno and returns -1.
 pub(crate) fn fail(errno: i32) -> c_int {
@@ -91,18 +91,31 @@ pub(crate) unsafe fn next<F: Copy>(n: &Next) -> Option<F> {
 
 /// `stat`/`lstat` of `path` into `buf` through the next `f`.
 fn path_stat(f: &Next, path: *const c_char, buf: *mut Stat, follow: Follow) -> c_int {
+    stat_like(path, follow, buf, || {
+        // SAFETY: the type of the stat family's path functions.
+        let Some(real) = (unsafe { next::<PathStat>(f) }) else {
+            return fail(libc::ENOSYS);
+        };
+        // SAFETY: the program's own call, unchanged.
+        unsafe { real(path, buf) }
+    })
+}
+
+/// Answers or records a `stat`/`lstat` of `path` into `buf`; `call` makes
+/// the real call (which fills `buf`).
+pub(crate) fn stat_like(
+    path: *const c_char,
+    follow: Follow,
+    buf: *mut Stat,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
     let key = absolute(path);
     if let (Some(p), Some((cache, _))) = (key, state::cache()) {
         if let Some(a) = replay::stat(&cache, p, follow, buf) {
             return give(a);
         }
     }
-    // SAFETY: the type of the stat family's path functions.
-    let Some(real) = (unsafe { next::<PathStat>(f) }) else {
-        return fail(libc::ENOSYS);
-    };
-    // SAFETY: the program's own call, unchanged.
-    let r = unsafe { real(path, buf) };
+    let r = call();
     if let (Some(p), Some(j)) = (key, state::journal()) {
         record_stat(j, p, follow, result_of(r), buf);
     }
@@ -111,7 +124,13 @@ fn path_stat(f: &Next, path: *const c_char, buf: *mut Stat, follow: Follow) -> c
 
 /// Journals a `stat` or `lstat` that gave `result` (0 or -errno) and, on
 /// success, `buf`.
-fn record_stat(journal: &OwnFd, path: &[u8], follow: Follow, result: i32, buf: *const Stat) {
+pub(crate) fn record_stat(
+    journal: &OwnFd,
+    path: &[u8],
+    follow: Follow,
+    result: i32,
+    buf: *const Stat,
+) {
     let zeros = [0u8; dlfm_cache::layout::STAT_SIZE];
     let stat = if result == 0 {
         // SAFETY: a successful stat filled the caller's buffer.
@@ -178,6 +197,25 @@ pub unsafe extern "C" fn lstat64(path: *const c_char, buf: *mut Stat) -> c_int {
 /// `fstatat` through the next `f`: a path lookup for an absolute path with
 /// flags 0 or `AT_SYMLINK_NOFOLLOW`; `fstat` for `AT_EMPTY_PATH` and "".
 fn at_stat(f: &Next, dirfd: c_int, path: *const c_char, buf: *mut Stat, flags: c_int) -> c_int {
+    at_stat_like(dirfd, path, buf, flags, || {
+        // SAFETY: fstatat's type.
+        let Some(real) = (unsafe { next::<AtStat>(f) }) else {
+            return fail(libc::ENOSYS);
+        };
+        // SAFETY: the program's own call, unchanged.
+        unsafe { real(dirfd, path, buf, flags) }
+    })
+}
+
+/// Answers or records an `fstatat(dirfd, path, buf, flags)`; `call` makes
+/// the real call.
+pub(crate) fn at_stat_like(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut Stat,
+    flags: c_int,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
     let key = absolute(path);
     let follow = match flags as u32 {
         0 => Some(Follow::Yes),
@@ -189,12 +227,7 @@ fn at_stat(f: &Next, dirfd: c_int, path: *const c_char, buf: *mut Stat, flags: c
             return give(a);
         }
     }
-    // SAFETY: fstatat's type.
-    let Some(real) = (unsafe { next::<AtStat>(f) }) else {
-        return fail(libc::ENOSYS);
-    };
-    // SAFETY: the program's own call, unchanged.
-    let r = unsafe { real(dirfd, path, buf, flags) };
+    let r = call();
     // SAFETY: a non-null path is NUL-terminated.
     let empty = !path.is_null() && unsafe { *path } == 0;
     if r == 0 && empty && flags & libc::AT_EMPTY_PATH != 0 {
@@ -241,7 +274,7 @@ pub unsafe extern "C" fn fstatat64(
 
 /// Replaces the kernel's stat of a served memfd in `buf` (already filled
 /// by a successful fstat of `fd`) with the recorded one.
-fn translate_fstat(fd: c_int, buf: *mut Stat) {
+pub(crate) fn translate_fstat(fd: c_int, buf: *mut Stat) {
     if let Some((cache, _)) = state::cache() {
         // SAFETY: the successful fstat filled `buf`; read it by value.
         let real = unsafe { core::ptr::read(buf) };
@@ -251,12 +284,19 @@ fn translate_fstat(fd: c_int, buf: *mut Stat) {
 
 /// `fstat` through the next `f`, translated for served descriptors.
 fn fd_stat(f: &Next, fd: c_int, buf: *mut Stat) -> c_int {
-    // SAFETY: fstat's type.
-    let Some(real) = (unsafe { next::<FdStat>(f) }) else {
-        return fail(libc::ENOSYS);
-    };
-    // SAFETY: the program's own call, unchanged.
-    let r = unsafe { real(fd, buf) };
+    fd_stat_like(fd, buf, || {
+        // SAFETY: fstat's type.
+        let Some(real) = (unsafe { next::<FdStat>(f) }) else {
+            return fail(libc::ENOSYS);
+        };
+        // SAFETY: the program's own call, unchanged.
+        unsafe { real(fd, buf) }
+    })
+}
+
+/// An `fstat(fd, buf)` made by `call`, translated for served descriptors.
+pub(crate) fn fd_stat_like(fd: c_int, buf: *mut Stat, call: impl FnOnce() -> c_int) -> c_int {
+    let r = call();
     if r == 0 {
         translate_fstat(fd, buf);
     }

@@ -38,8 +38,10 @@ mod record;
 mod replay;
 mod served;
 mod state;
+mod statx;
 mod sys;
 mod trace;
+mod xstat;
 
 /// A panic cannot happen by construction (every read is checked); should
 /// one be compiled in anyway, abort rather than unwind through C.

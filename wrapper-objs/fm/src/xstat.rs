@@ -1,0 +1,175 @@
+//! glibc's stat entry points before 2.33 (`__xstat`, `__lxstat`,
+//! `__fxstat`, `__fxstatat` and their `64` twins): programs and extension
+//! modules built against an older glibc (conda's Python, manylinux wheels)
+//! still call these. Each takes a version first; on x86_64 versions 0 and 1
+//! both mean the kernel's `struct stat`, the one the cache holds, and are
+//! served like `stat`; any other version goes to libc unchanged.
+
+use core::ffi::{c_char, c_int};
+
+use libc::stat as Stat;
+
+use crate::calls::{at_stat_like, fail, fd_stat_like, next, stat_like};
+use crate::real::Next;
+use crate::replay::Follow;
+
+type VerPath = unsafe extern "C" fn(c_int, *const c_char, *mut Stat) -> c_int;
+type VerFd = unsafe extern "C" fn(c_int, c_int, *mut Stat) -> c_int;
+type VerAt = unsafe extern "C" fn(c_int, c_int, *const c_char, *mut Stat, c_int) -> c_int;
+
+/// Whether `ver` names the kernel's `struct stat` (`_STAT_VER_KERNEL` or
+/// `_STAT_VER_LINUX` on x86_64).
+fn plain(ver: c_int) -> bool {
+    ver == 0 || ver == 1
+}
+
+/// `__xstat`/`__lxstat` through the next `f`.
+fn ver_path(f: &Next, ver: c_int, path: *const c_char, buf: *mut Stat, follow: Follow) -> c_int {
+    let call = || {
+        // SAFETY: the type of the __xstat family's path functions.
+        let Some(real) = (unsafe { next::<VerPath>(f) }) else {
+            return fail(libc::ENOSYS);
+        };
+        // SAFETY: the program's own call, unchanged.
+        unsafe { real(ver, path, buf) }
+    };
+    if plain(ver) {
+        stat_like(path, follow, buf, call)
+    } else {
+        call()
+    }
+}
+
+/// `__fxstat` through the next `f`.
+fn ver_fd(f: &Next, ver: c_int, fd: c_int, buf: *mut Stat) -> c_int {
+    let call = || {
+        // SAFETY: __fxstat's type.
+        let Some(real) = (unsafe { next::<VerFd>(f) }) else {
+            return fail(libc::ENOSYS);
+        };
+        // SAFETY: the program's own call, unchanged.
+        unsafe { real(ver, fd, buf) }
+    };
+    if plain(ver) {
+        fd_stat_like(fd, buf, call)
+    } else {
+        call()
+    }
+}
+
+/// `__fxstatat` through the next `f`.
+fn ver_at(
+    f: &Next,
+    ver: c_int,
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut Stat,
+    flags: c_int,
+) -> c_int {
+    let call = || {
+        // SAFETY: __fxstatat's type.
+        let Some(real) = (unsafe { next::<VerAt>(f) }) else {
+            return fail(libc::ENOSYS);
+        };
+        // SAFETY: the program's own call, unchanged.
+        unsafe { real(ver, dirfd, path, buf, flags) }
+    };
+    if plain(ver) {
+        at_stat_like(dirfd, path, buf, flags, call)
+    } else {
+        call()
+    }
+}
+
+static XSTAT: Next = Next::new(c"__xstat");
+static XSTAT64: Next = Next::new(c"__xstat64");
+static LXSTAT: Next = Next::new(c"__lxstat");
+static LXSTAT64: Next = Next::new(c"__lxstat64");
+static FXSTAT: Next = Next::new(c"__fxstat");
+static FXSTAT64: Next = Next::new(c"__fxstat64");
+static FXSTATAT: Next = Next::new(c"__fxstatat");
+static FXSTATAT64: Next = Next::new(c"__fxstatat64");
+
+/// `__xstat`: `stat` with a version.
+///
+/// # Safety
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __xstat(ver: c_int, path: *const c_char, buf: *mut Stat) -> c_int {
+    ver_path(&XSTAT, ver, path, buf, Follow::Yes)
+}
+
+/// `__xstat64`.
+///
+/// # Safety
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __xstat64(ver: c_int, path: *const c_char, buf: *mut Stat) -> c_int {
+    ver_path(&XSTAT64, ver, path, buf, Follow::Yes)
+}
+
+/// `__lxstat`: `lstat` with a version.
+///
+/// # Safety
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __lxstat(ver: c_int, path: *const c_char, buf: *mut Stat) -> c_int {
+    ver_path(&LXSTAT, ver, path, buf, Follow::No)
+}
+
+/// `__lxstat64`.
+///
+/// # Safety
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __lxstat64(ver: c_int, path: *const c_char, buf: *mut Stat) -> c_int {
+    ver_path(&LXSTAT64, ver, path, buf, Follow::No)
+}
+
+/// `__fxstat`: `fstat` with a version.
+///
+/// # Safety
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __fxstat(ver: c_int, fd: c_int, buf: *mut Stat) -> c_int {
+    ver_fd(&FXSTAT, ver, fd, buf)
+}
+
+/// `__fxstat64`.
+///
+/// # Safety
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __fxstat64(ver: c_int, fd: c_int, buf: *mut Stat) -> c_int {
+    ver_fd(&FXSTAT64, ver, fd, buf)
+}
+
+/// `__fxstatat`: `fstatat` with a version.
+///
+/// # Safety
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __fxstatat(
+    ver: c_int,
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut Stat,
+    flags: c_int,
+) -> c_int {
+    ver_at(&FXSTATAT, ver, dirfd, path, buf, flags)
+}
+
+/// `__fxstatat64`.
+///
+/// # Safety
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __fxstatat64(
+    ver: c_int,
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut Stat,
+    flags: c_int,
+) -> c_int {
+    ver_at(&FXSTATAT64, ver, dirfd, path, buf, flags)
+}
