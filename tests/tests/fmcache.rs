@@ -436,6 +436,79 @@ int main(int argc, char **argv) {
     );
 }
 
+/// A served open copies the file's bytes from the cache's mapping into a
+/// memfd, then lets go of those pages: after importing the 560-module
+/// tree, the interposer's mapping of the cache holds fewer resident pages
+/// than half the tree's `.pyc` files (each of which has a page of its own
+/// in the cache), so a rank's resident set does not grow with the code it
+/// imported.
+#[test]
+fn served_files_do_not_stay_resident() {
+    let (s, copy) = python_scenario();
+    let tree = generate(&s);
+    let cache = s.cache();
+    let driver = s.root.join("resident.py");
+    std::fs::write(
+        &driver,
+        format!(
+            r#"import runpy
+runpy.run_path({script:?}, run_name="__main__")
+rss, whole = 0, False
+for line in open("/proc/self/smaps"):
+    f = line.split()
+    if "-" in f[0] and not f[0].endswith(":"):
+        whole = len(f) > 5 and f[5] == {cache:?} and f[2] == "00000000"
+    elif f[0] == "Rss:" and whole:
+        rss = max(rss, int(f[1]))
+print("cache-rss-kib", rss)
+"#,
+            script = tree.script.to_str().unwrap(),
+            cache = cache.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let pyc = walk_files(&tree.root)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pyc"))
+        .count();
+    assert!(pyc >= 500, "{pyc} .pyc files");
+    let run = |op: Option<&str>| -> u64 {
+        let out = s.cmd_for(&copy, op).arg(&driver).output().unwrap();
+        assert_ok(&out, &format!("resident.py {op:?}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.starts_with(&tree.expected_stdout), "{stdout}");
+        let last = stdout.lines().last().unwrap();
+        last.strip_prefix("cache-rss-kib ")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    run(Some("write-cache"));
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
+    let rss_kib = run(Some("read-cache"));
+    assert!(rss_kib > 0, "no whole mapping of {} found", cache.display());
+    let limit = pyc as u64 * 4 / 2;
+    assert!(
+        rss_kib < limit,
+        "the cache's mapping keeps {rss_kib} KiB resident after serving {pyc} .pyc files (limit {limit} KiB)"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Every stat entry point a program can reach is served: `statx` (what
 /// newer toolchains call), and glibc's pre-2.33 `__xstat64`, `__lxstat64`,
 /// `__fxstatat64` and `__fxstat64` (what programs and wheels built against

@@ -117,6 +117,7 @@ fn served_open(cache: &Cache<'_>, bytes: &[u8], path: &[u8], cloexec: bool) -> O
         && sys::write_all(fd, data)
         && sys::fstat(fd, &mut real)
     {
+        sys::forget_pages(data);
         served::insert(fd, real.st_ino, real.st_dev, file.stat_index);
         return Some(Answer::Ok(fd));
     }

@@ -90,6 +90,25 @@ pub fn unmap(bytes: &'static [u8]) {
     );
 }
 
+/// Lets go of this process's mapping of the pages holding `bytes`
+/// (`MADV_DONTNEED`): the pages stay in the page cache, shared with every
+/// process on the node, and a later read maps them again. Keeps the cache
+/// pages a served open copied from out of the process's resident set.
+pub fn forget_pages(bytes: &[u8]) {
+    const PAGE: usize = dlfm_cache::layout::PAGE as usize;
+    let start = bytes.as_ptr() as usize & !(PAGE - 1);
+    let end = (bytes.as_ptr() as usize + bytes.len() + PAGE - 1) & !(PAGE - 1);
+    call(
+        libc::SYS_madvise,
+        [
+            start as c_long,
+            (end - start) as c_long,
+            libc::MADV_DONTNEED as c_long,
+            0,
+        ],
+    );
+}
+
 /// A new memfd named `name` (NUL-terminated) with `flags`.
 pub fn memfd(name: &core::ffi::CStr, flags: u32) -> Option<i32> {
     call(
