@@ -476,13 +476,10 @@ fn measure(
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // mpirun forwards each rank's output as it comes, so one rank's line
+    // may be split by another's: count the expected text, not lines.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if stdout
-        .lines()
-        .filter(|l| format!("{l}\n") == job.expected)
-        .count()
-        != ranks
-    {
+    if stdout.matches(job.expected.trim_end()).count() != ranks {
         bail!("{config} at {ranks} ranks: wrong output:\n{stdout}");
     }
     let stderr = String::from_utf8_lossy(&out.stderr);

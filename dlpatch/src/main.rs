@@ -100,6 +100,13 @@ fn run(cli: &Cli) -> Result<()> {
             .unwrap_or_else(|| output.with_file_name("ld.so")),
         None => output.clone(),
     };
+    if cli.program.is_some() && absolute(&output) == absolute(&loader) {
+        bail!(
+            "the program copy and the ld.so copy would both be {}: name the program copy with -o \
+             (e.g. -o python3.dlfm) or the loader with --loader",
+            output.display()
+        );
+    }
     let ldso = match (&cli.ldso, &interp) {
         (Some(p), _) => p.clone(),
         (None, Some(i)) if Path::new(i).exists() && !same_file(Path::new(i), &loader) => {

@@ -135,6 +135,13 @@ fn dlpatch_embed_refusals_write_nothing_and_say_why() {
             .arg(d.join("x.so")),
         "not a static library",
     );
+    // -o naming the loader's default path: both copies would be one file.
+    refused(
+        embed()
+            .args(["--program", "/usr/bin/python3", "-o"])
+            .arg(d.join("ld.so")),
+        "would both be",
+    );
     assert_eq!(left_over(d, "dlpatch-tmp"), Vec::<String>::new());
     assert_eq!(left_over(d, ".so"), Vec::<String>::new());
     assert_eq!(left_over(&a_dir, ""), Vec::<String>::new());
