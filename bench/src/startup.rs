@@ -352,14 +352,6 @@ fn python_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
     );
     let tree = generate_package_tree(&python, &pfs.join("py"), args.tree_packages, 5, 10, 3)?;
     let ext = generate_python(&python, args.python_modules, 11, &pfs.join("ext"))?;
-    // An installed package holds no C sources beside its modules.
-    for dir in [&ext.module_dir, &pfs.join("ext/pylibs")] {
-        for e in std::fs::read_dir(dir)?.flatten() {
-            if e.path().extension().is_some_and(|x| x == "c") {
-                std::fs::remove_file(e.path())?;
-            }
-        }
-    }
     let copy = local.join("python3.dlfm");
     ok(
         Command::new(&art.dlpatch)
@@ -380,9 +372,9 @@ fn python_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
              with contextlib.redirect_stdout(out):\n\
              \x20   runpy.run_path({tree:?})\n\
              \x20   runpy.run_path({ext:?})\n\
-             print('main-reached', time.time_ns(), file=sys.stderr)\n\
-             import resource\n\
-             print('peak-rss-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n\
+             import os, resource\n\
+             os.write(2, f'main-reached {{time.time_ns()}}\\n'.encode())\n\
+             os.write(2, f'peak-rss-kib {{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}\\n'.encode())\n\
              print('imports-ok' if out.getvalue() == {expected:?} else 'wrong: ' + repr(out.getvalue()))\n",
             tree = tree.script.display().to_string(),
             ext = ext.script.display().to_string(),
@@ -402,6 +394,22 @@ fn python_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
         expected: "imports-ok\n".into(),
         tree: None,
     })
+}
+
+/// The number after each `key` in `stream`. Each rank writes its report
+/// in one write, but mpirun may put another rank's output right before it
+/// on the same line, so reports are found anywhere, not at line starts.
+fn numbers_after<T: std::str::FromStr>(stream: &str, key: &str) -> Vec<T> {
+    stream
+        .match_indices(key)
+        .filter_map(|(i, _)| {
+            let rest = &stream[i + key.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+        .collect()
 }
 
 /// Runs one configuration at `ranks` and measures it.
@@ -484,14 +492,8 @@ fn measure(
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let t0_ns = t0.duration_since(UNIX_EPOCH)?.as_nanos() as i128;
-    let reached: Vec<i128> = stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("main-reached ")?.trim().parse().ok())
-        .collect();
-    let rss: Vec<u64> = stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("peak-rss-kib ")?.trim().parse().ok())
-        .collect();
+    let reached: Vec<i128> = numbers_after(&stderr, "main-reached ");
+    let rss: Vec<u64> = numbers_after(&stderr, "peak-rss-kib ");
     if reached.len() != ranks {
         bail!(
             "{config}: {} of {ranks} ranks reported reaching main",

@@ -208,6 +208,24 @@ fn python_replays(s: &Scenario, python: &Path, copy: &Path) -> String {
         probes.is_empty(),
         "ld.so's library probes must all be served: {probes:#?}"
     );
+    // importlib stats the modules' directory (a sys.path entry) before each
+    // import and lists it once: it holds only modules ld.so loads, so it is
+    // code, and served.
+    let dir = py.module_dir.display().to_string();
+    let on_dir = |calls: &[Call]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.path.as_ref().or(c.fd_path.as_ref()) == Some(&dir))
+            .map(|c| c.raw.clone())
+            .collect()
+    };
+    assert!(!on_dir(&base).is_empty(), "the baseline looks {dir} up");
+    let left = on_dir(&replay);
+    assert!(
+        left.is_empty(),
+        "read-cache reached the modules' directory:\n{}",
+        left.join("\n")
+    );
     eprintln!(
         "{}: calls on the modules and their libraries without dlfm {} / read-cache {} (open, read, mmap); \
          importlib's stat of them {} / {}; all file calls {} / {}",

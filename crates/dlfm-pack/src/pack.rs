@@ -78,6 +78,11 @@ pub fn pack(
             .iter()
             .filter(|(_, f)| !f.by_ldso)
             .map(|(p, f)| (p.as_slice(), is_directory(f))),
+        merged
+            .paths
+            .iter()
+            .filter(|(_, f)| f.by_ldso)
+            .map(|(p, _)| p.as_slice()),
     );
     let cached =
         |path: &[u8], facts: &PathFacts| facts.by_ldso || decision.admitted.contains_key(path);

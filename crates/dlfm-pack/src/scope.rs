@@ -10,7 +10,8 @@
 //!   `pybuilddir.txt`, and `pyproject.toml` / `setup.cfg`), type stubs and
 //!   declarations beside code (`.pyi`, `.pxd`, `.pyx`, `.h`, `py.typed`),
 //!   whatever the result (so the ENOENT probes of such names are cached
-//!   too); the directories that directly hold such a file; and the
+//!   too); the directories that directly hold such a file or a library
+//!   ld.so looked up (an extension module's directory); and the
 //!   directories that hold such a directory (a `sys.path` entry holding
 //!   only packages, which importlib stats before every import), with the
 //!   `.` and `..` entries a walk of such a directory stats (Open MPI's
@@ -198,11 +199,22 @@ impl Scope {
 
     /// Decides for each path only the program looked up (`paths`, with
     /// whether the pilot saw a directory there) whether it is cached.
-    pub fn decide<'a>(&self, paths: impl Iterator<Item = (&'a [u8], bool)>) -> Decision {
+    /// `by_loader` are the paths ld.so looked up (always cached): the
+    /// directories holding them hold code too (importlib stats the
+    /// directory of the extension modules it then has ld.so load).
+    pub fn decide<'a>(
+        &self,
+        paths: impl Iterator<Item = (&'a [u8], bool)>,
+        by_loader: impl Iterator<Item = &'a [u8]>,
+    ) -> Decision {
         let paths: Vec<(&[u8], bool)> = paths.collect();
         let excluded = |p: &[u8]| self.exclude.iter().any(|g| g.matches(p));
         let mut d = Decision::default();
-        let mut code_dirs = BTreeSet::new();
+        let mut code_dirs: BTreeSet<Vec<u8>> = by_loader
+            .filter(|p| class_of_name(p).is_some())
+            .filter_map(parent)
+            .map(<[u8]>::to_vec)
+            .collect();
         for &(p, is_dir) in &paths {
             if excluded(p) {
                 continue;
@@ -322,6 +334,17 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_of_modules_ld_so_loaded_is_in_scope() {
+        let paths: Vec<(&[u8], bool)> = vec![(b"/app/ext", true), (b"/app", true)];
+        let loaded: Vec<&[u8]> = vec![b"/app/ext/mod_a.cpython-311-x86_64-linux-gnu.so"];
+        let d = Scope::default().decide(paths.iter().copied(), loaded.iter().copied());
+        assert_eq!(d.admitted.get(&b"/app/ext"[..]), Some(&Class::Directory));
+        assert_eq!(d.admitted.get(&b"/app"[..]), Some(&Class::Directory));
+        let d = Scope::default().decide(paths.iter().copied(), std::iter::empty());
+        assert!(d.admitted.is_empty(), "{:?}", d.admitted);
+    }
+
+    #[test]
     fn directories_are_in_scope_when_they_hold_code_and_globs_adjust() {
         let paths: Vec<(&[u8], bool)> = vec![
             (b"/lib/py/pkg/__init__.py", false),
@@ -337,7 +360,7 @@ mod tests {
             (b"/job/out.log", false),
             (b"/lib/py/pkg/data.bin", false),
         ];
-        let d = Scope::default().decide(paths.iter().copied());
+        let d = Scope::default().decide(paths.iter().copied(), std::iter::empty());
         assert_eq!(d.admitted.get(&b"/lib/py/pkg"[..]), Some(&Class::Directory));
         assert_eq!(
             d.admitted.get(&b"/lib/py"[..]),
@@ -359,7 +382,7 @@ mod tests {
             include: vec![Glob::new("*.yaml")],
             exclude: vec![Glob::new("/lib/py/pkg/*")],
         };
-        let d = scope.decide(paths.iter().copied());
+        let d = scope.decide(paths.iter().copied(), std::iter::empty());
         assert_eq!(
             d.admitted.get(&b"/job/conf.yaml"[..]),
             Some(&Class::Included)

@@ -58,14 +58,18 @@ pub fn generate_python(
     let dir = std::path::absolute(dir)?;
     let module_dir = dir.join("modules");
     let lib_dir = dir.join("pylibs");
+    // The C sources live apart, so that the module and library directories
+    // hold what an installed package holds: the built objects only.
+    let src_dir = dir.join("src");
     fs::create_dir_all(&module_dir)?;
     fs::create_dir_all(&lib_dir)?;
+    fs::create_dir_all(&src_dir)?;
     let mut rng = Rng::new(seed);
     let (mut modules, mut deps, mut total) = (Vec::new(), Vec::new(), 0u64);
     for i in 0..count {
         let k = rng.below(1000);
         total = total.wrapping_add(k * 3 + i as u64);
-        let dep_c = lib_dir.join(format!("pyd_{i:03}.c"));
+        let dep_c = src_dir.join(format!("pyd_{i:03}.c"));
         fs::write(
             &dep_c,
             format!("unsigned long pyd_{i:03}(void) {{ return {k}UL * 3; }}\n"),
@@ -86,7 +90,7 @@ pub fn generate_python(
              static struct PyModuleDef def = {{PyModuleDef_HEAD_INIT, \"ext_{i:03}\", NULL, -1, methods}};\n\
              PyMODINIT_FUNC PyInit_ext_{i:03}(void) {{ return PyModule_Create(&def); }}\n"
         );
-        let c = module_dir.join(format!("ext_{i:03}.c"));
+        let c = src_dir.join(format!("ext_{i:03}.c"));
         fs::write(&c, src)?;
         let module = module_dir.join(format!("ext_{i:03}.so"));
         run_tool(
