@@ -166,6 +166,12 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
                     cached.join(", ")
                 }
             );
+            if report.bytecode_taken > 0 {
+                println!(
+                    "  fmcaching    bytecode: {} __pycache__ file(s) the pilot's python wrote (missing when first probed) taken in as they are now",
+                    report.bytecode_taken
+                );
+            }
             if report.listings + report.listings_left > 0 {
                 println!(
                     "  fmcaching    directory listings: {} cached (directories of code only), {} left to the file system (they hold data too)",

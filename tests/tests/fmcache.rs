@@ -436,6 +436,77 @@ int main(int argc, char **argv) {
     );
 }
 
+/// A first pilot on a tree that has no bytecode yet: python compiles each
+/// module and writes its `__pycache__/*.pyc` during the pilot. read-cache
+/// takes those files in (and says so) instead of refusing them as names
+/// that appeared since the pilot, and the replay neither compiles nor
+/// writes: nothing under the tree reaches the file system.
+#[test]
+fn bytecode_the_pilot_wrote_is_taken_in() {
+    let (s, copy) = python_scenario();
+    let root = s.root.join("fresh");
+    let mut script = format!(
+        "import sys\nsys.path.insert(0, {:?})\n",
+        root.to_str().unwrap()
+    );
+    let mut expected = String::new();
+    for p in 0..3 {
+        let pkg = root.join(format!("pkg{p}"));
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(pkg.join("__init__.py"), "").unwrap();
+        for m in 0..5 {
+            std::fs::write(
+                pkg.join(format!("m{m}.py")),
+                format!("V = {}\n", p * 10 + m),
+            )
+            .unwrap();
+            script.push_str(&format!("import pkg{p}.m{m}\nprint(pkg{p}.m{m}.V)\n"));
+            expected.push_str(&format!("{}\n", p * 10 + m));
+        }
+    }
+    let driver = s.root.join("fresh_driver.py");
+    std::fs::write(&driver, script).unwrap();
+    let run = |op: Option<&str>, log: &str| -> Vec<Call> {
+        let mut cmd = s.cmd_for(&copy, op);
+        cmd.arg(&driver).env_remove("PYTHONDONTWRITEBYTECODE");
+        let path = s.root.join(log);
+        let out = strace::run_traced(&cmd, &path);
+        assert_ok(&out, &format!("fresh_driver.py {op:?}"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{op:?}");
+        strace::parse(&path)
+    };
+    assert!(walk_files(&root)
+        .iter()
+        .all(|p| p.extension().is_some_and(|e| e == "py")));
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    run(Some("write-cache"), "pilot.strace");
+    let written = walk_files(&root)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pyc"))
+        .count();
+    assert_eq!(written, 18, "the pilot's python writes the bytecode");
+    let packed = s.pre(&["read-cache", "4"], &[]);
+    assert_ok(&packed, "read-cache");
+    let summary = String::from_utf8_lossy(&packed.stdout);
+    assert!(
+        summary.contains("bytecode: 18 __pycache__ file(s)"),
+        "{summary}"
+    );
+    let replay = run(Some("read-cache"), "replay.strace");
+    let under = format!("{}/", root.display());
+    let reached: Vec<&String> = replay
+        .iter()
+        .filter(|c| {
+            c.path
+                .as_deref()
+                .or(c.fd_path.as_deref())
+                .is_some_and(|p| p.starts_with(&under))
+        })
+        .map(|c| &c.raw)
+        .collect();
+    assert!(reached.is_empty(), "reached the tree: {reached:#?}");
+}
+
 /// A served open copies the file's bytes from the cache's mapping into a
 /// memfd, then lets go of those pages: after importing the 560-module
 /// tree, the interposer's mapping of the cache holds fewer resident pages

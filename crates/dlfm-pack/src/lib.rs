@@ -5,6 +5,7 @@
 //! refusing libraries that changed since the pilot, and writing the cache
 //! file. It knows nothing of ld.so or of how replay uses the cache.
 
+pub mod bytecode;
 pub mod check;
 pub mod data_sum;
 pub mod error;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use dlfm_cache::layout::{IdKind, Outcome};
 use dlfm_cache::stat::StatView;
 
+use crate::bytecode::take_in_written_bytecode;
 use crate::error::PackError;
 use crate::listing::pack_listing;
 use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact};
@@ -46,6 +47,9 @@ pub struct PackReport {
     /// Directories the program listed that hold data too: left to the file
     /// system.
     pub listings_left: usize,
+    /// `__pycache__/*.pyc` files the pilot found missing and then wrote,
+    /// taken in as they are now (`crate::bytecode`).
+    pub bytecode_taken: usize,
     /// The FMCaching interposer replay preloads (None: DLCaching only).
     pub fm_path: Option<String>,
     /// What the FMCaching scope took in and left out of the program's own
@@ -68,7 +72,8 @@ pub fn pack(
         source,
     })?;
     let scanned = scan(&bytes);
-    let merged = merge(&scanned.records);
+    let mut merged = merge(&scanned.records);
+    let bytecode_taken = take_in_written_bytecode(&mut merged);
     if merged.processes == 0 || merged.paths.is_empty() {
         return Err(PackError::EmptyJournal(journal.to_path_buf()));
     }
@@ -102,6 +107,7 @@ pub fn pack(
         not_regular: 0,
         listings: 0,
         listings_left: 0,
+        bytecode_taken,
         fm_path: merged
             .fm_path
             .as_deref()
