@@ -168,7 +168,7 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
             );
             if report.bytecode_taken > 0 {
                 println!(
-                    "  fmcaching    bytecode: {} __pycache__ file(s) the pilot's python wrote (missing when first probed) taken in as they are now",
+                    "  fmcaching    bytecode: {} __pycache__ file(s) the pilot's python wrote or rewrote after looking them up, taken in as they are now",
                     report.bytecode_taken
                 );
             }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use dlfm_cache::layout::{IdKind, Outcome};
 use dlfm_cache::stat::StatView;
 
-use crate::bytecode::take_in_written_bytecode;
+use crate::bytecode::take_in_present_bytecode;
 use crate::error::PackError;
 use crate::listing::pack_listing;
 use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact};
@@ -47,8 +47,8 @@ pub struct PackReport {
     /// Directories the program listed that hold data too: left to the file
     /// system.
     pub listings_left: usize,
-    /// `__pycache__/*.pyc` files the pilot found missing and then wrote,
-    /// taken in as they are now (`crate::bytecode`).
+    /// `__pycache__/*.pyc` files written or rewritten since the pilot
+    /// looked them up, taken in as they are now (`crate::bytecode`).
     pub bytecode_taken: usize,
     /// The FMCaching interposer replay preloads (None: DLCaching only).
     pub fm_path: Option<String>,
@@ -73,7 +73,7 @@ pub fn pack(
     })?;
     let scanned = scan(&bytes);
     let mut merged = merge(&scanned.records);
-    let bytecode_taken = take_in_written_bytecode(&mut merged);
+    let bytecode_taken = take_in_present_bytecode(&mut merged);
     if merged.processes == 0 || merged.paths.is_empty() {
         return Err(PackError::EmptyJournal(journal.to_path_buf()));
     }
