@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 rel="${DLFM_BIN:-$here/../target/release}"
 out="$here/out"
-for f in dlpatch dlfm.pre libdlfm_wrap.a; do
+for f in dlpatch dlfm-pre libdlfm_wrap.a; do
     [ -e "$rel/$f" ] || { echo "demo: $rel/$f missing: run 'cargo build --release' first" >&2; exit 2; }
 done
 rm -rf "$out"; mkdir -p "$out"/{lib/a,lib/b,lib/c,lib/plugins}; cd "$out"
