@@ -195,11 +195,22 @@ impl Scenario {
     /// Runs `cmd` under strace (trace file `name` in the root), checks its
     /// output, and returns the calls.
     pub fn traced(&self, cmd: Command, name: &str) -> Vec<Call> {
+        let (stdout, calls) = self.traced_output(&cmd, name, &format!("{cmd:?} under strace"));
+        assert_eq!(stdout, self.w.expected_stdout);
+        calls
+    }
+
+    /// Runs `cmd` under strace (trace file `name` in the root), checks that
+    /// it succeeds (`what` names it if not), and returns what it printed and
+    /// the calls.
+    pub fn traced_output(&self, cmd: &Command, name: &str, what: &str) -> (String, Vec<Call>) {
         let log = self.root.join(name);
-        let out = strace::run_traced(&cmd, &log);
-        assert_ok(&out, &format!("{cmd:?} under strace"));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), self.w.expected_stdout);
-        strace::parse(&log)
+        let out = strace::run_traced(cmd, &log);
+        assert_ok(&out, what);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            strace::parse(&log),
+        )
     }
 
     /// Everything written to the DLCACHE_DBG trace files so far.

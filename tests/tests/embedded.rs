@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dlfm_tests::scenario::assert_ok;
-use dlfm_tests::strace::{self, looked_up, Call, LOOKUPS};
+use dlfm_tests::strace::{looked_up, Call, LOOKUPS};
 use dlfm_tests::Scenario;
 use dlfm_workload::{generate_python, Spec};
 
@@ -148,15 +148,9 @@ fn python_replays(s: &Scenario, python: &Path, copy: &Path) -> String {
     let run = |op: Option<&str>, log: &str| -> Vec<Call> {
         let mut cmd = s.cmd_for(copy, op);
         cmd.arg(&py.script).env("PYTHONDONTWRITEBYTECODE", "1");
-        let path = s.root.join(log);
-        let out = strace::run_traced(&cmd, &path);
-        assert_ok(&out, "python under strace");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            py.expected_stdout,
-            "{op:?}"
-        );
-        strace::parse(&path)
+        let (stdout, calls) = s.traced_output(&cmd, log, "python under strace");
+        assert_eq!(stdout, py.expected_stdout, "{op:?}");
+        calls
     };
     let base = run(None, "py-base.strace");
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");

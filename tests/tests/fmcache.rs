@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use dlfm_tests::scenario::assert_ok;
-use dlfm_tests::strace::{self, Call};
+use dlfm_tests::strace::Call;
 use dlfm_tests::Scenario;
 use dlfm_workload::{generate_package_tree, PackageTree, Spec};
 
@@ -36,11 +36,9 @@ fn run_python(
 ) -> Vec<Call> {
     let mut cmd = s.cmd_for(copy, op);
     cmd.arg(script);
-    let path = s.root.join(log);
-    let out = strace::run_traced(&cmd, &path);
-    assert_ok(&out, &format!("python {op:?}"));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{op:?}");
-    strace::parse(&path)
+    let (stdout, calls) = s.traced_output(&cmd, log, &format!("python {op:?}"));
+    assert_eq!(stdout, expected, "{op:?}");
+    calls
 }
 
 /// The calls in `calls` on a Python source or bytecode file (by path or by
@@ -410,13 +408,7 @@ int main(int argc, char **argv) {
     let run = |op: Option<&str>, log: &str| -> (String, Vec<Call>) {
         let mut cmd = s.cmd_for(&prog, op);
         cmd.arg(&module);
-        let path = s.root.join(log);
-        let out = strace::run_traced(&cmd, &path);
-        assert_ok(&out, &format!("descriptors {op:?}"));
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            strace::parse(&path),
-        )
+        s.traced_output(&cmd, log, &format!("descriptors {op:?}"))
     };
     let (expected, _) = run(None, "base.strace");
     assert!(expected.contains("mmap [VALUE ]"), "{expected}");
@@ -469,11 +461,9 @@ fn bytecode_the_pilot_wrote_is_taken_in() {
     let run = |op: Option<&str>, log: &str| -> Vec<Call> {
         let mut cmd = s.cmd_for(&copy, op);
         cmd.arg(&driver).env_remove("PYTHONDONTWRITEBYTECODE");
-        let path = s.root.join(log);
-        let out = strace::run_traced(&cmd, &path);
-        assert_ok(&out, &format!("fresh_driver.py {op:?}"));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{op:?}");
-        strace::parse(&path)
+        let (stdout, calls) = s.traced_output(&cmd, log, &format!("fresh_driver.py {op:?}"));
+        assert_eq!(stdout, expected, "{op:?}");
+        calls
     };
     assert!(walk_files(&root)
         .iter()
@@ -647,13 +637,7 @@ int main(int argc, char **argv) {
     let run = |op: Option<&str>, log: &str| -> (String, Vec<Call>) {
         let mut cmd = s.cmd_for(&prog, op);
         cmd.arg(&module).arg(&missing);
-        let path = s.root.join(log);
-        let out = strace::run_traced(&cmd, &path);
-        assert_ok(&out, &format!("stats {op:?}"));
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            strace::parse(&path),
-        )
+        s.traced_output(&cmd, log, &format!("stats {op:?}"))
     };
     let (expected, base) = run(None, "base.strace");
     assert!(
@@ -840,13 +824,7 @@ fn numpy_scipy_and_pandas_import_from_the_cache() {
         cmd.arg(&script)
             .env("PYTHONPATH", &pydeps)
             .env("PYTHONDONTWRITEBYTECODE", "1");
-        let path = s.root.join(log);
-        let out = strace::run_traced(&cmd, &path);
-        assert_ok(&out, &format!("science {op:?}"));
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            strace::parse(&path),
-        )
+        s.traced_output(&cmd, log, &format!("science {op:?}"))
     };
     let (expected, base) = run(&python(), None, "base.strace");
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use dlfm_tests::scenario::{assert_ok, rpath};
-use dlfm_tests::strace::{self, Call};
+use dlfm_tests::strace::Call;
 use dlfm_tests::Scenario;
 use dlfm_workload::{generate_python, Spec};
 
@@ -69,20 +69,14 @@ impl Setting {
     fn run(&self, op: &str, args: &[&str], log: &str) -> Vec<Call> {
         let mut cmd = self.s.cmd_for(&self.prog, Some(op));
         cmd.args(args).env("DLCACHE_DBG", "1");
-        let path = self.s.root.join(log);
-        let out = strace::run_traced(&cmd, &path);
-        assert_ok(&out, &format!("{op} {args:?}"));
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            EXPECTED,
-            "{op} {args:?}"
-        );
+        let (stdout, calls) = self.s.traced_output(&cmd, log, &format!("{op} {args:?}"));
+        assert_eq!(stdout, EXPECTED, "{op} {args:?}");
         assert_eq!(
             std::fs::read_to_string(&self.decoy).unwrap(),
             "the program's own file\n",
             "dlfm wrote into the program's file ({op} {args:?})"
         );
-        strace::parse(&path)
+        calls
     }
 
     /// The calls that opened `liblate.so` itself.
@@ -156,11 +150,9 @@ fn python_closerange_then_imports_from_the_cache() {
     let run = |op: &str, code: &str, log: &str| -> Vec<Call> {
         let mut cmd = s.cmd_for(&copy, Some(op));
         cmd.args(["-c", code]).env("PYTHONDONTWRITEBYTECODE", "1");
-        let path = s.root.join(log);
-        let out = strace::run_traced(&cmd, &path);
-        assert_ok(&out, &format!("python {op}"));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), py.expected_stdout);
-        strace::parse(&path)
+        let (stdout, calls) = s.traced_output(&cmd, log, &format!("python {op}"));
+        assert_eq!(stdout, py.expected_stdout);
+        calls
     };
     let plain = format!("exec(open({script:?}).read())");
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");

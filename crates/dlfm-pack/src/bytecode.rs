@@ -18,10 +18,7 @@ use std::path::Path;
 use dlfm_cache::layout::STAT_SIZE;
 use dlfm_cache::stat::{blank, to_bytes, StatView};
 
-use crate::merge::{Merged, OpenFact, PathFacts, StatFact};
-
-/// `ENOENT`.
-const ENOENT: i32 = 2;
+use crate::merge::{Merged, OpenFact, PathFacts, StatFact, ENOENT};
 
 /// Whether `path` names a `.pyc` inside a `__pycache__` directory.
 fn is_cached_bytecode(path: &[u8]) -> bool {
@@ -155,7 +152,7 @@ mod tests {
         let Some(OpenFact::File(st)) = facts.open else {
             panic!("not taken in: {facts:?}");
         };
-        let view = dlfm_cache::stat::StatView(&st);
+        let view = StatView(&st);
         let meta = std::fs::metadata(&written).unwrap();
         assert!(view.is_regular());
         assert_eq!((view.ino(), view.size()), (meta.ino(), 5));

@@ -9,6 +9,9 @@ use dlfm_cache::journal::{Origin, Record};
 use dlfm_cache::layout::STAT_SIZE;
 use dlfm_cache::stat::StatView;
 
+/// "No such file or directory": the errno of a probe that found nothing.
+pub const ENOENT: i32 = 2;
+
 /// What `open` of a path gave.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OpenFact {

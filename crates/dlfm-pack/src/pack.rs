@@ -10,7 +10,7 @@ use dlfm_cache::stat::StatView;
 use crate::bytecode::take_in_present_bytecode;
 use crate::error::PackError;
 use crate::listing::pack_listing;
-use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact};
+use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact, ENOENT};
 use crate::scan::{scan, Damage};
 use crate::scope::{Decision, Scope};
 use crate::writer::{CacheWriter, Summary};
@@ -124,9 +124,6 @@ pub fn pack(
         })?;
     Ok(report)
 }
-
-/// "No such file or directory".
-const ENOENT: i32 = 2;
 
 /// Whether the pilot saw a directory at the path.
 fn is_directory(f: &PathFacts) -> bool {

@@ -65,6 +65,14 @@ pub(crate) fn give(a: Answer) -> c_int {
     }
 }
 
+/// Whether `p` is the empty path (`AT_EMPTY_PATH` then names the
+/// descriptor itself).
+pub(crate) fn is_empty_path(p: *const c_char) -> bool {
+    // SAFETY: a non-null path from libc's callers is NUL-terminated, so its
+    // first byte is readable.
+    !p.is_null() && unsafe { *p } == 0
+}
+
 /// The path at `p`, if it is absolute (only absolute paths are lookups).
 pub(crate) fn absolute(p: *const c_char) -> Option<&'static [u8]> {
     if p.is_null() {
@@ -228,9 +236,7 @@ pub(crate) fn at_stat_like(
         }
     }
     let r = call();
-    // SAFETY: a non-null path is NUL-terminated.
-    let empty = !path.is_null() && unsafe { *path } == 0;
-    if r == 0 && empty && flags & libc::AT_EMPTY_PATH != 0 {
+    if r == 0 && is_empty_path(path) && flags & libc::AT_EMPTY_PATH != 0 {
         translate_fstat(dirfd, buf);
     }
     if let (Some(p), Some(fl), Some(j)) = (key, follow, state::journal()) {
@@ -409,8 +415,7 @@ fn open_like(path: *const c_char, flags: c_int, call: impl FnOnce() -> c_int) ->
     let r = call();
     if let (Some(p), Some(j)) = (key, state::journal()) {
         let result = result_of(r);
-        // SAFETY: all-zero bytes are a valid `stat`.
-        let mut st: Stat = unsafe { core::mem::zeroed() };
+        let mut st = sys::zeroed_stat();
         let have = r >= 0 && sys::fstat(r, &mut st);
         record::append(
             j,
@@ -592,8 +597,7 @@ fn fopen_like(f: &Next, path: *const c_char, mode: *const c_char) -> *mut libc::
             // SAFETY: a stream fopen returned.
             unsafe { libc::fileno(stream) }
         };
-        // SAFETY: all-zero bytes are a valid `stat`.
-        let mut st: Stat = unsafe { core::mem::zeroed() };
+        let mut st = sys::zeroed_stat();
         let have = fd >= 0 && sys::fstat(fd, &mut st);
         record::append(
             j,
@@ -647,8 +651,7 @@ fn readlink_like(path: *const c_char, call: impl FnOnce() -> isize) -> isize {
     let r = call();
     if let (Some(p), Some(j)) = (key, state::journal()) {
         let saved = errno();
-        // SAFETY: all-zero bytes are a valid `stat`.
-        let mut st: Stat = unsafe { core::mem::zeroed() };
+        let mut st = sys::zeroed_stat();
         let result = sys::lstat(path as *const u8, &mut st);
         record_stat(j, p, Follow::No, result, &st);
         // SAFETY: this thread's errno slot.

@@ -167,8 +167,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
             // SAFETY: a stream libc's opendir returned.
             unsafe { libc::dirfd(dir) }
         };
-        // SAFETY: all-zero bytes are a valid `stat`.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        let mut st = sys::zeroed_stat();
         let have = fd >= 0 && sys::fstat(fd, &mut st);
         record::append(
             j,

@@ -36,8 +36,7 @@ impl OwnFd {
     /// Takes `fd` (just opened by the constructor); false, and `fd` closed,
     /// if it cannot be stat'ed.
     pub fn adopt(&self, fd: i32) -> bool {
-        // SAFETY: all-zero bytes are a valid `stat`.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        let mut st = sys::zeroed_stat();
         if !sys::fstat(fd, &mut st) {
             sys::close(fd);
             return false;
@@ -59,8 +58,7 @@ impl OwnFd {
         if fd < 0 {
             return;
         }
-        // SAFETY: all-zero bytes are a valid `stat`.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        let mut st = sys::zeroed_stat();
         let ours = sys::fstat(fd, &mut st)
             && st.st_dev == self.dev.load(Ordering::Relaxed)
             && st.st_ino == self.ino.load(Ordering::Relaxed);

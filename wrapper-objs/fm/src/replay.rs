@@ -111,8 +111,7 @@ fn served_open(cache: &Cache<'_>, bytes: &[u8], path: &[u8], cloexec: bool) -> O
     let data = bytes.get(start..start.checked_add(usize::try_from(file.size).ok()?)?)?;
     let flags = if cloexec { libc::MFD_CLOEXEC } else { 0 };
     let fd = sys::memfd(c"dlfm", flags)?;
-    // SAFETY: all-zero bytes are a valid `stat`.
-    let mut real: libc::stat = unsafe { core::mem::zeroed() };
+    let mut real = sys::zeroed_stat();
     if usize::try_from(fd).is_ok_and(|i| i < served::MAX_FD)
         && sys::write_all(fd, data)
         && sys::fstat(fd, &mut real)

@@ -11,10 +11,11 @@ use core::ffi::{c_char, c_int, c_uint};
 
 use libc::{stat as Stat, statx as Statx};
 
-use crate::calls::{absolute, fail, give, next, record_stat, result_of, NOFOLLOW};
+use crate::calls::{absolute, fail, give, is_empty_path, next, record_stat, result_of, NOFOLLOW};
 use crate::real::Next;
 use crate::replay::{self, Answer, Follow};
 use crate::state;
+use crate::sys::zeroed_stat;
 
 type StatxFn = unsafe extern "C" fn(c_int, *const c_char, c_int, c_uint, *mut Statx) -> c_int;
 
@@ -33,12 +34,6 @@ fn follow_of(flags: c_int) -> Option<Follow> {
     } else {
         Some(Follow::Yes)
     }
-}
-
-/// A zeroed `struct stat`.
-fn zeroed_stat() -> Stat {
-    // SAFETY: `struct stat` is plain integers, for which zero is valid.
-    unsafe { core::mem::zeroed() }
 }
 
 /// The `struct stat` a `statx` result amounts to.
@@ -121,9 +116,7 @@ pub unsafe extern "C" fn statx(
     };
     // SAFETY: the program's own call, unchanged.
     let r = unsafe { real(dirfd, path, flags, mask, buf) };
-    // SAFETY: a non-null path is NUL-terminated.
-    let empty = !path.is_null() && unsafe { *path } == 0;
-    if r == 0 && empty && flags & libc::AT_EMPTY_PATH != 0 {
+    if r == 0 && is_empty_path(path) && flags & libc::AT_EMPTY_PATH != 0 {
         if let Some((cache, _)) = state::cache() {
             // SAFETY: the successful statx filled `buf`.
             let real_stat = stat_of(unsafe { &*buf });

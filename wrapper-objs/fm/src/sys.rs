@@ -27,6 +27,12 @@ fn call(nr: c_long, a: [c_long; 4]) -> Option<c_long> {
     })
 }
 
+/// A `struct stat` of zeros, for a call to fill.
+pub fn zeroed_stat() -> libc::stat {
+    // SAFETY: `struct stat` is plain integers, for which zero is valid.
+    unsafe { core::mem::zeroed() }
+}
+
 /// `fstat(fd)` into `st`.
 pub fn fstat(fd: i32, st: &mut libc::stat) -> bool {
     call(
@@ -43,8 +49,7 @@ pub fn open_regular(path: *const u8, flags: i32) -> Option<(i32, usize)> {
         libc::SYS_openat,
         [libc::AT_FDCWD as c_long, path as c_long, flags as c_long, 0],
     )? as i32;
-    // SAFETY: all-zero bytes are a valid `stat`.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    let mut st = zeroed_stat();
     if fstat(fd, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFREG {
         return Some((fd, st.st_size as usize));
     }
