@@ -10,7 +10,7 @@ use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::off_reason::OffReason;
 use crate::preload::{Preloaded, Stage, PRELOAD_FILE, PRELOAD_FILE_C};
-use crate::replay::Answer;
+use crate::replay::{Answer, StartError};
 use crate::report::{self, Handling};
 use crate::state::{self, State};
 use crate::sys;
@@ -160,7 +160,7 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
         Mode::Record => st.record.start(&st.journal_path, &st.ids, &stack),
         Mode::Replay => {
             let euid = stack.aux(AT_EUID).map_or(u32::MAX, |u| u as u32);
-            st.replay.start(&st.cache_path, &st.ids, euid)
+            start_replay(st, &stack, euid)
         }
         Mode::Off => Ok(()),
     };
@@ -185,6 +185,22 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
         }
         Err(e) => turn_off(st, e),
     }
+}
+
+/// Starts replay from the node-local copy of the cache (see `stage`), or
+/// from the shared cache when there is none or replay refuses it.
+fn start_replay(st: &mut State, stack: &InitialStack, euid: u32) -> Result<(), StartError> {
+    match st.stage.stage(stack, &st.cache_path, euid) {
+        Ok(how) => match st.replay.start(&st.stage.copy, &st.ids, euid) {
+            Ok(()) => {
+                report::staged(st, how);
+                return Ok(());
+            }
+            Err((reason, _)) => report::copy_refused(st, reason),
+        },
+        Err(skip) => report::stage_skipped(st, skip),
+    }
+    st.replay.start(&st.cache_path, &st.ids, euid)
 }
 
 /// Falls back to passing every call to the kernel, and traces why.

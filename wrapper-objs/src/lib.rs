@@ -41,6 +41,7 @@ mod preload;
 mod record;
 mod replay;
 mod report;
+mod stage;
 mod state;
 mod sys;
 mod trace;

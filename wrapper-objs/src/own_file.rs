@@ -38,8 +38,18 @@ pub enum OpenError {
 /// is a regular file, and moves the descriptor high (see
 /// [`sys::move_high`]). Returns the descriptor and the file's status.
 fn open_regular(path: &FixedPath, flags: u32) -> Result<(i32, Status), OpenError> {
+    open_regular_mode(path, flags, 0)
+}
+
+/// [`open_regular`] with the `mode` a created file gets (node-local
+/// staging creates its files with `O_CREAT`).
+pub fn open_regular_mode(
+    path: &FixedPath,
+    flags: u32,
+    mode: u32,
+) -> Result<(i32, Status), OpenError> {
     // SAFETY: `path` is NUL-terminated.
-    let fd = unsafe { sys::open(path.as_ptr(), flags | nr::O_NONBLOCK | nr::O_CLOEXEC, 0) };
+    let fd = unsafe { sys::open(path.as_ptr(), flags | nr::O_NONBLOCK | nr::O_CLOEXEC, mode) };
     if sys::errno_of(fd).is_some() {
         return Err(OpenError::Open);
     }

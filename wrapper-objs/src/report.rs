@@ -7,6 +7,7 @@ use dlfm_wrap_logic::fixed_path::PATH_MAX;
 
 use crate::off_reason::OffReason;
 use crate::preload::Stage;
+use crate::stage::{How, Skip};
 use crate::state::State;
 use crate::sys;
 use dlfm_wrap_logic::line::Line;
@@ -96,6 +97,59 @@ pub fn off(st: &mut State, what: &[u8], reason: OffReason, detail: &[u8]) {
         line.bytes(b" (").bytes(detail).bytes(b")");
     }
     line.bytes(b": ").bytes(path.as_bytes());
+    st.trace.write(&mut st.line);
+}
+
+/// Traces which node-local copy replay uses, and how it was had.
+pub fn staged(st: &mut State, how: How) {
+    if !st.trace.on {
+        return;
+    }
+    let line = start(&mut st.line);
+    line.bytes(b"read-cache: node-local copy ")
+        .bytes(st.stage.copy.as_bytes());
+    match how {
+        How::Pointed => line.bytes(b" (checked by this job before)"),
+        How::Waited(ms) => line
+            .bytes(b" (made or checked by another process of this node; waited ")
+            .uint(ms)
+            .bytes(b" ms)"),
+        How::Checked => line.bytes(b" (checked against the shared cache)"),
+        How::Staged(bytes, ms) => line
+            .bytes(b" (staged here: ")
+            .uint(bytes)
+            .bytes(b" bytes in ")
+            .uint(ms)
+            .bytes(b" ms)"),
+    };
+    st.trace.write(&mut st.line);
+}
+
+/// Traces why there is no node-local copy.
+pub fn stage_skipped(st: &mut State, skip: Skip) {
+    if !st.trace.on {
+        return;
+    }
+    let line = start(&mut st.line);
+    line.bytes(b"read-cache: staging skipped: ").bytes(skip.text());
+    if let Skip::Copy(e) = skip {
+        line.bytes(b" (errno ").uint(u64::from(e)).bytes(b")");
+    }
+    line.bytes(b"; using the shared cache");
+    st.trace.write(&mut st.line);
+}
+
+/// Traces that replay refused the node-local copy.
+pub fn copy_refused(st: &mut State, reason: OffReason) {
+    if !st.trace.on {
+        return;
+    }
+    start(&mut st.line)
+        .bytes(b"read-cache: node-local copy ")
+        .bytes(st.stage.copy.as_bytes())
+        .bytes(b" refused: ")
+        .bytes(reason.text())
+        .bytes(b"; using the shared cache");
     st.trace.write(&mut st.line);
 }
 

@@ -13,6 +13,7 @@ use crate::off_reason::OffReason;
 use crate::preload::Preload;
 use crate::record::Recorder;
 use crate::replay::Replayer;
+use crate::stage::Stager;
 use crate::trace::Trace;
 use dlfm_wrap_logic::env::Mode;
 use dlfm_wrap_logic::fixed_path::FixedPath;
@@ -52,6 +53,8 @@ pub struct State {
     pub ids: Ids,
     /// Replay state (read-cache).
     pub replay: Replayer,
+    /// Node-local staging of the cache (read-cache).
+    pub stage: Stager,
     /// Recording state (write-cache).
     pub record: Recorder,
     /// The trace file, when DLCACHE_DBG found one.
@@ -80,6 +83,7 @@ static GLOBAL: Global = Global(UnsafeCell::new(State {
     env_entry: FixedPath::EMPTY,
     ids: Ids::EMPTY,
     replay: Replayer::EMPTY,
+    stage: Stager::EMPTY,
     record: Recorder::EMPTY,
     trace: Trace::EMPTY,
     preload: Preload::EMPTY,

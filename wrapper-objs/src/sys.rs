@@ -313,6 +313,92 @@ pub fn move_high(fd: i32) -> i32 {
     high as i32
 }
 
+/// `flock(fd, op)`.
+pub fn flock(fd: i32, op: u32) -> i64 {
+    // SAFETY: flock takes no pointer.
+    unsafe { syscall3(nr::__NR_flock, fd as u64, u64::from(op), 0) }
+}
+
+/// `fallocate(fd, 0, 0, len)`: reserves the file's blocks (on tmpfs, its
+/// memory) so that a full file system fails here rather than half way.
+pub fn reserve(fd: i32, len: u64) -> i64 {
+    // SAFETY: fallocate takes no pointer.
+    unsafe { syscall6(nr::__NR_fallocate as u64, [fd as u64, 0, 0, len, 0, 0]) }
+}
+
+/// `sendfile(out, in, &offset, count)`: copies in the kernel from `input`
+/// at `*offset` (which it advances) to `out`.
+pub fn sendfile(out: i32, input: i32, offset: &mut u64, count: u64) -> i64 {
+    // SAFETY: `offset` is a writable u64 (the kernel's loff_t).
+    unsafe {
+        syscall6(
+            nr::__NR_sendfile as u64,
+            [
+                out as u64,
+                input as u64,
+                offset as *mut u64 as u64,
+                count,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `fchmod(fd, mode)`.
+pub fn fchmod(fd: i32, mode: u32) -> i64 {
+    // SAFETY: fchmod takes no pointer.
+    unsafe { syscall3(nr::__NR_fchmod, fd as u64, u64::from(mode), 0) }
+}
+
+/// `renameat2(AT_FDCWD, from, AT_FDCWD, to, 0)`: atomic replacement.
+///
+/// # Safety
+/// Both paths must be NUL-terminated.
+pub unsafe fn rename(from: *const u8, to: *const u8) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        syscall6(
+            nr::__NR_renameat2 as u64,
+            [AT_FDCWD as u64, from as u64, AT_FDCWD as u64, to as u64, 0, 0],
+        )
+    }
+}
+
+/// `unlinkat(AT_FDCWD, path, 0)`.
+///
+/// # Safety
+/// `path` must be NUL-terminated.
+pub unsafe fn unlink(path: *const u8) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { syscall3(nr::__NR_unlinkat, AT_FDCWD as u64, path as u64, 0) }
+}
+
+/// Milliseconds on the monotonic clock (0 if it cannot be read).
+pub fn now_ms() -> u64 {
+    let mut ts = [0i64; 2];
+    // SAFETY: the kernel writes one struct timespec (two i64) into `ts`.
+    let r = unsafe {
+        syscall3(
+            nr::__NR_clock_gettime,
+            nr::CLOCK_MONOTONIC as u64,
+            ts.as_mut_ptr() as u64,
+            0,
+        )
+    };
+    if errno_of(r).is_some() {
+        return 0;
+    }
+    (ts[0] as u64).wrapping_mul(1000) + (ts[1] as u64) / 1_000_000
+}
+
+/// Sleeps `ms` milliseconds (less if a signal interrupts it).
+pub fn sleep_ms(ms: u64) {
+    let ts = [(ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64];
+    // SAFETY: `ts` is one readable struct timespec; no remainder is asked.
+    unsafe { syscall3(nr::__NR_nanosleep, ts.as_ptr() as u64, 0, 0) };
+}
+
 /// `AT_FDCWD` as the kernel expects it in a 64-bit register.
 pub const AT_FDCWD: i32 = nr::AT_FDCWD;
 /// `AT_EMPTY_PATH`: `newfstatat(fd, "", ..)` is `fstat(fd)`.

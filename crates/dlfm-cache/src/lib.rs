@@ -4,7 +4,8 @@
 //!
 //! What it owns: the byte layout of the cache ([`layout`]), the checked
 //! reader the wrapper answers lookups from ([`read`]), the journal record
-//! format and its encoder ([`journal`]), and the hashes both use ([`hash`]).
+//! format and its encoder ([`journal`]), the names and pointer file of
+//! node-local copies ([`stage`]), and the hashes they use ([`hash`]).
 //! The wrapper uses the reader and the encoder inside ld.so; `dlfm-pack`
 //! writes caches with [`layout`] and decodes journals against [`journal`].
 //!
@@ -24,4 +25,5 @@ pub mod journal;
 pub mod layout;
 pub mod names;
 pub mod read;
+pub mod stage;
 pub mod stat;

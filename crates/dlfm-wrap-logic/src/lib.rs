@@ -9,6 +9,7 @@
 //! - [`keys`]: which calls are lookups (the filters record and replay share);
 //! - [`vfd`]: virtual descriptors, and the read/seek/map arithmetic on them;
 //! - [`env`]: what the environment's values ask for;
+//! - [`staging`]: what they ask of node-local staging, and a process's job;
 //! - [`fixed_path`]: a NUL-terminated path in a fixed buffer;
 //! - [`elf`]: program headers and notes of objects mapped in memory;
 //! - [`line`]: a trace line built in a fixed buffer;
@@ -20,5 +21,6 @@ pub mod env;
 pub mod fixed_path;
 pub mod keys;
 pub mod line;
+pub mod staging;
 pub mod trace_name;
 pub mod vfd;

@@ -37,6 +37,7 @@ mod real;
 mod record;
 mod replay;
 mod served;
+mod staged;
 mod state;
 mod statx;
 mod sys;

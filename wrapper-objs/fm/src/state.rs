@@ -14,7 +14,7 @@ use dlfm_wrap_logic::env::{self, Mode};
 use dlfm_wrap_logic::fixed_path::FixedPath;
 
 use crate::own_fd::OwnFd;
-use crate::{sys, trace};
+use crate::{staged, sys, trace};
 
 /// Not decided yet, or FMCaching is off: every call goes to libc.
 const OFF: u8 = 0;
@@ -64,6 +64,13 @@ fn getenv(name: &CStr) -> Option<&'static [u8]> {
     Some(unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
+/// [`getenv`] for a name given as bytes (at most 31).
+fn getenv_bytes(name: &[u8]) -> Option<&'static [u8]> {
+    let mut buf = [0u8; 32];
+    let n = dlfm_bytes::copy(&mut buf[..31], name);
+    CStr::from_bytes_until_nul(&buf[..=n]).ok().and_then(getenv)
+}
+
 /// Decides the mode from the environment and opens the journal or maps the
 /// cache, and the trace file when `DLCACHE_DBG` asks. Anything unexpected
 /// leaves FMCaching off; so does a setuid or setgid program (as the ld.so
@@ -75,11 +82,7 @@ pub fn init() {
     }
     let mode = env::mode(
         getenv(c"DLFM_OP"),
-        env::rank(|name| {
-            let mut buf = [0u8; 32];
-            let n = dlfm_bytes::copy(&mut buf[..31], name);
-            CStr::from_bytes_until_nul(&buf[..=n]).ok().and_then(getenv)
-        }),
+        env::rank(getenv_bytes),
     );
     let mut cache = FixedPath::EMPTY;
     let name = getenv(c"DLFM_CACHE")
@@ -94,7 +97,7 @@ pub fn init() {
                 return;
             }
             let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NONBLOCK;
-            if let Some((fd, _)) = sys::open_regular(cache.as_ptr(), flags) {
+            if let Some(sys::Regular { fd, .. }) = sys::open_regular(cache.as_ptr(), flags) {
                 if JOURNAL.adopt(fd) {
                     open_trace();
                     MODE.store(RECORD, Ordering::Release);
@@ -102,8 +105,12 @@ pub fn init() {
             }
         }
         Mode::Replay => {
+            // The node-local copy this job's ld.so wrappers use, else the
+            // shared cache.
             let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
-            let Some((fd, size)) = sys::open_regular(cache.as_ptr(), flags) else {
+            let Some((fd, size)) = staged::open_copy(cache.as_bytes(), getenv_bytes).or_else(|| {
+                sys::open_regular(cache.as_ptr(), flags).map(|f| (f.fd, f.size))
+            }) else {
                 return;
             };
             let bytes = sys::map_whole(fd, size);

@@ -42,19 +42,59 @@ pub fn fstat(fd: i32, st: &mut libc::stat) -> bool {
     .is_some()
 }
 
+/// A regular file this library opened.
+pub struct Regular {
+    /// The descriptor.
+    pub fd: i32,
+    /// The size in bytes.
+    pub size: usize,
+    /// The owner.
+    pub uid: u32,
+    /// `st_mode`.
+    pub mode: u32,
+}
+
 /// Opens `path` (NUL-terminated) with `flags`; keeps it only if it is a
-/// regular file. Returns the descriptor and the file's size.
-pub fn open_regular(path: *const u8, flags: i32) -> Option<(i32, usize)> {
+/// regular file.
+pub fn open_regular(path: *const u8, flags: i32) -> Option<Regular> {
     let fd = call(
         libc::SYS_openat,
         [libc::AT_FDCWD as c_long, path as c_long, flags as c_long, 0],
     )? as i32;
     let mut st = zeroed_stat();
     if fstat(fd, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFREG {
-        return Some((fd, st.st_size as usize));
+        return Some(Regular {
+            fd,
+            size: st.st_size as usize,
+            uid: st.st_uid,
+            mode: st.st_mode,
+        });
     }
     close(fd);
     None
+}
+
+/// `pread64(fd, buf, offset)`: the count read.
+pub fn pread(fd: i32, buf: &mut [u8], offset: u64) -> Option<usize> {
+    call(
+        libc::SYS_pread64,
+        [
+            fd as c_long,
+            buf.as_mut_ptr() as c_long,
+            buf.len() as c_long,
+            offset as c_long,
+        ],
+    )
+    .map(|n| n as usize)
+}
+
+/// `getcwd` into `buf`: the length written, NUL included.
+pub fn getcwd(buf: &mut [u8]) -> Option<usize> {
+    call(
+        libc::SYS_getcwd,
+        [buf.as_mut_ptr() as c_long, buf.len() as c_long, 0, 0],
+    )
+    .map(|n| n as usize)
 }
 
 /// `close(fd)`.

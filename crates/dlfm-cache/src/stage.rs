@@ -1,0 +1,379 @@
+//! Node-local copies of the cache: their file names and the pointer file
+//! that says which copy a job may use. One owner for the wrapper (which
+//! stages and reads them), the interposer (which reads them) and `dlfm.pre`
+//! (which broadcasts them with `sbcast` and removes them).
+//!
+//! In the stage directory (default `/dev/shm`), for user `<uid>`:
+//! ```text
+//! dlfm-<uid>-<path key>.job    the pointer: "dlfm-stage-1 <job> <checksum> <file_len>\n"
+//! dlfm-<uid>-<path key>.lock   flock(2) taken by the process that stages
+//! dlfm-<uid>-<checksum>-<file_len>.dat        a complete copy, read-only
+//! dlfm-<uid>-<checksum>-<file_len>.dat.part   a copy being written
+//! ```
+//! `<path key>` is the FNV-1a 64 of the shared cache's absolute path; a
+//! copy is named by its content (the metadata checksum, which covers every
+//! stored file's size and data checksum, and the file's length), so that
+//! two jobs with the same cache share one copy and a repacked cache never
+//! meets an old copy under its name. Every number is 16 lowercase hex
+//! digits; `<uid>` is decimal. The pointer names the job (a hash of the
+//! launcher's job identifier, see `dlfm_wrap_logic::staging`) that last
+//! checked the copy against the shared cache: a process of that job uses
+//! the copy without touching the shared file system.
+
+use dlfm_bytes::le_u64;
+
+use crate::hash::fnv1a64;
+use crate::layout::{header_at, Preamble, HEADER_LEN};
+
+/// The stage directory when `DLFM_STAGE_DIR` is not set.
+pub const DEFAULT_DIR: &str = "/dev/shm";
+/// Every node-local file's name starts with this, then the owner's uid.
+pub const PREFIX: &str = "dlfm-";
+
+/// What identifies a cache's contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentId {
+    /// The metadata checksum from the header.
+    pub checksum: u64,
+    /// The whole file's length from the header.
+    pub file_len: u64,
+}
+
+impl ContentId {
+    /// The content id of the cache whose first bytes are `h`; `None` if `h`
+    /// is not a header of this format version.
+    #[inline]
+    pub fn of_header(h: &[u8]) -> Option<ContentId> {
+        let p = Preamble::read(h)?;
+        if !p.magic_ok || !p.version_ok || h.len() < HEADER_LEN {
+            return None;
+        }
+        Some(ContentId {
+            checksum: p.checksum,
+            file_len: le_u64(h, header_at::FILE_LEN)?,
+        })
+    }
+}
+
+/// The key of a shared cache's absolute path, which names its pointer and
+/// lock files.
+#[inline]
+pub fn path_key(absolute_path: &[u8]) -> u64 {
+    fnv1a64(absolute_path)
+}
+
+/// Which node-local file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeFile {
+    /// The pointer of the shared cache with this path key.
+    Pointer(u64),
+    /// The pointer being written (renamed onto the pointer when complete).
+    PointerPart(u64),
+    /// The lock of the shared cache with this path key.
+    Lock(u64),
+    /// A complete copy.
+    Copy(ContentId),
+    /// A copy being written.
+    CopyPart(ContentId),
+}
+
+/// Longest node-local name: prefix, uid, two numbers, `.dat.part`.
+pub const NAME_MAX: usize = 64;
+
+/// A node-local file's name (no directory), built without allocation.
+pub struct NodeName {
+    bytes: [u8; NAME_MAX],
+    len: usize,
+}
+
+impl NodeName {
+    /// The name of `file` for user `uid`.
+    #[inline]
+    pub fn new(uid: u32, file: NodeFile) -> NodeName {
+        let mut n = NodeName {
+            bytes: [0; NAME_MAX],
+            len: 0,
+        };
+        n.push(PREFIX.as_bytes());
+        n.decimal(uid);
+        n.push(b"-");
+        match file {
+            NodeFile::Pointer(key) => {
+                n.hex(key);
+                n.push(b".job");
+            }
+            NodeFile::PointerPart(key) => {
+                n.hex(key);
+                n.push(b".job.part");
+            }
+            NodeFile::Lock(key) => {
+                n.hex(key);
+                n.push(b".lock");
+            }
+            NodeFile::Copy(id) | NodeFile::CopyPart(id) => {
+                n.hex(id.checksum);
+                n.push(b"-");
+                n.hex(id.file_len);
+                n.push(b".dat");
+                if let NodeFile::CopyPart(_) = file {
+                    n.push(b".part");
+                }
+            }
+        }
+        n
+    }
+
+    /// The name's bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
+    #[inline]
+    fn push(&mut self, part: &[u8]) {
+        if let Some(dst) = self.bytes.get_mut(self.len..self.len + part.len()) {
+            self.len += dlfm_bytes::copy(dst, part);
+        }
+    }
+
+    #[inline]
+    fn decimal(&mut self, mut v: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 || i == 0 {
+                break;
+            }
+        }
+        if let Some(d) = digits.get(i..) {
+            self.push(d);
+        }
+    }
+
+    #[inline]
+    fn hex(&mut self, v: u64) {
+        let mut digits = [0u8; 16];
+        write_hex(&mut digits, v);
+        self.push(&digits);
+    }
+}
+
+/// The owner's uid in a node-local file's name, if `name` is one of dlfm's
+/// (prefix, decimal uid, `-`, then a name ending as one of ours does).
+pub fn owner_of(name: &[u8]) -> Option<u32> {
+    let rest = name.strip_prefix(PREFIX.as_bytes())?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 10 || rest.get(digits) != Some(&b'-') {
+        return None;
+    }
+    // Straight-line tests, not a table of slices (which would need
+    // relocations in the wrapper).
+    let ours = name.ends_with(b".job")
+        || name.ends_with(b".job.part")
+        || name.ends_with(b".lock")
+        || name.ends_with(b".dat")
+        || name.ends_with(b".dat.part");
+    if !ours {
+        return None;
+    }
+    rest[..digits].iter().try_fold(0u32, |v, &d| {
+        v.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
+}
+
+/// The pointer file's contents: the job that last checked the copy of the
+/// shared cache against it, and which copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pointer {
+    /// The job's key.
+    pub job: u64,
+    /// The copy's content.
+    pub content: ContentId,
+}
+
+/// The pointer file's first bytes.
+const POINTER_MAGIC: &[u8; 13] = b"dlfm-stage-1 ";
+
+impl Pointer {
+    /// Length of a pointer file.
+    pub const LEN: usize = 64;
+
+    /// The pointer file's bytes.
+    #[inline]
+    pub fn write(&self, out: &mut [u8; Pointer::LEN]) {
+        dlfm_bytes::copy(out, POINTER_MAGIC);
+        let mut at = POINTER_MAGIC.len();
+        for (i, v) in [self.job, self.content.checksum, self.content.file_len]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(dst) = out.get_mut(at..at + 16) {
+                write_hex(dst, v);
+            }
+            at += 16;
+            if let Some(sep) = out.get_mut(at) {
+                *sep = if i == 2 { b'\n' } else { b' ' };
+            }
+            at += 1;
+        }
+    }
+
+    /// Reads a pointer file's bytes; `None` unless they are exactly one
+    /// pointer.
+    #[inline]
+    pub fn read(b: &[u8]) -> Option<Pointer> {
+        if b.len() != Pointer::LEN || !dlfm_bytes::equal(b.get(..13)?, POINTER_MAGIC) {
+            return None;
+        }
+        let field = |i: usize| {
+            let at = 13 + 17 * i;
+            let sep = if i == 2 { b'\n' } else { b' ' };
+            if *b.get(at + 16)? != sep {
+                return None;
+            }
+            read_hex(b.get(at..at + 16)?)
+        };
+        Some(Pointer {
+            job: field(0)?,
+            content: ContentId {
+                checksum: field(1)?,
+                file_len: field(2)?,
+            },
+        })
+    }
+}
+
+/// Writes `v` as 16 lowercase hex digits into `out` (at least 16 bytes).
+#[inline]
+fn write_hex(out: &mut [u8], v: u64) {
+    for (i, d) in out.iter_mut().take(16).enumerate() {
+        let nibble = ((v >> (60 - 4 * i)) & 0xf) as u8;
+        *d = if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        };
+    }
+}
+
+/// Reads 16 lowercase hex digits.
+#[inline]
+fn read_hex(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |v, &d| {
+        let n = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        Some((v << 4) | u64::from(n))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+
+    const ID: ContentId = ContentId {
+        checksum: 0x0123_4567_89ab_cdef,
+        file_len: 0x2000,
+    };
+
+    fn name(uid: u32, f: NodeFile) -> String {
+        String::from_utf8(NodeName::new(uid, f).as_bytes().into()).unwrap()
+    }
+
+    #[test]
+    fn names_are_as_documented() {
+        assert_eq!(
+            name(1000, NodeFile::Pointer(0xabc)),
+            "dlfm-1000-0000000000000abc.job"
+        );
+        assert_eq!(name(0, NodeFile::Lock(1)), "dlfm-0-0000000000000001.lock");
+        assert_eq!(
+            name(u32::MAX, NodeFile::CopyPart(ID)),
+            "dlfm-4294967295-0123456789abcdef-0000000000002000.dat.part"
+        );
+        assert_eq!(
+            name(7, NodeFile::Copy(ID)),
+            "dlfm-7-0123456789abcdef-0000000000002000.dat"
+        );
+        assert!(name(u32::MAX, NodeFile::PointerPart(u64::MAX)).len() <= NAME_MAX);
+    }
+
+    #[test]
+    fn owners_are_read_back_from_names() {
+        for (uid, f) in [
+            (0, NodeFile::Pointer(5)),
+            (1000, NodeFile::Copy(ID)),
+            (u32::MAX, NodeFile::CopyPart(ID)),
+            (42, NodeFile::Lock(9)),
+            (42, NodeFile::PointerPart(9)),
+        ] {
+            assert_eq!(owner_of(NodeName::new(uid, f).as_bytes()), Some(uid));
+        }
+        for other in [
+            &b"dlfm-x-1.dat"[..],
+            b"dlfm--1.dat",
+            b"dlfm-1-1.txt",
+            b"other-1-1.dat",
+            b"dlfm-99999999999-1.dat",
+        ] {
+            assert_eq!(owner_of(other), None);
+        }
+    }
+
+    #[test]
+    fn pointers_round_trip_and_reject_damage() {
+        let p = Pointer {
+            job: u64::MAX,
+            content: ID,
+        };
+        let mut b = [0u8; Pointer::LEN];
+        p.write(&mut b);
+        assert_eq!(b.last(), Some(&b'\n'));
+        assert_eq!(Pointer::read(&b), Some(p));
+        assert_eq!(Pointer::read(&b[..63]), None);
+        for i in 0..Pointer::LEN {
+            let mut d = b;
+            d[i] = b'X';
+            assert_eq!(Pointer::read(&d), None, "byte {i} damaged");
+        }
+    }
+
+    #[test]
+    fn content_ids_come_from_valid_headers_only() {
+        let mut h = [0u8; HEADER_LEN];
+        crate::layout::Header {
+            file_len: 8192,
+            meta_len: 128,
+            entries_off: 0,
+            entries_count: 0,
+            files_count: 0,
+            files_off: 0,
+            stats_off: 0,
+            stats_count: 0,
+            ids_count: 0,
+            ids_off: 0,
+            strings_off: 0,
+            strings_len: 0,
+            width: 1,
+            fm_path_off: 0,
+            fm_path_len: 0,
+            lists_count: 0,
+            lists_off: 0,
+        }
+        .write(&mut h);
+        crate::layout::seal(&mut h);
+        let id = ContentId::of_header(&h).unwrap();
+        assert_eq!(id.file_len, 8192);
+        assert_eq!(id.checksum, Preamble::read(&h).unwrap().checksum);
+        h[0] = b'X';
+        assert_eq!(ContentId::of_header(&h), None);
+        assert_eq!(ContentId::of_header(&h[..64]), None);
+    }
+}

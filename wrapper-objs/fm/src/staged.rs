@@ -1,0 +1,65 @@
+//! The node-local copy of the cache, when the ld.so wrapper of this job
+//! staged or checked one (`wrapper-objs/src/stage.rs`): the interposer maps
+//! it instead of the shared cache, so that no process of the job opens the
+//! shared cache twice. It never stages itself: the ld.so wrapper of the same
+//! process has already done so (or found it could not) before this
+//! library's constructor runs. Runs once, in the constructor.
+
+use dlfm_cache::stage::{path_key, NodeFile, NodeName, Pointer};
+use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_wrap_logic::staging;
+
+use crate::sys;
+
+/// Opens the node-local copy of the shared cache at `cache`, if the pointer
+/// file says this job checked it and the copy is one this user may trust.
+/// Returns its descriptor and size. `getenv` reads the environment.
+pub fn open_copy(
+    cache: &[u8],
+    getenv: impl Fn(&[u8]) -> Option<&'static [u8]>,
+) -> Option<(i32, usize)> {
+    let cfg = staging::config(
+        getenv(b"DLFM_STAGE"),
+        getenv(b"DLFM_STAGE_DIR"),
+        getenv(b"DLFM_STAGE_WAIT"),
+    )
+    .ok()?;
+    let mut shared = FixedPath::EMPTY;
+    if !shared.push_absolute(cache, sys::getcwd) {
+        return None;
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    let key = path_key(shared.as_bytes());
+    let mut path = FixedPath::EMPTY;
+    let in_dir = |path: &mut FixedPath, file| {
+        path.set(cfg.dir) && path.push(b"/") && path.push(NodeName::new(euid, file).as_bytes())
+    };
+    if !in_dir(&mut path, NodeFile::Pointer(key)) {
+        return None;
+    }
+    let mut b = [0u8; Pointer::LEN + 1];
+    let file = sys::open_regular(path.as_ptr(), TRUSTED_OPEN)?;
+    let n = sys::pread(file.fd, &mut b, 0);
+    sys::close(file.fd);
+    if !staging::trusted(file.uid, file.mode, euid) {
+        return None;
+    }
+    let pointer = Pointer::read(b.get(..n?)?)?;
+    if !staging::job_keys(&getenv).accept(&pointer)
+        || !in_dir(&mut path, NodeFile::Copy(pointer.content))
+    {
+        return None;
+    }
+    let copy = sys::open_regular(path.as_ptr(), TRUSTED_OPEN)?;
+    if staging::trusted(copy.uid, copy.mode, euid) && copy.size as u64 == pointer.content.file_len {
+        Some((copy.fd, copy.size))
+    } else {
+        sys::close(copy.fd);
+        None
+    }
+}
+
+/// How node-local files are opened: never through a symbolic link, never
+/// blocking.
+const TRUSTED_OPEN: i32 = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOFOLLOW;
