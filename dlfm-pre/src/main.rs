@@ -8,15 +8,39 @@
 //!   `dlcache.dat`, refusing files that changed since the pilot; the
 //!   program's own lookups are scoped to code (`--include`, `--exclude`).
 //!
-//! With `DLCACHE_DBG` set, either step also creates the trace directory and
-//! one empty trace file per node and core.
-
-mod lustre;
-mod prepare;
-mod trace_files;
+//! - `dlfm.pre stage` (also done by `read-cache`): inside a Slurm
+//!   allocation, broadcasts the cache to every node's local storage;
+//! - `dlfm.pre clean`: removes node-local copies (an epilog).
+//!
+//! With `DLCACHE_DBG` set, write-cache and read-cache also create the trace
+//! directory and one empty trace file per node and core. With `--json`,
+//! each command prints one JSON object instead of its human summary.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once by `main` for `--json`: human lines are not printed then.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether `--json` was given.
+fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// `println!` for the human summary, silent under `--json`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !$crate::json() {
+            println!($($arg)*);
+        }
+    };
+}
+
+mod lustre;
+mod prepare;
+mod stage;
+mod trace_files;
 
 use clap::{Parser, Subcommand};
 
@@ -38,17 +62,30 @@ In the large job:
 Before each later large run with the same cache:
     dlfm.pre check                 # refuses if a cached file changed
 
+One copy per node: each node's first rank copies dlcache.dat into node-local
+storage (DLFM_STAGE_DIR, default /dev/shm) and the node's other ranks map that
+copy. Inside a Slurm allocation `read-cache` (or `stage`) broadcasts it with
+sbcast instead, so no rank reads the shared copy. An epilog runs
+`dlfm.pre clean` to free the node-local storage.
+
 Environment:
     DLFM_CACHE    the cache file (default ./dlcache.dat); the journal is
                   <cache>.journal
     DLCACHE_DBG   on/true/yes/1: create dlcache.dbg/dlcache.dbg.<node>.<core>
                   trace files; each process that finds its file writes one
-                  line per call and a summary"
+                  line per call and a summary
+    DLFM_STAGE_DIR   node-local directory for the copies (default /dev/shm)
+    DLFM_STAGE       off: every rank maps the shared cache (no copies)
+    DLFM_STAGE_WAIT  seconds a rank waits for its node's copy (default 60),
+                     then maps the shared cache"
 )]
 struct Cli {
     /// The cache file (default: $DLFM_CACHE, else ./dlcache.dat).
     #[arg(long, global = true, value_name = "PATH")]
     cache: Option<PathBuf>,
+    /// Print one JSON object (the summary) instead of the human lines.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     op: Op,
 }
@@ -93,6 +130,14 @@ enum Op {
     /// trusts the cache and does not look at the disk). Exit 2 naming the
     /// files if not.
     Check,
+    /// Inside a Slurm allocation: broadcast the cache to every node's local
+    /// storage with sbcast, for every step of this job (read-cache does
+    /// this too). Outside one it says what it skipped; the ranks then stage
+    /// the cache themselves, one copy per node.
+    Stage,
+    /// Remove dlfm's node-local copies from DLFM_STAGE_DIR (default
+    /// /dev/shm): this user's, or every user's when run as root (an epilog).
+    Clean,
 }
 
 /// Which interposer the pilot preloads: none with `--no-fm`, the one given,
@@ -118,33 +163,63 @@ fn main() -> ExitCode {
         .or_else(|| std::env::var_os("DLFM_CACHE").map(PathBuf::from))
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from(dlfm_cache::names::DEFAULT_CACHE));
-    let result = match cli.op {
-        Op::WriteCache { no_fm, fm } => prepare::write_cache(&cache, fm_choice(no_fm, fm)),
-        Op::ReadCache {
-            width,
-            include,
-            exclude,
-        } => prepare::read_cache(
-            &cache,
-            width,
-            &dlfm_pack::scope::Scope {
-                include: include
-                    .iter()
-                    .map(|g| dlfm_pack::scope::Glob::new(g))
-                    .collect(),
-                exclude: exclude
-                    .iter()
-                    .map(|g| dlfm_pack::scope::Glob::new(g))
-                    .collect(),
-            },
-        ),
-        Op::Check => prepare::check(&cache),
-    };
+    JSON.store(cli.json, Ordering::Relaxed);
+    let result = run(cli.op, &cache);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(summary) => {
+            if cli.json {
+                println!("{summary}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
+            if cli.json {
+                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            }
             eprintln!("dlfm.pre: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs `op` on `cache`; returns its summary as JSON.
+fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let glob = |g: &String| dlfm_pack::scope::Glob::new(g);
+    Ok(match op {
+        Op::WriteCache { no_fm, fm } => {
+            serde_json::to_value(prepare::write_cache(cache, fm_choice(no_fm, fm))?)?
+        }
+        Op::ReadCache {
+            width,
+            include,
+            exclude,
+        } => serde_json::to_value(prepare::read_cache(
+            cache,
+            width,
+            &dlfm_pack::scope::Scope {
+                include: include.iter().map(glob).collect(),
+                exclude: exclude.iter().map(glob).collect(),
+            },
+        )?)?,
+        Op::Check => serde_json::to_value(prepare::check(cache)?)?,
+        Op::Stage => {
+            let staged = stage::stage(cache)?;
+            say!("dlfm.pre stage: {}", cache.display());
+            prepare::say_staged(&staged);
+            serde_json::to_value(staged)?
+        }
+        Op::Clean => {
+            let cleaned = stage::clean()?;
+            say!(
+                "dlfm.pre clean: removed {} node-local file(s) ({}) from {}",
+                cleaned.removed,
+                prepare::human(cleaned.bytes),
+                cleaned.dir
+            );
+            for f in &cleaned.failed {
+                say!("  warning      could not remove {f}");
+            }
+            serde_json::to_value(cleaned)?
+        }
+    })
 }

@@ -8,8 +8,68 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use serde::Serialize;
+
 use crate::lustre::{self, Striping};
+use crate::stage::{self, Staged};
 use crate::trace_files;
+
+/// What `write-cache` did, for `--json`.
+#[derive(Serialize)]
+pub struct WriteSummary {
+    /// The journal started.
+    pub journal: String,
+    /// The FMCaching interposer the pilot preloads, if any.
+    pub fm: Option<String>,
+}
+
+/// What `read-cache` did, for `--json`.
+#[derive(Serialize)]
+pub struct ReadSummary {
+    /// The cache written.
+    pub cache: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The width given.
+    pub width: u32,
+    /// Paths in the index.
+    pub paths: usize,
+    /// Failed opens recorded (ENOENT probes and others).
+    pub failed_opens: usize,
+    /// Files stored.
+    pub files: usize,
+    /// Recording processes.
+    pub processes: usize,
+    /// Journal records.
+    pub records: usize,
+    /// Damaged journal bytes skipped.
+    pub damaged_bytes: u64,
+    /// The program's own lookups cached, by kind (FMCaching).
+    pub fm_cached: Vec<(String, usize)>,
+    /// Paths the program looked up that were left to the file system.
+    pub fm_left: usize,
+    /// Directory listings cached.
+    pub listings: usize,
+    /// Bytecode files taken in as they are now.
+    pub bytecode_taken: usize,
+    /// Paths left out because the pilot's processes disagreed.
+    pub conflicts: usize,
+    /// Node-local staging.
+    pub staging: Staged,
+}
+
+/// What `check` found, for `--json` (a failed check is an error instead).
+#[derive(Serialize)]
+pub struct CheckSummary {
+    /// The cache checked.
+    pub cache: String,
+    /// Files checked.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Directory listings checked.
+    pub listings: usize,
+}
 
 /// The journal that goes with `cache`.
 fn journal_of(cache: &Path) -> PathBuf {
@@ -50,7 +110,7 @@ fn kind_of(m: &fs::Metadata) -> &'static str {
 /// Starts a writable journal for the pilot, whose one record names the
 /// FMCaching interposer `fm` (None: DLCaching only); creates trace files
 /// when DLCACHE_DBG asks for them.
-pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<()> {
+pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<WriteSummary> {
     let journal = journal_of(cache);
     must_be_file_or_absent(cache, "the cache")?;
     must_be_file_or_absent(&journal, "the journal")?;
@@ -81,16 +141,16 @@ pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<()> {
         .with_context(|| format!("cannot create the journal {}", journal.display()))?;
     fs::set_permissions(&journal, fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot make {} writable", journal.display()))?;
-    println!("dlfm.pre write-cache: journal {} ready", journal.display());
+    say!("dlfm.pre write-cache: journal {} ready", journal.display());
     match &fm {
-        Some(p) => println!(
+        Some(p) => say!(
             "  fmcaching    on: the recording process preloads {} and records the program's own lookups",
             p.display()
         ),
-        None => println!("  fmcaching    off (--no-fm): ld.so's lookups only"),
+        None => say!("  fmcaching    off (--no-fm): ld.so's lookups only"),
     }
     if cache.is_relative() {
-        println!(
+        say!(
             "  note         the recording process passes DLFM_CACHE to its children as an absolute \
              path; with DLFM_CACHE unset, a child that changes directory before it execs does not \
              find the journal (export DLFM_CACHE={} to be sure)",
@@ -98,12 +158,19 @@ pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<()> {
         );
     }
     debug_traces()?;
-    println!("next: run the pilot with DLFM_OP=write-cache (rank 0 records), then `dlfm.pre read-cache WIDTH`");
-    Ok(())
+    say!("next: run the pilot with DLFM_OP=write-cache (rank 0 records), then `dlfm.pre read-cache WIDTH`");
+    Ok(WriteSummary {
+        journal: journal.display().to_string(),
+        fm: fm.map(|p| p.display().to_string()),
+    })
 }
 
 /// Packs the journal into the cache, read-only and striped for `width`.
-pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> Result<()> {
+pub fn read_cache(
+    cache: &Path,
+    width: u32,
+    scope: &dlfm_pack::scope::Scope,
+) -> Result<ReadSummary> {
     let journal = journal_of(cache);
     must_be_file_or_absent(cache, "the cache")?;
     must_be_file_or_absent(&journal, "the journal")?;
@@ -115,7 +182,7 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
         .with_context(|| format!("cannot make {} read-only", cache.display()))?;
 
     let w = &report.written;
-    println!(
+    say!(
         "dlfm.pre read-cache: wrote {} ({}) for width {width}",
         cache.display(),
         human(w.file_len)
@@ -128,37 +195,37 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
         } else {
             format!("ld.so id {}", hex(&r.ldso_id))
         };
-        println!(
+        say!(
             "  program      {} (id {}, {ldso})",
             r.exe,
             hex(&r.program_id)
         );
     }
-    println!(
+    say!(
         "  lookups      {} paths: {} failed opens (ENOENT probes), {} stat, {} access, {} files opened",
         w.entries, report.failed_opens, report.stats, report.accesses, report.opened_files
     );
-    println!(
+    say!(
         "  files        {} stored ({} of data, page aligned)",
         w.files,
         human(w.data_bytes)
     );
-    println!(
+    say!(
         "  journal      {} records from {} recording process(es)",
         report.records, report.processes
     );
     for d in &report.damage {
-        println!(
+        say!(
             "  warning      skipped {} damaged journal bytes at offset {} (a pilot process died while writing?)",
             d.skipped_bytes, d.offset
         );
     }
     match &report.fm_path {
-        None => println!("  fmcaching    off: the pilot recorded ld.so's lookups only"),
+        None => say!("  fmcaching    off: the pilot recorded ld.so's lookups only"),
         Some(fm) => {
             let counts = report.scope.counts();
             let cached: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
-            println!(
+            say!(
                 "  fmcaching    replay preloads {fm}; the program's own lookups cached: {}",
                 if cached.is_empty() {
                     "none".to_string()
@@ -167,13 +234,13 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
                 }
             );
             if report.bytecode_taken > 0 {
-                println!(
+                say!(
                     "  fmcaching    bytecode: {} __pycache__ file(s) the pilot's python wrote or rewrote after looking them up, taken in as they are now",
                     report.bytecode_taken
                 );
             }
             if report.listings + report.listings_left > 0 {
-                println!(
+                say!(
                     "  fmcaching    directory listings: {} cached (directories of code only), {} left to the file system (they hold data too)",
                     report.listings, report.listings_left
                 );
@@ -186,7 +253,7 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
                     .into_iter()
                     .map(|(d, n)| format!("{d} ({n})"))
                     .collect();
-                println!(
+                say!(
                     "  fmcaching    left to the file system (data, not code): {left} path(s); largest groups: {}",
                     largest.join(", ")
                 );
@@ -194,22 +261,22 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
         }
     }
     if report.conflicts > 0 {
-        println!(
+        say!(
             "  warning      {} path(s) gave different results during the pilot; left to the file system",
             report.conflicts
         );
     }
     if report.not_regular > 0 {
-        println!(
+        say!(
             "  note         {} opened object(s) are not regular files; left to the file system",
             report.not_regular
         );
     }
     match striping {
         Striping::Skipped => {
-            println!("  lustre       striping skipped: `lfs` not found (not a Lustre client)")
+            say!("  lustre       striping skipped: `lfs` not found (not a Lustre client)")
         }
-        Striping::Set(c) => println!(
+        Striping::Set(c) => say!(
             "  lustre       striped over {} targets",
             if c < 0 {
                 "all".to_string()
@@ -218,18 +285,52 @@ pub fn read_cache(cache: &Path, width: u32, scope: &dlfm_pack::scope::Scope) -> 
             }
         ),
         Striping::Failed(e) => {
-            println!("  lustre       striping not set: lfs setstripe failed: {e}")
+            say!("  lustre       striping not set: lfs setstripe failed: {e}")
         }
     }
-    println!("  permissions  read-only (0444)");
+    say!("  permissions  read-only (0444)");
+    let staging = stage::stage(cache)?;
+    say_staged(&staging);
     debug_traces()?;
-    println!("next: run the program with DLFM_OP=read-cache");
-    Ok(())
+    say!("next: run the program with DLFM_OP=read-cache");
+    Ok(ReadSummary {
+        cache: cache.display().to_string(),
+        bytes: w.file_len,
+        width,
+        paths: w.entries,
+        failed_opens: report.failed_opens,
+        files: w.files,
+        processes: report.processes,
+        records: report.records,
+        damaged_bytes: report.damage.iter().map(|d| d.skipped_bytes as u64).sum(),
+        fm_cached: report
+            .scope
+            .counts()
+            .iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect(),
+        fm_left: report.scope.left_out.values().sum(),
+        listings: report.listings,
+        bytecode_taken: report.bytecode_taken,
+        conflicts: report.conflicts,
+        staging,
+    })
+}
+
+/// The `staging` line of a summary.
+pub fn say_staged(staged: &Staged) {
+    match staged {
+        Staged::Broadcast { copy, job, nodes } => say!(
+            "  staging      sbcast to {} node(s) of job {job}: {copy} (every step of this job uses it)",
+            nodes.map_or("every".to_string(), |n| n.to_string())
+        ),
+        Staged::Skipped { reason } => say!("  staging      broadcast skipped: {reason}"),
+    }
 }
 
 /// Checks the cache against its checksums and the disk; refuses (naming the
 /// files) if anything changed.
-pub fn check(cache: &Path) -> Result<()> {
+pub fn check(cache: &Path) -> Result<CheckSummary> {
     must_be_file_or_absent(cache, "the cache")?;
     let report = dlfm_pack::check(cache)?;
     let mut problems: Vec<String> = report
@@ -240,14 +341,19 @@ pub fn check(cache: &Path) -> Result<()> {
     problems.extend(report.changed.iter().cloned());
     match problems.len() {
         0 => {
-            println!(
+            say!(
                 "dlfm.pre check: {} is good: {} files ({}) intact and unchanged on disk, {} directory listings unchanged",
                 cache.display(),
                 report.files,
                 human(report.data_bytes),
                 report.listings
             );
-            Ok(())
+            Ok(CheckSummary {
+                cache: cache.display().to_string(),
+                files: report.files,
+                bytes: report.data_bytes,
+                listings: report.listings,
+            })
         }
         1 => bail!(
             "{}: run the pilot again, then dlfm.pre read-cache",
@@ -266,7 +372,7 @@ pub fn check(cache: &Path) -> Result<()> {
 fn debug_traces() -> Result<()> {
     if trace_files::requested() {
         let (count, nodes) = trace_files::create(Path::new("."))?;
-        println!(
+        say!(
             "  traces       {count} empty trace files in {}/ for node(s) {}",
             dlfm_cache::names::TRACE_DIR,
             nodes.join(", ")
@@ -276,7 +382,7 @@ fn debug_traces() -> Result<()> {
 }
 
 /// A byte count for people.
-fn human(bytes: u64) -> String {
+pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = bytes as f64;
     let mut u = 0;

@@ -10,10 +10,19 @@ use crate::artifacts::{artifacts, Artifacts};
 use crate::strace::{self, Call};
 
 /// Variables a test run must not inherit from the machine it runs on.
-const ISOLATE: [&str; 9] = [
+const ISOLATE: [&str; 18] = [
     "DLFM_OP",
     "DLFM_CACHE",
     "DLCACHE_DBG",
+    "DLFM_STAGE",
+    "DLFM_STAGE_DIR",
+    "DLFM_STAGE_WAIT",
+    "SLURM_JOB_ID",
+    "SLURM_STEP_ID",
+    "PMIX_NAMESPACE",
+    "PBS_JOBID",
+    "LSB_JOBID",
+    "FLUX_JOB_ID",
     "PMI_RANK",
     "PMIX_RANK",
     "OMPI_COMM_WORLD_RANK",
@@ -145,6 +154,8 @@ impl Scenario {
         for v in ISOLATE {
             c.env_remove(v);
         }
+        // Each scenario stages node-local copies in a directory of its own.
+        c.env("DLFM_STAGE_DIR", self.stage_dir());
         if let Some(op) = op {
             c.env("DLFM_OP", op);
         }
@@ -185,6 +196,34 @@ impl Scenario {
             &self.pre(&["read-cache", "24"], &[("DLCACHE_DBG", "1")]),
             "dlfm.pre read-cache",
         );
+    }
+
+    /// Where the scenario's processes stage node-local copies of the cache
+    /// (`DLFM_STAGE_DIR`; created on first use).
+    pub fn stage_dir(&self) -> PathBuf {
+        let d = self.root.join("stage");
+        std::fs::create_dir_all(&d).expect("stage dir");
+        d
+    }
+
+    /// Whether `c` is on the scenario's node-local stage directory (a
+    /// lookup there, or a call on a descriptor of a file there): node-local
+    /// storage, not the shared file system the tests watch.
+    pub fn is_node_local(&self, c: &Call) -> bool {
+        let dir = self.root.join("stage");
+        let under = |p: &Option<String>| p.as_deref().is_some_and(|p| Path::new(p).starts_with(&dir));
+        under(&c.path) || under(&c.fd_path)
+    }
+
+    /// The node-local copies of the cache staged so far.
+    pub fn staged_copies(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.stage_dir())
+            .expect("stage dir")
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "dat"))
+            .collect();
+        v.sort();
+        v
     }
 
     /// The cache file.

@@ -38,7 +38,9 @@ fn an_unmodified_program_replays_through_its_copy() {
     let mut cmd = s.cmd(Some("read-cache"));
     cmd.env("DLCACHE_DBG", "1");
     let replay = s.traced(cmd, "replay.strace");
-    let bad = touches(&replay, &recorded);
+    // Staging's calls on node-local storage are not the file system's.
+    let shared: Vec<Call> = replay.iter().filter(|c| !s.is_node_local(c)).cloned().collect();
+    let bad = touches(&shared, &recorded);
     assert!(
         bad.is_empty(),
         "the read-cache run reached the file system:\n{}",

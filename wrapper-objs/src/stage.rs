@@ -65,6 +65,8 @@ pub enum Skip {
     WaitRanOut,
     /// The shared cache could not be opened or has no valid header.
     Shared,
+    /// The shared cache is another user's, or others may write it.
+    Untrusted,
     /// The stage directory has no room for the copy.
     NoSpace,
     /// Writing the copy failed (the errno).
@@ -81,6 +83,7 @@ impl Skip {
             Skip::Lock => b"cannot use the node's lock file (no permission, or another user's)",
             Skip::WaitRanOut => b"another process was still staging when DLFM_STAGE_WAIT ran out",
             Skip::Shared => b"cannot read the shared cache's header",
+            Skip::Untrusted => b"the shared cache is not trusted",
             Skip::NoSpace => b"no room in the stage directory",
             Skip::Copy(_) => b"writing the copy failed",
         }
@@ -123,9 +126,12 @@ impl Stager {
         }
         let key = path_key(self.shared.as_bytes());
         let jobs = staging::job_keys(|name| stack.getenv(name));
-        if let Some(p) = self.pointer(&cfg, euid, key) {
-            if jobs.accept(&p) {
-                return self.name_copy(&cfg, euid, p.content).map(|()| How::Pointed);
+        // Without a job there is no pointer to believe: skip the look.
+        if jobs.step.is_some() {
+            if let Some(p) = self.pointer(&cfg, euid, key) {
+                if jobs.accept(&p) {
+                    return self.name_copy(&cfg, euid, p.content).map(|()| How::Pointed);
+                }
             }
         }
         let started = sys::now_ms();
@@ -152,7 +158,7 @@ impl Stager {
                 return self.name_copy(cfg, euid, p.content).map(|()| How::Waited(waited));
             }
         }
-        let (shared, id) = open_shared(&self.shared)?;
+        let (shared, id) = open_shared(&self.shared, euid)?;
         let started = sys::now_ms();
         let how = match self.name_copy(cfg, euid, id) {
             Ok(()) if copy_is_complete(&self.copy, euid, id) => Ok(How::Checked),
@@ -163,10 +169,11 @@ impl Stager {
         };
         sys::close(shared);
         let how = how?;
-        // Tell the rest of this job (or step) where the copy is.
-        if let Some(job) = jobs.step {
-            self.write_pointer(cfg, euid, key, Pointer { job, content: id });
-        }
+        // Tell the rest of this job (or step) where the copy is. Without a
+        // job the pointer is believed by nobody, but still says which copy
+        // is current, so that the next stager removes it when it is not.
+        let job = jobs.step.unwrap_or(0);
+        self.write_pointer(cfg, euid, key, Pointer { job, content: id });
         // The copy the pointer named before is not the shared cache's any
         // more: let it go (processes that mapped it keep their pages).
         if let Some(old) = before.filter(|p| p.content != id) {
@@ -312,9 +319,14 @@ impl Stager {
 }
 
 /// Opens the shared cache and reads its content id; the file's length must
-/// be the one its header gives.
-fn open_shared(path: &FixedPath) -> Result<(i32, ContentId), Skip> {
+/// be the one its header gives. A cache replay would not trust is never
+/// copied: the copy would be ours, and trusted.
+fn open_shared(path: &FixedPath, euid: u32) -> Result<(i32, ContentId), Skip> {
     let (fd, st) = open_regular_mode(path, nr::O_RDONLY, 0).map_err(|_| Skip::Shared)?;
+    if !trusted(st.uid, st.mode, euid) {
+        sys::close(fd);
+        return Err(Skip::Untrusted);
+    }
     let mut h = [0u8; HEADER_LEN];
     // SAFETY: `h` is writable for its length.
     let n = unsafe { sys::pread(fd, h.as_mut_ptr(), HEADER_LEN, 0) };

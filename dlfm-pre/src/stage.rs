@@ -1,0 +1,237 @@
+//! Node-local copies of the cache from the job script's side: broadcasting
+//! the cache to every node of a Slurm allocation with `sbcast` (so that no
+//! rank reads the shared copy at all), and removing node-local copies
+//! (`dlfm.pre clean`, for an epilog). The names and the pointer format are
+//! `dlfm_cache::stage`'s; the wrapper stages by itself where this is not
+//! done (see `wrapper-objs/src/stage.rs`).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use dlfm_cache::layout::HEADER_LEN;
+use dlfm_cache::stage::{owner_of, path_key, ContentId, NodeFile, NodeName, Pointer};
+use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_wrap_logic::staging::{self, NoStaging};
+use serde::Serialize;
+
+/// What `stage` did.
+#[derive(Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Staged {
+    /// The cache was broadcast to every node of the allocation.
+    Broadcast {
+        /// The node-local copy's path on every node.
+        copy: String,
+        /// The job the pointer names.
+        job: String,
+        /// How many nodes (`SLURM_JOB_NUM_NODES`), if Slurm said.
+        nodes: Option<u32>,
+    },
+    /// Nothing was broadcast; the ranks stage the cache themselves.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The process's environment, for the judges in `dlfm_wrap_logic::staging`.
+struct Env(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl Env {
+    fn read() -> Env {
+        Env(std::env::vars_os()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect())
+    }
+
+    fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The stage directory the ranks will use (`DLFM_STAGE_DIR`, else
+    /// `/dev/shm`), or why there is none; with `ignore_off`, even when
+    /// `DLFM_STAGE=off`.
+    fn stage_dir(&self, ignore_off: bool) -> std::result::Result<PathBuf, NoStaging> {
+        let stage = if ignore_off { None } else { self.get(b"DLFM_STAGE") };
+        let cfg = staging::config(stage, self.get(b"DLFM_STAGE_DIR"), None)?;
+        Ok(PathBuf::from(OsStr::from_bytes(cfg.dir)))
+    }
+}
+
+/// Broadcasts `cache` to every node's stage directory with `sbcast`, and a
+/// pointer that lets every step of this job use it, when inside a Slurm
+/// allocation; otherwise says what it skipped.
+pub fn stage(cache: &Path) -> Result<Staged> {
+    let env = Env::read();
+    let dir = match env.stage_dir(false) {
+        Ok(d) => d,
+        Err(NoStaging::Off) => return Ok(skipped("DLFM_STAGE=off")),
+        Err(NoStaging::DirNotAbsolute) => {
+            bail!("DLFM_STAGE_DIR must be an absolute path (the ranks would not stage either)")
+        }
+    };
+    let Some(job_id) = std::env::var("SLURM_JOB_ID").ok().filter(|v| !v.is_empty()) else {
+        return Ok(skipped(
+            "not inside a Slurm allocation (SLURM_JOB_ID unset): the first process on each node stages the cache itself",
+        ));
+    };
+    if !sbcast_exists() {
+        return Ok(skipped(
+            "sbcast not found: the first process on each node stages the cache itself",
+        ));
+    }
+    let id = content_id(cache)?;
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let key = path_key(&absolute_like_the_wrapper(cache)?);
+    let copy = dir.join(OsStr::from_bytes(NodeName::new(uid, NodeFile::Copy(id)).as_bytes()));
+    let pointer_path = dir.join(OsStr::from_bytes(NodeName::new(uid, NodeFile::Pointer(key)).as_bytes()));
+    // The pointer names the whole job (no step): every later step uses the copy.
+    let keys = staging::job_keys(|name| env.get(name));
+    let job = keys.job.context("SLURM_JOB_ID is set but gave no job key")?;
+    let mut bytes = [0u8; Pointer::LEN];
+    Pointer { job, content: id }.write(&mut bytes);
+    let tmp = tempfile::NamedTempFile::new().context("cannot write the pointer file")?;
+    fs::write(tmp.path(), bytes)?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))?;
+    // The copy first: a node that has the pointer has the whole copy.
+    sbcast(cache, &copy)?;
+    sbcast(tmp.path(), &pointer_path)?;
+    Ok(Staged::Broadcast {
+        copy: copy.display().to_string(),
+        job: job_id,
+        nodes: std::env::var("SLURM_JOB_NUM_NODES").ok().and_then(|n| n.parse().ok()),
+    })
+}
+
+fn skipped(reason: &str) -> Staged {
+    Staged::Skipped {
+        reason: reason.to_string(),
+    }
+}
+
+/// Whether `sbcast` is on PATH.
+fn sbcast_exists() -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join("sbcast").is_file())
+    })
+}
+
+/// `sbcast --force --preserve FROM TO` (modes kept: the copy read-only,
+/// the pointer writable by its owner only).
+fn sbcast(from: &Path, to: &Path) -> Result<()> {
+    let out = Command::new("sbcast")
+        .args(["--force", "--preserve"])
+        .arg(from)
+        .arg(to)
+        .output()
+        .context("cannot run sbcast")?;
+    if !out.status.success() {
+        bail!(
+            "sbcast {} {} failed: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The content id in the header of the cache at `cache`.
+fn content_id(cache: &Path) -> Result<ContentId> {
+    let mut h = [0u8; HEADER_LEN];
+    fs::File::open(cache)
+        .and_then(|mut f| f.read_exact(&mut h))
+        .with_context(|| format!("cannot read the cache {}", cache.display()))?;
+    ContentId::of_header(&h).with_context(|| {
+        format!(
+            "{} is not a dlfm cache of this version: run dlfm.pre read-cache first",
+            cache.display()
+        )
+    })
+}
+
+/// The cache's absolute path as the wrapper makes it from `DLFM_CACHE`
+/// (the working directory, `/`, the value: no other normalisation), so
+/// that both compute the same pointer name.
+fn absolute_like_the_wrapper(cache: &Path) -> Result<Vec<u8>> {
+    let mut p = FixedPath::EMPTY;
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let ok = p.push_absolute(cache.as_os_str().as_bytes(), |buf| {
+        let c = cwd.as_os_str().as_bytes();
+        let dst = buf.get_mut(..=c.len())?;
+        dst[..c.len()].copy_from_slice(c);
+        dst[c.len()] = 0;
+        Some(c.len() + 1)
+    });
+    if !ok {
+        bail!("the cache's path is too long: {}", cache.display());
+    }
+    Ok(p.as_bytes().to_vec())
+}
+
+/// What `clean` removed.
+#[derive(Serialize)]
+pub struct Cleaned {
+    /// The stage directory.
+    pub dir: String,
+    /// Files removed.
+    pub removed: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files that could not be removed, with why.
+    pub failed: Vec<String>,
+}
+
+/// Removes dlfm's node-local files from the stage directory: this user's,
+/// or every user's when run as root (an epilog).
+pub fn clean() -> Result<Cleaned> {
+    let Ok(dir) = Env::read().stage_dir(true) else {
+        bail!("DLFM_STAGE_DIR must be an absolute path");
+    };
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut done = Cleaned {
+        dir: dir.display().to_string(),
+        removed: 0,
+        bytes: 0,
+        failed: Vec::new(),
+    };
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(owner) = owner_of(name.as_bytes()) else {
+            continue;
+        };
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        // Only regular files owned by the user the name says (an
+        // impostor's file is left for its owner), and only one's own
+        // unless root.
+        if !meta.is_file() || meta.uid() != owner || (uid != 0 && owner != uid) {
+            continue;
+        }
+        match fs::remove_file(e.path()) {
+            Ok(()) => {
+                done.removed += 1;
+                done.bytes += meta.len();
+            }
+            Err(err) => done.failed.push(format!("{}: {err}", e.path().display())),
+        }
+    }
+    Ok(done)
+}

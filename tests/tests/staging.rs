@@ -1,0 +1,290 @@
+//! Node-local staging: the first process of a node copies the cache into
+//! node-local storage (here each scenario's own stage directory), the
+//! others of the same job use that copy without touching the shared file
+//! system, and anything that goes wrong leaves replay on the shared cache
+//! with the program's output unchanged.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dlfm_tests::scenario::{assert_ok, output_within};
+use dlfm_tests::Scenario;
+use dlfm_workload::Spec;
+
+/// Empties the scenario's trace files (they stay, so processes find them).
+fn clear_traces(s: &Scenario) {
+    for e in std::fs::read_dir(s.run_dir.join("dlcache.dbg")).unwrap() {
+        std::fs::write(e.unwrap().path(), b"").unwrap();
+    }
+}
+
+/// A replay command of job `job` (Slurm job and step), traced.
+fn replay(s: &Scenario, job: Option<(&str, &str)>) -> Command {
+    let mut c = s.cmd(Some("read-cache"));
+    c.env("DLCACHE_DBG", "1");
+    if let Some((id, step)) = job {
+        c.env("SLURM_JOB_ID", id).env("SLURM_STEP_ID", step);
+    }
+    c
+}
+
+/// Runs `cmd` (bounded) and checks the program's output.
+fn run_right(s: &Scenario, cmd: Command) {
+    let out = output_within(cmd, Duration::from_secs(60));
+    assert_ok(&out, "replay");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), s.w.expected_stdout);
+}
+
+/// Names in the stage directory.
+fn stage_names(s: &Scenario) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(s.stage_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Trace lines that mention the node-local copy or staging.
+fn stage_lines(s: &Scenario) -> Vec<String> {
+    s.trace_text()
+        .lines()
+        .filter(|l| l.contains("node-local copy") || l.contains("staging skipped"))
+        .map(String::from)
+        .collect()
+}
+
+/// Calls of `calls` that name the shared cache (by either of its names) or
+/// use a descriptor of it.
+fn on_shared_cache(s: &Scenario, calls: &[dlfm_tests::strace::Call]) -> Vec<String> {
+    let abs = s.cache();
+    let abs = abs.to_str().unwrap();
+    calls
+        .iter()
+        .filter(|c| {
+            [&c.path, &c.fd_path]
+                .iter()
+                .any(|p| matches!(p.as_deref(), Some("dlcache.dat")) || p.as_deref() == Some(abs))
+        })
+        .map(|c| c.raw.clone())
+        .collect()
+}
+
+#[test]
+fn concurrent_ranks_make_one_copy_and_the_job_then_leaves_the_shared_cache_alone() {
+    let s = Scenario::new(Spec::small());
+    s.pilot_and_pack();
+    let job = Some(("101", "0"));
+    let ranks: Vec<Child> = (0..8)
+        .map(|_| {
+            replay(&s, job)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in ranks {
+        let out = r.wait_with_output().unwrap();
+        assert_ok(&out, "rank");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), s.w.expected_stdout);
+    }
+    let [copy] = &s.staged_copies()[..] else {
+        panic!("one copy expected: {:?}", stage_names(&s))
+    };
+    assert_eq!(std::fs::read(copy).unwrap(), std::fs::read(s.cache()).unwrap());
+    let names = stage_names(&s);
+    assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.ends_with(".job")).count(), 1, "{names:?}");
+    let lines = stage_lines(&s);
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.contains("(staged here")).count(), 1, "{lines:#?}");
+
+    // A later process of the same job: nothing on the shared cache, neither
+    // from the ld.so wrapper nor from the interposer.
+    let calls = s.traced(replay(&s, job), "same-job.strace");
+    let shared = on_shared_cache(&s, &calls);
+    assert!(shared.is_empty(), "{shared:#?}");
+    assert!(
+        calls.iter().any(|c| c.name == "mmap" && c.fd_path.as_deref() == copy.to_str()),
+        "libraries should be mapped from the copy"
+    );
+}
+
+#[test]
+fn a_new_job_checks_the_header_once_and_a_repacked_cache_replaces_the_copy() {
+    let s = Scenario::new(Spec::small());
+    s.pilot_and_pack();
+    run_right(&s, replay(&s, Some(("201", "0"))));
+    let [first] = &s.staged_copies()[..] else {
+        panic!("{:?}", stage_names(&s))
+    };
+    let first = first.clone();
+    let staged_at = std::fs::metadata(&first).unwrap().modified().unwrap();
+
+    // Another job: the shared cache's header is read, nothing is copied.
+    clear_traces(&s);
+    let calls = s.traced(replay(&s, Some(("202", "0"))), "new-job.strace");
+    assert!(
+        !calls.iter().any(|c| c.name == "sendfile"),
+        "the copy must be reused, not made again"
+    );
+    assert!(!on_shared_cache(&s, &calls).is_empty(), "the header must be checked");
+    assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), staged_at);
+    let lines = stage_lines(&s);
+    assert!(lines.iter().all(|l| l.contains("(checked against the shared cache)")), "{lines:#?}");
+
+    // Repacked (another width: another content id): the next job stages
+    // the new content and removes the old copy.
+    std::fs::rename(s.cache(), s.root.join("old.dat")).unwrap();
+    assert_ok(&s.pre(&["read-cache", "48"], &[]), "read-cache 48");
+    run_right(&s, replay(&s, Some(("203", "0"))));
+    let copies = s.staged_copies();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_ne!(copies[0], first);
+    assert_eq!(std::fs::read(&copies[0]).unwrap(), std::fs::read(s.cache()).unwrap());
+}
+
+#[test]
+fn without_staging_or_without_room_replay_uses_the_shared_cache() {
+    let s = Scenario::new(Spec::small());
+    s.pilot_and_pack();
+    for (var, value, reason) in [
+        ("DLFM_STAGE", "off", "staging skipped: DLFM_STAGE=off"),
+        ("DLFM_STAGE_DIR", "relative/dir", "staging skipped: DLFM_STAGE_DIR is not an absolute path"),
+    ] {
+        clear_traces(&s);
+        let mut c = replay(&s, Some(("301", "0")));
+        c.env(var, value);
+        run_right(&s, c);
+        let text = s.trace_text();
+        assert!(text.contains(reason), "{text}");
+        assert!(text.contains("openat served"), "{text}");
+    }
+    assert!(stage_names(&s).is_empty(), "{:?}", stage_names(&s));
+
+    // A stage directory too small for the cache: no copy, no half-written
+    // file, the program served from the shared cache.
+    let small = TmpFs::mount(&s.root.join("small"), "64k");
+    clear_traces(&s);
+    let mut c = replay(&s, Some(("302", "0")));
+    c.env("DLFM_STAGE_DIR", &small.0);
+    run_right(&s, c);
+    let text = s.trace_text();
+    assert!(text.contains("staging skipped: no room in the stage directory"), "{text}");
+    assert!(text.contains("openat served"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(&small.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_held_lock_is_waited_for_only_as_long_as_asked_and_a_dead_stagers_part_is_redone() {
+    let s = Scenario::new(Spec::small());
+    s.pilot_and_pack();
+    // The first run makes the lock file; the copy it made is removed so
+    // that the next process must stage again.
+    run_right(&s, replay(&s, None));
+    let lock = stage_names(&s)
+        .into_iter()
+        .find(|n| n.ends_with(".lock"))
+        .expect("a lock file");
+    for copy in s.staged_copies() {
+        std::fs::remove_file(copy).unwrap();
+    }
+    // Another process holds the lock (a stager that hangs): one process
+    // (the shell becomes `sleep`), so killing it frees the lock.
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 9>>"$1" && flock -x 9 && exec sleep 60"#)
+        .arg("sh")
+        .arg(s.stage_dir().join(&lock))
+        .spawn()
+        .expect("sh and flock(1) from util-linux");
+    std::thread::sleep(Duration::from_millis(300));
+    clear_traces(&s);
+    let mut c = replay(&s, Some(("401", "0")));
+    c.env("DLFM_STAGE_WAIT", "1");
+    let started = Instant::now();
+    run_right(&s, c);
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(took < Duration::from_secs(20), "waited {took:?}");
+    let text = s.trace_text();
+    assert!(
+        text.contains("staging skipped: another process was still staging when DLFM_STAGE_WAIT ran out"),
+        "{text}"
+    );
+    assert!(text.contains("openat served"), "{text}");
+    assert!(s.staged_copies().is_empty());
+
+    // A stager killed half way left a .part: the next one starts over.
+    let id = dlfm_cache::stage::ContentId::of_header(&std::fs::read(s.cache()).unwrap()).unwrap();
+    let part = s.stage_dir().join(format!(
+        "{}.part",
+        String::from_utf8_lossy(
+            dlfm_cache::stage::NodeName::new(0, dlfm_cache::stage::NodeFile::Copy(id)).as_bytes()
+        )
+    ));
+    std::fs::write(&part, b"half a cache").unwrap();
+    run_right(&s, replay(&s, Some(("402", "0"))));
+    assert!(!part.exists());
+    let [copy] = &s.staged_copies()[..] else {
+        panic!("{:?}", stage_names(&s))
+    };
+    assert_eq!(std::fs::read(copy).unwrap(), std::fs::read(s.cache()).unwrap());
+}
+
+#[test]
+fn a_copy_of_an_untrusted_cache_is_never_made_and_dlfm_pre_clean_removes_copies() {
+    let s = Scenario::new(Spec::small());
+    s.pilot_and_pack();
+    let foreign = s.root.join("foreign.dat");
+    std::fs::copy(s.cache(), &foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let mut c = replay(&s, Some(("501", "0")));
+    c.env("DLFM_CACHE", &foreign);
+    clear_traces(&s);
+    run_right(&s, c);
+    let text = s.trace_text();
+    assert!(text.contains("staging skipped: the shared cache is not trusted"), "{text}");
+    assert!(s.staged_copies().is_empty());
+
+    run_right(&s, replay(&s, Some(("502", "0"))));
+    assert_eq!(s.staged_copies().len(), 1);
+    let out = s.pre(
+        &["clean"],
+        &[("DLFM_STAGE_DIR", s.stage_dir().to_str().unwrap())],
+    );
+    assert_ok(&out, "dlfm.pre clean");
+    assert!(stage_names(&s).is_empty(), "{:?}", stage_names(&s));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("removed"), "{said}");
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped (even on failure).
+struct TmpFs(PathBuf);
+
+impl TmpFs {
+    fn mount(at: &Path, size: &str) -> TmpFs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert_ok(&out, "mount tmpfs");
+        TmpFs(at.to_path_buf())
+    }
+}
+
+impl Drop for TmpFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
