@@ -212,7 +212,8 @@ pub fn read_cache(
     );
     say!(
         "  journal      {} records from {} recording process(es)",
-        report.records, report.processes
+        report.records,
+        report.processes
     );
     for d in &report.damage {
         say!(

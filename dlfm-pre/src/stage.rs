@@ -61,7 +61,11 @@ impl Env {
     /// `/dev/shm`), or why there is none; with `ignore_off`, even when
     /// `DLFM_STAGE=off`.
     fn stage_dir(&self, ignore_off: bool) -> std::result::Result<PathBuf, NoStaging> {
-        let stage = if ignore_off { None } else { self.get(b"DLFM_STAGE") };
+        let stage = if ignore_off {
+            None
+        } else {
+            self.get(b"DLFM_STAGE")
+        };
         let cfg = staging::config(stage, self.get(b"DLFM_STAGE_DIR"), None)?;
         Ok(PathBuf::from(OsStr::from_bytes(cfg.dir)))
     }
@@ -93,11 +97,17 @@ pub fn stage(cache: &Path) -> Result<Staged> {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let key = path_key(&absolute_like_the_wrapper(cache)?);
-    let copy = dir.join(OsStr::from_bytes(NodeName::new(uid, NodeFile::Copy(id)).as_bytes()));
-    let pointer_path = dir.join(OsStr::from_bytes(NodeName::new(uid, NodeFile::Pointer(key)).as_bytes()));
+    let copy = dir.join(OsStr::from_bytes(
+        NodeName::new(uid, NodeFile::Copy(id)).as_bytes(),
+    ));
+    let pointer_path = dir.join(OsStr::from_bytes(
+        NodeName::new(uid, NodeFile::Pointer(key)).as_bytes(),
+    ));
     // The pointer names the whole job (no step): every later step uses the copy.
     let keys = staging::job_keys(|name| env.get(name));
-    let job = keys.job.context("SLURM_JOB_ID is set but gave no job key")?;
+    let job = keys
+        .job
+        .context("SLURM_JOB_ID is set but gave no job key")?;
     let mut bytes = [0u8; Pointer::LEN];
     Pointer { job, content: id }.write(&mut bytes);
     let tmp = tempfile::NamedTempFile::new().context("cannot write the pointer file")?;
@@ -109,7 +119,9 @@ pub fn stage(cache: &Path) -> Result<Staged> {
     Ok(Staged::Broadcast {
         copy: copy.display().to_string(),
         job: job_id,
-        nodes: std::env::var("SLURM_JOB_NUM_NODES").ok().and_then(|n| n.parse().ok()),
+        nodes: std::env::var("SLURM_JOB_NUM_NODES")
+            .ok()
+            .and_then(|n| n.parse().ok()),
     })
 }
 
@@ -121,9 +133,8 @@ fn skipped(reason: &str) -> Staged {
 
 /// Whether `sbcast` is on PATH.
 fn sbcast_exists() -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("sbcast").is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("sbcast").is_file()))
 }
 
 /// `sbcast --force --preserve FROM TO` (modes kept: the copy read-only,

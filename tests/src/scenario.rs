@@ -211,7 +211,8 @@ impl Scenario {
     /// storage, not the shared file system the tests watch.
     pub fn is_node_local(&self, c: &Call) -> bool {
         let dir = self.root.join("stage");
-        let under = |p: &Option<String>| p.as_deref().is_some_and(|p| Path::new(p).starts_with(&dir));
+        let under =
+            |p: &Option<String>| p.as_deref().is_some_and(|p| Path::new(p).starts_with(&dir));
         under(&c.path) || under(&c.fd_path)
     }
 

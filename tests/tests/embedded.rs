@@ -39,7 +39,11 @@ fn an_unmodified_program_replays_through_its_copy() {
     cmd.env("DLCACHE_DBG", "1");
     let replay = s.traced(cmd, "replay.strace");
     // Staging's calls on node-local storage are not the file system's.
-    let shared: Vec<Call> = replay.iter().filter(|c| !s.is_node_local(c)).cloned().collect();
+    let shared: Vec<Call> = replay
+        .iter()
+        .filter(|c| !s.is_node_local(c))
+        .cloned()
+        .collect();
     let bad = touches(&shared, &recorded);
     assert!(
         bad.is_empty(),

@@ -73,9 +73,17 @@ fn replay_reaches_only_the_cache(spec: Spec) {
     let [copy] = &s.staged_copies()[..] else {
         panic!("one node-local copy expected: {:?}", s.staged_copies())
     };
-    let shared: Vec<Call> = replay.iter().filter(|c| !s.is_node_local(c)).cloned().collect();
+    let shared: Vec<Call> = replay
+        .iter()
+        .filter(|c| !s.is_node_local(c))
+        .cloned()
+        .collect();
     let cache = s.cache();
-    let bad = touches(&shared, &recorded, &["dlcache.dat", cache.to_str().unwrap()]);
+    let bad = touches(
+        &shared,
+        &recorded,
+        &["dlcache.dat", cache.to_str().unwrap()],
+    );
     assert!(
         bad.is_empty(),
         "the read-cache run reached the file system:\n{}",

@@ -93,13 +93,24 @@ fn concurrent_ranks_make_one_copy_and_the_job_then_leaves_the_shared_cache_alone
     let [copy] = &s.staged_copies()[..] else {
         panic!("one copy expected: {:?}", stage_names(&s))
     };
-    assert_eq!(std::fs::read(copy).unwrap(), std::fs::read(s.cache()).unwrap());
+    assert_eq!(
+        std::fs::read(copy).unwrap(),
+        std::fs::read(s.cache()).unwrap()
+    );
     let names = stage_names(&s);
     assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
-    assert_eq!(names.iter().filter(|n| n.ends_with(".job")).count(), 1, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".job")).count(),
+        1,
+        "{names:?}"
+    );
     let lines = stage_lines(&s);
     assert_eq!(lines.len(), 8, "{lines:#?}");
-    assert_eq!(lines.iter().filter(|l| l.contains("(staged here")).count(), 1, "{lines:#?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("(staged here")).count(),
+        1,
+        "{lines:#?}"
+    );
 
     // A later process of the same job: nothing on the shared cache, neither
     // from the ld.so wrapper nor from the interposer.
@@ -107,7 +118,9 @@ fn concurrent_ranks_make_one_copy_and_the_job_then_leaves_the_shared_cache_alone
     let shared = on_shared_cache(&s, &calls);
     assert!(shared.is_empty(), "{shared:#?}");
     assert!(
-        calls.iter().any(|c| c.name == "mmap" && c.fd_path.as_deref() == copy.to_str()),
+        calls
+            .iter()
+            .any(|c| c.name == "mmap" && c.fd_path.as_deref() == copy.to_str()),
         "libraries should be mapped from the copy"
     );
 }
@@ -130,10 +143,21 @@ fn a_new_job_checks_the_header_once_and_a_repacked_cache_replaces_the_copy() {
         !calls.iter().any(|c| c.name == "sendfile"),
         "the copy must be reused, not made again"
     );
-    assert!(!on_shared_cache(&s, &calls).is_empty(), "the header must be checked");
-    assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), staged_at);
+    assert!(
+        !on_shared_cache(&s, &calls).is_empty(),
+        "the header must be checked"
+    );
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().modified().unwrap(),
+        staged_at
+    );
     let lines = stage_lines(&s);
-    assert!(lines.iter().all(|l| l.contains("(checked against the shared cache)")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("(checked against the shared cache)")),
+        "{lines:#?}"
+    );
 
     // Repacked (another width: another content id): the next job stages
     // the new content and removes the old copy.
@@ -143,7 +167,10 @@ fn a_new_job_checks_the_header_once_and_a_repacked_cache_replaces_the_copy() {
     let copies = s.staged_copies();
     assert_eq!(copies.len(), 1, "{copies:?}");
     assert_ne!(copies[0], first);
-    assert_eq!(std::fs::read(&copies[0]).unwrap(), std::fs::read(s.cache()).unwrap());
+    assert_eq!(
+        std::fs::read(&copies[0]).unwrap(),
+        std::fs::read(s.cache()).unwrap()
+    );
 }
 
 #[test]
@@ -152,7 +179,11 @@ fn without_staging_or_without_room_replay_uses_the_shared_cache() {
     s.pilot_and_pack();
     for (var, value, reason) in [
         ("DLFM_STAGE", "off", "staging skipped: DLFM_STAGE=off"),
-        ("DLFM_STAGE_DIR", "relative/dir", "staging skipped: DLFM_STAGE_DIR is not an absolute path"),
+        (
+            "DLFM_STAGE_DIR",
+            "relative/dir",
+            "staging skipped: DLFM_STAGE_DIR is not an absolute path",
+        ),
     ] {
         clear_traces(&s);
         let mut c = replay(&s, Some(("301", "0")));
@@ -172,7 +203,10 @@ fn without_staging_or_without_room_replay_uses_the_shared_cache() {
     c.env("DLFM_STAGE_DIR", &small.0);
     run_right(&s, c);
     let text = s.trace_text();
-    assert!(text.contains("staging skipped: no room in the stage directory"), "{text}");
+    assert!(
+        text.contains("staging skipped: no room in the stage directory"),
+        "{text}"
+    );
     assert!(text.contains("openat served"), "{text}");
     let left: Vec<_> = std::fs::read_dir(&small.0)
         .unwrap()
@@ -217,7 +251,9 @@ fn a_held_lock_is_waited_for_only_as_long_as_asked_and_a_dead_stagers_part_is_re
     assert!(took < Duration::from_secs(20), "waited {took:?}");
     let text = s.trace_text();
     assert!(
-        text.contains("staging skipped: another process was still staging when DLFM_STAGE_WAIT ran out"),
+        text.contains(
+            "staging skipped: another process was still staging when DLFM_STAGE_WAIT ran out"
+        ),
         "{text}"
     );
     assert!(text.contains("openat served"), "{text}");
@@ -237,7 +273,10 @@ fn a_held_lock_is_waited_for_only_as_long_as_asked_and_a_dead_stagers_part_is_re
     let [copy] = &s.staged_copies()[..] else {
         panic!("{:?}", stage_names(&s))
     };
-    assert_eq!(std::fs::read(copy).unwrap(), std::fs::read(s.cache()).unwrap());
+    assert_eq!(
+        std::fs::read(copy).unwrap(),
+        std::fs::read(s.cache()).unwrap()
+    );
 }
 
 #[test]
@@ -252,7 +291,10 @@ fn a_copy_of_an_untrusted_cache_is_never_made_and_dlfm_pre_clean_removes_copies(
     clear_traces(&s);
     run_right(&s, c);
     let text = s.trace_text();
-    assert!(text.contains("staging skipped: the shared cache is not trusted"), "{text}");
+    assert!(
+        text.contains("staging skipped: the shared cache is not trusted"),
+        "{text}"
+    );
     assert!(s.staged_copies().is_empty());
 
     run_right(&s, replay(&s, Some(("502", "0"))));

@@ -131,7 +131,8 @@ pub fn stage_skipped(st: &mut State, skip: Skip) {
         return;
     }
     let line = start(&mut st.line);
-    line.bytes(b"read-cache: staging skipped: ").bytes(skip.text());
+    line.bytes(b"read-cache: staging skipped: ")
+        .bytes(skip.text());
     if let Skip::Copy(e) = skip {
         line.bytes(b" (errno ").uint(u64::from(e)).bytes(b")");
     }

@@ -114,7 +114,12 @@ impl Stager {
 
     /// Finds or makes the node-local copy of the cache at `cache` for a
     /// process of effective user `euid`; on success [`Stager::copy`] names it.
-    pub fn stage(&mut self, stack: &InitialStack, cache: &FixedPath, euid: u32) -> Result<How, Skip> {
+    pub fn stage(
+        &mut self,
+        stack: &InitialStack,
+        cache: &FixedPath,
+        euid: u32,
+    ) -> Result<How, Skip> {
         let cfg = staging::config(
             stack.getenv(b"DLFM_STAGE"),
             stack.getenv(b"DLFM_STAGE_DIR"),
@@ -155,7 +160,9 @@ impl Stager {
         let before = self.pointer(cfg, euid, key);
         if let Some(p) = before {
             if jobs.accept(&p) {
-                return self.name_copy(cfg, euid, p.content).map(|()| How::Waited(waited));
+                return self
+                    .name_copy(cfg, euid, p.content)
+                    .map(|()| How::Waited(waited));
             }
         }
         let (shared, id) = open_shared(&self.shared, euid)?;
@@ -178,8 +185,7 @@ impl Stager {
         // more: let it go (processes that mapped it keep their pages).
         if let Some(old) = before.filter(|p| p.content != id) {
             if self.name(cfg, euid, NodeFile::Copy(old.content)) {
-                // SAFETY: a NUL-terminated path.
-                unsafe { sys::unlink(self.scratch.as_ptr()) };
+                sys::unlink(&self.scratch);
             }
         }
         Ok(how)
@@ -241,10 +247,8 @@ impl Stager {
         if st.uid != euid {
             return;
         }
-        // SAFETY: both paths are NUL-terminated.
-        if !written || sys::errno_of(unsafe { sys::rename(self.scratch.as_ptr(), self.target.as_ptr()) }).is_some() {
-            // SAFETY: a NUL-terminated path.
-            unsafe { sys::unlink(self.scratch.as_ptr()) };
+        if !written || sys::errno_of(sys::rename(&self.scratch, &self.target)).is_some() {
+            sys::unlink(&self.scratch);
         }
     }
 
@@ -285,13 +289,19 @@ impl Stager {
 
     /// Writes the copy of the shared cache open on `shared` (content `id`)
     /// to `copy`, through its `.part`; returns the bytes copied.
-    fn write_copy(&mut self, cfg: &StageConfig<'_>, euid: u32, shared: i32, id: ContentId) -> Result<u64, Skip> {
+    fn write_copy(
+        &mut self,
+        cfg: &StageConfig<'_>,
+        euid: u32,
+        shared: i32,
+        id: ContentId,
+    ) -> Result<u64, Skip> {
         if !self.name(cfg, euid, NodeFile::CopyPart(id)) {
             return Err(Skip::PathTooLong);
         }
         let flags = nr::O_WRONLY | nr::O_CREAT | nr::O_TRUNC | nr::O_NOFOLLOW;
-        let (fd, st) =
-            open_regular_mode(&self.scratch, flags, 0o600).map_err(|_| Skip::Copy(errno::EACCES))?;
+        let (fd, st) = open_regular_mode(&self.scratch, flags, 0o600)
+            .map_err(|_| Skip::Copy(errno::EACCES))?;
         if st.uid != euid {
             // Someone else's file under our name: leave it alone.
             sys::close(fd);
@@ -300,8 +310,7 @@ impl Stager {
         let r = copy_all(fd, shared, id.file_len);
         let r = match r {
             Ok(()) if sys::fchmod(fd, 0o444) == 0 => {
-                // SAFETY: both paths are NUL-terminated.
-                match sys::errno_of(unsafe { sys::rename(self.scratch.as_ptr(), self.copy.as_ptr()) }) {
+                match sys::errno_of(sys::rename(&self.scratch, &self.copy)) {
                     None => Ok(id.file_len),
                     Some(e) => Err(Skip::Copy(e)),
                 }
@@ -311,8 +320,7 @@ impl Stager {
         };
         sys::close(fd);
         if r.is_err() {
-            // SAFETY: a NUL-terminated path.
-            unsafe { sys::unlink(self.scratch.as_ptr()) };
+            sys::unlink(&self.scratch);
         }
         r
     }

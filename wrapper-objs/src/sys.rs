@@ -6,6 +6,8 @@ use core::mem::MaybeUninit;
 pub use linux_raw_sys::errno;
 pub use linux_raw_sys::general as nr;
 
+use dlfm_wrap_logic::fixed_path::FixedPath;
+
 /// The errno a raw result stands for, if it is an error: the kernel returns
 /// `-errno` in `-4095..0` (`MAX_ERRNO`); anything else is a value (an mmap
 /// address may look negative). The one place raw results are decoded.
@@ -352,26 +354,27 @@ pub fn fchmod(fd: i32, mode: u32) -> i64 {
 }
 
 /// `renameat2(AT_FDCWD, from, AT_FDCWD, to, 0)`: atomic replacement.
-///
-/// # Safety
-/// Both paths must be NUL-terminated.
-pub unsafe fn rename(from: *const u8, to: *const u8) -> i64 {
-    // SAFETY: forwarded from the caller.
+pub fn rename(from: &FixedPath, to: &FixedPath) -> i64 {
+    // SAFETY: a FixedPath is always NUL-terminated.
     unsafe {
         syscall6(
             nr::__NR_renameat2 as u64,
-            [AT_FDCWD as u64, from as u64, AT_FDCWD as u64, to as u64, 0, 0],
+            [
+                AT_FDCWD as u64,
+                from.as_ptr() as u64,
+                AT_FDCWD as u64,
+                to.as_ptr() as u64,
+                0,
+                0,
+            ],
         )
     }
 }
 
 /// `unlinkat(AT_FDCWD, path, 0)`.
-///
-/// # Safety
-/// `path` must be NUL-terminated.
-pub unsafe fn unlink(path: *const u8) -> i64 {
-    // SAFETY: forwarded from the caller.
-    unsafe { syscall3(nr::__NR_unlinkat, AT_FDCWD as u64, path as u64, 0) }
+pub fn unlink(path: &FixedPath) -> i64 {
+    // SAFETY: a FixedPath is always NUL-terminated.
+    unsafe { syscall3(nr::__NR_unlinkat, AT_FDCWD as u64, path.as_ptr() as u64, 0) }
 }
 
 /// Milliseconds on the monotonic clock (0 if it cannot be read).

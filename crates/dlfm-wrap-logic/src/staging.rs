@@ -169,7 +169,10 @@ mod tests {
         assert_eq!(c.dir, b"/dev/shm");
         assert_eq!(c.wait_ms, DEFAULT_WAIT_SECS * 1000);
         for off in ["off", "0", "no", "false"] {
-            assert_eq!(config(Some(off.as_bytes()), None, None), Err(NoStaging::Off));
+            assert_eq!(
+                config(Some(off.as_bytes()), None, None),
+                Err(NoStaging::Off)
+            );
         }
         assert!(config(Some(b"on"), None, None).is_ok());
         assert_eq!(

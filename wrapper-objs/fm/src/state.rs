@@ -80,10 +80,7 @@ pub fn init() {
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
         return;
     }
-    let mode = env::mode(
-        getenv(c"DLFM_OP"),
-        env::rank(getenv_bytes),
-    );
+    let mode = env::mode(getenv(c"DLFM_OP"), env::rank(getenv_bytes));
     let mut cache = FixedPath::EMPTY;
     let name = getenv(c"DLFM_CACHE")
         .filter(|v| !v.is_empty())
@@ -108,9 +105,9 @@ pub fn init() {
             // The node-local copy this job's ld.so wrappers use, else the
             // shared cache.
             let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
-            let Some((fd, size)) = staged::open_copy(cache.as_bytes(), getenv_bytes).or_else(|| {
-                sys::open_regular(cache.as_ptr(), flags).map(|f| (f.fd, f.size))
-            }) else {
+            let Some((fd, size)) = staged::open_copy(cache.as_bytes(), getenv_bytes)
+                .or_else(|| sys::open_regular(cache.as_ptr(), flags).map(|f| (f.fd, f.size)))
+            else {
                 return;
             };
             let bytes = sys::map_whole(fd, size);
