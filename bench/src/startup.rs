@@ -4,8 +4,14 @@
 //! metadata server). For each R and each configuration, measured in the
 //! same run:
 //! - `baseline`: no dlfm;
-//! - `dlfm-pfs`: read-cache, cache file on the simulated file system;
-//! - `dlfm-shm`: read-cache, cache file staged on node-local /dev/shm;
+//! - `dlfm-pfs`: read-cache, every rank maps the cache file on the simulated
+//!   file system (`DLFM_STAGE=off`);
+//! - `dlfm-stage`: read-cache as users get it by default: the first rank
+//!   copies the cache from the simulated file system to node-local storage
+//!   (empty before each run, so the copy is part of the start-up), the
+//!   others map that copy;
+//! - `dlfm-shm`: read-cache, cache file put on /dev/shm beforehand (what
+//!   `dlfm.pre read-cache` does with sbcast inside Slurm);
 //! - `copy-shm`: the library tree copied to /dev/shm first (copy time
 //!   included) and found there through LD_LIBRARY_PATH, what users do by hand.
 //!
@@ -71,7 +77,7 @@ struct Args {
 }
 
 /// The configurations compared.
-const CONFIGS: [&str; 4] = ["baseline", "dlfm-pfs", "dlfm-shm", "copy-shm"];
+const CONFIGS: [&str; 5] = ["baseline", "dlfm-pfs", "dlfm-stage", "dlfm-shm", "copy-shm"];
 
 /// One measured run.
 struct Measure {
@@ -257,7 +263,7 @@ fn plot(rows: &[(usize, &str, Measure)], args: &Args, what: &str, path: &Path) -
         .y_desc("time until every rank is in main (ms, log scale)")
         .label_style(("sans-serif", 14))
         .draw()?;
-    let colors = [RED, BLUE, GREEN, MAGENTA];
+    let colors = [RED, BLUE, CYAN, GREEN, MAGENTA];
     for (config, color) in CONFIGS.iter().zip(colors) {
         let points: Vec<(f64, f64)> = rows
             .iter()
@@ -429,12 +435,27 @@ fn measure(
     match (config, &job.tree) {
         ("baseline", _) => program = &job.program,
         ("dlfm-pfs", _) => {
+            // Every rank maps the cache on the shared file system.
             env.push(("DLFM_OP", "read-cache".into()));
             env.push(("DLFM_CACHE", pfs.join("dlcache.dat").display().to_string()));
+            env.push(("DLFM_STAGE", "off".into()));
+        }
+        ("dlfm-stage", _) => {
+            // The default: the node's first rank copies the cache from the
+            // shared file system to node-local storage (empty at the start
+            // of each run, so the copy is part of the measured start-up).
+            let stage = shm.join("stage");
+            let _ = std::fs::remove_dir_all(&stage);
+            std::fs::create_dir_all(&stage)?;
+            env.push(("DLFM_OP", "read-cache".into()));
+            env.push(("DLFM_CACHE", pfs.join("dlcache.dat").display().to_string()));
+            env.push(("DLFM_STAGE_DIR", stage.display().to_string()));
         }
         ("dlfm-shm", _) => {
+            // The cache put on /dev/shm beforehand (what sbcast does).
             env.push(("DLFM_OP", "read-cache".into()));
             env.push(("DLFM_CACHE", shm.join("dlcache.dat").display().to_string()));
+            env.push(("DLFM_STAGE", "off".into()));
         }
         (_, Some(tree)) => {
             // What users do by hand: copy the tree, point LD_LIBRARY_PATH at
