@@ -39,6 +39,8 @@ use dlfm_pfs::{Model, Mount};
 use dlfm_tests::artifacts;
 use dlfm_workload::{generate, generate_package_tree, generate_python, Link, Spec};
 
+mod slurm_nodes;
+
 /// Startup time at width on a simulated parallel file system.
 #[derive(Parser)]
 struct Args {
@@ -74,6 +76,10 @@ struct Args {
     /// Write a PNG plot of startup time against ranks here.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Run on this many simulated nodes of a real Slurm cluster (srun;
+    /// --ranks is then ranks per node, at most 16): see `slurm_nodes`.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
+    nodes: Option<u16>,
 }
 
 /// The configurations compared.
@@ -168,6 +174,17 @@ fn main() -> Result<()> {
     std::fs::copy(&local_cache, backing.join("dlcache.dat"))?;
     std::fs::copy(&local_cache, shm.join("dlcache.dat"))?;
 
+    if let Some(nodes) = args.nodes {
+        if args.python {
+            bail!("--nodes runs the generated C program only (drop --python)");
+        }
+        let nodes = usize::from(nodes);
+        let rows = slurm_nodes::run(nodes, &args.ranks, &job, &pfs, &run, &mount, &art.dlfm_pre)?;
+        drop(mount);
+        print_nodes(nodes, &rows, &job, &args);
+        return Ok(());
+    }
+
     let mut rows = Vec::new();
     for &r in &args.ranks {
         for config in CONFIGS {
@@ -222,6 +239,48 @@ fn main() -> Result<()> {
         println!("plot: {}", path.display());
     }
     Ok(())
+}
+
+/// The table of a `--nodes` run.
+fn print_nodes(nodes: usize, rows: &[slurm_nodes::Row], job: &Job, args: &Args) {
+    println!(
+        "bench/startup --nodes {nodes}: {}, {} µs per metadata request, {} service thread(s), srun on a Slurm cluster of namespaced nodes",
+        job.what, args.latency_us, args.threads
+    );
+    println!(
+        "{:>2} {:>6} {:<11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "N",
+        "R/node",
+        "config",
+        "all in main",
+        "vs base",
+        "vs shm",
+        "requests",
+        "per node",
+        "per rank",
+        "stage step"
+    );
+    for (r, config, m, stage) in rows {
+        let of = |c: &str| {
+            rows.iter()
+                .find(|x| x.0 == *r && x.1 == c)
+                .map_or(m.startup, |x| x.2.startup)
+                .as_secs_f64()
+        };
+        println!(
+            "{:>2} {:>6} {:<11} {:>9.1} ms {:>8.2}x {:>8.2}x {:>9} {:>9.1} {:>9.2} {:>10}",
+            nodes,
+            r,
+            config,
+            ms(m.startup),
+            of("baseline") / m.startup.as_secs_f64(),
+            m.startup.as_secs_f64() / of("dlfm-shm"),
+            m.ops,
+            m.ops as f64 / nodes as f64,
+            m.ops as f64 / (nodes * r) as f64,
+            stage.map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)))
+        );
+    }
 }
 
 /// The font the plot's text uses (Debian's fonts-dejavu-core).
@@ -498,6 +557,21 @@ fn measure(
         .args(&job.args)
         .output()
         .context("mpirun (apt-get install openmpi-bin)")?;
+    ranks_done(config, ranks, job, &out, t0, start)
+}
+
+/// Reads what `ranks` ranks of `job` printed (`out`, the launcher's output)
+/// for a run launched at `t0` / `start`: checks the output and returns the
+/// time until the last rank reached `main`, the job's time and the mean peak
+/// RSS.
+fn ranks_done(
+    config: &str,
+    ranks: usize,
+    job: &Job,
+    out: &std::process::Output,
+    t0: SystemTime,
+    start: Instant,
+) -> Result<Measure> {
     let job_time = start.elapsed();
     if !out.status.success() {
         bail!(
