@@ -11,8 +11,9 @@
 //! - `dlfm-shm`: the cache put on every node's /dev/shm beforehand (untimed),
 //!   `DLFM_STAGE=off`: the floor staging is measured against.
 //!
-//! Reported per configuration: time until every rank is in `main`, requests
-//! that reached the simulated file system in the job, per node and per rank.
+//! Reported per configuration: time until every rank is in `main`, metadata
+//! requests that reached the simulated file system in the job (per node and
+//! per rank), and read requests.
 
 use std::path::Path;
 use std::process::Command;
@@ -36,9 +37,17 @@ pub const CONFIGS: [&str; 5] = [
 /// Where `dlfm-shm` puts the cache on each node.
 const SHM_CACHE: &str = "/dev/shm/dlfm-bench-cache.dat";
 
-/// One measured row: ranks per node, configuration, the measure, and the
-/// time the `dlfm.pre stage` step took (sbcast only).
-pub type Row = (usize, &'static str, Measure, Option<std::time::Duration>);
+/// One measured row: ranks per node, configuration, the measure (its `ops`:
+/// metadata requests), the time the `dlfm.pre stage` step took (sbcast
+/// only), and read requests (data, which a parallel file system serves from
+/// its storage targets, not its metadata server).
+pub type Row = (
+    usize,
+    &'static str,
+    Measure,
+    Option<std::time::Duration>,
+    u64,
+);
 
 /// Runs every configuration for each count in `per_node`, on `nodes` nodes.
 /// The cache is `pfs/dlcache.dat`; `dlfm_pre` is the tool.
@@ -111,16 +120,18 @@ pub fn run(
             let mut cmd = alloc.srun(r, &env, program, run_dir);
             let out = cmd.args(&job.args).output().context("srun")?;
             let m = ranks_done(config, nodes * r, job, &out, t0, start)?;
+            let counts = mount.counts();
             let m = Measure {
-                ops: mount.counts().total(),
+                ops: counts.metadata(),
                 ..m
             };
             eprintln!(
-                "N={nodes} R={r:<3} {config:<11} startup {:>9.1} ms, {} requests",
+                "N={nodes} R={r:<3} {config:<11} startup {:>9.1} ms, {} metadata requests, {} reads",
                 ms(m.startup),
-                m.ops
+                m.ops,
+                counts.get("read")
             );
-            rows.push((r, config, m, stage_time));
+            rows.push((r, config, m, stage_time, counts.get("read")));
         }
     }
     Ok(rows)

@@ -248,19 +248,20 @@ fn print_nodes(nodes: usize, rows: &[slurm_nodes::Row], job: &Job, args: &Args) 
         job.what, args.latency_us, args.threads
     );
     println!(
-        "{:>2} {:>6} {:<11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "{:>2} {:>6} {:<11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10}",
         "N",
         "R/node",
         "config",
         "all in main",
         "vs base",
         "vs shm",
-        "requests",
+        "metadata",
         "per node",
         "per rank",
+        "reads",
         "stage step"
     );
-    for (r, config, m, stage) in rows {
+    for (r, config, m, stage, reads) in rows {
         let of = |c: &str| {
             rows.iter()
                 .find(|x| x.0 == *r && x.1 == c)
@@ -268,7 +269,7 @@ fn print_nodes(nodes: usize, rows: &[slurm_nodes::Row], job: &Job, args: &Args) 
                 .as_secs_f64()
         };
         println!(
-            "{:>2} {:>6} {:<11} {:>9.1} ms {:>8.2}x {:>8.2}x {:>9} {:>9.1} {:>9.2} {:>10}",
+            "{:>2} {:>6} {:<11} {:>9.1} ms {:>8.2}x {:>8.2}x {:>9} {:>9.1} {:>9.2} {:>7} {:>10}",
             nodes,
             r,
             config,
@@ -278,6 +279,7 @@ fn print_nodes(nodes: usize, rows: &[slurm_nodes::Row], job: &Job, args: &Args) 
             m.ops,
             m.ops as f64 / nodes as f64,
             m.ops as f64 / (nodes * r) as f64,
+            reads,
             stage.map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)))
         );
     }

@@ -330,3 +330,50 @@ impl Drop for TmpFs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+#[test]
+fn dlfm_pre_prints_json_summaries_and_says_what_it_did_not_broadcast() {
+    let s = Scenario::new(Spec::small());
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    s.run_ok(s.cmd(Some("write-cache")));
+    let json = |args: &[&str]| -> (Option<i32>, serde_json::Value) {
+        let out = s.pre(args, &[("DLFM_STAGE_DIR", s.stage_dir().to_str().unwrap())]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON object ({e}): {text}"));
+        (out.status.code(), v)
+    };
+    let (code, v) = json(&["--json", "read-cache", "24"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(
+        v["files"].as_u64().unwrap() >= s.w.all_libs().count() as u64,
+        "{v}"
+    );
+    assert_eq!(v["width"], 24);
+    assert_eq!(v["staging"]["outcome"], "skipped", "{v}");
+    assert!(
+        v["staging"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not inside a Slurm allocation"),
+        "{v}"
+    );
+    let (code, v) = json(&["--json", "check"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(v["files"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["bytes"].as_u64().unwrap() > 0, "{v}");
+    let (code, v) = json(&["--json", "--cache", "/nonexistent/x.dat", "check"]);
+    assert_eq!(code, Some(2), "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+
+    // Human summary: the same skip, said in a line; `stage` alone too.
+    let out = s.pre(&["stage"], &[]);
+    assert_ok(&out, "dlfm.pre stage");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("broadcast skipped: not inside a Slurm allocation"),
+        "{text}"
+    );
+    let (code, v) = json(&["--json", "clean"]);
+    assert_eq!((code, v["removed"].as_u64()), (Some(0), Some(0)), "{v}");
+}
