@@ -214,6 +214,22 @@ fn without_staging_or_without_room_replay_uses_the_shared_cache() {
         .filter(|n| !n.to_string_lossy().ends_with(".lock"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+    // A cache that is on tmpfs already is used where it is, not copied.
+    let mem = TmpFs::mount(&s.root.join("mem"), "64m");
+    let in_mem = mem.0.join("dlcache.dat");
+    std::fs::copy(s.cache(), &in_mem).unwrap();
+    clear_traces(&s);
+    let mut c = replay(&s, Some(("303", "0")));
+    c.env("DLFM_CACHE", &in_mem);
+    run_right(&s, c);
+    let text = s.trace_text();
+    assert!(
+        text.contains("staging skipped: the cache is in node-local memory already"),
+        "{text}"
+    );
+    assert!(text.contains("openat served"), "{text}");
+    assert!(s.staged_copies().is_empty());
 }
 
 #[test]

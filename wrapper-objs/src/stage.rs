@@ -17,6 +17,8 @@
 //!    pointer at it and remove the copy it pointed at before. The lock
 //!    dies with its holder, so a stager killed half way only leaves a
 //!    `.part` that the next stager truncates.
+//!    A cache that is itself on tmpfs or ramfs is not copied (it is in the
+//!    node's memory already).
 //! 3. Anything that fails (staging off, no space, no permission, someone
 //!    else's file under our name, the wait ran out) leaves the shared cache
 //!    to replay, as without staging; the trace says why.
@@ -67,6 +69,8 @@ pub enum Skip {
     Shared,
     /// The shared cache is another user's, or others may write it.
     Untrusted,
+    /// The cache itself is on tmpfs or ramfs: node-local memory already.
+    InMemory,
     /// The stage directory has no room for the copy.
     NoSpace,
     /// Writing the copy failed (the errno).
@@ -84,6 +88,7 @@ impl Skip {
             Skip::WaitRanOut => b"another process was still staging when DLFM_STAGE_WAIT ran out",
             Skip::Shared => b"cannot read the shared cache's header",
             Skip::Untrusted => b"the shared cache is not trusted",
+            Skip::InMemory => b"the cache is in node-local memory already (tmpfs)",
             Skip::NoSpace => b"no room in the stage directory",
             Skip::Copy(_) => b"writing the copy failed",
         }
@@ -166,6 +171,12 @@ impl Stager {
             }
         }
         let (shared, id) = open_shared(&self.shared, euid)?;
+        if sys::in_memory(shared) {
+            // Already node-local memory (the cache put on /dev/shm by
+            // hand): a copy would only double the memory it takes.
+            sys::close(shared);
+            return Err(Skip::InMemory);
+        }
         let started = sys::now_ms();
         let how = match self.name_copy(cfg, euid, id) {
             Ok(()) if copy_is_complete(&self.copy, euid, id) => Ok(How::Checked),
