@@ -9,6 +9,7 @@ pub mod pydeps;
 pub mod scenario;
 pub mod slurm;
 pub mod strace;
+pub mod tmpfs;
 
 pub use artifacts::{artifacts, Artifacts};
 pub use scenario::Scenario;

@@ -4,11 +4,11 @@
 //! system, and anything that goes wrong leaves replay on the shared cache
 //! with the program's output unchanged.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dlfm_tests::scenario::{assert_ok, output_within};
+use dlfm_tests::tmpfs::TmpFs;
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 
@@ -323,28 +323,6 @@ fn a_copy_of_an_untrusted_cache_is_never_made_and_dlfm_pre_clean_removes_copies(
     assert!(stage_names(&s).is_empty(), "{:?}", stage_names(&s));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("removed"), "{said}");
-}
-
-/// A tmpfs mounted for one test, unmounted when dropped (even on failure).
-struct TmpFs(PathBuf);
-
-impl TmpFs {
-    fn mount(at: &Path, size: &str) -> TmpFs {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .unwrap();
-        assert_ok(&out, "mount tmpfs");
-        TmpFs(at.to_path_buf())
-    }
-}
-
-impl Drop for TmpFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]
