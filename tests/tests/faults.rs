@@ -16,8 +16,10 @@
 //! program runs right, the journal packs or is refused in one line, and no
 //! half-written cache is left.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use dlfm_tests::scenario::{assert_ok, output_within, rpath};
 use dlfm_tests::tmpfs::TmpFs;
@@ -241,4 +243,64 @@ fn free_bytes(dir: &std::path::Path) -> u64 {
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
         .unwrap()
+}
+
+/// The pilot, with children (it forks and each child execs the program,
+/// which records into the same journal), killed with SIGKILL with all its
+/// processes at 100 moments spread over its run: each time the journal
+/// packs or is refused in one line, and a packed cache replays right.
+#[test]
+fn a_pilot_killed_at_a_hundred_moments_always_packs_or_is_refused_cleanly() {
+    let set = setting();
+    let s = &set.s;
+    let pilot = || {
+        let mut c = s.cmd_for(&set.prog, Some("write-cache"));
+        c.args(["fork", "40"]).process_group(0);
+        c
+    };
+    // How long a whole pilot takes, to spread the kills over it.
+    let whole = {
+        assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+        let t = Instant::now();
+        assert_ok(
+            &output_within(pilot(), Duration::from_secs(60)),
+            "whole pilot",
+        );
+        t.elapsed()
+    };
+    let (mut packed, mut refused, mut finished) = (0, 0, 0);
+    for i in 0..100u32 {
+        let _ = std::fs::remove_file(s.cache());
+        assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+        let mut child = pilot().stdout(Stdio::null()).spawn().unwrap();
+        // Moments from the start to a little past the end, in a fixed
+        // scattered order (i * 37 mod 100).
+        let at = whole.mul_f64(f64::from((i * 37) % 100) / 90.0);
+        std::thread::sleep(at);
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
+        let status = child.wait().unwrap();
+        if status.success() {
+            finished += 1;
+        }
+        if pack_or_refuse(s, &s.cache()) {
+            packed += 1;
+            let mut c = s.cmd_for(&set.prog, Some("read-cache"));
+            c.args(["threads", "2"]);
+            let out = output_within(c, Duration::from_secs(60));
+            assert_ok(&out, "replay after a killed pilot");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("ok {}\n", 16 * 2 * 7)
+            );
+        } else {
+            refused += 1;
+        }
+    }
+    eprintln!("100 kills over {whole:?}: {packed} packed, {refused} refused, {finished} pilots finished first");
+    assert!(
+        packed > 50,
+        "most killed pilots had recorded something: {packed} packed"
+    );
 }
