@@ -71,7 +71,7 @@ pub fn run(
             // the cache placed on every node.
             alloc.srun_ok(1, &[], &[dlfm_pre.to_str().unwrap(), "clean"])?;
             if config == "dlfm-shm" {
-                alloc.ok(
+                crate::ok(
                     alloc.cmd("sbcast").arg("-f").arg(&cache).arg(SHM_CACHE),
                     "sbcast",
                 )?;
@@ -105,7 +105,7 @@ pub fn run(
             let start = Instant::now();
             let stage_time = if config == "dlfm-sbcast" {
                 let s = Instant::now();
-                alloc.ok(
+                crate::ok(
                     alloc
                         .cmd(dlfm_pre.to_str().unwrap())
                         .args(["--cache"])
@@ -203,11 +203,7 @@ impl<'a> Allocation<'a> {
 
     fn srun_ok(&self, per_node: usize, env: &[(&str, String)], argv: &[&str]) -> Result<()> {
         let mut c = self.srun(per_node, env, Path::new(argv[0]), Path::new("/"));
-        self.ok(c.args(&argv[1..]), argv[0])
-    }
-
-    fn ok(&self, cmd: &mut Command, what: &str) -> Result<()> {
-        crate::ok(cmd, what)
+        crate::ok(c.args(&argv[1..]), argv[0])
     }
 }
 

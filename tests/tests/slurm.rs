@@ -315,16 +315,11 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
         ],
         &[],
     );
-    assert_eq!(
-        count(
-            &String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(String::from)
-                .collect::<Vec<_>>(),
-            "removed"
-        ),
-        NODES
-    );
+    let said: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(count(&said, "removed"), NODES, "{said:#?}");
     for n in 1..=NODES {
         let left = w.shm(n);
         assert!(left.is_empty(), "n{n} after clean: {left:?}");

@@ -4,13 +4,27 @@
 //! system, and anything that goes wrong leaves replay on the shared cache
 //! with the program's output unchanged.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dlfm_cache::stage::{ContentId, NodeFile, NodeName};
 use dlfm_tests::scenario::{assert_ok, output_within};
 use dlfm_tests::tmpfs::TmpFs;
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
+
+/// A child process killed (and reaped) when dropped, a failing test
+/// included.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Empties the scenario's trace files (they stay, so processes find them).
 fn clear_traces(s: &Scenario) {
@@ -34,6 +48,22 @@ fn run_right(s: &Scenario, cmd: Command) {
     let out = output_within(cmd, Duration::from_secs(60));
     assert_ok(&out, "replay");
     assert_eq!(String::from_utf8_lossy(&out.stdout), s.w.expected_stdout);
+}
+
+/// Runs a replay of job `job` with `env` added, checks its output, and that
+/// the trace says staging was skipped for `reason` while the shared cache
+/// served the libraries.
+fn skipped(s: &Scenario, job: &str, env: &[(&str, &OsStr)], reason: &str) {
+    clear_traces(s);
+    let mut c = replay(s, Some((job, "0")));
+    c.envs(env.iter().copied());
+    run_right(s, c);
+    let text = s.trace_text();
+    assert!(
+        text.contains(&format!("staging skipped: {reason}")),
+        "{text}"
+    );
+    assert!(text.contains("openat served"), "{text}");
 }
 
 /// Names in the stage directory.
@@ -178,36 +208,26 @@ fn without_staging_or_without_room_replay_uses_the_shared_cache() {
     let s = Scenario::new(Spec::small());
     s.pilot_and_pack();
     for (var, value, reason) in [
-        ("DLFM_STAGE", "off", "staging skipped: DLFM_STAGE=off"),
+        ("DLFM_STAGE", "off", "DLFM_STAGE=off"),
         (
             "DLFM_STAGE_DIR",
             "relative/dir",
-            "staging skipped: DLFM_STAGE_DIR is not an absolute path",
+            "DLFM_STAGE_DIR is not an absolute path",
         ),
     ] {
-        clear_traces(&s);
-        let mut c = replay(&s, Some(("301", "0")));
-        c.env(var, value);
-        run_right(&s, c);
-        let text = s.trace_text();
-        assert!(text.contains(reason), "{text}");
-        assert!(text.contains("openat served"), "{text}");
+        skipped(&s, "301", &[(var, OsStr::new(value))], reason);
     }
     assert!(stage_names(&s).is_empty(), "{:?}", stage_names(&s));
 
     // A stage directory too small for the cache: no copy, no half-written
     // file, the program served from the shared cache.
     let small = TmpFs::mount(&s.root.join("small"), "64k");
-    clear_traces(&s);
-    let mut c = replay(&s, Some(("302", "0")));
-    c.env("DLFM_STAGE_DIR", &small.0);
-    run_right(&s, c);
-    let text = s.trace_text();
-    assert!(
-        text.contains("staging skipped: no room in the stage directory"),
-        "{text}"
+    skipped(
+        &s,
+        "302",
+        &[("DLFM_STAGE_DIR", small.0.as_os_str())],
+        "no room in the stage directory",
     );
-    assert!(text.contains("openat served"), "{text}");
     let left: Vec<_> = std::fs::read_dir(&small.0)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -219,16 +239,12 @@ fn without_staging_or_without_room_replay_uses_the_shared_cache() {
     let mem = TmpFs::mount(&s.root.join("mem"), "64m");
     let in_mem = mem.0.join("dlcache.dat");
     std::fs::copy(s.cache(), &in_mem).unwrap();
-    clear_traces(&s);
-    let mut c = replay(&s, Some(("303", "0")));
-    c.env("DLFM_CACHE", &in_mem);
-    run_right(&s, c);
-    let text = s.trace_text();
-    assert!(
-        text.contains("staging skipped: the cache is in node-local memory already"),
-        "{text}"
+    skipped(
+        &s,
+        "303",
+        &[("DLFM_CACHE", in_mem.as_os_str())],
+        "the cache is in node-local memory already",
     );
-    assert!(text.contains("openat served"), "{text}");
     assert!(s.staged_copies().is_empty());
 }
 
@@ -248,40 +264,32 @@ fn a_held_lock_is_waited_for_only_as_long_as_asked_and_a_dead_stagers_part_is_re
     }
     // Another process holds the lock (a stager that hangs): one process
     // (the shell becomes `sleep`), so killing it frees the lock.
-    let mut holder = Command::new("sh")
-        .arg("-c")
-        .arg(r#"exec 9>>"$1" && flock -x 9 && exec sleep 60"#)
-        .arg("sh")
-        .arg(s.stage_dir().join(&lock))
-        .spawn()
-        .expect("sh and flock(1) from util-linux");
-    std::thread::sleep(Duration::from_millis(300));
-    clear_traces(&s);
-    let mut c = replay(&s, Some(("401", "0")));
-    c.env("DLFM_STAGE_WAIT", "1");
-    let started = Instant::now();
-    run_right(&s, c);
-    let took = started.elapsed();
-    let _ = holder.kill();
-    let _ = holder.wait();
-    assert!(took < Duration::from_secs(20), "waited {took:?}");
-    let text = s.trace_text();
-    assert!(
-        text.contains(
-            "staging skipped: another process was still staging when DLFM_STAGE_WAIT ran out"
-        ),
-        "{text}"
+    let holder = Killed(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 9>>"$1" && flock -x 9 && exec sleep 60"#)
+            .arg("sh")
+            .arg(s.stage_dir().join(&lock))
+            .spawn()
+            .expect("sh and flock(1) from util-linux"),
     );
-    assert!(text.contains("openat served"), "{text}");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    skipped(
+        &s,
+        "401",
+        &[("DLFM_STAGE_WAIT", OsStr::new("1"))],
+        "another process was still staging when DLFM_STAGE_WAIT ran out",
+    );
+    let took = started.elapsed();
+    drop(holder);
+    assert!(took < Duration::from_secs(20), "waited {took:?}");
     assert!(s.staged_copies().is_empty());
 
     // A stager killed half way left a .part: the next one starts over.
-    let id = dlfm_cache::stage::ContentId::of_header(&std::fs::read(s.cache()).unwrap()).unwrap();
-    let part = s.stage_dir().join(format!(
-        "{}.part",
-        String::from_utf8_lossy(
-            dlfm_cache::stage::NodeName::new(0, dlfm_cache::stage::NodeFile::Copy(id)).as_bytes()
-        )
+    let id = ContentId::of_header(&std::fs::read(s.cache()).unwrap()).unwrap();
+    let part = s.stage_dir().join(OsStr::from_bytes(
+        NodeName::new(0, NodeFile::CopyPart(id)).as_bytes(),
     ));
     std::fs::write(&part, b"half a cache").unwrap();
     run_right(&s, replay(&s, Some(("402", "0"))));

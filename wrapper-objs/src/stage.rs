@@ -32,9 +32,9 @@
 //! any other thread exists.
 
 use dlfm_cache::layout::HEADER_LEN;
-use dlfm_cache::stage::{path_key, ContentId, NodeFile, NodeName, Pointer};
+use dlfm_cache::stage::{path_key, ContentId, NodeFile, Pointer};
 use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::staging::{self, trusted, JobKeys, NoStaging, StageConfig};
+use dlfm_wrap_logic::staging::{self, node_path, trusted, JobKeys, NoStaging, StageConfig};
 
 use crate::initial_stack::InitialStack;
 use crate::own_file::open_regular_mode;
@@ -204,14 +204,12 @@ impl Stager {
 
     /// `scratch` = `<dir>/<name of file>`; false if it does not fit.
     fn name(&mut self, cfg: &StageConfig<'_>, euid: u32, file: NodeFile) -> bool {
-        let name = NodeName::new(euid, file);
-        self.scratch.set(cfg.dir) && self.scratch.push(b"/") && self.scratch.push(name.as_bytes())
+        node_path(&mut self.scratch, cfg.dir, euid, file)
     }
 
     /// `copy` = the path of the copy of `id`.
     fn name_copy(&mut self, cfg: &StageConfig<'_>, euid: u32, id: ContentId) -> Result<(), Skip> {
-        let name = NodeName::new(euid, NodeFile::Copy(id));
-        if self.copy.set(cfg.dir) && self.copy.push(b"/") && self.copy.push(name.as_bytes()) {
+        if node_path(&mut self.copy, cfg.dir, euid, NodeFile::Copy(id)) {
             Ok(())
         } else {
             Err(Skip::PathTooLong)
@@ -239,10 +237,7 @@ impl Stager {
     fn write_pointer(&mut self, cfg: &StageConfig<'_>, euid: u32, key: u64, p: Pointer) {
         let mut b = [0u8; Pointer::LEN];
         p.write(&mut b);
-        let final_name = NodeName::new(euid, NodeFile::Pointer(key));
-        if !(self.target.set(cfg.dir)
-            && self.target.push(b"/")
-            && self.target.push(final_name.as_bytes())
+        if !(node_path(&mut self.target, cfg.dir, euid, NodeFile::Pointer(key))
             && self.name(cfg, euid, NodeFile::PointerPart(key)))
         {
             return;
@@ -346,11 +341,8 @@ fn open_shared(path: &FixedPath, euid: u32) -> Result<(i32, ContentId), Skip> {
         sys::close(fd);
         return Err(Skip::Untrusted);
     }
-    let mut h = [0u8; HEADER_LEN];
-    // SAFETY: `h` is writable for its length.
-    let n = unsafe { sys::pread(fd, h.as_mut_ptr(), HEADER_LEN, 0) };
-    match ContentId::of_header(&h) {
-        Some(id) if n == HEADER_LEN as i64 && id.file_len == st.size => Ok((fd, id)),
+    match header_id(fd) {
+        Some(id) if id.file_len == st.size => Ok((fd, id)),
         _ => {
             sys::close(fd);
             Err(Skip::Shared)
@@ -363,14 +355,21 @@ fn copy_is_complete(path: &FixedPath, euid: u32, id: ContentId) -> bool {
     let Ok((fd, st)) = open_regular_mode(path, nr::O_RDONLY | nr::O_NOFOLLOW, 0) else {
         return false;
     };
+    let found = header_id(fd);
+    sys::close(fd);
+    trusted(st.uid, st.mode, euid) && st.size == id.file_len && found == Some(id)
+}
+
+/// The content id in the header of the cache open on `fd`.
+fn header_id(fd: i32) -> Option<ContentId> {
     let mut h = [0u8; HEADER_LEN];
     // SAFETY: `h` is writable for its length.
     let n = unsafe { sys::pread(fd, h.as_mut_ptr(), HEADER_LEN, 0) };
-    sys::close(fd);
-    trusted(st.uid, st.mode, euid)
-        && st.size == id.file_len
-        && n == HEADER_LEN as i64
-        && ContentId::of_header(&h) == Some(id)
+    if n == HEADER_LEN as i64 {
+        ContentId::of_header(&h)
+    } else {
+        None
+    }
 }
 
 /// Copies `len` bytes from `input` to `out` (both at offset 0), after

@@ -5,7 +5,9 @@
 //! names and the pointer format are `dlfm_cache::stage`'s.
 
 use dlfm_cache::hash::{fnv1a64_continue, FNV64_OFFSET};
-use dlfm_cache::stage::{Pointer, DEFAULT_DIR};
+use dlfm_cache::stage::{NodeFile, NodeName, Pointer, DEFAULT_DIR};
+
+use crate::fixed_path::FixedPath;
 
 /// How long a process waits for another one on its node to finish staging
 /// when `DLFM_STAGE_WAIT` does not say (seconds).
@@ -71,6 +73,13 @@ pub fn config<'a>(
 pub fn trusted(uid: u32, mode: u32, euid: u32) -> bool {
     const GROUP_OR_OTHERS_WRITE: u32 = 0o022;
     (uid == euid || uid == 0) && mode & GROUP_OR_OTHERS_WRITE == 0
+}
+
+/// Sets `path` to `<dir>/<the name of file for user uid>`; false (path
+/// left empty) if it does not fit.
+#[inline]
+pub fn node_path(path: &mut FixedPath, dir: &[u8], uid: u32, file: NodeFile) -> bool {
+    path.set(dir) && path.push(b"/") && path.push(NodeName::new(uid, file).as_bytes())
 }
 
 /// A decimal number, if `v` is one (at most 9 digits).
@@ -191,6 +200,16 @@ mod tests {
             MAX_WAIT_SECS * 1000
         );
         assert_eq!(config(None, None, Some(b"0")).unwrap().wait_ms, 0);
+    }
+
+    #[test]
+    fn node_paths_join_the_directory_and_the_name() {
+        let mut p = FixedPath::EMPTY;
+        assert!(node_path(&mut p, b"/dev/shm", 7, NodeFile::Lock(1)));
+        assert_eq!(p.as_bytes(), b"/dev/shm/dlfm-7-0000000000000001.lock");
+        let long = [b'd'; 4090];
+        assert!(!node_path(&mut p, &long, 7, NodeFile::Lock(1)));
+        assert_eq!(p.as_bytes(), b"");
     }
 
     #[test]

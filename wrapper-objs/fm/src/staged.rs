@@ -5,7 +5,7 @@
 //! process has already done so (or found it could not) before this
 //! library's constructor runs. Runs once, in the constructor.
 
-use dlfm_cache::stage::{path_key, NodeFile, NodeName, Pointer};
+use dlfm_cache::stage::{path_key, NodeFile, Pointer};
 use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::staging;
 
@@ -32,10 +32,7 @@ pub fn open_copy(
     let euid = unsafe { libc::geteuid() };
     let key = path_key(shared.as_bytes());
     let mut path = FixedPath::EMPTY;
-    let in_dir = |path: &mut FixedPath, file| {
-        path.set(cfg.dir) && path.push(b"/") && path.push(NodeName::new(euid, file).as_bytes())
-    };
-    if !in_dir(&mut path, NodeFile::Pointer(key)) {
+    if !staging::node_path(&mut path, cfg.dir, euid, NodeFile::Pointer(key)) {
         return None;
     }
     let mut b = [0u8; Pointer::LEN + 1];
@@ -47,7 +44,7 @@ pub fn open_copy(
     }
     let pointer = Pointer::read(b.get(..n?)?)?;
     if !staging::job_keys(&getenv).accept(&pointer)
-        || !in_dir(&mut path, NodeFile::Copy(pointer.content))
+        || !staging::node_path(&mut path, cfg.dir, euid, NodeFile::Copy(pointer.content))
     {
         return None;
     }
