@@ -45,7 +45,7 @@ fn dlpatch_refuses_with_one_line() {
     assert!(cc.status.success());
     refused(
         dlpatch().arg(&prog).args(["--ldso", "/bin/true"]),
-        "ld.so build not recognised",
+        "ld.so build not supported",
     );
     refused(
         dlpatch().arg(&prog).args(["--ldso", "/etc/hostname"]),

@@ -19,6 +19,28 @@ fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The registers (gdb's names) that a window's own instructions, other than
+/// the `syscall`, write: the trampoline runs them too, so they may change.
+fn window_writes(window: &[u8], vaddr: u64) -> Vec<String> {
+    use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess};
+    let mut info = InstructionInfoFactory::new();
+    let mut out = Vec::new();
+    for insn in Decoder::with_ip(64, window, vaddr, DecoderOptions::NONE) {
+        if insn.mnemonic() == Mnemonic::Syscall {
+            continue;
+        }
+        if insn.rflags_modified() != 0 {
+            out.push("eflags".to_string());
+        }
+        for u in info.info(&insn).used_registers() {
+            if u.access() != OpAccess::Read && u.access() != OpAccess::CondRead {
+                out.push(format!("{:?}", u.register().full_register()).to_lowercase());
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn trampolines_preserve_what_the_kernel_preserves() {
     let art = artifacts();
@@ -60,7 +82,17 @@ fn trampolines_preserve_what_the_kernel_preserves() {
     let sites: Vec<String> = patched
         .sites
         .iter()
-        .map(|s| format!("{}:{:x}:{}", s.name, s.window_vaddr, s.window_len))
+        .map(|s| {
+            let at = s.window_offset as usize;
+            let window = &system[at..at + s.window_len as usize];
+            format!(
+                "{}:{:x}:{}:{}",
+                s.name,
+                s.window_vaddr,
+                s.window_len,
+                window_writes(window, s.window_vaddr).join("+")
+            )
+        })
         .collect();
     let out = Command::new("gdb")
         .args(["-nx", "-batch", "-x"])

@@ -4,6 +4,7 @@
 use linux_raw_sys::auxvec::AT_EUID;
 
 use dlfm_wrap_logic::env::Mode;
+use dlfm_wrap_logic::legacy_stat;
 
 use crate::config;
 use crate::ident::Ids;
@@ -14,6 +15,9 @@ use crate::replay::{Answer, StartError};
 use crate::report::{self, Handling};
 use crate::state::{self, State};
 use crate::sys;
+
+/// The empty path of `fstat` made `newfstatat(fd, "", buf, AT_EMPTY_PATH)`.
+static EMPTY: [u8; 1] = [0];
 
 /// Called by the patched ld.so in place of system call `nr` with the six
 /// argument registers at `args`; `stack_end` is ld.so's `__libc_stack_end`.
@@ -27,6 +31,7 @@ use crate::sys;
 pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const u64) -> i64 {
     // SAFETY: the trampoline passes six saved argument registers.
     let a = unsafe { core::ptr::read(args as *const [u64; 6]) };
+    let (nr, a) = legacy_stat::as_newfstatat(nr, a, EMPTY.as_ptr() as u64);
     // SAFETY: calls are serialised by ld.so (see `state`).
     let st = unsafe { state::get() };
     if !st.ready {

@@ -86,7 +86,7 @@ fn trampoline(a: &mut CodeAssembler, site: &FoundSite, common: CodeLabel) -> Res
     if !site.before.is_empty() {
         a.db(&site.before)?;
     }
-    a.mov(eax, site.spec.nr)?;
+    a.mov(eax, site.call.nr)?;
     a.lea(rsp, qword_ptr(rsp - 128))?;
     a.call(common)?;
     a.lea(rsp, qword_ptr(rsp + 128))?;

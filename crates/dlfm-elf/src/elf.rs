@@ -19,6 +19,7 @@ pub const PF_R: u32 = 4;
 /// Size of an ELF64 program header.
 pub const PHENT: usize = 56;
 const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
 /// A fixed-address executable.
 pub const ET_EXEC: u16 = 2;
 /// A shared object or PIE (and ld.so).
@@ -85,8 +86,12 @@ impl<'a> Elf<'a> {
             return Err(bad("not a 64-bit little-endian ELF file"));
         }
         let h = Goblin::parse_header(bytes).map_err(|_| bad("truncated ELF header"))?;
-        if h.e_machine != EM_X86_64 {
-            return Err(bad("not an x86_64 ELF file"));
+        match h.e_machine {
+            EM_X86_64 => {}
+            EM_AARCH64 => return Err(bad(
+                "an aarch64 ELF file: dlpatch supports x86_64 only so far (aarch64 is not done)",
+            )),
+            _ => return Err(bad("not an x86_64 ELF file")),
         }
         if usize::from(h.e_phentsize) != PHENT {
             return Err(bad("unexpected program header size"));

@@ -20,8 +20,8 @@ pub enum PatchError {
         /// What was missing.
         detail: String,
     },
-    /// ld.so does not match the site table.
-    #[error("ld.so build not recognised (build-id {build_id}): {detail}; dlpatch supports glibc 2.36 on x86_64")]
+    /// ld.so's code could not be read or patched safely.
+    #[error("ld.so build not supported (build-id {build_id}): {detail}; dlpatch supports glibc's x86_64 loaders (tested: 2.31, 2.36, 2.41, 2.43)")]
     UnknownLdso {
         /// What did not match.
         detail: String,

@@ -1,21 +1,34 @@
-//! Finding the sites of `SITES` in a given ld.so and checking that they can be
-//! patched: each pattern occurs exactly once in the executable segment, its
-//! window holds exactly the instructions the table expects, and no direct
-//! branch anywhere in ld.so's code lands inside a window.
+//! Finding ld.so's file-call sites by reading its code, not by matching one
+//! build's bytes (docs/internals.md §1): every `syscall` in its executable
+//! sections, the number each one makes (from the instruction that sets `eax`
+//! before it in straight-line code), and for each call in `sites::CALLS` a
+//! patch window of at least 5 bytes around the `syscall` that is safe to move
+//! into a trampoline: only plain, position-independent instructions, and no
+//! direct branch anywhere in ld.so's code lands inside it.
 
 use std::collections::BTreeSet;
 
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
+use iced_x86::{
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
+    OpKind, Register,
+};
 
 use crate::elf::{Elf, PF_X, PT_LOAD};
 use crate::error::PatchError;
-use crate::sites::{SiteSpec, SITES};
+use crate::sites::{call, Call, NEEDED};
+
+/// A `jmp rel32` is 5 bytes: the least a window can be.
+const JMP_LEN: usize = 5;
+/// At most this many instructions on each side of a `syscall` join its window.
+const MAX_SIDE: usize = 3;
+/// How far back the instruction that sets `eax` is looked for.
+const MAX_BACK: usize = 32;
 
 /// A site found in ld.so.
 #[derive(Debug, Clone)]
 pub struct FoundSite {
-    /// Its table entry.
-    pub spec: &'static SiteSpec,
+    /// The call it makes.
+    pub call: &'static Call,
     /// File offset of the window.
     pub window_offset: u64,
     /// Virtual address of the window.
@@ -29,136 +42,256 @@ pub struct FoundSite {
 impl FoundSite {
     /// The window's length.
     pub fn len(&self) -> u64 {
-        self.spec.window.len() as u64
+        (self.before.len() + 2 + self.after.len()) as u64
     }
 }
 
+/// What reading ld.so's code found.
+#[derive(Debug, Clone)]
+pub struct Survey {
+    /// Every site of a call in `CALLS`, in address order.
+    pub sites: Vec<FoundSite>,
+    /// Addresses of `syscall`s left alone: their number is another call's.
+    pub others: Vec<(u64, u32)>,
+    /// Addresses of `syscall`s whose number the code does not show (left alone).
+    pub unknown: Vec<u64>,
+}
+
+/// Code of one executable section (or segment, without section headers).
+struct Code<'a> {
+    bytes: &'a [u8],
+    vaddr: u64,
+    offset: u64,
+}
+
 /// Finds and verifies every site.
-pub fn find_sites(elf: &Elf<'_>) -> Result<Vec<FoundSite>, PatchError> {
+pub fn find_sites(elf: &Elf<'_>) -> Result<Survey, PatchError> {
     let unknown = |detail: String| PatchError::UnknownLdso {
         detail,
         build_id: elf.build_id(),
     };
+    let code = executable_code(elf).map_err(unknown)?;
+    let decoded: Vec<Vec<Instruction>> = code.iter().map(decode).collect();
+    let targets = branch_targets(&decoded);
+    let mut info = InstructionInfoFactory::new();
+    let mut survey = Survey {
+        sites: Vec::new(),
+        others: Vec::new(),
+        unknown: Vec::new(),
+    };
+    for (part, insns) in code.iter().zip(&decoded) {
+        for (at, insn) in insns.iter().enumerate() {
+            if insn.mnemonic() != Mnemonic::Syscall {
+                continue;
+            }
+            let Some(nr) = syscall_number(insns, at, &targets, &mut info) else {
+                survey.unknown.push(insn.ip());
+                continue;
+            };
+            let Some(call) = call(nr) else {
+                survey.others.push((insn.ip(), nr));
+                continue;
+            };
+            let (lo, hi) = window(insns, at, &targets).map_err(|why| {
+                unknown(format!(
+                    "the {} call at {:#x} cannot be patched safely: {why}",
+                    call.name,
+                    insn.ip()
+                ))
+            })?;
+            let bytes_of = |r: std::ops::Range<usize>| -> Vec<u8> {
+                let (Some(first), Some(last)) = (r.clone().next(), r.clone().last()) else {
+                    return Vec::new();
+                };
+                let from = (insns[first].ip() - part.vaddr) as usize;
+                let to = (insns[last].next_ip() - part.vaddr) as usize;
+                part.bytes[from..to].to_vec()
+            };
+            let start = insns[lo].ip();
+            survey.sites.push(FoundSite {
+                call,
+                window_offset: part.offset + (start - part.vaddr),
+                window_vaddr: start,
+                before: bytes_of(lo..at),
+                after: bytes_of(at + 1..hi),
+            });
+        }
+    }
+    for group in NEEDED {
+        if !survey.sites.iter().any(|s| group.contains(&s.call.name)) {
+            return Err(unknown(format!(
+                "no {} call was found in its code",
+                group.join(" or ")
+            )));
+        }
+    }
+    Ok(survey)
+}
+
+/// The executable sections (from the section headers, so that data in an
+/// executable segment is never decoded as code), else the executable segment.
+fn executable_code<'a>(elf: &Elf<'a>) -> Result<Vec<Code<'a>>, String> {
+    const SHF_EXECINSTR: u64 = 4;
+    const SHT_NOBITS: u32 = 8;
+    let slice = |offset: u64, size: u64| {
+        elf.bytes
+            .get(offset as usize..offset.checked_add(size)? as usize)
+            .ok_or(())
+            .ok()
+    };
+    if let Ok(g) = goblin::elf::Elf::parse(elf.bytes) {
+        let sections: Vec<Code<'a>> = g
+            .section_headers
+            .iter()
+            .filter(|s| s.sh_flags & SHF_EXECINSTR != 0 && s.sh_type != SHT_NOBITS)
+            .filter_map(|s| {
+                Some(Code {
+                    bytes: slice(s.sh_offset, s.sh_size)?,
+                    vaddr: s.sh_addr,
+                    offset: s.sh_offset,
+                })
+            })
+            .collect();
+        if !sections.is_empty() {
+            return Ok(sections);
+        }
+    }
     let text = elf
         .phdrs
         .iter()
         .find(|p| p.kind == PT_LOAD && p.flags & PF_X != 0)
-        .ok_or_else(|| unknown("no executable segment".into()))?;
-    let code = elf
-        .bytes
-        .get(text.offset as usize..(text.offset + text.filesz) as usize)
-        .ok_or_else(|| unknown("executable segment lies outside the file".into()))?;
-    let targets = branch_targets(code, text.vaddr);
-    let mut found = Vec::new();
-    for spec in SITES {
-        let hits: Vec<usize> = code
-            .windows(spec.pattern.len())
-            .enumerate()
-            .filter(|(_, w)| *w == spec.pattern)
-            .map(|(i, _)| i)
-            .collect();
-        let at = match hits.as_slice() {
-            [one] => *one,
-            [] => return Err(unknown(format!("the {} site was not found", spec.name))),
-            many => {
-                return Err(unknown(format!(
-                    "the {} site pattern occurs {} times",
-                    spec.name,
-                    many.len()
-                )))
-            }
-        };
-        let window_in_code = at + spec.window.start;
-        let window_vaddr = text.vaddr + window_in_code as u64;
-        let window = &code[window_in_code..at + spec.window.end];
-        let syscall_at = spec
-            .syscall_at()
-            .ok_or_else(|| unknown(format!("the {} window has no syscall", spec.name)))?;
-        check_window(spec, window, window_vaddr, syscall_at).map_err(unknown)?;
-        let inside = window_vaddr + 1..window_vaddr + window.len() as u64;
-        if let Some(t) = targets.range(inside).next() {
-            return Err(unknown(format!(
-                "a branch lands inside the {} window (at {t:#x})",
-                spec.name
-            )));
-        }
-        found.push(FoundSite {
-            spec,
-            window_offset: text.offset + window_in_code as u64,
-            window_vaddr,
-            before: window[..syscall_at].to_vec(),
-            after: window[syscall_at + 2..].to_vec(),
-        });
-    }
-    Ok(found)
+        .ok_or("no executable segment")?;
+    let bytes =
+        slice(text.offset, text.filesz).ok_or("executable segment lies outside the file")?;
+    Ok(vec![Code {
+        bytes,
+        vaddr: text.vaddr,
+        offset: text.offset,
+    }])
 }
 
-/// Every direct branch or call target in `code` (linear sweep; glibc's code
-/// holds no data between functions on x86_64).
-fn branch_targets(code: &[u8], vaddr: u64) -> BTreeSet<u64> {
-    let mut targets = BTreeSet::new();
-    let mut decoder = Decoder::with_ip(64, code, vaddr, DecoderOptions::NONE);
-    let mut insn = Instruction::default();
+/// Linear sweep (glibc's x86_64 code holds no data between functions).
+fn decode(code: &Code<'_>) -> Vec<Instruction> {
+    let mut decoder = Decoder::with_ip(64, code.bytes, code.vaddr, DecoderOptions::NONE);
+    let mut out = Vec::new();
     while decoder.can_decode() {
-        decoder.decode_out(&mut insn);
-        match insn.flow_control() {
-            FlowControl::UnconditionalBranch
-            | FlowControl::ConditionalBranch
-            | FlowControl::Call => {
-                if matches!(
-                    insn.op0_kind(),
-                    OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-                ) {
-                    targets.insert(insn.near_branch_target());
-                }
-            }
-            _ => {}
-        }
+        out.push(decoder.decode());
     }
-    targets
+    out
 }
 
-/// The window must decode into the instructions the table expects: plain,
-/// position-independent moves or compares around one `syscall`.
-fn check_window(
-    spec: &SiteSpec,
-    window: &[u8],
-    vaddr: u64,
-    syscall_at: usize,
-) -> Result<(), String> {
-    let mut decoder = Decoder::with_ip(64, window, vaddr, DecoderOptions::NONE);
-    let mut offset = 0;
-    let mut saw_syscall = false;
-    while decoder.can_decode() {
-        let insn = decoder.decode();
-        if insn.is_invalid() {
-            return Err(format!("the {} window does not decode", spec.name));
-        }
-        if insn.mnemonic() == Mnemonic::Syscall {
-            if offset != syscall_at {
-                return Err(format!("the {} window's syscall is misplaced", spec.name));
-            }
-            saw_syscall = true;
-        } else if insn.is_ip_rel_memory_operand()
-            || insn.flow_control() != FlowControl::Next
-            || !matches!(
-                insn.mnemonic(),
-                Mnemonic::Mov | Mnemonic::Xor | Mnemonic::Cmp
+/// Every direct branch or call target in the code.
+fn branch_targets(decoded: &[Vec<Instruction>]) -> BTreeSet<u64> {
+    decoded
+        .iter()
+        .flatten()
+        .filter(|insn| {
+            matches!(
+                insn.flow_control(),
+                FlowControl::UnconditionalBranch
+                    | FlowControl::ConditionalBranch
+                    | FlowControl::Call
+            ) && matches!(
+                insn.op0_kind(),
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
             )
-        {
-            return Err(format!(
-                "the {} window holds an instruction that cannot be moved ({:?})",
-                spec.name,
-                insn.mnemonic()
-            ));
+        })
+        .map(|insn| insn.near_branch_target())
+        .collect()
+}
+
+/// The number the `syscall` at `insns[at]` makes: the constant the last
+/// instruction writing `eax` before it puts there, if that instruction lies
+/// in the same straight-line run (nothing can jump in between).
+fn syscall_number(
+    insns: &[Instruction],
+    at: usize,
+    targets: &BTreeSet<u64>,
+    info: &mut InstructionInfoFactory,
+) -> Option<u32> {
+    let mut k = at;
+    for _ in 0..MAX_BACK {
+        if targets.contains(&insns[k].ip()) || k == 0 {
+            return None;
         }
-        offset += insn.len();
+        k -= 1;
+        let insn = &insns[k];
+        if insn.flow_control() != FlowControl::Next {
+            return None;
+        }
+        let writes_eax =
+            info.info(insn).used_registers().iter().any(|u| {
+                u.register().full_register() == Register::RAX && u.access() != OpAccess::Read
+            });
+        if writes_eax {
+            return constant_into_eax(insn);
+        }
     }
-    if !saw_syscall || offset != window.len() {
-        return Err(format!(
-            "the {} window does not end on an instruction boundary",
-            spec.name
-        ));
+    None
+}
+
+/// `mov $imm, %eax` / `%rax` or `xor %eax, %eax`: the value; else None.
+fn constant_into_eax(insn: &Instruction) -> Option<u32> {
+    let to_eax = insn.op_count() == 2
+        && insn.op0_kind() == OpKind::Register
+        && matches!(insn.op0_register(), Register::EAX | Register::RAX);
+    if !to_eax {
+        return None;
     }
-    Ok(())
+    match (insn.mnemonic(), insn.op1_kind()) {
+        (Mnemonic::Mov, OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64) => {
+            u32::try_from(insn.immediate(1)).ok()
+        }
+        (Mnemonic::Xor, OpKind::Register) if insn.op1_register() == insn.op0_register() => Some(0),
+        _ => None,
+    }
+}
+
+/// Whether `insn` can run in a trampoline instead of in place: it falls
+/// through, addresses nothing relative to its own address, and is one of
+/// the plain data moves and arithmetic glibc puts around a `syscall`.
+fn movable(insn: &Instruction) -> bool {
+    insn.flow_control() == FlowControl::Next
+        && !insn.is_ip_rel_memory_operand()
+        && !insn.has_lock_prefix()
+        && matches!(
+            insn.mnemonic(),
+            Mnemonic::Mov
+                | Mnemonic::Movzx
+                | Mnemonic::Movsx
+                | Mnemonic::Movsxd
+                | Mnemonic::Lea
+                | Mnemonic::Xor
+                | Mnemonic::Cmp
+                | Mnemonic::Test
+                | Mnemonic::Add
+                | Mnemonic::Sub
+                | Mnemonic::And
+                | Mnemonic::Or
+        )
+}
+
+/// The shortest window `insns[lo..hi]` around the `syscall` at `at` (of equal
+/// ones, the one moving fewest instructions after it) that holds a `jmp rel32`, moves only movable instructions, and has no branch target
+/// inside it (its first byte may be one: a branch there takes the jump).
+fn window(
+    insns: &[Instruction],
+    at: usize,
+    targets: &BTreeSet<u64>,
+) -> Result<(usize, usize), String> {
+    let mut best: Option<(usize, usize, usize, usize)> = None;
+    for back in 0..=MAX_SIDE.min(at) {
+        for ahead in 0..=MAX_SIDE.min(insns.len() - at - 1) {
+            let (lo, hi) = (at - back, at + ahead + 1);
+            let fits = (lo..hi).all(|k| k == at || movable(&insns[k]))
+                && (lo + 1..hi).all(|k| !targets.contains(&insns[k].ip()));
+            let len = (insns[hi - 1].next_ip() - insns[lo].ip()) as usize;
+            if fits && len >= JMP_LEN && best.is_none_or(|b| (len, ahead) < (b.0, b.1)) {
+                best = Some((len, ahead, lo, hi));
+            }
+        }
+    }
+    best.map(|(_, _, lo, hi)| (lo, hi)).ok_or_else(|| {
+        "no 5-byte window of plain instructions without a branch target inside it".into()
+    })
 }

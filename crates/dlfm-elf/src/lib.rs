@@ -1,8 +1,8 @@
 //! Reading ELF files and patching a copy of ld.so so that its file calls
 //! branch to the dlfm wrapper.
 //!
-//! It owns: the table of ld.so's file-call sites (`sites`), finding and
-//! verifying them in a given ld.so (`finder`), the machine code added to the
+//! It owns: the system calls sent to the wrapper (`sites`), finding and
+//! verifying their sites in a given ld.so's code (`finder`), the machine code added to the
 //! copy (`codegen`), laying out the patched file (`patch`), and checking that
 //! a program carries the wrapper (`program`). docs/internals.md §1–2 is the
 //! contract with the wrapper. It knows nothing of the cache or the journal.
@@ -19,4 +19,4 @@ mod sites;
 pub use error::PatchError;
 pub use patch::{patch_ldso, patch_ldso_embedded, Patched, PatchedSite};
 pub use program::{check_program, interp_of, origin_search_paths, with_interp, ProgramInfo};
-pub use sites::{SiteSpec, SITES};
+pub use sites::{Call, CALLS};

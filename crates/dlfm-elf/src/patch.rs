@@ -40,7 +40,7 @@ pub struct PatchedSite {
 pub struct Patched {
     /// The new file's bytes.
     pub bytes: Vec<u8>,
-    /// The sites, in the order of `SITES`.
+    /// The sites, in address order.
     pub sites: Vec<PatchedSite>,
     /// The original's GNU build-id (hex).
     pub build_id: String,
@@ -50,6 +50,11 @@ pub struct Patched {
     pub slot_vaddr: u64,
     /// The embedded wrapper's entry, with `--embed`.
     pub embedded_entry: Option<u64>,
+    /// `syscall`s left alone because they make other calls.
+    pub others: usize,
+    /// Addresses of `syscall`s left alone because the code does not show
+    /// their number (set from a variable, or across a branch target).
+    pub unknown: Vec<u64>,
 }
 
 /// Patches a copy of the ld.so in `bytes`; its file calls go to the wrapper
@@ -82,7 +87,8 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
             detail: "it exports no __libc_stack_end, so it is not a glibc dynamic loader (a statically linked program?)".into(),
             build_id: build_id.clone(),
         })?;
-    let sites = find_sites(&elf)?;
+    let survey = find_sites(&elf)?;
+    let sites = &survey.sites;
 
     let load_end = elf
         .phdrs
@@ -119,7 +125,7 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
             .as_ref()
             .map_or(0, |b| b.bss_len.next_multiple_of(PAGE));
     let code = generate(
-        &sites,
+        sites,
         &Layout {
             code_vaddr,
             slot_vaddr,
@@ -199,8 +205,8 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
             *b = 0xcc;
         }
         patched.push(PatchedSite {
-            name: site.spec.name,
-            nr: site.spec.nr,
+            name: site.call.name,
+            nr: site.call.nr,
             window_offset: site.window_offset,
             window_vaddr: site.window_vaddr,
             window_len: site.len(),
@@ -214,6 +220,8 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         code_vaddr,
         slot_vaddr,
         embedded_entry: blob.map(|b| b.entry),
+        others: survey.others.len(),
+        unknown: survey.unknown.clone(),
     })
 }
 

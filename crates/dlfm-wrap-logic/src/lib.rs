@@ -6,6 +6,7 @@
 //! std, no allocation, no panics, no relocations, every function
 //! `#[inline]` so that it is compiled into the wrapper's own object.
 //!
+//! - [`legacy_stat`]: older glibc's stat, fstat and lstat as newfstatat;
 //! - [`keys`]: which calls are lookups (the filters record and replay share);
 //! - [`vfd`]: virtual descriptors, and the read/seek/map arithmetic on them;
 //! - [`env`]: what the environment's values ask for;
@@ -20,6 +21,7 @@ pub mod elf;
 pub mod env;
 pub mod fixed_path;
 pub mod keys;
+pub mod legacy_stat;
 pub mod line;
 pub mod staging;
 pub mod trace_name;
