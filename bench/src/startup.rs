@@ -382,6 +382,7 @@ fn c_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
         &Link {
             wrapper_archive: Some(art.wrapper.clone()),
             interp: Some(ldso.clone()),
+            ..Link::default()
         },
         &pfs.join("w"),
     )?;

@@ -26,6 +26,12 @@ pub fn workspace_root() -> &'static Path {
         .expect("tests/ lies in the workspace")
 }
 
+/// Cargo's target directory (CARGO_TARGET_DIR, else the workspace's).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
 /// Builds the tools once per test process and returns where they are.
 pub fn artifacts() -> &'static Artifacts {
     static BUILT: OnceLock<Artifacts> = OnceLock::new();
@@ -57,9 +63,7 @@ pub fn artifacts() -> &'static Artifacts {
             "building the dlfm tools failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        let dir = target.join(if release { "release" } else { "debug" });
+        let dir = target_dir().join(if release { "release" } else { "debug" });
         let a = Artifacts {
             dlpatch: dir.join("dlpatch"),
             // `dlfm.pre` is a link to this binary (README); the tests run it directly.

@@ -1,10 +1,12 @@
 //! What the end-to-end tests share: the built dlfm artifacts, running
 //! programs under strace and reading what reached the kernel, and a
 //! `Scenario` that takes a generated program through dlpatch, a pilot,
-//! `dlfm.pre read-cache` and replay, and a real Slurm cluster of namespaced
+//! `dlfm.pre read-cache` and replay (on the machine's glibc or on one from
+//! Debian's archive, `debian`), and a real Slurm cluster of namespaced
 //! nodes (`slurm`).
 
 pub mod artifacts;
+pub mod debian;
 pub mod pydeps;
 pub mod scenario;
 pub mod slurm;

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use dlfm_workload::{generate, Link, Spec, Workload};
 
 use crate::artifacts::{artifacts, Artifacts};
+use crate::debian::{self, Glibc};
 use crate::strace::{self, Call};
 
 /// Variables a test run must not inherit from the machine it runs on.
@@ -44,6 +45,8 @@ pub struct Scenario {
     pub w: Workload,
     /// The dlfm tools.
     pub art: &'static Artifacts,
+    /// The loader dlpatch patches, when not the machine's own.
+    system_ldso: Option<PathBuf>,
 }
 
 /// Asserts `out` succeeded, showing its stderr otherwise.
@@ -60,35 +63,8 @@ pub fn assert_ok(out: &Output, what: &str) {
 impl Scenario {
     /// Generates `spec`, links it with the wrapper and runs dlpatch on it.
     pub fn new(spec: Spec) -> Scenario {
-        let art = artifacts();
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let root = tmp.path().to_path_buf();
-        let ldso = root.join("ld.so");
-        let w = generate(
-            &spec,
-            &Link {
-                wrapper_archive: Some(art.wrapper.clone()),
-                interp: Some(ldso.clone()),
-            },
-            &root.join("w"),
-        )
-        .expect("generate the workload");
-        let run_dir = root.join("run");
-        std::fs::create_dir_all(&run_dir).expect("run dir");
-        let s = Scenario {
-            _tmp: tmp,
-            root,
-            run_dir,
-            ldso,
-            w,
-            art,
-        };
-        let out = s.dlpatch(&[
-            s.w.program.as_os_str().to_str().expect("utf-8 path"),
-            "-o",
-            s.ldso.to_str().expect("utf-8 path"),
-        ]);
-        assert_ok(&out, "dlpatch");
+        let s = Scenario::start(spec, true, None);
+        s.patch_linked();
         s
     }
 
@@ -96,40 +72,85 @@ impl Scenario {
     /// `dlpatch --embed --program`: the scenario's program is the copy that
     /// loads through the ld.so copy carrying the wrapper.
     pub fn embedded(spec: Spec) -> Scenario {
+        let mut s = Scenario::start(spec, false, None);
+        s.use_program_copy();
+        s
+    }
+
+    /// Like `new` (or `embedded` with `embed`), with the loader and libc of
+    /// `glibc` instead of the machine's; the program is built against the
+    /// oldest glibc of the matrix (`debian::sysroot`), which every newer
+    /// one runs, and finds `glibc`'s libc through its RUNPATH.
+    pub fn on_glibc(spec: Spec, glibc: &Glibc, embed: bool) -> Scenario {
+        let mut s = Scenario::start(spec, !embed, Some(glibc));
+        if embed {
+            s.use_program_copy();
+        } else {
+            s.patch_linked();
+        }
+        s
+    }
+
+    fn start(spec: Spec, linked: bool, glibc: Option<&Glibc>) -> Scenario {
         let art = artifacts();
         let tmp = tempfile::tempdir().expect("temp dir");
         let root = tmp.path().to_path_buf();
         let ldso = root.join("ld.so");
-        let w = generate(&spec, &Link::default(), &root.join("w")).expect("generate the workload");
+        let link = Link {
+            wrapper_archive: linked.then(|| art.wrapper.clone()),
+            interp: linked.then(|| ldso.clone()),
+            sysroot: glibc.map(|_| debian::sysroot()),
+            libc_dir: glibc.map(Glibc::libdir),
+        };
+        let w = generate(&spec, &link, &root.join("w")).expect("generate the workload");
         let run_dir = root.join("run");
         std::fs::create_dir_all(&run_dir).expect("run dir");
-        let mut s = Scenario {
+        Scenario {
             _tmp: tmp,
             root,
             run_dir,
             ldso,
             w,
             art,
-        };
-        let copy = s.root.join("prog.dlfm");
-        s.program_copy(&s.w.program.clone(), &copy);
-        s.w.program = copy;
-        s
+            system_ldso: glibc.map(Glibc::ldso),
+        }
+    }
+
+    /// `dlpatch PROGRAM -o ld.so` for a program linked with the wrapper.
+    fn patch_linked(&self) {
+        let mut cmd = Command::new(&self.art.dlpatch);
+        cmd.arg(&self.w.program).arg("-o").arg(&self.ldso);
+        if let Some(l) = &self.system_ldso {
+            cmd.arg("--ldso").arg(l);
+        }
+        assert_ok(&cmd.output().expect("run dlpatch"), "dlpatch");
+    }
+
+    /// Makes the scenario's program a copy that loads through the embedded
+    /// wrapper's ld.so copy.
+    fn use_program_copy(&mut self) {
+        let copy = self.root.join("prog.dlfm");
+        self.program_copy(&self.w.program.clone(), &copy);
+        self.w.program = copy;
     }
 
     /// Writes `copy`, a copy of `program` that loads through the scenario's
     /// embedded-wrapper ld.so (`dlpatch --embed --program`).
     pub fn program_copy(&self, program: &Path, copy: &Path) {
-        let out = Command::new(&self.art.dlpatch)
-            .args(["--embed", "--program"])
+        let mut cmd = Command::new(&self.art.dlpatch);
+        cmd.args(["--embed", "--program"])
             .arg(program)
             .arg("-o")
             .arg(copy)
             .arg("--loader")
-            .arg(&self.ldso)
-            .output()
-            .expect("run dlpatch");
-        assert_ok(&out, "dlpatch --embed --program");
+            .arg(&self.ldso);
+        if let Some(l) = &self.system_ldso {
+            cmd.arg("--ldso").arg(l);
+        }
+        assert_ok(
+            &cmd.output().expect("run dlpatch"),
+            "dlpatch --embed --program",
+        );
     }
 
     /// Runs dlpatch with `args`.

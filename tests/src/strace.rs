@@ -48,6 +48,21 @@ pub fn looked_up(calls: &[Call]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Calls of `calls` that touch a path in `recorded` (looked up, or through
+/// a descriptor), and ENOENT results: what a replay must not show.
+pub fn touches(calls: &[Call], recorded: &BTreeSet<String>) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| {
+            (LOOKUPS.contains(&c.name.as_str())
+                && c.path.as_ref().is_some_and(|p| recorded.contains(p)))
+                || c.fd_path.as_ref().is_some_and(|p| recorded.contains(p))
+                || c.errno.as_deref() == Some("ENOENT")
+        })
+        .map(|c| c.raw.clone())
+        .collect()
+}
+
 /// One traced system call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {

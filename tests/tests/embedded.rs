@@ -8,24 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use dlfm_tests::scenario::assert_ok;
-use dlfm_tests::strace::{looked_up, Call, LOOKUPS};
+use dlfm_tests::strace::{looked_up, touches, Call};
 use dlfm_tests::Scenario;
 use dlfm_workload::{generate_python, Spec};
-
-/// Calls of `calls` that touch a path in `recorded` (looked up, or through
-/// a descriptor), and ENOENT results.
-fn touches(calls: &[Call], recorded: &BTreeSet<String>) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| {
-            (LOOKUPS.contains(&c.name.as_str())
-                && c.path.as_ref().is_some_and(|p| recorded.contains(p)))
-                || c.fd_path.as_ref().is_some_and(|p| recorded.contains(p))
-                || c.errno.as_deref() == Some("ENOENT")
-        })
-        .map(|c| c.raw.clone())
-        .collect()
-}
 
 #[test]
 fn an_unmodified_program_replays_through_its_copy() {

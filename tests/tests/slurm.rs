@@ -63,6 +63,7 @@ fn world() -> World {
         &Link {
             wrapper_archive: Some(art.wrapper.clone()),
             interp: Some(ldso.clone()),
+            ..Link::default()
         },
         &pfs.join("w"),
     )

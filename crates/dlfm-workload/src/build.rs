@@ -34,6 +34,8 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
         .collect::<Vec<_>>()
         .join(":");
     let rpath_flag = format!("-Wl,--enable-new-dtags,-rpath,{runpath}");
+    let sysroot = link.sysroot_flags();
+    let sysroot = &sysroot;
 
     // Objects, in parallel.
     let objects: Vec<(PathBuf, PathBuf)> = model
@@ -55,6 +57,7 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
                     for (c, o) in chunk {
                         run_tool(
                             Command::new("cc")
+                                .args(sysroot)
                                 .args(["-c", "-O1", "-fPIC", "-o"])
                                 .arg(o)
                                 .arg(c),
@@ -73,7 +76,8 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     let lib_path = |i: usize| dirs[model.libs[i].dir].join(model.libs[i].file_name());
     for lib in model.libs.iter().rev() {
         let mut cmd = Command::new("cc");
-        cmd.args(["-shared", "-o"])
+        cmd.args(sysroot)
+            .args(["-shared", "-o"])
             .arg(lib_path(lib.index))
             .arg(&objects[lib.index].1)
             .arg(&rpath_flag);
@@ -91,13 +95,15 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     let pie = if spec.pie { "-fPIE" } else { "-fno-PIE" };
     run_tool(
         Command::new("cc")
+            .args(sysroot)
             .args(["-c", "-O1", pie, "-o"])
             .arg(&main_o)
             .arg(&main_c),
     )?;
     let program = dir.join("prog");
     let mut cmd = Command::new("cc");
-    cmd.arg(if spec.pie { "-pie" } else { "-no-pie" })
+    cmd.args(sysroot)
+        .arg(if spec.pie { "-pie" } else { "-no-pie" })
         .arg("-o")
         .arg(&program)
         .arg(&main_o);
@@ -110,7 +116,14 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     for lib in model.libs.iter().filter(|l| !l.dlopen) {
         cmd.arg(format!("-l{}", lib.link_name()));
     }
+    if spec.dlopen_libs > 0 {
+        // glibc before 2.34 keeps dlopen in libdl (later ones: an empty stub).
+        cmd.arg("-ldl");
+    }
     cmd.arg(&rpath_flag);
+    if let Some(d) = &link.libc_dir {
+        cmd.arg(format!("-Wl,-rpath,{}", d.display()));
+    }
     if let Some(interp) = &link.interp {
         cmd.arg(format!("-Wl,--dynamic-linker={}", interp.display()));
     }

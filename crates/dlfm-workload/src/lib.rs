@@ -78,6 +78,33 @@ pub struct Link {
     pub wrapper_archive: Option<PathBuf>,
     /// The dynamic loader to name in PT_INTERP.
     pub interp: Option<PathBuf>,
+    /// Build against the glibc unpacked in this directory (a Debian
+    /// multiarch tree holding libc6, libc6-dev and linux-libc-dev) instead
+    /// of the machine's own: programs built against the oldest glibc run
+    /// with every newer one.
+    pub sysroot: Option<PathBuf>,
+    /// A directory appended to the program's RUNPATH: where the libc it
+    /// runs with lives, when that is not the machine's (LD_LIBRARY_PATH
+    /// would hand it to every other program of the run, strace included).
+    pub libc_dir: Option<PathBuf>,
+}
+
+impl Link {
+    /// The compiler and linker flags that select `sysroot`, if set.
+    fn sysroot_flags(&self) -> Vec<String> {
+        let Some(root) = &self.sysroot else {
+            return Vec::new();
+        };
+        let r = root.display();
+        // The machine's `cc` builds for x86_64 (Debian's multiarch name).
+        let multiarch = "x86_64-linux-gnu";
+        vec![
+            format!("--sysroot={r}"),
+            format!("-B{r}/usr/lib/{multiarch}/"),
+            format!("-L{r}/usr/lib/{multiarch}"),
+            format!("-L{r}/lib/{multiarch}"),
+        ]
+    }
 }
 
 /// A generated, built workload.

@@ -1,8 +1,20 @@
 //! The next definitions of the functions this library defines (libc's),
 //! looked up once with `dlsym(RTLD_NEXT, name)` and kept in atomics.
+//!
+//! `dlsym` is bound by its first version, GLIBC_2.2.5: libdl.so.2 defines it
+//! before glibc 2.34 and libc.so.6 keeps it since, so the library loads with
+//! every glibc (the default `dlsym@GLIBC_2.34` exists only from 2.34 on, and
+//! a preloaded library that needs a missing version stops the program).
+//! libdl.so.2 (a stub since 2.34) is a needed library for the same reason
+//! (`build.rs`).
 
 use core::ffi::{c_char, c_void, CStr};
 use core::sync::atomic::{AtomicPtr, Ordering};
+
+extern "C" {
+    #[link_name = "dlsym@GLIBC_2.2.5"]
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+}
 
 /// One function's next definition, resolved on first use.
 pub struct Next {
@@ -28,7 +40,7 @@ impl Next {
         }
         // SAFETY: `name` is NUL-terminated; dlsym is safe to call once libc
         // is up, and any thread may race here: both store the same value.
-        let p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr() as *const c_char) };
+        let p = unsafe { dlsym(libc::RTLD_NEXT, self.name.as_ptr() as *const c_char) };
         self.ptr.store(p, Ordering::Release);
         p
     }
