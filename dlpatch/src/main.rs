@@ -21,9 +21,12 @@ Any program, no relinking (the wrapper lives in the ld.so copy):
     dlpatch --embed -o ld.so              # then: ./ld.so /usr/bin/python3 script.py
     dlpatch --embed --program /usr/bin/python3 -o python3.dlfm
                                           # python3.dlfm loads through ./ld.so
-The copy's openat, read, pread64, newfstatat, mmap, close, access and lseek
-go to the wrapper, which records (DLFM_OP=write-cache), replays
-(DLFM_OP=read-cache) or passes them to the kernel (no DLFM_OP).
+The copy's openat, read, pread64, newfstatat (stat, fstat and lstat before
+glibc 2.33), mmap, close, access and lseek go to the wrapper, which records
+(DLFM_OP=write-cache), replays (DLFM_OP=read-cache) or passes them to the
+kernel (no DLFM_OP). The sites are found by reading ld.so's code: glibc's
+x86_64 loaders (tested: Debian 11-13 and unstable, glibc 2.31-2.43); see
+--dry-run. aarch64 is not supported yet.
 Refusals print one line and exit with status 2; nothing is written then."
 )]
 struct Cli {
@@ -225,6 +228,17 @@ fn report(cli: &Cli, ldso: &Path, p: &Patched, program: Option<&PathBuf>) {
             s.name, s.nr, s.window_vaddr, s.window_len, s.trampoline_vaddr
         );
     }
+    let unknown: Vec<String> = p.unknown.iter().map(|a| format!("{a:#x}")).collect();
+    println!(
+        "  left alone: {} system calls of other kinds, {} whose number the code does not show{}",
+        p.others,
+        unknown.len(),
+        if unknown.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", unknown.join(", "))
+        }
+    );
 }
 
 /// Restores the default SIGPIPE action (Rust ignores it), so that output
