@@ -8,6 +8,8 @@
 //!   `dlcache.dat`, refusing files that changed since the pilot; the
 //!   program's own lookups are scoped to code (`--include`, `--exclude`).
 //!
+//! - `dlfm.pre report` after the large run: what its caches missed; the
+//!   next `read-cache` folds those misses in;
 //! - `dlfm.pre stage` (also done by `read-cache`): inside a Slurm
 //!   allocation, broadcasts the cache to every node's local storage;
 //! - `dlfm.pre clean`: removes node-local copies (an epilog).
@@ -38,6 +40,7 @@ macro_rules! say {
 }
 
 mod lustre;
+mod misses;
 mod prepare;
 mod stage;
 mod trace_files;
@@ -61,6 +64,11 @@ In the large job:
     srun -n 24000 ./myapp          # every rank replays from dlcache.dat
 Before each later large run with the same cache:
     dlfm.pre check                 # refuses if a cached file changed
+After a large run:
+    dlfm.pre report                # what the cache missed (one journal per
+                                   # node in dlcache.dat.misses/)
+    dlfm.pre read-cache 24000      # folds the misses in: the next run is
+                                   # fully served
 
 One copy per node: each node's first rank copies dlcache.dat into node-local
 storage (DLFM_STAGE_DIR, default /dev/shm) and the node's other ranks map that
@@ -130,6 +138,11 @@ enum Op {
     /// trusts the cache and does not look at the disk). Exit 2 naming the
     /// files if not.
     Check,
+    /// After a large run: what its caches missed (lookups the pilot never
+    /// saw), from the miss journals one process per node writes in
+    /// <cache>.misses/ and the DLCACHE_DBG trace summaries; the next
+    /// read-cache folds the misses into the cache.
+    Report,
     /// Inside a Slurm allocation: broadcast the cache to every node's local
     /// storage with sbcast, for every step of this job (read-cache does
     /// this too). Outside one it says what it skipped; the ranks then stage
@@ -202,6 +215,12 @@ fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
             },
         )?)?,
         Op::Check => serde_json::to_value(prepare::check(cache)?)?,
+        Op::Report => {
+            let r = misses::report(cache)?;
+            say!("dlfm.pre report: {}", cache.display());
+            misses::say_report(&r);
+            serde_json::to_value(r)?
+        }
         Op::Stage => {
             let staged = stage::stage(cache)?;
             say!("dlfm.pre stage: {}", cache.display());

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::lustre::{self, Striping};
+use crate::misses;
 use crate::stage::{self, Staged};
 use crate::trace_files;
 
@@ -54,6 +55,8 @@ pub struct ReadSummary {
     pub bytecode_taken: usize,
     /// Paths left out because the pilot's processes disagreed.
     pub conflicts: usize,
+    /// Miss journals of the last wide run folded in.
+    pub folded: misses::Folded,
     /// Node-local staging.
     pub staging: Staged,
 }
@@ -174,6 +177,7 @@ pub fn read_cache(
     let journal = journal_of(cache);
     must_be_file_or_absent(cache, "the cache")?;
     must_be_file_or_absent(&journal, "the journal")?;
+    let folded = misses::fold(cache, &journal)?;
     let mut striping = Striping::Skipped;
     let report = dlfm_pack::pack(&journal, cache, width, scope, |empty| {
         striping = lustre::stripe(empty, width);
@@ -290,6 +294,19 @@ pub fn read_cache(
         }
     }
     say!("  permissions  read-only (0444)");
+    if !folded.nodes.is_empty() {
+        say!(
+            "  misses       folded in {} lookup(s) the last wide run missed, from {} node(s): {}",
+            folded.lookups,
+            folded.nodes.len(),
+            folded.nodes.join(", ")
+        );
+    }
+    let misses_dir = misses::prepare_dir(cache)?;
+    say!(
+        "  misses       the run records what the cache misses in {}/ (one journal per node; dlfm.pre report)",
+        misses_dir.display()
+    );
     let staging = stage::stage(cache)?;
     say_staged(&staging);
     debug_traces()?;
@@ -314,6 +331,7 @@ pub fn read_cache(
         listings: report.listings,
         bytecode_taken: report.bytecode_taken,
         conflicts: report.conflicts,
+        folded,
         staging,
     })
 }

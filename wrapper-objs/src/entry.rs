@@ -9,6 +9,7 @@ use dlfm_wrap_logic::legacy_stat;
 use crate::config;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
+use crate::misses;
 use crate::off_reason::OffReason;
 use crate::preload::{Preloaded, Stage, PRELOAD_FILE, PRELOAD_FILE_C};
 use crate::replay::{Answer, StartError};
@@ -63,8 +64,12 @@ pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const
         Mode::Replay => {
             let (outcome, r) = match st.replay.answer(nr, &a) {
                 Answer::Served(r) => (Handling::Served, r),
-                // SAFETY: ld.so's own call, unchanged.
-                Answer::Missed => (Handling::Missed, unsafe { sys::syscall6(nr, a) }),
+                Answer::Missed => {
+                    // SAFETY: ld.so's own call, unchanged.
+                    let r = unsafe { sys::syscall6(nr, a) };
+                    misses::missed(st, nr, &a, r);
+                    (Handling::Missed, r)
+                }
                 // SAFETY: ld.so's own call, unchanged.
                 Answer::Pass => (Handling::Passed, unsafe { sys::syscall6(nr, a) }),
             };
@@ -181,6 +186,7 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
                     if let Some(fm) = st.replay.fm_path() {
                         st.preload.arm(fm);
                     }
+                    st.misses.arm(&stack, &st.cache_path);
                 }
                 Mode::Off => {}
             }

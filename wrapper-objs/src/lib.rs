@@ -35,6 +35,7 @@ mod entry;
 mod ident;
 mod initial_stack;
 mod lookup;
+mod misses;
 mod off_reason;
 mod own_file;
 mod preload;

@@ -96,6 +96,18 @@ impl OwnFile {
         Ok((fd, status))
     }
 
+    /// Like [`OwnFile::open`], creating the file with `mode` if it does not
+    /// exist (`flags` holds `O_CREAT`); a later reopen does not create it
+    /// again.
+    pub fn create(&mut self, path: &FixedPath, flags: u32, mode: u32) -> Result<(), OpenError> {
+        let (fd, status) = open_regular_mode(path, flags, mode)?;
+        self.fd = fd;
+        self.identity = status.identity;
+        self.flags = flags & !nr::O_CREAT;
+        let _ = self.path.set(b"") && self.path.push_absolute(path.as_bytes(), sys::getcwd);
+        Ok(())
+    }
+
     /// Closes the file and forgets it.
     pub fn close(&mut self) {
         sys::close(self.fd);

@@ -49,6 +49,24 @@ impl Recorder {
             Err(OpenError::Open) => return Err((OffReason::JournalOpen, b"")),
             Err(OpenError::NotRegular) => return Err((OffReason::JournalNotRegular, b"")),
         }
+        self.introduce(ids, stack);
+        Ok(())
+    }
+
+    /// Opens (creating it) the node's miss journal for read-cache's record
+    /// of what the cache missed (see `misses`), and records who this
+    /// process is; false if it cannot be opened.
+    pub fn start_misses(&mut self, journal: &FixedPath, ids: &Ids, stack: &InitialStack) -> bool {
+        let flags = nr::O_WRONLY | nr::O_APPEND | nr::O_CREAT | nr::O_NOFOLLOW;
+        if self.journal.create(journal, flags, 0o644).is_err() {
+            return false;
+        }
+        self.introduce(ids, stack);
+        true
+    }
+
+    /// Appends the record naming this process, its program and ld.so.
+    fn introduce(&mut self, ids: &Ids, stack: &InitialStack) {
         let exe = match stack.aux(AT_EXECFN) {
             // SAFETY: AT_EXECFN points at the NUL-terminated name the program
             // was executed by.
@@ -65,7 +83,6 @@ impl Recorder {
             ldso_id: ids.ldso.as_bytes(),
             exe,
         });
-        Ok(())
     }
 
     /// The FMCaching interposer the journal's Setup record (written by

@@ -9,6 +9,7 @@ use core::cell::UnsafeCell;
 
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
+use crate::misses::Misses;
 use crate::off_reason::OffReason;
 use crate::preload::Preload;
 use crate::record::Recorder;
@@ -55,8 +56,10 @@ pub struct State {
     pub replay: Replayer,
     /// Node-local staging of the cache (read-cache).
     pub stage: Stager,
-    /// Recording state (write-cache).
+    /// Recording state (write-cache; in read-cache, the miss journal's).
     pub record: Recorder,
+    /// Whether this read-cache process records its node's misses.
+    pub misses: Misses,
     /// The trace file, when DLCACHE_DBG found one.
     pub trace: Trace,
     /// FMCaching's injection of its interposer.
@@ -85,6 +88,7 @@ static GLOBAL: Global = Global(UnsafeCell::new(State {
     replay: Replayer::EMPTY,
     stage: Stager::EMPTY,
     record: Recorder::EMPTY,
+    misses: Misses::EMPTY,
     trace: Trace::EMPTY,
     preload: Preload::EMPTY,
     counts: Counts {

@@ -266,10 +266,29 @@ pub fn getpid() -> i64 {
 /// which may be uninitialised.
 /// # Safety
 /// `buf` must be writable for a whole `new_utsname`.
-pub unsafe fn uname(buf: *mut linux_raw_sys::system::new_utsname) -> i64 {
+unsafe fn uname(buf: *mut linux_raw_sys::system::new_utsname) -> i64 {
     // SAFETY: the kernel writes the struct or fails with EFAULT; it never
     // touches memory the caller does not own when `buf` is a whole struct.
     unsafe { syscall3(nr::__NR_uname, buf as u64, 0, 0) }
+}
+
+/// Runs `f` on this machine's node name (uname's nodename field, NUL
+/// padded); `None` if uname fails.
+pub fn with_nodename<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let mut raw = MaybeUninit::<linux_raw_sys::system::new_utsname>::uninit();
+    // SAFETY: `raw` is writable for a whole struct new_utsname.
+    if errno_of(unsafe { uname(raw.as_mut_ptr()) }).is_some() {
+        return None;
+    }
+    // SAFETY: a successful uname filled the whole struct (borrowed, not
+    // moved, so no 390-byte copy is made).
+    let uts = unsafe { &*raw.as_ptr() };
+    // SAFETY: `c_char` and `u8` have the same size and alignment; the array
+    // is initialised.
+    let node: &[u8] = unsafe {
+        core::slice::from_raw_parts(uts.nodename.as_ptr() as *const u8, uts.nodename.len())
+    };
+    Some(f(node))
 }
 
 /// The CPU this thread runs on (`getcpu`), or `None` if the call fails.

@@ -5,6 +5,11 @@
 pub const DEFAULT_CACHE: &str = "dlcache.dat";
 /// Appended to the cache's path to name the pilot's journal.
 pub const JOURNAL_SUFFIX: &str = ".journal";
+/// Appended to the cache's path to name the directory of read-cache's
+/// miss journals, one per node (`<nodename>` + `MISS_JOURNAL_EXT`).
+pub const MISSES_SUFFIX: &str = ".misses";
+/// A miss journal's name after the node's name.
+pub const MISS_JOURNAL_EXT: &str = ".journal";
 /// The trace directory (`DLCACHE_DBG`), relative to the working directory.
 pub const TRACE_DIR: &str = "dlcache.dbg";
 /// A trace file's name before `<nodename>.<core letter>`.

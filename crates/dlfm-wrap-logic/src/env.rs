@@ -43,6 +43,28 @@ pub fn rank<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Option<&'a [u8]> 
         .or_else(|| getenv(b"ALPS_APP_PE"))
 }
 
+/// The rank among the job's processes on this node, from the first local
+/// rank variable `getenv` finds: SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK,
+/// MPI_LOCALRANKID (MPICH's Hydra), PALS_LOCAL_RANKID (Cray PALS).
+#[inline]
+pub fn local_rank<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+    getenv(b"SLURM_LOCALID")
+        .or_else(|| getenv(b"OMPI_COMM_WORLD_LOCAL_RANK"))
+        .or_else(|| getenv(b"MPI_LOCALRANKID"))
+        .or_else(|| getenv(b"PALS_LOCAL_RANKID"))
+}
+
+/// Whether a read-cache process of local rank `local` records what the
+/// cache missed: local rank 0 of each node, or every process when no
+/// launcher names local ranks (one miss journal per node, not per rank).
+#[inline]
+pub fn records_misses(local: Option<&[u8]>) -> bool {
+    match local {
+        Some(r) => dlfm_bytes::equal(r, b"0"),
+        None => true,
+    }
+}
+
 /// Whether a `DLCACHE_DBG` value asks for trace files ("on", "true", "yes"
 /// or "1", as in the original DLFM manual).
 #[inline]
@@ -75,10 +97,26 @@ mod tests {
     }
 
     #[test]
+    fn local_rank_zero_of_each_node_records_misses() {
+        assert_eq!(local_rank(env(&[])), None);
+        assert!(records_misses(None));
+        let slurm: &[(&[u8], &[u8])] = &[(b"SLURM_LOCALID", b"3"), (b"MPI_LOCALRANKID", b"0")];
+        assert_eq!(local_rank(env(slurm)), Some(&b"3"[..]));
+        assert!(!records_misses(local_rank(env(slurm))));
+        let ompi: &[(&[u8], &[u8])] = &[(b"OMPI_COMM_WORLD_LOCAL_RANK", b"0")];
+        assert!(records_misses(local_rank(env(ompi))));
+        assert!(!records_misses(Some(b"00")));
+    }
+
+    /// A `getenv` over `vars`.
+    fn env(
+        vars: &'static [(&'static [u8], &'static [u8])],
+    ) -> impl Fn(&[u8]) -> Option<&'static [u8]> {
+        move |name: &[u8]| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+
+    #[test]
     fn the_first_rank_variable_set_wins() {
-        let env = |vars: &'static [(&'static [u8], &'static [u8])]| {
-            move |name: &[u8]| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
-        };
         assert_eq!(rank(env(&[])), None);
         assert_eq!(rank(env(&[(b"SLURM_PROCID", b"4")])), Some(&b"4"[..]));
         let both: &[(&[u8], &[u8])] = &[(b"SLURM_PROCID", b"4"), (b"PMIX_RANK", b"2")];

@@ -1,0 +1,297 @@
+//! What the wide run's caches missed: the miss journals that one process per
+//! node writes in read-cache (`<cache>.misses/<nodename>.journal`, in the
+//! pilot's journal format; the wrapper's `misses` module), `dlfm.pre report`
+//! over them and the DLCACHE_DBG trace summaries, and the folding of the
+//! misses into the pilot's journal by the next `read-cache`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use dlfm_cache::journal::Record;
+use dlfm_cache::names::{MISSES_SUFFIX, MISS_JOURNAL_EXT, TRACE_DIR};
+
+/// `<cache>.misses`.
+fn misses_dir(cache: &Path) -> PathBuf {
+    let mut name = cache.as_os_str().to_os_string();
+    name.push(MISSES_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// The miss journals in `dir`, by node name (regular files only).
+fn journals(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(node) = name.strip_suffix(MISS_JOURNAL_EXT) else {
+            continue;
+        };
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            out.push((node.to_string(), e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes `<cache>.misses/` (writable by its owner only), where read-cache
+/// processes record what the cache missed.
+pub fn prepare_dir(cache: &Path) -> Result<PathBuf> {
+    let dir = misses_dir(cache);
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!(
+            "{} exists and is not a directory: remove it (read-cache records the run's misses there)",
+            dir.display()
+        ),
+        Err(_) => {
+            fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// What folding found, for the read-cache summary.
+#[derive(Serialize, Default)]
+pub struct Folded {
+    /// The nodes whose miss journals were folded in.
+    pub nodes: Vec<String>,
+    /// Lookups they held (open, stat and access records).
+    pub lookups: usize,
+}
+
+/// Appends every miss journal of `cache` to the pilot's `journal` and
+/// removes it: the next pack includes the misses, with the pilot's stale
+/// checks, and later packs keep them.
+pub fn fold(cache: &Path, journal: &Path) -> Result<Folded> {
+    let mut folded = Folded::default();
+    let found = journals(&misses_dir(cache))?;
+    if found.is_empty() {
+        return Ok(folded);
+    }
+    let mut out = fs::OpenOptions::new()
+        .append(true)
+        .open(journal)
+        .with_context(|| format!("cannot append to the journal {}", journal.display()))?;
+    for (node, path) in found {
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        out.write_all(&bytes)
+            .with_context(|| format!("cannot append to the journal {}", journal.display()))?;
+        fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        folded.lookups += dlfm_pack::scan::scan(&bytes)
+            .records
+            .iter()
+            .filter(|(r, _)| lookup(r).is_some())
+            .count();
+        folded.nodes.push(node);
+    }
+    out.sync_all()
+        .with_context(|| format!("cannot write the journal {}", journal.display()))?;
+    Ok(folded)
+}
+
+/// The path and the result (0, a descriptor, or -errno) of a lookup record.
+fn lookup<'a>(r: &Record<'a>) -> Option<(&'static str, &'a [u8], i32)> {
+    match *r {
+        Record::Open { path, result, .. } => Some(("open", path, result)),
+        Record::Stat { path, result, .. } => Some(("stat", path, result)),
+        Record::Access { path, result, .. } => Some(("access", path, result)),
+        Record::Process { .. } | Record::Setup { .. } => None,
+    }
+}
+
+/// One missed path.
+#[derive(Serialize)]
+pub struct MissedPath {
+    /// The path.
+    pub path: String,
+    /// What was asked: open, stat or access.
+    pub calls: Vec<String>,
+    /// Whether it was found (else every lookup failed, mostly ENOENT).
+    pub found: bool,
+    /// The nodes that missed it.
+    pub nodes: Vec<String>,
+}
+
+/// Missed paths of one directory.
+#[derive(Serialize)]
+pub struct MissedDir {
+    /// The directory.
+    pub dir: String,
+    /// Its missed paths.
+    pub paths: Vec<MissedPath>,
+}
+
+/// What `dlfm.pre report` found.
+#[derive(Serialize)]
+pub struct Report {
+    /// The cache the report is about.
+    pub cache: String,
+    /// Nodes with a miss journal.
+    pub nodes: Vec<String>,
+    /// Processes that recorded misses (one per node and program, mostly).
+    pub recording_processes: usize,
+    /// Missed lookups recorded (a path asked twice counts twice).
+    pub missed_lookups: usize,
+    /// Missed paths, grouped by directory.
+    pub dirs: Vec<MissedDir>,
+    /// From the DLCACHE_DBG trace summaries, when there are any.
+    pub traced: Option<Traced>,
+}
+
+/// Sums of the trace files' summary lines.
+#[derive(Serialize, Default)]
+pub struct Traced {
+    /// Processes with a read-cache summary.
+    pub processes: usize,
+    /// Calls served from the cache.
+    pub served: u64,
+    /// Lookups the cache missed.
+    pub missed: u64,
+    /// Calls passed to the kernel.
+    pub passed: u64,
+}
+
+/// Reads the miss journals (and the trace files, if any) of `cache`.
+pub fn report(cache: &Path) -> Result<Report> {
+    let dir = misses_dir(cache);
+    if !dir.is_dir() {
+        bail!(
+            "{} does not exist: no read-cache run of this cache has been prepared (dlfm.pre read-cache makes it)",
+            dir.display()
+        );
+    }
+    let mut nodes = Vec::new();
+    let mut processes = 0;
+    let mut lookups = 0;
+    // path -> (calls, found, nodes)
+    let mut paths: BTreeMap<Vec<u8>, (BTreeSet<&str>, bool, BTreeSet<String>)> = BTreeMap::new();
+    for (node, path) in journals(&dir)? {
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        for (r, _) in dlfm_pack::scan::scan(&bytes).records {
+            if matches!(r, Record::Process { .. }) {
+                processes += 1;
+            }
+            if let Some((call, p, result)) = lookup(&r) {
+                lookups += 1;
+                let e = paths.entry(p.to_vec()).or_default();
+                e.0.insert(call);
+                e.1 |= result >= 0;
+                e.2.insert(node.clone());
+            }
+        }
+        nodes.push(node);
+    }
+    let mut dirs: BTreeMap<String, Vec<MissedPath>> = BTreeMap::new();
+    for (p, (calls, found, on)) in paths {
+        let path = Path::new(std::ffi::OsStr::from_bytes(&p));
+        let parent = path
+            .parent()
+            .map_or_else(|| "/".into(), |d| d.display().to_string());
+        dirs.entry(parent).or_default().push(MissedPath {
+            path: path.display().to_string(),
+            calls: calls.into_iter().map(String::from).collect(),
+            found,
+            nodes: on.into_iter().collect(),
+        });
+    }
+    Ok(Report {
+        cache: cache.display().to_string(),
+        nodes,
+        recording_processes: processes,
+        missed_lookups: lookups,
+        dirs: dirs
+            .into_iter()
+            .map(|(dir, paths)| MissedDir { dir, paths })
+            .collect(),
+        traced: traced()?,
+    })
+}
+
+/// Sums the read-cache summary lines of the trace files in the working
+/// directory's `dlcache.dbg/`, if it exists.
+fn traced() -> Result<Option<Traced>> {
+    let Ok(entries) = fs::read_dir(TRACE_DIR) else {
+        return Ok(None);
+    };
+    let mut t = Traced::default();
+    for e in entries.flatten() {
+        let text = fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines() {
+            let Some(rest) = line.split("summary: read-cache").nth(1) else {
+                continue;
+            };
+            let count = |key: &str| -> u64 {
+                rest.split(key)
+                    .nth(1)
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            t.processes += 1;
+            t.served += count("served ");
+            t.missed += count("missed ");
+            t.passed += count("passed ");
+        }
+    }
+    Ok((t.processes > 0).then_some(t))
+}
+
+/// Prints `r` for a person.
+pub fn say_report(r: &Report) {
+    if let Some(t) = &r.traced {
+        say!(
+            "  traced       {} process(es): {} calls served, {} missed, {} passed to the kernel",
+            t.processes,
+            t.served,
+            t.missed,
+            t.passed
+        );
+    }
+    if r.nodes.is_empty() {
+        say!(
+            "  misses       none recorded: every lookup of the last run was served (or no run yet)"
+        );
+        return;
+    }
+    let npaths: usize = r.dirs.iter().map(|d| d.paths.len()).sum();
+    say!(
+        "  misses       {} lookup(s) of {npaths} path(s), recorded on {} node(s) ({}) by {} process(es)",
+        r.missed_lookups,
+        r.nodes.len(),
+        r.nodes.join(", "),
+        r.recording_processes
+    );
+    for d in &r.dirs {
+        let found = d.paths.iter().filter(|p| p.found).count();
+        let nodes: BTreeSet<&str> = d
+            .paths
+            .iter()
+            .flat_map(|p| p.nodes.iter().map(String::as_str))
+            .collect();
+        say!(
+            "  {}/  {} path(s) ({found} found, {} not found), missed on {} node(s)",
+            d.dir,
+            d.paths.len(),
+            d.paths.len() - found,
+            nodes.len()
+        );
+        for p in d.paths.iter().filter(|p| p.found).take(10) {
+            say!("      {} ({})", p.path, p.calls.join(", "));
+        }
+    }
+    say!("next: run dlfm.pre read-cache WIDTH again: it folds these misses into the cache");
+}
