@@ -165,6 +165,14 @@ pub struct Traced {
     pub passed: u64,
 }
 
+/// What the miss journals say about one path.
+#[derive(Default)]
+struct Seen {
+    calls: BTreeSet<&'static str>,
+    found: bool,
+    nodes: BTreeSet<String>,
+}
+
 /// Reads the miss journals (and the trace files, if any) of `cache`.
 pub fn report(cache: &Path) -> Result<Report> {
     let dir = misses_dir(cache);
@@ -177,8 +185,7 @@ pub fn report(cache: &Path) -> Result<Report> {
     let mut nodes = Vec::new();
     let mut processes = 0;
     let mut lookups = 0;
-    // path -> (calls, found, nodes)
-    let mut paths: BTreeMap<Vec<u8>, (BTreeSet<&str>, bool, BTreeSet<String>)> = BTreeMap::new();
+    let mut paths: BTreeMap<Vec<u8>, Seen> = BTreeMap::new();
     for (node, path) in journals(&dir)? {
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         for (r, _) in dlfm_pack::scan::scan(&bytes).records {
@@ -188,24 +195,24 @@ pub fn report(cache: &Path) -> Result<Report> {
             if let Some((call, p, result)) = lookup(&r) {
                 lookups += 1;
                 let e = paths.entry(p.to_vec()).or_default();
-                e.0.insert(call);
-                e.1 |= result >= 0;
-                e.2.insert(node.clone());
+                e.calls.insert(call);
+                e.found |= result >= 0;
+                e.nodes.insert(node.clone());
             }
         }
         nodes.push(node);
     }
     let mut dirs: BTreeMap<String, Vec<MissedPath>> = BTreeMap::new();
-    for (p, (calls, found, on)) in paths {
+    for (p, seen) in paths {
         let path = Path::new(std::ffi::OsStr::from_bytes(&p));
         let parent = path
             .parent()
             .map_or_else(|| "/".into(), |d| d.display().to_string());
         dirs.entry(parent).or_default().push(MissedPath {
             path: path.display().to_string(),
-            calls: calls.into_iter().map(String::from).collect(),
-            found,
-            nodes: on.into_iter().collect(),
+            calls: seen.calls.into_iter().map(String::from).collect(),
+            found: seen.found,
+            nodes: seen.nodes.into_iter().collect(),
         });
     }
     Ok(Report {
