@@ -76,6 +76,13 @@ struct Args {
     /// Write a PNG plot of startup time against ranks here.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Measure learning instead (issue 13): the program's dlopen libraries
+    /// (a tenth of them) load only in runs wider than 4 ranks, so the
+    /// one-process pilot never sees them. For each R (> 4): requests of the
+    /// wide run with the pilot's cache, then `dlfm.pre read-cache` folds
+    /// what that run missed in, and the requests of the next wide run.
+    #[arg(long)]
+    learn: bool,
     /// Run on this many simulated nodes of a real Slurm cluster (srun;
     /// --ranks is then ranks per node, at most 16): see `slurm_nodes`.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
@@ -174,6 +181,16 @@ fn main() -> Result<()> {
     std::fs::copy(&local_cache, backing.join("dlcache.dat"))?;
     std::fs::copy(&local_cache, shm.join("dlcache.dat"))?;
 
+    if args.learn {
+        if args.python || args.nodes.is_some() {
+            bail!("--learn runs the generated C program on one node (drop --python and --nodes)");
+        }
+        let rows = learn(&args, &job, &pfs, &shm, &run, &mount, &pre)?;
+        drop(mount);
+        print_learn(&rows, &job, &args);
+        return Ok(());
+    }
+
     if let Some(nodes) = args.nodes {
         if args.python {
             bail!("--nodes runs the generated C program only (drop --python)");
@@ -239,6 +256,97 @@ fn main() -> Result<()> {
         println!("plot: {}", path.display());
     }
     Ok(())
+}
+
+/// One R of a `--learn` run: requests to the simulated file system.
+struct Learned {
+    ranks: usize,
+    baseline: (u64, Duration),
+    before: (u64, Duration),
+    missed_lookups: u64,
+    after: (u64, Duration),
+}
+
+/// `--learn`: per R, the wide run with the pilot's cache, the fold, and the
+/// wide run after it (the pilot's journal is restored before each R).
+fn learn(
+    args: &Args,
+    job: &Job,
+    pfs: &Path,
+    shm: &Path,
+    run: &Path,
+    mount: &Mount,
+    pre: &dyn Fn(&[&str]) -> Result<()>,
+) -> Result<Vec<Learned>> {
+    if let Some(r) = args.ranks.iter().find(|&&r| r <= 4) {
+        bail!(
+            "--learn needs --ranks above 4 (got {r}): the plugins load only in runs wider than 4"
+        );
+    }
+    let journal = run.join("dlcache.dat.journal");
+    let pilot_journal = run.join("pilot.journal");
+    std::fs::copy(&journal, &pilot_journal)?;
+    let requests = |config: &str, r: usize| -> Result<(u64, Duration)> {
+        mount.reset();
+        let m = measure(config, r, job, pfs, shm, run)?;
+        Ok((mount.counts().total(), m.startup))
+    };
+    let mut rows = Vec::new();
+    for &r in &args.ranks {
+        std::fs::copy(&pilot_journal, &journal)?;
+        pre(&["read-cache", &r.to_string()])?;
+        let baseline = requests("baseline", r)?;
+        let before = requests("dlfm-local", r)?;
+        let out = Command::new(artifacts().dlfm_pre.as_path())
+            .args(["report", "--json"])
+            .current_dir(run)
+            .env("DLFM_CACHE", run.join("dlcache.dat"))
+            .output()?;
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!("dlfm.pre report: {}", String::from_utf8_lossy(&out.stderr))
+        })?;
+        let missed_lookups = report["missed_lookups"].as_u64().unwrap_or(0);
+        pre(&["read-cache", &r.to_string()])?;
+        let after = requests("dlfm-local", r)?;
+        eprintln!(
+            "R={r:<3} requests: baseline {}, before learning {} ({missed_lookups} missed lookups noted), after {}",
+            baseline.0, before.0, after.0
+        );
+        rows.push(Learned {
+            ranks: r,
+            baseline,
+            before,
+            missed_lookups,
+            after,
+        });
+    }
+    Ok(rows)
+}
+
+/// The table of a `--learn` run.
+fn print_learn(rows: &[Learned], job: &Job, args: &Args) {
+    println!(
+        "bench/startup --learn: {} ({} loaded only in runs wider than 4 ranks), {} µs per metadata request, mpirun --oversubscribe",
+        job.what,
+        (args.libs / 10).max(1),
+        args.latency_us
+    );
+    println!(
+        "{:>4} {:>20} {:>20} {:>13} {:>20}",
+        "R", "baseline", "before learning", "misses noted", "after learning"
+    );
+    let cell = |(n, t): (u64, Duration)| format!("{n} req {:>7.1} ms", ms(t));
+    for l in rows {
+        println!(
+            "{:>4} {:>20} {:>20} {:>13} {:>20}",
+            l.ranks,
+            cell(l.baseline),
+            cell(l.before),
+            l.missed_lookups,
+            cell(l.after)
+        );
+    }
+    println!("req: requests to the simulated file system in the whole job; ms: until every rank reached main (the cache lives on local storage here)");
 }
 
 /// The table of a `--nodes` run.
@@ -375,7 +483,11 @@ struct Job {
 fn c_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
     let art = artifacts();
     eprintln!("generating {} libraries ...", args.libs);
-    let spec = Spec::bench(args.libs);
+    let mut spec = Spec::bench(args.libs);
+    if args.learn {
+        spec.dlopen_libs = (args.libs / 10).max(1);
+        spec.dlopen_when_wide = true;
+    }
     let ldso = local.join("ld.so");
     let w = generate(
         &spec,
@@ -512,6 +624,13 @@ fn measure(
             env.push(("DLFM_OP", "read-cache".into()));
             env.push(("DLFM_CACHE", pfs.join("dlcache.dat").display().to_string()));
             env.push(("DLFM_STAGE_DIR", stage.display().to_string()));
+        }
+        ("dlfm-local", _) => {
+            // `--learn`: the cache and its miss journals on local storage,
+            // so the requests counted are the libraries'.
+            env.push(("DLFM_OP", "read-cache".into()));
+            env.push(("DLFM_CACHE", run.join("dlcache.dat").display().to_string()));
+            env.push(("DLFM_STAGE", "off".into()));
         }
         ("dlfm-shm", _) => {
             // The cache put on /dev/shm beforehand (what sbcast does).

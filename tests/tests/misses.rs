@@ -164,3 +164,101 @@ fn misses_of_a_wider_run_are_reported_and_folded_into_the_next_pack() {
         "nothing missed: {report}"
     );
 }
+
+/// `mpirun -np N` of `program` with DLFM_OP=`op`; checks every rank's line.
+fn mpirun(s: &Scenario, program: &std::path::Path, op: &str, n: usize) {
+    let mut cmd = s.cmd_for(std::path::Path::new("mpirun"), Some(op));
+    cmd.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-np",
+        &n.to_string(),
+    ])
+    .arg(program)
+    // Containers often forbid the cross-memory-attach syscalls.
+    .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+    .env("DLCACHE_DBG", "1");
+    let out = cmd.output().expect("mpirun (apt-get install openmpi-bin)");
+    assert_ok(&out, &format!("mpirun -np {n} ({op})"));
+    let sum: usize = (0..n).sum();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    let mut expected: Vec<String> = (0..n)
+        .map(|r| format!("rank {r} of {n} sum {sum}"))
+        .collect();
+    expected.sort();
+    assert_eq!(lines, expected);
+}
+
+const HELLO: &str = r#"
+#include <mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    int rank, size, sum;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Allreduce(&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    printf("rank %d of %d sum %d\n", rank, size, sum);
+    MPI_Finalize();
+    return 0;
+}
+"#;
+
+#[test]
+fn open_mpi_at_8_ranks_after_a_pilot_at_2_learns_what_it_missed() {
+    let s = Scenario::embedded(Spec::small());
+    let src = s.root.join("hello.c");
+    std::fs::write(&src, HELLO).unwrap();
+    let hello = s.root.join("hello");
+    let out = Command::new("mpicc")
+        .arg("-o")
+        .arg(&hello)
+        .arg(&src)
+        .output()
+        .expect("mpicc (apt-get install libopenmpi-dev)");
+    assert_ok(&out, "mpicc");
+    let copy = s.root.join("hello.dlfm");
+    s.program_copy(&hello, &copy);
+
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    mpirun(&s, &copy, "write-cache", 2);
+    assert_ok(
+        &s.pre(&["read-cache", "8"], &[("DLCACHE_DBG", "1")]),
+        "read-cache",
+    );
+    mpirun(&s, &copy, "read-cache", 8);
+    let report = json(&s.pre(&["report", "--json"], &[]));
+    eprintln!("after -np 8: {report}");
+    assert_eq!(report["nodes"], serde_json::json!([node()]), "{report}");
+    assert_eq!(
+        report["recording_processes"], 1,
+        "local rank 0 only: {report}"
+    );
+    let missed = report["missed_lookups"].as_u64().unwrap();
+    let libraries = report["dirs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["paths"].as_array().unwrap())
+        .filter(|p| p["found"] == true && p["path"].as_str().unwrap().contains(".so"))
+        .count();
+    assert!(missed > 0 && libraries > 0, "{report}");
+
+    let packed = json(&s.pre(&["read-cache", "8", "--json"], &[("DLCACHE_DBG", "1")]));
+    assert_eq!(
+        packed["folded"]["lookups"].as_u64(),
+        Some(missed),
+        "{packed}"
+    );
+    mpirun(&s, &copy, "read-cache", 8);
+    let report = json(&s.pre(&["report", "--json"], &[]));
+    assert_eq!(
+        report["nodes"],
+        serde_json::json!([]),
+        "after learning: {report}"
+    );
+}

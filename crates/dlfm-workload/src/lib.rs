@@ -40,6 +40,10 @@ pub struct Spec {
     pub seed: u64,
     /// Link the program as a PIE.
     pub pie: bool,
+    /// Load the dlopen libraries only in a run of more than 4 ranks
+    /// (`OMPI_COMM_WORLD_SIZE`), as plugins chosen by the width: a narrow
+    /// pilot never sees them. `expected_stdout` is the wide run's.
+    pub dlopen_when_wide: bool,
 }
 
 impl Spec {
@@ -54,6 +58,7 @@ impl Spec {
             dlopen_libs: 1,
             seed: 1,
             pie: true,
+            dlopen_when_wide: false,
         }
     }
 
@@ -67,6 +72,7 @@ impl Spec {
             dlopen_libs: (libs / 20).max(1),
             seed: 7,
             pie: true,
+            dlopen_when_wide: false,
         }
     }
 }

@@ -41,6 +41,8 @@ impl Lib {
 pub struct Model {
     /// The libraries, by index.
     pub libs: Vec<Lib>,
+    /// The dlopen libraries are loaded only in a wide run.
+    dlopen_when_wide: bool,
 }
 
 impl Model {
@@ -86,7 +88,10 @@ impl Model {
                 }
             })
             .collect();
-        Model { libs }
+        Model {
+            libs,
+            dlopen_when_wide: spec.dlopen_when_wide,
+        }
     }
 
     /// What library `i`'s entry function returns for `x`.
@@ -169,12 +174,18 @@ impl Model {
              struct timespec ts;\n        clock_gettime(CLOCK_REALTIME, &ts);\n        \
              fprintf(stderr, \"main-reached %lld\\n\", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);\n    }\n    uint64_t c = 0;\n",
         );
+        let _ = writeln!(
+            s,
+            "    const char *size = getenv(\"OMPI_COMM_WORLD_SIZE\");\n    \
+             int plugins = {} || (size && atoi(size) > 4);",
+            i32::from(!self.dlopen_when_wide)
+        );
         for lib in &self.libs {
             let (i, x) = (lib.index, lib.index + 1);
             if lib.dlopen {
                 let _ = writeln!(
                     s,
-                    "    {{\n        void *h = dlopen(\"{name}\", RTLD_NOW);\n        \
+                    "    if (plugins) {{\n        void *h = dlopen(\"{name}\", RTLD_NOW);\n        \
                      if (!h) {{ fprintf(stderr, \"dlopen: %s\\n\", dlerror()); return 1; }}\n        \
                      uint64_t (*e)(uint64_t) = (uint64_t (*)(uint64_t))dlsym(h, \"w{i:03}_entry\");\n        \
                      if (!e) {{ fprintf(stderr, \"dlsym: %s\\n\", dlerror()); return 1; }}\n        \
