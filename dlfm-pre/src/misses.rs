@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use dlfm_cache::journal::Record;
+use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::names::{MISSES_SUFFIX, MISS_JOURNAL_EXT, TRACE_DIR};
+use dlfm_pack::scope::Scope;
 
 /// `<cache>.misses`.
 fn misses_dir(cache: &Path) -> PathBuf {
@@ -73,10 +74,10 @@ pub struct Folded {
     pub lookups: usize,
 }
 
-/// Appends every miss journal of `cache` to the pilot's `journal` and
-/// removes it: the next pack includes the misses, with the pilot's stale
-/// checks, and later packs keep them.
-pub fn fold(cache: &Path, journal: &Path) -> Result<Folded> {
+/// Appends what every miss journal of `cache` notes (see [`noted`]) to the
+/// pilot's `journal` and removes it: the next pack includes the misses, with
+/// the pilot's stale checks, and later packs keep them.
+pub fn fold(cache: &Path, journal: &Path, scope: &Scope) -> Result<Folded> {
     let mut folded = Folded::default();
     let found = journals(&misses_dir(cache))?;
     if found.is_empty() {
@@ -88,19 +89,61 @@ pub fn fold(cache: &Path, journal: &Path) -> Result<Folded> {
         .with_context(|| format!("cannot append to the journal {}", journal.display()))?;
     for (node, path) in found {
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        out.write_all(&bytes)
+        let records = dlfm_pack::scan::scan(&bytes).records;
+        let keep = noted(&records, scope);
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; MAX_RECORD];
+        let mut lookups = 0;
+        for ((r, origin), _) in records.iter().zip(&keep).filter(|(_, k)| **k) {
+            if let Some(n) = encode(r, *origin, &mut buf) {
+                kept.extend_from_slice(&buf[..n]);
+                lookups += usize::from(lookup(r).is_some());
+            }
+        }
+        out.write_all(&kept)
             .with_context(|| format!("cannot append to the journal {}", journal.display()))?;
         fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-        folded.lookups += dlfm_pack::scan::scan(&bytes)
-            .records
-            .iter()
-            .filter(|(r, _)| lookup(r).is_some())
-            .count();
-        folded.nodes.push(node);
+        if lookups > 0 {
+            folded.lookups += lookups;
+            folded.nodes.push(node);
+        }
     }
     out.sync_all()
         .with_context(|| format!("cannot write the journal {}", journal.display()))?;
     Ok(folded)
+}
+
+/// Which of `records` are worth noting and folding in: every `Process`
+/// record and every lookup ld.so made; of the program's own lookups
+/// (FMCaching), those the scope caches (code and its metadata, by name or
+/// `--include`) and the directories above them. The rest (the job's data,
+/// `/proc`, configuration) would be missed again every run, whatever the
+/// cache holds.
+fn noted(records: &[(Record<'_>, Origin)], scope: &Scope) -> Vec<bool> {
+    let taken: Vec<&[u8]> = records
+        .iter()
+        .filter(|(_, o)| *o == Origin::Program)
+        .filter_map(|(r, _)| lookup(r))
+        .map(|(_, p, _)| p)
+        .filter(|p| scope.takes_file(p))
+        .collect();
+    let mut dirs: BTreeSet<&[u8]> = BTreeSet::new();
+    for p in taken {
+        let mut at = p;
+        while let Some(i) = at.iter().rposition(|&b| b == b'/').filter(|&i| i > 0) {
+            at = &at[..i];
+            if !dirs.insert(at) {
+                break;
+            }
+        }
+    }
+    records
+        .iter()
+        .map(|(r, o)| match lookup(r) {
+            None => matches!(r, Record::Process { .. }),
+            Some((_, p, _)) => *o == Origin::Ldso || scope.takes_file(p) || dirs.contains(p),
+        })
+        .collect()
 }
 
 /// The path and the result (0, a descriptor, or -errno) of a lookup record.
@@ -140,9 +183,10 @@ pub struct MissedDir {
 pub struct Report {
     /// The cache the report is about.
     pub cache: String,
-    /// Nodes with a miss journal.
+    /// Nodes whose miss journal notes a lookup.
     pub nodes: Vec<String>,
-    /// Processes that recorded misses (one per node and program, mostly).
+    /// Processes that recorded misses of ld.so (one per node and program,
+    /// mostly).
     pub recording_processes: usize,
     /// Missed lookups recorded (a path asked twice counts twice).
     pub missed_lookups: usize,
@@ -186,21 +230,28 @@ pub fn report(cache: &Path) -> Result<Report> {
     let mut processes = 0;
     let mut lookups = 0;
     let mut paths: BTreeMap<Vec<u8>, Seen> = BTreeMap::new();
+    let scope = Scope::default();
     for (node, path) in journals(&dir)? {
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        for (r, _) in dlfm_pack::scan::scan(&bytes).records {
+        let records = dlfm_pack::scan::scan(&bytes).records;
+        let keep = noted(&records, &scope);
+        let mut any = false;
+        for ((r, _), _) in records.iter().zip(&keep).filter(|(_, k)| **k) {
             if matches!(r, Record::Process { .. }) {
                 processes += 1;
             }
-            if let Some((call, p, result)) = lookup(&r) {
+            if let Some((call, p, result)) = lookup(r) {
                 lookups += 1;
+                any = true;
                 let e = paths.entry(p.to_vec()).or_default();
                 e.calls.insert(call);
                 e.found |= result >= 0;
                 e.nodes.insert(node.clone());
             }
         }
-        nodes.push(node);
+        if any {
+            nodes.push(node);
+        }
     }
     let mut dirs: BTreeMap<String, Vec<MissedPath>> = BTreeMap::new();
     for (p, seen) in paths {

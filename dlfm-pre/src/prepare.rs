@@ -177,7 +177,7 @@ pub fn read_cache(
     let journal = journal_of(cache);
     must_be_file_or_absent(cache, "the cache")?;
     must_be_file_or_absent(&journal, "the journal")?;
-    let folded = misses::fold(cache, &journal)?;
+    let folded = misses::fold(cache, &journal, scope)?;
     let mut striping = Striping::Skipped;
     let report = dlfm_pack::pack(&journal, cache, width, scope, |empty| {
         striping = lustre::stripe(empty, width);

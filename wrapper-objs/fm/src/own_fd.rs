@@ -5,9 +5,11 @@
 //! (device and inode). Once it is not, the descriptor is dropped for good,
 //! so a number that now belongs to the program is never written.
 //!
-//! Thread- and fork-safe by construction: the identity is set once by the
+//! Thread- and fork-safe by construction: the identity is set once, by the
 //! constructor (single-threaded, before the release store that publishes
-//! the mode) and afterwards only ever cleared, with atomics; a forked
+//! the mode) or by the one thread that opens read-cache's miss journal
+//! (before the release store that publishes it, `state`), and afterwards
+//! only ever cleared, with atomics; a forked
 //! child holds the same open file, so the check stays true there. What is
 //! left is the instant between the check and the write, in which another
 //! thread would have to close the number and open another file on it.
@@ -33,8 +35,8 @@ impl OwnFd {
         }
     }
 
-    /// Takes `fd` (just opened by the constructor); false, and `fd` closed,
-    /// if it cannot be stat'ed.
+    /// Takes `fd` (just opened, before it is published); false, and `fd`
+    /// closed, if it cannot be stat'ed.
     pub fn adopt(&self, fd: i32) -> bool {
         let mut st = sys::zeroed_stat();
         if !sys::fstat(fd, &mut st) {

@@ -12,6 +12,7 @@ use dlfm_cache::names::{DEFAULT_CACHE, JOURNAL_SUFFIX};
 use dlfm_cache::read::Cache;
 use dlfm_wrap_logic::env::{self, Mode};
 use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_wrap_logic::trace_name::miss_journal_path;
 
 use crate::own_fd::OwnFd;
 use crate::{staged, sys, trace};
@@ -37,9 +38,72 @@ unsafe impl Sync for Published {}
 
 static CACHE: Published = Published(UnsafeCell::new(MaybeUninit::uninit()));
 
-/// The journal, when recording.
+/// Where the journal of `JOURNAL_STATE` lies, written once by `init` (a
+/// replay process that notes its node's misses) before MODE is published.
+struct JournalPath(UnsafeCell<FixedPath>);
+
+// SAFETY: written only by `init`, single-threaded, before MODE is published
+// with a release store; read only after an acquire load of JOURNAL_STATE
+// saw ARMED. Never written again.
+unsafe impl Sync for JournalPath {}
+
+static MISS_PATH: JournalPath = JournalPath(UnsafeCell::new(FixedPath::EMPTY));
+
+/// The replay's miss journal: not noted by this process.
+const NOT_ARMED: u8 = 0;
+/// To be opened on the first miss.
+const ARMED: u8 = 1;
+/// Being opened by one thread (the others skip their record meanwhile),
+/// or it could not be.
+const CLOSED: u8 = 2;
+/// Open in `JOURNAL`.
+const OPEN: u8 = 3;
+
+/// The miss journal's state; moves only forward (ARMED, then CLOSED, then
+/// possibly OPEN), with atomics: thread-safe, and a child forked at any
+/// moment inherits a state that is true for it (at worst CLOSED: it notes
+/// nothing).
+static JOURNAL_STATE: AtomicU8 = AtomicU8::new(NOT_ARMED);
+
+/// The journal to record into after a real call: the pilot's when
+/// recording; in replay, for the process that notes its node's misses
+/// (`dlfm_wrap_logic::env::records_misses`), the node's miss journal
+/// `<cache>.misses/<node>.journal`, opened on the first miss.
 pub fn journal() -> Option<&'static OwnFd> {
-    (MODE.load(Ordering::Acquire) == RECORD).then_some(&JOURNAL)
+    match MODE.load(Ordering::Acquire) {
+        RECORD => Some(&JOURNAL),
+        REPLAY => miss_journal(),
+        _ => None,
+    }
+}
+
+/// The miss journal, opened by the first thread that needs it.
+fn miss_journal() -> Option<&'static OwnFd> {
+    match JOURNAL_STATE.load(Ordering::Acquire) {
+        OPEN => Some(&JOURNAL),
+        ARMED => {
+            JOURNAL_STATE
+                .compare_exchange(ARMED, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .ok()?;
+            // SAFETY: written by `init` before it armed the state (see
+            // JournalPath); never written again.
+            let path = unsafe { &*MISS_PATH.0.get() };
+            // Only in the directory dlfm.pre read-cache made; never through
+            // a symbolic link; never blocking.
+            let flags = libc::O_WRONLY
+                | libc::O_APPEND
+                | libc::O_CREAT
+                | libc::O_NOFOLLOW
+                | libc::O_NONBLOCK
+                | libc::O_CLOEXEC;
+            let file = sys::open_regular_mode(path.as_ptr(), flags, 0o644)?;
+            JOURNAL.adopt(file.fd).then(|| {
+                JOURNAL_STATE.store(OPEN, Ordering::Release);
+                &JOURNAL
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The cache and the file's bytes, when replaying.
@@ -119,6 +183,17 @@ pub fn init() {
                 Ok(c) if c.fm_path().is_some() => {
                     // SAFETY: single-threaded, before MODE is published.
                     unsafe { (*CACHE.0.get()).write((c, bytes)) };
+                    if env::records_misses(env::local_rank(getenv_bytes)) {
+                        // SAFETY: single-threaded, before JOURNAL_STATE and
+                        // MODE are published (see JournalPath).
+                        let path = unsafe { &mut *MISS_PATH.0.get() };
+                        let named = sys::with_nodename(|node| {
+                            miss_journal_path(path, cache.as_bytes(), node)
+                        });
+                        if named == Some(true) {
+                            JOURNAL_STATE.store(ARMED, Ordering::Release);
+                        }
+                    }
                     open_trace();
                     MODE.store(REPLAY, Ordering::Release);
                 }

@@ -57,9 +57,19 @@ pub struct Regular {
 /// Opens `path` (NUL-terminated) with `flags`; keeps it only if it is a
 /// regular file.
 pub fn open_regular(path: *const u8, flags: i32) -> Option<Regular> {
+    open_regular_mode(path, flags, 0)
+}
+
+/// [`open_regular`] with the `mode` a file created by `O_CREAT` gets.
+pub fn open_regular_mode(path: *const u8, flags: i32, mode: u32) -> Option<Regular> {
     let fd = call(
         libc::SYS_openat,
-        [libc::AT_FDCWD as c_long, path as c_long, flags as c_long, 0],
+        [
+            libc::AT_FDCWD as c_long,
+            path as c_long,
+            flags as c_long,
+            mode as c_long,
+        ],
     )? as i32;
     let mut st = zeroed_stat();
     if fstat(fd, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFREG {
@@ -72,6 +82,23 @@ pub fn open_regular(path: *const u8, flags: i32) -> Option<Regular> {
     }
     close(fd);
     None
+}
+
+/// Runs `f` on this machine's node name (uname's nodename field, NUL
+/// padded); `None` if uname fails.
+pub fn with_nodename<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    // SAFETY: all-zero bytes are a valid `utsname`.
+    let mut uts: libc::utsname = unsafe { core::mem::zeroed() };
+    // SAFETY: `uts` is a whole, writable struct utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return None;
+    }
+    // SAFETY: `c_char` and `u8` have one size and alignment; the array is
+    // initialised.
+    let node: &[u8] = unsafe {
+        core::slice::from_raw_parts(uts.nodename.as_ptr() as *const u8, uts.nodename.len())
+    };
+    Some(f(node))
 }
 
 /// `pread64(fd, buf, offset)`: the count read.

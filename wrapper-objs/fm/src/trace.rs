@@ -32,21 +32,10 @@ pub enum Handling {
 
 /// Opens this process's trace file (constructor only, single-threaded).
 pub fn open() {
-    // SAFETY: all-zero bytes are a valid `utsname`.
-    let mut uts: libc::utsname = unsafe { core::mem::zeroed() };
-    // SAFETY: `uts` is a whole, writable struct utsname.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return;
-    }
-    // SAFETY: `c_char` and `u8` have one size and alignment; the array is
-    // initialised.
-    let node: &[u8] = unsafe {
-        core::slice::from_raw_parts(uts.nodename.as_ptr() as *const u8, uts.nodename.len())
-    };
     // SAFETY: sched_getcpu takes nothing and only reads this thread's CPU.
     let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0);
     let mut path = FixedPath::EMPTY;
-    if !trace_path(&mut path, node, cpu) {
+    if sys::with_nodename(|node| trace_path(&mut path, node, cpu)) != Some(true) {
         return;
     }
     // Only the regular file dlfm.pre made: never a symlink, never a FIFO.
