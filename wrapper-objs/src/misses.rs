@@ -7,7 +7,7 @@
 //! next `dlfm.pre read-cache` folds them into the cache.
 //!
 //! The journal is opened on the first miss (a run the cache serves fully
-//! makes no call for it), only inside a directory `dlfm.pre read-cache`
+//! makes no call for it), a process notes at most `MAX_NOTED` misses, only inside a directory `dlfm.pre read-cache`
 //! made (never creating the directory), non-blocking and never through a
 //! symbolic link; if that fails the process stops trying. Nothing here
 //! changes what ld.so gets: the call was made before it is recorded.
@@ -19,10 +19,15 @@ use dlfm_wrap_logic::env;
 use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::trace_name::miss_journal_path;
 
+/// Misses one process notes at most (about 1 MiB of records).
+const MAX_NOTED: u32 = 10_000;
+
 /// Whether and where this process records misses.
 pub struct Misses {
     /// This process records (decided at start-up).
     armed: bool,
+    /// Misses noted so far.
+    noted: u32,
     /// The journal is open (set on the first miss).
     open: bool,
     /// `<cache>.misses/<nodename>.journal`.
@@ -33,6 +38,7 @@ impl Misses {
     /// Not recording (all zero, so that the state lives in `.bss`).
     pub const EMPTY: Misses = Misses {
         armed: false,
+        noted: 0,
         open: false,
         path: FixedPath::EMPTY,
     };
@@ -50,9 +56,10 @@ impl Misses {
 /// Records call `nr` with arguments `a`, which the cache missed and the
 /// kernel answered with `result`, if this process records misses.
 pub fn missed(st: &mut State, nr: u64, a: &[u64; 6], result: i64) {
-    if !st.misses.armed {
+    if !st.misses.armed || st.misses.noted >= MAX_NOTED {
         return;
     }
+    st.misses.noted += 1;
     if !st.misses.open {
         let Some(stack) = st.stack else {
             st.misses.armed = false;

@@ -6,7 +6,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use dlfm_cache::names::{DEFAULT_CACHE, JOURNAL_SUFFIX};
 use dlfm_cache::read::Cache;
@@ -77,9 +77,26 @@ pub fn journal() -> Option<&'static OwnFd> {
     }
 }
 
-/// The miss journal, opened by the first thread that needs it.
+/// The pilot's journal, when recording (never the miss journal).
+pub fn pilot_journal() -> Option<&'static OwnFd> {
+    (MODE.load(Ordering::Acquire) == RECORD).then_some(&JOURNAL)
+}
+
+/// Misses one process notes at most (about 1 MiB of records): a program
+/// that looks up data by the million must not fill the shared file system.
+const MAX_NOTED: u32 = 10_000;
+
+/// Misses noted (or about to be) by this process.
+static NOTED: AtomicU32 = AtomicU32::new(0);
+
+/// The miss journal, opened by the first thread that needs it; `None`
+/// once `MAX_NOTED` misses were noted.
 fn miss_journal() -> Option<&'static OwnFd> {
-    match JOURNAL_STATE.load(Ordering::Acquire) {
+    let state = JOURNAL_STATE.load(Ordering::Acquire);
+    if state == NOT_ARMED || NOTED.fetch_add(1, Ordering::Relaxed) >= MAX_NOTED {
+        return None;
+    }
+    match state {
         OPEN => Some(&JOURNAL),
         ARMED => {
             JOURNAL_STATE
