@@ -9,7 +9,6 @@ use dlfm_wrap_logic::legacy_stat;
 use crate::config;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
-use crate::misses;
 use crate::off_reason::OffReason;
 use crate::preload::{Preloaded, Stage, PRELOAD_FILE, PRELOAD_FILE_C};
 use crate::replay::{Answer, StartError};
@@ -67,7 +66,8 @@ pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const
                 Answer::Missed => {
                     // SAFETY: ld.so's own call, unchanged.
                     let r = unsafe { sys::syscall6(nr, a) };
-                    misses::missed(st, nr, &a, r);
+                    st.misses
+                        .note(&mut st.record, &st.ids, st.stack, (nr, &a, r));
                     (Handling::Missed, r)
                 }
                 // SAFETY: ld.so's own call, unchanged.

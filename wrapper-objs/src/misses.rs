@@ -12,8 +12,9 @@
 //! symbolic link; if that fails the process stops trying. Nothing here
 //! changes what ld.so gets: the call was made before it is recorded.
 
+use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
-use crate::state::State;
+use crate::record::Recorder;
 use crate::sys;
 use dlfm_wrap_logic::env;
 use dlfm_wrap_logic::fixed_path::FixedPath;
@@ -51,25 +52,31 @@ impl Misses {
             && sys::with_nodename(|node| miss_journal_path(&mut self.path, cache.as_bytes(), node))
                 == Some(true);
     }
-}
 
-/// Records call `nr` with arguments `a`, which the cache missed and the
-/// kernel answered with `result`, if this process records misses.
-pub fn missed(st: &mut State, nr: u64, a: &[u64; 6], result: i64) {
-    if !st.misses.armed || st.misses.noted >= MAX_NOTED {
-        return;
-    }
-    st.misses.noted += 1;
-    if !st.misses.open {
-        let Some(stack) = st.stack else {
-            st.misses.armed = false;
-            return;
-        };
-        if !st.record.start_misses(&st.misses.path, &st.ids, &stack) {
-            st.misses.armed = false;
+    /// Records call `nr` with arguments `a`, which the cache missed and the
+    /// kernel answered with `result`, into `record` (opening the node's miss
+    /// journal first), if this process notes misses.
+    pub fn note(
+        &mut self,
+        record: &mut Recorder,
+        ids: &Ids,
+        stack: Option<InitialStack>,
+        call: (u64, &[u64; 6], i64),
+    ) {
+        if !self.armed || self.noted >= MAX_NOTED {
             return;
         }
-        st.misses.open = true;
+        self.noted += 1;
+        if !self.open {
+            match stack {
+                Some(stack) if record.start_misses(&self.path, ids, &stack) => self.open = true,
+                _ => {
+                    self.armed = false;
+                    return;
+                }
+            }
+        }
+        let (nr, a, result) = call;
+        record.after(nr, a, result);
     }
-    st.record.after(nr, a, result);
 }
