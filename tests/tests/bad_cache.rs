@@ -1,12 +1,13 @@
 //! A bad cache never breaks the program: missing, truncated, corrupt, of
 //! another format version, recorded for another program or with another
-//! ld.so build, or not a cache at all. Each turns replay off for the process,
+//! ld.so build, crafted (two libraries sharing bytes, counts past the end),
+//! or not a cache at all. Each turns replay off for the process,
 //! the program runs normally, and the trace says why.
 
 use std::path::Path;
 
 use dlfm_bytes::{le_u32, le_u64};
-use dlfm_cache::layout::{header_at, seal, ID_LEN};
+use dlfm_cache::layout::{header_at, seal, FILE_LEN, ID_LEN};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
 
@@ -113,6 +114,29 @@ fn every_bad_cache_turns_replay_off_and_the_program_runs() {
         seal(&mut b[..m]);
     });
     expect_off(&run_with(&s, &other_ldso), "another ld.so build");
+
+    // Crafted caches, checksum resealed so that only the table checks act:
+    // two libraries sharing bytes, and counts far past the file's end.
+    let overlapping = variant(&s, "overlapping.dat", |b| {
+        let files = le_u64(b, header_at::FILES_OFF).unwrap() as usize;
+        assert!(le_u32(b, header_at::FILES_COUNT).unwrap() >= 2);
+        let first = b[files..files + 8].to_vec();
+        b[files + FILE_LEN..files + FILE_LEN + 8].copy_from_slice(&first);
+        let m = meta_len(b);
+        seal(&mut b[..m]);
+    });
+    expect_off(&run_with(&s, &overlapping), "inconsistent tables");
+    for (name, field) in [
+        ("huge-entries.dat", header_at::ENTRIES_COUNT),
+        ("huge-files.dat", header_at::FILES_COUNT),
+    ] {
+        let huge = variant(&s, name, |b| {
+            b[field..field + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            let m = meta_len(b);
+            seal(&mut b[..m]);
+        });
+        expect_off(&run_with(&s, &huge), "lies outside the cache file");
+    }
 
     // Another program: a cache recorded for a different generated program.
     let other = Scenario::new(Spec {

@@ -260,14 +260,22 @@ impl<'a> Cache<'a> {
             .checked_add(PAGE - 1)
             .ok_or(CacheError::OutOfBounds)?
             & !(PAGE - 1);
+        // The writer lays files out in index order, each on its own pages:
+        // a file that starts before the previous one's last page overlaps it
+        // (two libraries sharing bytes), and is refused.
+        let mut free_from = data_start;
         for i in 0..self.files.count {
             let f = self.file(i).ok_or(CacheError::OutOfBounds)?;
             if f.data_off < data_start {
                 return Err(CacheError::OutOfBounds);
             }
-            if f.stat_index >= self.stats.count {
+            if f.data_off < free_from || f.stat_index >= self.stats.count {
                 return Err(CacheError::BadTable);
             }
+            free_from = f
+                .data_off
+                .checked_add(f.size.div_ceil(PAGE) * PAGE)
+                .ok_or(CacheError::OutOfBounds)?;
         }
         Ok(())
     }

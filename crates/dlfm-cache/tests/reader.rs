@@ -343,6 +343,25 @@ fn each_damage_is_named() {
         resealed(|b| put_u64(b, files_off + 8, u64::MAX)),
         CacheError::OutOfBounds,
     );
+    // Two files sharing bytes: the second starts where the first does, or
+    // on the first's last page.
+    let first = le_u64(&good, files_off).unwrap();
+    check(
+        resealed(|b| put_u64(b, files_off + FILE_LEN, first)),
+        CacheError::BadTable,
+    );
+    let first_size = le_u64(&good, files_off + 8).unwrap();
+    assert!(first_size > 0, "the sample's first file has bytes");
+    check(
+        resealed(|b| {
+            put_u64(
+                b,
+                files_off + FILE_LEN,
+                first + (first_size - 1) / PAGE * PAGE,
+            )
+        }),
+        CacheError::BadTable,
+    );
     // An entry whose path leaves the string table.
     check(
         resealed(|b| put_u32(b, HEADER_LEN + 12, u32::MAX)),
