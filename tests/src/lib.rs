@@ -7,6 +7,7 @@
 
 pub mod artifacts;
 pub mod debian;
+pub mod mpi_hello;
 pub mod pydeps;
 pub mod scenario;
 pub mod slurm;

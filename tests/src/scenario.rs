@@ -237,6 +237,24 @@ impl Scenario {
         under(&c.path) || under(&c.fd_path)
     }
 
+    /// The calls of `calls` that reached the shared file system (not the
+    /// scenario's node-local storage, where staging works by design).
+    pub fn shared(&self, calls: &[Call]) -> Vec<Call> {
+        calls
+            .iter()
+            .filter(|c| !self.is_node_local(c))
+            .cloned()
+            .collect()
+    }
+
+    /// A read-cache run with `DLCACHE_DBG` under strace (trace file `name`),
+    /// its output checked: the calls that reached the shared file system.
+    pub fn replay_on_shared(&self, name: &str) -> Vec<Call> {
+        let mut cmd = self.cmd(Some("read-cache"));
+        cmd.env("DLCACHE_DBG", "1");
+        self.shared(&self.traced(cmd, name))
+    }
+
     /// The node-local copies of the cache staged so far.
     pub fn staged_copies(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(self.stage_dir())

@@ -20,16 +20,8 @@ fn an_unmodified_program_replays_through_its_copy() {
     let base = s.traced(s.cmd(None), "base.strace");
     let recorded = looked_up(&base);
     s.pilot_and_pack();
-    let mut cmd = s.cmd(Some("read-cache"));
-    cmd.env("DLCACHE_DBG", "1");
-    let replay = s.traced(cmd, "replay.strace");
     // Staging's calls on node-local storage are not the file system's.
-    let shared: Vec<Call> = replay
-        .iter()
-        .filter(|c| !s.is_node_local(c))
-        .cloned()
-        .collect();
-    let bad = touches(&shared, &recorded);
+    let bad = touches(&s.replay_on_shared("replay.strace"), &recorded);
     assert!(
         bad.is_empty(),
         "the read-cache run reached the file system:\n{}",

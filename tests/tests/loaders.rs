@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use dlfm_tests::debian::{glibc, Glibc, SUITES};
-use dlfm_tests::strace::{looked_up, touches, Call};
+use dlfm_tests::strace::{looked_up, touches};
 use dlfm_tests::{artifacts, Scenario};
 use dlfm_workload::Spec;
 
@@ -29,15 +29,7 @@ fn records_and_replays(g: &Glibc, embed: bool) {
     );
     let recorded = looked_up(&base);
     s.pilot_and_pack();
-    let mut cmd = s.cmd(Some("read-cache"));
-    cmd.env("DLCACHE_DBG", "1");
-    let replay = s.traced(cmd, "replay.strace");
-    let shared: Vec<Call> = replay
-        .iter()
-        .filter(|c| !s.is_node_local(c))
-        .cloned()
-        .collect();
-    let bad = touches(&shared, &recorded);
+    let bad = touches(&s.replay_on_shared("replay.strace"), &recorded);
     assert!(
         bad.is_empty(),
         "{what}: the read-cache run reached the file system:\n{}",

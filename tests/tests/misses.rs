@@ -6,6 +6,7 @@
 
 use std::process::Command;
 
+use dlfm_tests::mpi_hello;
 use dlfm_tests::scenario::{assert_ok, rpath};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
@@ -142,9 +143,9 @@ fn misses_of_a_wider_run_are_reported_and_folded_into_the_next_pack() {
     wide_run.env("OMPI_COMM_WORLD_SIZE", "8");
     let (stdout, calls) = s.traced_output(&wide_run, "wide.strace", "the wide run");
     assert_eq!(stdout, "libwide.so 8\n");
-    let touched: Vec<&str> = calls
+    let shared = s.shared(&calls);
+    let touched: Vec<&str> = shared
         .iter()
-        .filter(|c| !s.is_node_local(c))
         .filter(|c| {
             c.path.as_deref().is_some_and(|p| p.contains("libwide"))
                 || c.fd_path.as_deref().is_some_and(|p| p.contains("libwide"))
@@ -165,62 +166,23 @@ fn misses_of_a_wider_run_are_reported_and_folded_into_the_next_pack() {
     );
 }
 
-/// `mpirun -np N` of `program` with DLFM_OP=`op`; checks every rank's line.
+/// `mpirun -np n` of the hello with DLFM_OP=`op` (and trace files);
+/// checks every rank's line.
 fn mpirun(s: &Scenario, program: &std::path::Path, op: &str, n: usize) {
-    let mut cmd = s.cmd_for(std::path::Path::new("mpirun"), Some(op));
-    cmd.args([
-        "--allow-run-as-root",
-        "--oversubscribe",
-        "-np",
-        &n.to_string(),
-    ])
-    .arg(program)
-    // Containers often forbid the cross-memory-attach syscalls.
-    .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
-    .env("DLCACHE_DBG", "1");
+    let mut cmd = mpi_hello::mpirun(s, program, Some(op), n);
+    cmd.env("DLCACHE_DBG", "1");
     let out = cmd.output().expect("mpirun (apt-get install openmpi-bin)");
     assert_ok(&out, &format!("mpirun -np {n} ({op})"));
-    let sum: usize = (0..n).sum();
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    lines.sort();
-    let mut expected: Vec<String> = (0..n)
-        .map(|r| format!("rank {r} of {n} sum {sum}"))
-        .collect();
-    expected.sort();
-    assert_eq!(lines, expected);
+    assert_eq!(
+        mpi_hello::sorted_lines(&out.stdout),
+        mpi_hello::expected_lines(n)
+    );
 }
-
-const HELLO: &str = r#"
-#include <mpi.h>
-#include <stdio.h>
-int main(int argc, char **argv) {
-    int rank, size, sum;
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    MPI_Allreduce(&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    printf("rank %d of %d sum %d\n", rank, size, sum);
-    MPI_Finalize();
-    return 0;
-}
-"#;
 
 #[test]
 fn open_mpi_at_8_ranks_after_a_pilot_at_2_learns_what_it_missed() {
     let s = Scenario::embedded(Spec::small());
-    let src = s.root.join("hello.c");
-    std::fs::write(&src, HELLO).unwrap();
-    let hello = s.root.join("hello");
-    let out = Command::new("mpicc")
-        .arg("-o")
-        .arg(&hello)
-        .arg(&src)
-        .output()
-        .expect("mpicc (apt-get install libopenmpi-dev)");
-    assert_ok(&out, "mpicc");
+    let hello = mpi_hello::build(&s);
     let copy = s.root.join("hello.dlfm");
     s.program_copy(&hello, &copy);
 

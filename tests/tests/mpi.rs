@@ -5,42 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
+use dlfm_tests::mpi_hello;
 use dlfm_tests::scenario::assert_ok;
 use dlfm_tests::strace::{self, Call};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
-
-const HELLO: &str = r#"
-#include <mpi.h>
-#include <stdio.h>
-int main(int argc, char **argv) {
-    int rank, size, sum;
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    MPI_Allreduce(&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    printf("rank %d of %d sum %d\n", rank, size, sum);
-    MPI_Finalize();
-    return 0;
-}
-"#;
-
-/// Builds the MPI program with `mpicc` (no dlfm in it).
-fn build_hello(s: &Scenario) -> std::path::PathBuf {
-    let src = s.root.join("hello.c");
-    std::fs::write(&src, HELLO).unwrap();
-    let prog = s.root.join("hello");
-    let out = Command::new("mpicc")
-        .arg("-o")
-        .arg(&prog)
-        .arg(&src)
-        .output()
-        .expect("mpicc (apt-get install libopenmpi-dev openmpi-bin)");
-    assert_ok(&out, "mpicc");
-    prog
-}
 
 /// `mpirun -np 4 program` under strace -f: the sorted output lines and,
 /// per rank (a process that executed `program`), its calls.
@@ -50,19 +20,11 @@ fn mpirun(
     op: Option<&str>,
     log: &str,
 ) -> (Vec<String>, BTreeMap<u32, Vec<Call>>) {
-    let mut cmd = s.cmd_for(Path::new("mpirun"), op);
-    cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", "4"])
-        .arg(program)
-        // Containers often forbid the cross-memory-attach syscalls.
-        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+    let cmd = mpi_hello::mpirun(s, program, op, 4);
     let path = s.root.join(log);
     let out = strace::run_traced(&cmd, &path);
     assert_ok(&out, &format!("mpirun {op:?}"));
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    lines.sort();
+    let lines = mpi_hello::sorted_lines(&out.stdout);
     let calls = strace::parse(&path);
     let program = program.to_str().unwrap();
     let ranks: BTreeSet<u32> = calls
@@ -105,10 +67,10 @@ fn on_components<'a>(calls: &'a [Call], dir: &str) -> Vec<&'a Call> {
 #[test]
 fn mpi_init_finds_its_components_in_the_cache_on_every_rank() {
     let s = Scenario::embedded(Spec::small());
-    let hello = build_hello(&s);
+    let hello = mpi_hello::build(&s);
     let copy = s.root.join("hello.dlfm");
     s.program_copy(&hello, &copy);
-    let expected: Vec<String> = (0..4).map(|r| format!("rank {r} of 4 sum 6")).collect();
+    let expected = mpi_hello::expected_lines(4);
 
     let (out, base) = mpirun(&s, &hello, None, "base.strace");
     assert_eq!(out, expected);

@@ -73,11 +73,7 @@ fn replay_reaches_only_the_cache(spec: Spec) {
     let [copy] = &s.staged_copies()[..] else {
         panic!("one node-local copy expected: {:?}", s.staged_copies())
     };
-    let shared: Vec<Call> = replay
-        .iter()
-        .filter(|c| !s.is_node_local(c))
-        .cloned()
-        .collect();
+    let shared = s.shared(&replay);
     let cache = s.cache();
     let bad = touches(
         &shared,

@@ -7,9 +7,10 @@
 //! next `dlfm.pre read-cache` folds them into the cache.
 //!
 //! The journal is opened on the first miss (a run the cache serves fully
-//! makes no call for it), a process notes at most `MAX_NOTED` misses, only inside a directory `dlfm.pre read-cache`
-//! made (never creating the directory), non-blocking and never through a
-//! symbolic link; if that fails the process stops trying. Nothing here
+//! makes no call for it), only inside a directory `dlfm.pre read-cache` made
+//! (never creating the directory), non-blocking and never through a
+//! symbolic link; if that fails the process stops trying. A process notes
+//! at most `env::MAX_NOTED_MISSES` misses. Nothing here
 //! changes what ld.so gets: the call was made before it is recorded.
 
 use crate::ident::Ids;
@@ -19,9 +20,6 @@ use crate::sys;
 use dlfm_wrap_logic::env;
 use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::trace_name::miss_journal_path;
-
-/// Misses one process notes at most (about 1 MiB of records).
-const MAX_NOTED: u32 = 10_000;
 
 /// Whether and where this process records misses.
 pub struct Misses {
@@ -63,7 +61,7 @@ impl Misses {
         stack: Option<InitialStack>,
         call: (u64, &[u64; 6], i64),
     ) {
-        if !self.armed || self.noted >= MAX_NOTED {
+        if !self.armed || self.noted >= env::MAX_NOTED_MISSES {
             return;
         }
         self.noted += 1;

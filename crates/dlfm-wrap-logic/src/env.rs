@@ -54,6 +54,11 @@ pub fn local_rank<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Option<&'a 
         .or_else(|| getenv(b"PALS_LOCAL_RANKID"))
 }
 
+/// Misses one read-cache process notes at most, in the ld.so wrapper and in
+/// the FMCaching interposer each (about 1 MiB of records): a program that
+/// looks up data by the million must not fill the shared file system.
+pub const MAX_NOTED_MISSES: u32 = 10_000;
+
 /// Whether a read-cache process of local rank `local` records what the
 /// cache missed: local rank 0 of each node, or every process when no
 /// launcher names local ranks (one miss journal per node, not per rank).

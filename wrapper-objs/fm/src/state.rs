@@ -82,18 +82,14 @@ pub fn pilot_journal() -> Option<&'static OwnFd> {
     (MODE.load(Ordering::Acquire) == RECORD).then_some(&JOURNAL)
 }
 
-/// Misses one process notes at most (about 1 MiB of records): a program
-/// that looks up data by the million must not fill the shared file system.
-const MAX_NOTED: u32 = 10_000;
-
 /// Misses noted (or about to be) by this process.
 static NOTED: AtomicU32 = AtomicU32::new(0);
 
 /// The miss journal, opened by the first thread that needs it; `None`
-/// once `MAX_NOTED` misses were noted.
+/// once `env::MAX_NOTED_MISSES` misses were noted.
 fn miss_journal() -> Option<&'static OwnFd> {
     let state = JOURNAL_STATE.load(Ordering::Acquire);
-    if state == NOT_ARMED || NOTED.fetch_add(1, Ordering::Relaxed) >= MAX_NOTED {
+    if state == NOT_ARMED || NOTED.fetch_add(1, Ordering::Relaxed) >= env::MAX_NOTED_MISSES {
         return None;
     }
     match state {
