@@ -238,6 +238,13 @@ pub fn encode(rec: &Record<'_>, origin: Origin, buf: &mut [u8]) -> Option<usize>
     Some(len)
 }
 
+/// Whether every byte is zero (the padding and reserved fields [`encode`]
+/// writes, which [`decode`] insists on so that one record has one encoding).
+#[inline]
+fn zeros(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
 /// A record's checksum: FNV-1a 32 of its kind and origin (as stored, little
 /// endian) and its payload, so that a damaged kind or origin is caught too.
 #[inline]
@@ -250,7 +257,8 @@ pub fn record_sum(kind: u16, origin: u16, payload: &[u8]) -> u32 {
 /// The record at the start of `bytes`, who made it, and its length, if a
 /// whole, valid record is there (magic, length within
 /// `HEADER_LEN..=MAX_RECORD`, a known origin, payload checksum, a known
-/// kind whose payload has the fields of its kind). Borrowed: paths and
+/// kind whose payload has the fields of its kind, zeros where [`encode`]
+/// writes zeros: the decoder accepts exactly the encoder's bytes). Borrowed: paths and
 /// stats point into `bytes`.
 #[inline]
 pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, Origin, usize)> {
@@ -279,7 +287,12 @@ pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, Origin, usize)> {
     let rec = match kind {
         KIND_PROCESS => {
             let (pl, ll) = (*p.get(4)? as usize, *p.get(5)? as usize);
-            if pl > ID_ROOM || ll > ID_ROOM {
+            if pl > ID_ROOM
+                || ll > ID_ROOM
+                || !zeros(p.get(6..8)?)
+                || !zeros(p.get(8 + pl..8 + ID_ROOM)?)
+                || !zeros(p.get(8 + ID_ROOM + ll..8 + 2 * ID_ROOM)?)
+            {
                 return None;
             }
             Record::Process {
@@ -292,10 +305,10 @@ pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, Origin, usize)> {
         KIND_OPEN => Record::Open {
             flags: le_u32(p, 0)?,
             result: i32_at(4)?,
-            stat: if le_u32(p, 8)? != 0 {
-                Some(stat_at(16)?)
-            } else {
-                None
+            stat: match (le_u32(p, 8)?, le_u32(p, 12)?, stat_at(16)?) {
+                (1, 0, stat) => Some(stat),
+                (0, 0, stat) if zeros(stat) => None,
+                _ => return None,
             },
             path: p.get(16 + STAT_SIZE..)?,
         },
@@ -335,6 +348,58 @@ mod tests {
         }
     }
 
+    /// Gives `bytes` a valid header for `kind` and `origin` over its payload.
+    fn reseal(bytes: &mut [u8], kind: u16, origin: u16) {
+        let len = bytes.len() as u32;
+        let sum = record_sum(kind, origin, &bytes[HEADER_LEN..]);
+        bytes[..4].copy_from_slice(&MAGIC.to_le_bytes());
+        bytes[4..8].copy_from_slice(&len.to_le_bytes());
+        bytes[8..10].copy_from_slice(&kind.to_le_bytes());
+        bytes[10..12].copy_from_slice(&origin.to_le_bytes());
+        bytes[12..16].copy_from_slice(&sum.to_le_bytes());
+    }
+
+    #[test]
+    fn non_canonical_records_are_refused() {
+        let stat = [7u8; STAT_SIZE];
+        let mut buf = [0u8; MAX_RECORD];
+        let process = Record::Process {
+            pid: 9,
+            program_id: b"abc",
+            ldso_id: b"de",
+            exe: b"/p",
+        };
+        let open = Record::Open {
+            flags: 0,
+            result: 3,
+            stat: Some(&stat),
+            path: b"/l",
+        };
+        let no_stat = Record::Open {
+            flags: 0,
+            result: -2,
+            stat: None,
+            path: b"/l",
+        };
+        // (record, payload byte set to 1, why the encoder would never write it)
+        let cases: [(Record<'_>, usize, &str); 6] = [
+            (process, 6, "reserved u16"),
+            (process, 8 + 3, "program id padding"),
+            (process, 8 + ID_ROOM + 2, "ld.so id padding"),
+            (open, 12, "reserved u32"),
+            (no_stat, 16 + 5, "stat bytes without a stat"),
+            (no_stat, 8, "has_stat 2"),
+        ];
+        for (rec, at, why) in cases {
+            let n = encode(&rec, Origin::Ldso, &mut buf).unwrap();
+            assert!(decode(&buf[..n]).is_some());
+            let mut bad = buf[..n].to_vec();
+            bad[HEADER_LEN + at] = if at == 8 { 2 } else { 1 };
+            reseal(&mut bad, le_u16(&buf, 8).unwrap(), 0);
+            assert!(decode(&bad).is_none(), "{why}: accepted");
+        }
+    }
+
     proptest! {
         #[test]
         fn every_kind_round_trips(
@@ -359,6 +424,24 @@ mod tests {
         fn decode_never_panics_and_stays_in_bounds(bytes: Vec<u8>) {
             if let Some((_, _, len)) = decode(&bytes) {
                 prop_assert!(len <= bytes.len() && len >= HEADER_LEN);
+            }
+        }
+
+        #[test]
+        fn whatever_decodes_encodes_to_the_same_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), HEADER_LEN..400),
+            kind in prop_oneof![Just(KIND_PROCESS), Just(KIND_OPEN), Just(KIND_STAT),
+                                Just(KIND_ACCESS), Just(KIND_SETUP)],
+            origin in 0u16..2,
+        ) {
+            // Random payloads of a real kind, sealed, so that they get past
+            // the checksum: only the fields' own checks can refuse them.
+            let mut bytes = bytes;
+            reseal(&mut bytes, kind, origin);
+            if let Some((rec, origin, n)) = decode(&bytes) {
+                let mut buf = [0u8; MAX_RECORD];
+                let m = encode(&rec, origin, &mut buf).expect("a decoded record encodes");
+                prop_assert_eq!(&buf[..m], &bytes[..n]);
             }
         }
 
