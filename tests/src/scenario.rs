@@ -324,6 +324,12 @@ impl Scenario {
 
     /// Builds `lib<name>.so` from `source` in the scenario's `extra-libs/`.
     pub fn shared_lib(&self, name: &str, source: &str) -> PathBuf {
+        self.shared_lib_with(name, source, &[])
+    }
+
+    /// [`Scenario::shared_lib`] with `extra` arguments for `cc` (a RUNPATH,
+    /// libraries to link).
+    pub fn shared_lib_with(&self, name: &str, source: &str, extra: &[&str]) -> PathBuf {
         let dir = self.root.join("extra-libs");
         std::fs::create_dir_all(&dir).expect("extra-libs dir");
         let src = dir.join(format!("{name}.c"));
@@ -333,6 +339,7 @@ impl Scenario {
             .args(["-shared", "-fPIC", "-o"])
             .arg(&so)
             .arg(&src)
+            .args(extra)
             .output()
             .expect("run cc");
         assert_ok(&out, "cc -shared");

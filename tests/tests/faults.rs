@@ -2,7 +2,10 @@
 //! loading and unloading a library while the world misbehaves around it.
 //! - an interval timer firing every millisecond, its handler installed
 //!   without SA_RESTART, so that every interruptible call may fail with
-//!   EINTR while ld.so loads;
+//!   EINTR while ld.so loads: in `main`, and before `main`, from the
+//!   constructor of a library the program needs (the earliest a handler can
+//!   exist: signal handlers do not survive `execve`, so nothing can
+//!   interrupt ld.so's loading of the program's own libraries with EINTR);
 //! - 16 threads, each loading and unloading the library 1,000 times at once;
 //! - `fork` while other threads are inside `dlopen`, each child exec'ing the
 //!   program again to load the library (after `fork` in a threaded program
@@ -30,11 +33,14 @@ use dlfm_workload::Spec;
 /// cycles), `threads` (16 threads x N cycles) or `fork` (4 threads cycling
 /// while the main thread forks N children, each of which execs `fault child`
 /// to load the library once).
+/// Mode `early`: the cycles ran before `main`, in the constructor of
+/// `libearly.so` (see [`EARLY`]), with `FAULT_EARLY=N` set.
 /// Prints `ok <sum>`, where every cycle adds the library's value (7).
 const PROGRAM: &str = "#define _GNU_SOURCE\n\
 #include <dlfcn.h>\n#include <pthread.h>\n#include <signal.h>\n#include <stdio.h>\n\
 #include <stdlib.h>\n#include <string.h>\n#include <sys/time.h>\n#include <sys/wait.h>\n\
 #include <unistd.h>\n\
+extern long early_sum, early_ticks;\n\
 static volatile sig_atomic_t ticks;\n\
 static volatile int stop;\n\
 static void on_tick(int s) { (void)s; ticks++; }\n\
@@ -58,6 +64,10 @@ int main(int argc, char **argv) {\n\
   const char *mode = argv[1];\n\
   long n = atol(argv[2]), sum = 0;\n\
   if (!strcmp(mode, \"child\")) return cycle() == 7 ? 0 : 5;\n\
+  if (!strcmp(mode, \"early\")) {\n\
+    if (early_ticks == 0) { fprintf(stderr, \"the timer never fired before main\\n\"); return 4; }\n\
+    sum = early_sum;\n\
+  } else\n\
   if (!strcmp(mode, \"eintr\")) {\n\
     struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = on_tick;\n\
     sigaction(SIGALRM, &sa, 0);\n\
@@ -88,6 +98,32 @@ int main(int argc, char **argv) {\n\
   return 0;\n\
 }\n";
 
+/// `libearly.so`, which the program needs: with `FAULT_EARLY=N` its
+/// constructor, before `main`, installs the 1 ms timer's handler (no
+/// SA_RESTART), loads and unloads libfault.so N times under it, and stops
+/// the timer; `early_sum` and `early_ticks` tell `main` what happened.
+const EARLY: &str = "#include <dlfcn.h>\n#include <signal.h>\n#include <stdio.h>\n\
+#include <stdlib.h>\n#include <string.h>\n#include <sys/time.h>\n#include <unistd.h>\n\
+long early_sum, early_ticks;\n\
+static void on_tick(int s) { (void)s; early_ticks++; }\n\
+__attribute__((constructor)) static void early(void) {\n\
+  const char *n = getenv(\"FAULT_EARLY\");\n\
+  if (!n) return;\n\
+  struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = on_tick;\n\
+  sigaction(SIGALRM, &sa, 0);\n\
+  struct itimerval it = {{0, 1000}, {0, 1000}};\n\
+  setitimer(ITIMER_REAL, &it, 0);\n\
+  for (long i = 0; i < atol(n); i++) {\n\
+    void *h = dlopen(\"libfault.so\", RTLD_NOW | RTLD_LOCAL);\n\
+    if (!h) { fprintf(stderr, \"early dlopen: %s\\n\", dlerror()); _exit(3); }\n\
+    int (*f)(void) = (int (*)(void))dlsym(h, \"fault_value\");\n\
+    early_sum += f ? f() : -1000000;\n\
+    dlclose(h);\n\
+  }\n\
+  memset(&it, 0, sizeof it);\n\
+  setitimer(ITIMER_REAL, &it, 0);\n\
+}\n";
+
 struct Setting {
     s: Scenario,
     prog: PathBuf,
@@ -99,7 +135,13 @@ fn setting() -> Setting {
     let s = Scenario::new(Spec::small());
     let lib = s.shared_lib("fault", "int fault_value(void) { return 7; }\n");
     let dir = lib.parent().unwrap().to_path_buf();
-    let prog = s.build_c("fault", PROGRAM, &["-pthread", &rpath(&dir)]);
+    s.shared_lib_with("early", EARLY, &[&rpath(&dir)]);
+    let libs = format!("-L{}", dir.display());
+    let prog = s.build_c(
+        "fault",
+        PROGRAM,
+        &["-pthread", &rpath(&dir), &libs, "-learly"],
+    );
     assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
     let mut pilot = s.cmd_for(&prog, Some("write-cache"));
     pilot.args(["threads", "1"]);
@@ -116,6 +158,9 @@ fn setting() -> Setting {
 fn replay(set: &Setting, mode: &str, n: u64, expected: u64, limit: Duration) {
     let mut c = set.s.cmd_for(&set.prog, Some("read-cache"));
     c.args([mode, &n.to_string()]).env("DLCACHE_DBG", "1");
+    if mode == "early" {
+        c.env("FAULT_EARLY", n.to_string());
+    }
     let out = output_within(c, limit);
     assert_ok(&out, mode);
     assert_eq!(
@@ -136,6 +181,12 @@ fn replay(set: &Setting, mode: &str, n: u64, expected: u64, limit: Duration) {
 fn a_millisecond_timer_interrupting_every_load_changes_nothing() {
     let set = setting();
     replay(&set, "eintr", 2000, 2000 * 7, Duration::from_secs(120));
+}
+
+#[test]
+fn a_millisecond_timer_before_main_changes_nothing() {
+    let set = setting();
+    replay(&set, "early", 2000, 2000 * 7, Duration::from_secs(120));
 }
 
 #[test]
