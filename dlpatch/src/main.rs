@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use dlfm_elf::{PatchError, Patched};
+use dlfm_elf::{LdsoSurvey, PatchError, Patched};
 
 /// Write a patched copy of ld.so for dlfm.
 #[derive(Parser)]
@@ -26,7 +26,8 @@ glibc 2.33), mmap, close, access and lseek go to the wrapper, which records
 (DLFM_OP=write-cache), replays (DLFM_OP=read-cache) or passes them to the
 kernel (no DLFM_OP). The sites are found by reading ld.so's code: glibc's
 x86_64 loaders (tested: Debian 11-13 and unstable, glibc 2.31-2.43); see
---dry-run. aarch64 is not supported yet.
+--dry-run. aarch64 loaders are read (--dry-run lists their sites) but not
+patched yet.
 Refusals print one line and exit with status 2; nothing is written then."
 )]
 struct Cli {
@@ -130,7 +131,14 @@ fn run(cli: &Cli) -> Result<()> {
         dlfm_elf::patch_ldso_embedded(&bytes, &archive)
     } else {
         dlfm_elf::patch_ldso(&bytes)
-    }?;
+    };
+    let patched = match patched {
+        Err(e @ PatchError::ArchNotDone { .. }) if cli.dry_run => {
+            report_survey(&ldso, &dlfm_elf::survey_ldso(&bytes)?);
+            return Err(e.into());
+        }
+        other => other?,
+    };
     let program_copy = match (&cli.program, &program) {
         (Some(original), Some(bytes)) => {
             origin_stays_the_same(original, &output, bytes)?;
@@ -228,10 +236,36 @@ fn report(cli: &Cli, ldso: &Path, p: &Patched, program: Option<&PathBuf>) {
             s.name, s.nr, s.window_vaddr, s.window_len, s.trampoline_vaddr
         );
     }
-    let unknown: Vec<String> = p.unknown.iter().map(|a| format!("{a:#x}")).collect();
+    left_alone(p.others, &p.unknown);
+}
+
+/// The sites of a loader dlpatch reads but cannot patch yet (no trampolines).
+fn report_survey(ldso: &Path, s: &LdsoSurvey) {
+    println!(
+        "dlpatch: {} ({}, build-id {}): sites found, not patched",
+        ldso.display(),
+        s.arch.name(),
+        s.build_id
+    );
+    println!("  {:<11} {:>4}  {:>9} {:>4}", "site", "nr", "window", "len");
+    for f in &s.survey.sites {
+        println!(
+            "  {:<11} {:>4}  {:>#9x} {:>4}",
+            f.call.name,
+            f.nr,
+            f.window_vaddr,
+            f.window_len()
+        );
+    }
+    left_alone(s.survey.others.len(), &s.survey.unknown);
+}
+
+/// The report's last line: the system calls left alone.
+fn left_alone(others: usize, unknown: &[u64]) {
+    let unknown: Vec<String> = unknown.iter().map(|a| format!("{a:#x}")).collect();
     println!(
         "  left alone: {} system calls of other kinds, {} whose number the code does not show{}",
-        p.others,
+        others,
         unknown.len(),
         if unknown.is_empty() {
             String::new()

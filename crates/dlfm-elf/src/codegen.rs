@@ -86,14 +86,14 @@ fn trampoline(a: &mut CodeAssembler, site: &FoundSite, common: CodeLabel) -> Res
     if !site.before.is_empty() {
         a.db(&site.before)?;
     }
-    a.mov(eax, site.call.nr)?;
+    a.mov(eax, site.nr)?;
     a.lea(rsp, qword_ptr(rsp - 128))?;
     a.call(common)?;
     a.lea(rsp, qword_ptr(rsp + 128))?;
     if !site.after.is_empty() {
         a.db(&site.after)?;
     }
-    a.jmp(site.window_vaddr + site.len())?;
+    a.jmp(site.window_vaddr + site.window_len())?;
     Ok(())
 }
 

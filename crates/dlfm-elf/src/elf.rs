@@ -2,6 +2,7 @@
 //! the headers (never from this ld.so build's addresses).
 
 use crate::error::PatchError;
+use crate::sites::Arch;
 
 /// A GNU build-id note's type (`NT_GNU_BUILD_ID`).
 const NT_GNU_BUILD_ID: u32 = 3;
@@ -58,10 +59,12 @@ impl Phdr {
     }
 }
 
-/// An ELF64 x86_64 file held in memory.
+/// An ELF64 little-endian x86_64 or aarch64 file held in memory.
 pub struct Elf<'a> {
     /// The whole file.
     pub bytes: &'a [u8],
+    /// e_machine.
+    pub arch: Arch,
     /// e_type.
     pub kind: u16,
     /// The program headers.
@@ -86,13 +89,11 @@ impl<'a> Elf<'a> {
             return Err(bad("not a 64-bit little-endian ELF file"));
         }
         let h = Goblin::parse_header(bytes).map_err(|_| bad("truncated ELF header"))?;
-        match h.e_machine {
-            EM_X86_64 => {}
-            EM_AARCH64 => return Err(bad(
-                "an aarch64 ELF file: dlpatch supports x86_64 only so far (aarch64 is not done)",
-            )),
-            _ => return Err(bad("not an x86_64 ELF file")),
-        }
+        let arch = match h.e_machine {
+            EM_X86_64 => Arch::X86_64,
+            EM_AARCH64 => Arch::Aarch64,
+            _ => return Err(bad("not an x86_64 or aarch64 ELF file")),
+        };
         if usize::from(h.e_phentsize) != PHENT {
             return Err(bad("unexpected program header size"));
         }
@@ -115,6 +116,7 @@ impl<'a> Elf<'a> {
             .collect();
         Ok(Elf {
             bytes,
+            arch,
             kind: h.e_type,
             phdrs,
         })

@@ -3,7 +3,7 @@
 /// A refusal, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
-    /// The file is not an ELF64 x86_64 object of the expected kind.
+    /// The file is not an ELF64 x86_64 or aarch64 object of the expected kind.
     #[error("{what} is not usable: {detail}")]
     NotElf {
         /// Which file.
@@ -25,6 +25,16 @@ pub enum PatchError {
     UnknownLdso {
         /// What did not match.
         detail: String,
+        /// The ld.so's GNU build-id.
+        build_id: String,
+    },
+    /// The loader was read, but patching its architecture is not written yet.
+    #[error("{arch} loaders cannot be patched yet: the site finder reads this one ({sites} file-call sites, build-id {build_id}; `dlpatch --dry-run` lists them), but the {arch} trampolines and wrapper are not written; x86_64 loaders work")]
+    ArchNotDone {
+        /// The loader's architecture.
+        arch: &'static str,
+        /// How many file-call sites the finder found.
+        sites: usize,
         /// The ld.so's GNU build-id.
         build_id: String,
     },

@@ -9,7 +9,8 @@ use crate::codegen::{generate, Layout};
 use crate::elf::{Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
 use crate::embed::{link, Blob};
 use crate::error::PatchError;
-use crate::finder::find_sites;
+use crate::finder::{find_sites, Survey};
+use crate::sites::Arch;
 
 const PAGE: u64 = 4096;
 /// The header table, trampolines and stub must fit in the R+X segment's
@@ -57,6 +58,28 @@ pub struct Patched {
     pub unknown: Vec<u64>,
 }
 
+/// What reading a loader's code found, without patching it.
+#[derive(Debug, Clone)]
+pub struct LdsoSurvey {
+    /// Its architecture.
+    pub arch: Arch,
+    /// Its GNU build-id (hex).
+    pub build_id: String,
+    /// The sites, the calls left alone and those whose number is not shown.
+    pub survey: Survey,
+}
+
+/// Reads the loader in `bytes` and finds its file-call sites (what
+/// `dlpatch --dry-run` shows for a loader it cannot patch yet).
+pub fn survey_ldso(bytes: &[u8]) -> Result<LdsoSurvey, PatchError> {
+    let elf = Elf::parse(bytes, "ld.so")?;
+    Ok(LdsoSurvey {
+        arch: elf.arch,
+        build_id: elf.build_id(),
+        survey: find_sites(&elf)?,
+    })
+}
+
 /// Patches a copy of the ld.so in `bytes`; its file calls go to the wrapper
 /// linked into each program, found at run time.
 pub fn patch_ldso(bytes: &[u8]) -> Result<Patched, PatchError> {
@@ -89,6 +112,13 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         })?;
     let survey = find_sites(&elf)?;
     let sites = &survey.sites;
+    if elf.arch != Arch::X86_64 {
+        return Err(PatchError::ArchNotDone {
+            arch: elf.arch.name(),
+            sites: sites.len(),
+            build_id,
+        });
+    }
 
     let load_end = elf
         .phdrs
@@ -201,15 +231,15 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         })?;
         out[at] = 0xe9;
         out[at + 1..at + 5].copy_from_slice(&rel.to_le_bytes());
-        for b in &mut out[at + 5..at + site.len() as usize] {
+        for b in &mut out[at + 5..at + site.window_len() as usize] {
             *b = 0xcc;
         }
         patched.push(PatchedSite {
             name: site.call.name,
-            nr: site.call.nr,
+            nr: site.nr,
             window_offset: site.window_offset,
             window_vaddr: site.window_vaddr,
-            window_len: site.len(),
+            window_len: site.window_len(),
             trampoline_vaddr: tramp,
         });
     }

@@ -47,8 +47,8 @@ fn file_calls_by_objdump() -> Vec<(u64, u32)> {
             } else {
                 continue;
             };
-            if let Some(c) = nr.and_then(|nr| CALLS.iter().find(|c| c.nr == nr)) {
-                found.push((*addr, c.nr));
+            if let Some(nr) = nr.filter(|&nr| CALLS.iter().any(|c| c.x86_64 == Some(nr))) {
+                found.push((*addr, nr));
             }
             break;
         }

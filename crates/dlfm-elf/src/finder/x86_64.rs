@@ -1,10 +1,9 @@
-//! Finding ld.so's file-call sites by reading its code, not by matching one
-//! build's bytes (docs/internals.md §1): every `syscall` in its executable
-//! sections, the number each one makes (from the instruction that sets `eax`
-//! before it in straight-line code), and for each call in `sites::CALLS` a
-//! patch window of at least 5 bytes around the `syscall` that is safe to move
-//! into a trampoline: only plain, position-independent instructions, and no
-//! direct branch anywhere in ld.so's code lands inside it.
+//! The x86_64 reader: a linear sweep of the code (iced-x86); each `syscall`'s
+//! number from the instruction that sets `eax` before it in straight-line
+//! code; for each routed call a window of at least 5 bytes (a `jmp rel32`)
+//! around the `syscall` that is safe to move into a trampoline: only plain,
+//! position-independent instructions, and no direct branch anywhere in
+//! ld.so's code lands inside it.
 
 use std::collections::BTreeSet;
 
@@ -13,9 +12,8 @@ use iced_x86::{
     OpKind, Register,
 };
 
-use crate::elf::{Elf, PF_X, PT_LOAD};
-use crate::error::PatchError;
-use crate::sites::{call, Call, NEEDED};
+use super::{Code, FoundSite, Survey};
+use crate::sites::{call, Arch};
 
 /// A `jmp rel32` is 5 bytes: the least a window can be.
 const JMP_LEN: usize = 5;
@@ -23,54 +21,12 @@ const JMP_LEN: usize = 5;
 const MAX_SIDE: usize = 3;
 /// How far back the instruction that sets `eax` is looked for.
 const MAX_BACK: usize = 32;
+/// `syscall` is 2 bytes.
+const SYSCALL_LEN: u64 = 2;
 
-/// A site found in ld.so.
-#[derive(Debug, Clone)]
-pub struct FoundSite {
-    /// The call it makes.
-    pub call: &'static Call,
-    /// File offset of the window.
-    pub window_offset: u64,
-    /// Virtual address of the window.
-    pub window_vaddr: u64,
-    /// The window's bytes before the `syscall`.
-    pub before: Vec<u8>,
-    /// The window's bytes after the `syscall`.
-    pub after: Vec<u8>,
-}
-
-impl FoundSite {
-    /// The window's length.
-    pub fn len(&self) -> u64 {
-        (self.before.len() + 2 + self.after.len()) as u64
-    }
-}
-
-/// What reading ld.so's code found.
-#[derive(Debug, Clone)]
-pub struct Survey {
-    /// Every site of a call in `CALLS`, in address order.
-    pub sites: Vec<FoundSite>,
-    /// Addresses of `syscall`s left alone: their number is another call's.
-    pub others: Vec<(u64, u32)>,
-    /// Addresses of `syscall`s whose number the code does not show (left alone).
-    pub unknown: Vec<u64>,
-}
-
-/// Code of one executable section (or segment, without section headers).
-struct Code<'a> {
-    bytes: &'a [u8],
-    vaddr: u64,
-    offset: u64,
-}
-
-/// Finds and verifies every site.
-pub fn find_sites(elf: &Elf<'_>) -> Result<Survey, PatchError> {
-    let unknown = |detail: String| PatchError::UnknownLdso {
-        detail,
-        build_id: elf.build_id(),
-    };
-    let code = executable_code(elf).map_err(unknown)?;
+/// Every `syscall` in `code`: sites of routed calls with their windows, the
+/// others, and those whose number the code does not show.
+pub(super) fn survey(code: &[Code<'_>]) -> Result<Survey, String> {
     let decoded: Vec<Vec<Instruction>> = code.iter().map(decode).collect();
     let targets = branch_targets(&decoded);
     let mut info = InstructionInfoFactory::new();
@@ -88,16 +44,16 @@ pub fn find_sites(elf: &Elf<'_>) -> Result<Survey, PatchError> {
                 survey.unknown.push(insn.ip());
                 continue;
             };
-            let Some(call) = call(nr) else {
+            let Some(call) = call(Arch::X86_64, nr) else {
                 survey.others.push((insn.ip(), nr));
                 continue;
             };
             let (lo, hi) = window(insns, at, &targets).map_err(|why| {
-                unknown(format!(
+                format!(
                     "the {} call at {:#x} cannot be patched safely: {why}",
                     call.name,
                     insn.ip()
-                ))
+                )
             })?;
             let bytes_of = |r: std::ops::Range<usize>| -> Vec<u8> {
                 let (Some(first), Some(last)) = (r.clone().next(), r.clone().last()) else {
@@ -110,64 +66,16 @@ pub fn find_sites(elf: &Elf<'_>) -> Result<Survey, PatchError> {
             let start = insns[lo].ip();
             survey.sites.push(FoundSite {
                 call,
+                nr,
                 window_offset: part.offset + (start - part.vaddr),
                 window_vaddr: start,
                 before: bytes_of(lo..at),
+                trap_len: SYSCALL_LEN,
                 after: bytes_of(at + 1..hi),
             });
         }
     }
-    for group in NEEDED {
-        if !survey.sites.iter().any(|s| group.contains(&s.call.name)) {
-            return Err(unknown(format!(
-                "no {} call was found in its code",
-                group.join(" or ")
-            )));
-        }
-    }
     Ok(survey)
-}
-
-/// The executable sections (from the section headers, so that data in an
-/// executable segment is never decoded as code), else the executable segment.
-fn executable_code<'a>(elf: &Elf<'a>) -> Result<Vec<Code<'a>>, String> {
-    const SHF_EXECINSTR: u64 = 4;
-    const SHT_NOBITS: u32 = 8;
-    let slice = |offset: u64, size: u64| {
-        elf.bytes
-            .get(offset as usize..offset.checked_add(size)? as usize)
-            .ok_or(())
-            .ok()
-    };
-    if let Ok(g) = goblin::elf::Elf::parse(elf.bytes) {
-        let sections: Vec<Code<'a>> = g
-            .section_headers
-            .iter()
-            .filter(|s| s.sh_flags & SHF_EXECINSTR != 0 && s.sh_type != SHT_NOBITS)
-            .filter_map(|s| {
-                Some(Code {
-                    bytes: slice(s.sh_offset, s.sh_size)?,
-                    vaddr: s.sh_addr,
-                    offset: s.sh_offset,
-                })
-            })
-            .collect();
-        if !sections.is_empty() {
-            return Ok(sections);
-        }
-    }
-    let text = elf
-        .phdrs
-        .iter()
-        .find(|p| p.kind == PT_LOAD && p.flags & PF_X != 0)
-        .ok_or("no executable segment")?;
-    let bytes =
-        slice(text.offset, text.filesz).ok_or("executable segment lies outside the file")?;
-    Ok(vec![Code {
-        bytes,
-        vaddr: text.vaddr,
-        offset: text.offset,
-    }])
 }
 
 /// Linear sweep (glibc's x86_64 code holds no data between functions).
