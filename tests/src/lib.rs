@@ -5,6 +5,7 @@
 //! Debian's archive, `debian`), and a real Slurm cluster of namespaced
 //! nodes (`slurm`).
 
+pub mod aarch64;
 pub mod artifacts;
 pub mod debian;
 pub mod mpi_hello;

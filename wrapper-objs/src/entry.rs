@@ -114,15 +114,8 @@ fn preload(st: &mut State, nr: u64, a: &[u64; 6]) -> Preloaded {
 
 /// `access("/etc/ld.so.preload", R_OK)`, ld.so's own test: 0 or -errno.
 fn real_preload_file_access() -> i64 {
-    // SAFETY: a NUL-terminated path; access touches no memory of ours.
-    unsafe {
-        sys::syscall3(
-            sys::nr::__NR_access,
-            PRELOAD_FILE_C.as_ptr() as u64,
-            u64::from(sys::nr::R_OK),
-            0,
-        )
-    }
+    // SAFETY: a NUL-terminated path.
+    unsafe { sys::access(PRELOAD_FILE_C.as_ptr().cast(), sys::nr::R_OK) }
 }
 
 fn count_and_trace(st: &mut State, nr: u64, a: &[u64; 6], outcome: Handling, r: i64) {

@@ -2,7 +2,8 @@
 //! the ld.so copy written by `dlpatch` can record and replay its file calls.
 //!
 //! The patched ld.so calls [`entry::dlfm_entry`] for every `openat`, `read`,
-//! `pread64`, `newfstatat`, `mmap`, `close`, `access` and `lseek` it makes
+//! `pread64`, `newfstatat`, `mmap`, `close`, `access` (`faccessat` on
+//! aarch64) and `lseek` it makes
 //! (docs/internals.md describes how it finds that function). Depending on
 //! `DLFM_OP` the wrapper passes the call to the kernel (`off`), records it in
 //! the journal (`write-cache`), or answers it from `dlcache.dat`
@@ -54,10 +55,7 @@ pub use entry::dlfm_entry;
 /// needs relocated statics.
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {
-        // SAFETY: `ud2` raises SIGILL and never returns; it touches no memory.
-        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
-    }
+    sys::trap()
 }
 
 // The note through which the patched ld.so finds `dlfm_entry` at run time

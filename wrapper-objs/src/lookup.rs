@@ -5,6 +5,8 @@
 use dlfm_wrap_logic::fixed_path::PATH_MAX;
 use dlfm_wrap_logic::keys;
 
+use crate::sys;
+
 /// The absolute path at `p`, if it is one and fits in PATH_MAX.
 fn absolute_path(p: u64) -> Option<&'static [u8]> {
     if p == 0 {
@@ -42,10 +44,12 @@ pub fn fstat_fd(args: &[u64; 6]) -> Option<i64> {
     keys::is_fstat(empty, args[3] as u32).then(|| i64::from(args[0] as i32))
 }
 
-/// `access(path, R_OK)` of an absolute path.
-pub fn access_key(args: &[u64; 6]) -> Option<&'static [u8]> {
-    if !keys::access_is_lookup(args[1] as u32) {
+/// `access(path, R_OK)` (`faccessat(AT_FDCWD, path, R_OK, 0)` on aarch64)
+/// of an absolute path: the path and the mode.
+pub fn access_key(args: &[u64; 6]) -> Option<(&'static [u8], u32)> {
+    let (path, mode) = sys::access_args(args)?;
+    if !keys::access_is_lookup(mode) {
         return None;
     }
-    absolute_path(args[0])
+    Some((absolute_path(path)?, mode))
 }

@@ -87,7 +87,9 @@ impl Preload {
         real_file_exists: impl FnOnce() -> bool,
     ) -> Preloaded {
         match (self.stage, nr as u32) {
-            (Stage::Armed, nr::__NR_access) if is_preload_file(lookup::access_key(a)) => {
+            (Stage::Armed, sys::ACCESS)
+                if is_preload_file(lookup::access_key(a).map(|(path, _)| path)) =>
+            {
                 if real_file_exists() {
                     self.stage = Stage::RealFileExists;
                     return Preloaded::No;

@@ -5,6 +5,7 @@
 
 use dlfm_cache::journal::{decode, encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::layout::STAT_SIZE;
+use dlfm_cache::stat::{self, KERNEL_STAT_SIZE};
 
 use linux_raw_sys::auxvec::AT_EXECFN;
 
@@ -15,9 +16,6 @@ use crate::off_reason::OffReason;
 use crate::own_file::{OpenError, OwnFile};
 use crate::sys::{self, nr};
 use dlfm_wrap_logic::fixed_path::FixedPath;
-
-/// A stat record for a failed lookup carries zeros.
-static NO_STAT: [u8; STAT_SIZE] = [0; STAT_SIZE];
 
 /// The journal and the buffer records are encoded in (meaningful once
 /// `start` succeeded; all zero before, so the state lives in `.bss`).
@@ -111,27 +109,29 @@ impl Recorder {
             },
             nr::__NR_newfstatat => match lookup::stat_key(a) {
                 Some(path) => {
-                    let stat = if result == 0 {
-                        // SAFETY: on success the kernel filled STAT_SIZE
-                        // bytes at ld.so's buffer a[2].
-                        unsafe { &*(a[2] as *const [u8; STAT_SIZE]) }
-                    } else {
-                        &NO_STAT
-                    };
+                    let mut stored = [0u8; STAT_SIZE];
+                    if result == 0 {
+                        // SAFETY: on success the kernel filled a whole
+                        // struct stat at ld.so's buffer a[2].
+                        let kernel = unsafe {
+                            core::slice::from_raw_parts(a[2] as *const u8, KERNEL_STAT_SIZE)
+                        };
+                        stat::store(kernel, &mut stored);
+                    }
                     self.append(&Record::Stat {
                         flags: 0,
                         result: result as i32,
-                        stat,
+                        stat: &stored,
                         path,
                     });
                     true
                 }
                 None => false,
             },
-            nr::__NR_access => match lookup::access_key(a) {
-                Some(path) => {
+            sys::ACCESS => match lookup::access_key(a) {
+                Some((path, mode)) => {
                     self.append(&Record::Access {
-                        mode: a[1] as u32,
+                        mode,
                         result: result as i32,
                         path,
                     });
@@ -155,16 +155,18 @@ impl Recorder {
     /// Records an `open` and, on success, the file's stat at this moment
     /// (which `dlfm.pre` compares with the disk when it packs).
     fn opened(&mut self, path: &[u8], flags: u32, result: i64) {
-        let mut stat = core::mem::MaybeUninit::<[u8; STAT_SIZE]>::uninit();
-        // SAFETY: `stat` is STAT_SIZE writable bytes.
+        let mut kernel = [0u8; KERNEL_STAT_SIZE];
+        let mut stored = [0u8; STAT_SIZE];
+        // SAFETY: `kernel` has room for the kernel's struct stat.
         let have_stat = sys::errno_of(result).is_none()
-            && unsafe { sys::fstat(result as i32, stat.as_mut_ptr() as *mut u8) } == 0;
-        // SAFETY: filled by the successful fstat.
-        let stat_ref = have_stat.then(|| unsafe { &*stat.as_ptr() });
+            && unsafe { sys::fstat(result as i32, kernel.as_mut_ptr()) } == 0;
+        if have_stat {
+            stat::store(&kernel, &mut stored);
+        }
         self.append(&Record::Open {
             flags,
             result: result as i32,
-            stat: stat_ref,
+            stat: have_stat.then_some(&stored),
             path,
         });
     }

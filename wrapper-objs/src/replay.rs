@@ -12,6 +12,7 @@
 
 use dlfm_cache::layout::{IdKind, Outcome, HEADER_LEN, STAT_SIZE};
 use dlfm_cache::read::{Cache, FileRef};
+use dlfm_cache::stat::{self, KERNEL_STAT_SIZE};
 
 use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::vfd::{self, Slot, VfdTable};
@@ -139,8 +140,8 @@ impl Replayer {
                     Answer::Pass
                 }
             }
-            nr::__NR_access => match lookup::access_key(a) {
-                Some(path) => match cache.lookup(path).map(|e| e.access) {
+            sys::ACCESS => match lookup::access_key(a) {
+                Some((path, _)) => match cache.lookup(path).map(|e| e.access) {
                     Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
                     Some(Outcome::Ok(_)) => Answer::Served(0),
                     _ => Answer::Missed,
@@ -270,13 +271,14 @@ fn map_and_check(fd: i32, size: u64, ids: &Ids) -> Result<Cache<'static>, StartE
     checked
 }
 
-/// Copies the recorded `stat` to ld.so's buffer at `dst`.
+/// Writes the recorded `stat` to ld.so's buffer at `dst`, in the kernel's
+/// layout of this target.
 fn copy_stat(stat: Option<&[u8]>, dst: u64) -> i64 {
-    match stat {
-        Some(stat) => {
-            // SAFETY: ld.so passes a buffer for a struct stat (STAT_SIZE bytes).
-            let out = unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, STAT_SIZE) };
-            dlfm_bytes::copy(out, stat);
+    match stat.and_then(|s| <&[u8; STAT_SIZE]>::try_from(s).ok()) {
+        Some(stored) => {
+            // SAFETY: ld.so passes a buffer for a whole struct stat.
+            let out = unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, KERNEL_STAT_SIZE) };
+            stat::load(stored, out);
             0
         }
         None => -i64::from(errno::EIO),

@@ -193,8 +193,8 @@ pub fn summary(st: &mut State) {
 pub fn path_arg(nr: u64, args: &[u64; 6]) -> Option<*const u8> {
     let p = if nr == u64::from(sys::nr::__NR_openat) || nr == u64::from(sys::nr::__NR_newfstatat) {
         args[1]
-    } else if nr == u64::from(sys::nr::__NR_access) {
-        args[0]
+    } else if nr == u64::from(sys::ACCESS) {
+        sys::access_args(args)?.0
     } else {
         return None;
     };
@@ -227,7 +227,7 @@ fn call_name(nr: u64) -> &'static [u8] {
         nr::__NR_newfstatat => b"newfstatat",
         nr::__NR_mmap => b"mmap",
         nr::__NR_close => b"close",
-        nr::__NR_access => b"access",
+        sys::ACCESS => sys::ACCESS_NAME,
         nr::__NR_lseek => b"lseek",
         _ => b"syscall",
     }

@@ -1,12 +1,21 @@
-//! Raw Linux system calls for x86_64: the only way the wrapper talks to the
-//! kernel. Each returns the kernel's raw result: a value, or `-errno`.
+//! Raw Linux system calls: the only way the wrapper talks to the kernel.
+//! Each returns the kernel's raw result: a value, or `-errno`. What differs
+//! between architectures (the instruction, and `access`, which aarch64 only
+//! has as `faccessat`) is in `sys/x86_64.rs` and `sys/aarch64.rs`.
 
-use core::arch::asm;
 use core::mem::MaybeUninit;
 pub use linux_raw_sys::errno;
 pub use linux_raw_sys::general as nr;
 
 use dlfm_wrap_logic::fixed_path::FixedPath;
+
+#[cfg(target_arch = "aarch64")]
+#[path = "sys/aarch64.rs"]
+mod arch;
+#[cfg(target_arch = "x86_64")]
+#[path = "sys/x86_64.rs"]
+mod arch;
+pub use arch::{access, access_args, syscall6, trap, ACCESS, ACCESS_NAME};
 
 /// The errno a raw result stands for, if it is an error: the kernel returns
 /// `-errno` in `-4095..0` (`MAX_ERRNO`); anything else is a value (an mmap
@@ -14,34 +23,6 @@ use dlfm_wrap_logic::fixed_path::FixedPath;
 #[inline(always)]
 pub fn errno_of(r: i64) -> Option<u32> {
     (-4095..0).contains(&r).then_some(r.unsigned_abs() as u32)
-}
-
-/// Issues system call `n` with six arguments and returns the raw result.
-///
-/// # Safety
-/// The arguments must be valid for system call `n` (pointers readable or
-/// writable as that call requires).
-#[inline(always)]
-pub unsafe fn syscall6(n: u64, a: [u64; 6]) -> i64 {
-    let ret: i64;
-    // SAFETY: the caller vouches for the arguments; `syscall` clobbers only
-    // rax, rcx and r11, which are declared.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") n as i64 => ret,
-            in("rdi") a[0],
-            in("rsi") a[1],
-            in("rdx") a[2],
-            in("r10") a[3],
-            in("r8") a[4],
-            in("r9") a[5],
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack)
-        );
-    }
-    ret
 }
 
 /// Shorthand for calls with fewer arguments (the rest are zero).
@@ -94,11 +75,11 @@ pub fn close(fd: i32) -> i64 {
     unsafe { syscall3(nr::__NR_close, fd as u64, 0, 0) }
 }
 
-/// `fstat(fd)` into `buf` (the kernel's 144-byte `struct stat`), which may
-/// be uninitialised.
+/// `fstat(fd)` into `buf` (the kernel's `struct stat` of this target,
+/// `dlfm_cache::stat::KERNEL_STAT_SIZE` bytes), which may be uninitialised.
 ///
 /// # Safety
-/// `buf` must be writable for 144 bytes.
+/// `buf` must be writable for `KERNEL_STAT_SIZE` bytes.
 pub unsafe fn fstat(fd: i32, buf: *mut u8) -> i64 {
     // SAFETY: `buf` is writable for the size of the kernel's struct stat
     // (caller's guarantee); the empty path is a NUL-terminated literal.
@@ -286,7 +267,7 @@ pub fn with_nodename<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     // SAFETY: `c_char` and `u8` have the same size and alignment; the array
     // is initialised.
     let node: &[u8] = unsafe {
-        core::slice::from_raw_parts(uts.nodename.as_ptr() as *const u8, uts.nodename.len())
+        core::slice::from_raw_parts(uts.nodename.as_ptr().cast::<u8>(), uts.nodename.len())
     };
     Some(f(node))
 }

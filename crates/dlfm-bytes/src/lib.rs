@@ -5,14 +5,22 @@
 //! a GOT slot that is still zero. The compiler emits such calls on its own for
 //! plain loops and slice operations, so every bulk byte operation in the
 //! wrapper (and in the parts of `dlfm-cache` it uses) goes through this crate,
-//! whose routines are inline `rep` string instructions that no optimiser can
-//! turn into a call.
+//! whose routines are inline assembly that no optimiser can turn into a call:
+//! `rep` string instructions on x86_64 (`x86_64.rs`), byte loops on aarch64
+//! (`aarch64.rs`).
 //!
 //! It also holds the little-endian field reads every format parser here
 //! uses (`le_u16`, `le_u32`, `le_u64`: bounds-checked, no panic).
 //!
 //! This crate knows nothing about dlfm.
 #![no_std]
+
+#[cfg(target_arch = "aarch64")]
+#[path = "aarch64.rs"]
+mod arch;
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64.rs"]
+mod arch;
 
 /// Copies `src` into the start of `dst`; copies `min(dst.len(), src.len())`
 /// bytes and returns that count.
@@ -24,34 +32,15 @@ pub fn copy(dst: &mut [u8], src: &[u8]) -> usize {
         src.len()
     };
     // SAFETY: `n` is within both slices, which cannot overlap (one is `&mut`).
-    // `rep movsb` with DF clear (the ABI guarantees it) copies rcx bytes from
-    // rsi to rdi and touches nothing else.
-    unsafe {
-        core::arch::asm!(
-            "rep movsb",
-            inout("rcx") n => _,
-            inout("rdi") dst.as_mut_ptr() => _,
-            inout("rsi") src.as_ptr() => _,
-            options(nostack, preserves_flags)
-        );
-    }
+    unsafe { arch::copy(dst.as_mut_ptr(), src.as_ptr(), n) };
     n
 }
 
 /// Sets every byte of `dst` to `value`.
 #[inline(always)]
 pub fn fill(dst: &mut [u8], value: u8) {
-    // SAFETY: writes exactly `dst.len()` bytes starting at `dst`, which the
-    // exclusive borrow owns; DF is clear by the ABI.
-    unsafe {
-        core::arch::asm!(
-            "rep stosb",
-            inout("rcx") dst.len() => _,
-            inout("rdi") dst.as_mut_ptr() => _,
-            in("al") value,
-            options(nostack, preserves_flags)
-        );
-    }
+    // SAFETY: `dst` is writable for its length, which the exclusive borrow owns.
+    unsafe { arch::fill(dst.as_mut_ptr(), value, dst.len()) };
 }
 
 /// Returns whether `a` and `b` hold the same bytes.
@@ -63,23 +52,8 @@ pub fn equal(a: &[u8], b: &[u8]) -> bool {
     if a.is_empty() {
         return true;
     }
-    let all_equal: u8;
-    // SAFETY: reads at most `a.len()` bytes from each slice, both of which
-    // are that long. `repe cmpsb` compares byte by byte while they are equal
-    // and rcx is not zero; afterwards ZF is set exactly when the last
-    // comparison found equal bytes, i.e. when every byte matched.
-    unsafe {
-        core::arch::asm!(
-            "repe cmpsb",
-            "sete {z}",
-            z = out(reg_byte) all_equal,
-            inout("rcx") a.len() => _,
-            inout("rsi") a.as_ptr() => _,
-            inout("rdi") b.as_ptr() => _,
-            options(nostack, readonly)
-        );
-    }
-    all_equal == 1
+    // SAFETY: both slices are readable for `a.len()` bytes (same lengths).
+    unsafe { arch::equal(a.as_ptr(), b.as_ptr(), a.len()) }
 }
 
 /// Returns the length of the NUL-terminated string at `s`, looking at no more

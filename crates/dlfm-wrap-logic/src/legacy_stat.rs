@@ -1,12 +1,13 @@
-//! glibc before 2.33 asks for file status with `stat`, `fstat` and `lstat`;
-//! later builds, and the cache, know only `newfstatat`. The wrapper turns the
-//! older calls into the `newfstatat` the kernel treats the same way, so that
-//! record, replay and pass-through see one kind of status call.
+//! glibc before 2.33 on x86_64 asks for file status with `stat`, `fstat`
+//! and `lstat`, and aarch64's loaders use `fstat`; later x86_64 builds, and
+//! the cache, know only `newfstatat`. The wrapper turns the older calls into
+//! the `newfstatat` the kernel treats the same way, so that record, replay
+//! and pass-through see one kind of status call. (aarch64 has no `stat` or
+//! `lstat` system call.)
 
-use linux_raw_sys::general::{
-    __NR_fstat, __NR_lstat, __NR_newfstatat, __NR_stat, AT_EMPTY_PATH, AT_FDCWD,
-    AT_SYMLINK_NOFOLLOW,
-};
+use linux_raw_sys::general::{__NR_fstat, __NR_newfstatat, AT_EMPTY_PATH};
+#[cfg(target_arch = "x86_64")]
+use linux_raw_sys::general::{__NR_lstat, __NR_stat, AT_FDCWD, AT_SYMLINK_NOFOLLOW};
 
 /// `nr` with arguments `a` as a `newfstatat` if it is `stat`, `fstat` or
 /// `lstat`; any other call unchanged. `empty` is the address of an empty
@@ -14,22 +15,49 @@ use linux_raw_sys::general::{
 #[inline]
 pub fn as_newfstatat(nr: u64, a: [u64; 6], empty: u64) -> (u64, [u64; 6]) {
     let at = u64::from(__NR_newfstatat);
+    if nr == u64::from(__NR_fstat) {
+        return (at, [a[0], empty, a[1], u64::from(AT_EMPTY_PATH), 0, 0]);
+    }
+    path_stat(nr, a).map_or((nr, a), |a| (at, a))
+}
+
+/// `stat(path, buf)` and `lstat(path, buf)` as `newfstatat` arguments.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn path_stat(nr: u64, a: [u64; 6]) -> Option<[u64; 6]> {
     let cwd = AT_FDCWD as i64 as u64;
     if nr == u64::from(__NR_stat) {
-        (at, [cwd, a[0], a[1], 0, 0, 0])
+        Some([cwd, a[0], a[1], 0, 0, 0])
     } else if nr == u64::from(__NR_lstat) {
-        (at, [cwd, a[0], a[1], u64::from(AT_SYMLINK_NOFOLLOW), 0, 0])
-    } else if nr == u64::from(__NR_fstat) {
-        (at, [a[0], empty, a[1], u64::from(AT_EMPTY_PATH), 0, 0])
+        Some([cwd, a[0], a[1], u64::from(AT_SYMLINK_NOFOLLOW), 0, 0])
     } else {
-        (nr, a)
+        None
     }
+}
+
+/// No `stat` or `lstat` system call exists here.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn path_stat(_: u64, _: [u64; 6]) -> Option<[u64; 6]> {
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn fstat_becomes_newfstatat() {
+        let at = u64::from(__NR_newfstatat);
+        assert_eq!(
+            as_newfstatat(__NR_fstat.into(), [3, 0x2000, 0, 0, 0, 0], 0x99),
+            (at, [3, 0x99, 0x2000, AT_EMPTY_PATH.into(), 0, 0])
+        );
+        let a = [0x1000, 0x2000, 7, 8, 9, 10];
+        assert_eq!(as_newfstatat(at, a, 0x99), (at, a));
+    }
+
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_older_status_calls_become_newfstatat() {
         let at = u64::from(__NR_newfstatat);
@@ -42,10 +70,6 @@ mod tests {
         assert_eq!(
             as_newfstatat(__NR_lstat.into(), a, 0x99),
             (at, [cwd, 0x1000, 0x2000, AT_SYMLINK_NOFOLLOW.into(), 0, 0])
-        );
-        assert_eq!(
-            as_newfstatat(__NR_fstat.into(), [3, 0x2000, 0, 0, 0, 0], 0x99),
-            (at, [3, 0x99, 0x2000, AT_EMPTY_PATH.into(), 0, 0])
         );
         assert_eq!(as_newfstatat(257, a, 0x99), (257, a));
     }
