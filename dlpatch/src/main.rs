@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use dlfm_elf::{LdsoSurvey, PatchError, Patched};
+use dlfm_elf::{PatchError, Patched};
 
 /// Write a patched copy of ld.so for dlfm.
 #[derive(Parser)]
@@ -25,9 +25,10 @@ The copy's openat, read, pread64, newfstatat (stat, fstat and lstat before
 glibc 2.33), mmap, close, access and lseek go to the wrapper, which records
 (DLFM_OP=write-cache), replays (DLFM_OP=read-cache) or passes them to the
 kernel (no DLFM_OP). The sites are found by reading ld.so's code: glibc's
-x86_64 loaders (tested: Debian 11-13 and unstable, glibc 2.31-2.43); see
---dry-run. aarch64 loaders are read (--dry-run lists their sites) but not
-patched yet.
+x86_64 and aarch64 loaders (tested: Debian 11-13 and unstable, glibc
+2.31-2.43); see --dry-run. For an aarch64 program, build the wrapper with
+`cargo build --release --target aarch64-unknown-linux-gnu -p dlfm-wrap` and
+name it with --wrapper (or link it into the program).
 Refusals print one line and exit with status 2; nothing is written then."
 )]
 struct Cli {
@@ -132,13 +133,17 @@ fn run(cli: &Cli) -> Result<()> {
     } else {
         dlfm_elf::patch_ldso(&bytes)
     };
-    let patched = match patched {
-        Err(e @ PatchError::ArchNotDone { .. }) if cli.dry_run => {
-            report_survey(&ldso, &dlfm_elf::survey_ldso(&bytes)?);
-            return Err(e.into());
+    let patched = patched?;
+    if let Some(bytes) = &program {
+        let arch = dlfm_elf::arch_of(bytes)?;
+        if arch != patched.arch {
+            return Err(PatchError::ArchMismatch {
+                program: arch.name(),
+                ldso: patched.arch.name(),
+            }
+            .into());
         }
-        other => other?,
-    };
+    }
     let program_copy = match (&cli.program, &program) {
         (Some(original), Some(bytes)) => {
             origin_stays_the_same(original, &output, bytes)?;
@@ -237,27 +242,6 @@ fn report(cli: &Cli, ldso: &Path, p: &Patched, program: Option<&PathBuf>) {
         );
     }
     left_alone(p.others, &p.unknown);
-}
-
-/// The sites of a loader dlpatch reads but cannot patch yet (no trampolines).
-fn report_survey(ldso: &Path, s: &LdsoSurvey) {
-    println!(
-        "dlpatch: {} ({}, build-id {}): sites found, not patched",
-        ldso.display(),
-        s.arch.name(),
-        s.build_id
-    );
-    println!("  {:<11} {:>4}  {:>9} {:>4}", "site", "nr", "window", "len");
-    for f in &s.survey.sites {
-        println!(
-            "  {:<11} {:>4}  {:>#9x} {:>4}",
-            f.call.name,
-            f.nr,
-            f.window_vaddr,
-            f.window_len()
-        );
-    }
-    left_alone(s.survey.others.len(), &s.survey.unknown);
 }
 
 /// The report's last line: the system calls left alone.

@@ -2,8 +2,8 @@
 //! the tests' own in `target/debian-glibc` (its sources list, package lists
 //! and downloads; the machine's apt configuration is neither read nor
 //! changed), libc6 of each suite and architecture unpacked with
-//! `dpkg-deb -x`, and a sysroot of the oldest amd64 glibc (bullseye) that
-//! test programs are built against: glibc runs programs linked against any
+//! `dpkg-deb -x`, and sysroots of the oldest glibc (bullseye, amd64 and
+//! arm64) that test programs are built against: glibc runs programs linked against any
 //! older version. Everything stays under target/, so a rerun downloads
 //! nothing; when the archive has moved on (a point release), the lists are
 //! updated once and the download retried.
@@ -20,7 +20,9 @@ const PACKAGES: &[&str] = &[
     "libc6:amd64",
     "libc6:arm64",
     "libc6-dev:amd64",
+    "libc6-dev:arm64",
     "linux-libc-dev:amd64",
+    "linux-libc-dev:arm64",
 ];
 
 /// Debian's suites in the matrix: (suite, release name for messages).
@@ -107,17 +109,18 @@ pub fn glibc(suite: &str, arch: &str) -> Glibc {
     }
 }
 
-/// A sysroot of bullseye's amd64 glibc (libc6, libc6-dev, linux-libc-dev)
-/// for building test programs that every newer glibc runs.
-pub fn sysroot() -> PathBuf {
+/// A sysroot of bullseye's glibc for `arch` (amd64, arm64: libc6,
+/// libc6-dev, linux-libc-dev) for building test programs that every newer
+/// glibc runs.
+pub fn sysroot(arch: &str) -> PathBuf {
     let _one = SETUP.lock().unwrap_or_else(|e| e.into_inner());
     let apt = Apt::new();
     let _lock = apt.lock();
     let packages: Vec<(&str, &str, String)> = ["libc6", "libc6-dev", "linux-libc-dev"]
         .iter()
-        .map(|p| (*p, "amd64", apt.version(p, "amd64", "bullseye")))
+        .map(|p| (*p, arch, apt.version(p, arch, "bullseye")))
         .collect();
-    let root = apt.dir.join("sysroot-bullseye-amd64");
+    let root = apt.dir.join(format!("sysroot-bullseye-{arch}"));
     let refs: Vec<(&str, &str, &str)> = packages
         .iter()
         .map(|(p, a, v)| (*p, *a, v.as_str()))

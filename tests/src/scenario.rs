@@ -99,7 +99,7 @@ impl Scenario {
         let link = Link {
             wrapper_archive: linked.then(|| art.wrapper.clone()),
             interp: linked.then(|| ldso.clone()),
-            sysroot: glibc.map(|_| debian::sysroot()),
+            sysroot: glibc.map(|_| debian::sysroot("amd64")),
             libc_dir: glibc.map(Glibc::libdir),
         };
         let w = generate(&spec, &link, &root.join("w")).expect("generate the workload");

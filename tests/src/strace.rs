@@ -156,6 +156,38 @@ pub fn parse_text(text: &str) -> Vec<Call> {
     calls
 }
 
+/// Parses qemu-user's `-strace` output (`PID name(args) = result`, failures
+/// as `= -1 errno=N (text)`) into the same calls; qemu shows no file behind
+/// a descriptor, so `fd_path` is None (a recorded file is still seen when
+/// it is opened or looked up).
+pub fn parse_qemu(text: &str) -> Vec<Call> {
+    text.lines()
+        .filter_map(|line| {
+            let (pid, rest) = line.trim_start().split_once(' ')?;
+            let pid = pid.parse::<u32>().ok()?;
+            let rest = match rest.rsplit_once(" = -1 errno=") {
+                Some((head, tail)) => {
+                    let n = tail.split_whitespace().next()?.parse::<i32>().ok()?;
+                    format!("{head} = -1 {}", errno_name(n))
+                }
+                None => rest.to_string(),
+            };
+            parse_call(pid, &rest)
+        })
+        .collect()
+}
+
+/// The name of errno `n` (the few a loader meets; others as `E<n>`).
+fn errno_name(n: i32) -> String {
+    match n {
+        2 => "ENOENT".into(),
+        13 => "EACCES".into(),
+        20 => "ENOTDIR".into(),
+        38 => "ENOSYS".into(),
+        _ => format!("E{n}"),
+    }
+}
+
 fn parse_call(pid: u32, line: &str) -> Option<Call> {
     let open = line.find('(')?;
     let name = line[..open].trim().to_string();

@@ -2,14 +2,15 @@
 //! unstable), each patched by dlpatch (linked and `--embed`) and taken
 //! through a pilot, `dlfm.pre read-cache` and replay of the generated
 //! 20-library program with a dlopen: the same output, nothing on recorded
-//! paths and no ENOENT probe in the replay. aarch64's loaders are read (the
-//! sites the finder finds are checked against objdump) and refused in one
-//! line until aarch64's trampolines and wrapper exist. Downloads are kept
-//! under target/.
+//! paths and no ENOENT probe in the replay. The arm64 loaders the same way
+//! under qemu-aarch64-static with a small program (`dlfm_tests::aarch64`),
+//! and their sites checked against objdump. Downloads are kept under
+//! target/.
 
 use std::process::Command;
 
-use dlfm_tests::debian::{glibc, Glibc, SUITES};
+use dlfm_tests::aarch64;
+use dlfm_tests::debian::{self, glibc, Glibc, SUITES};
 use dlfm_tests::strace::{looked_up, touches};
 use dlfm_tests::{artifacts, Scenario};
 use dlfm_workload::Spec;
@@ -50,6 +51,20 @@ fn suite(name: &str) {
     records_and_replays(&g, true);
 }
 
+/// The suite's arm64 loader, with a small program built against bullseye's
+/// arm64 glibc, under qemu-aarch64-static (`dlfm_tests::aarch64`).
+fn suite_arm64(name: &str) {
+    let g = glibc(name, "arm64");
+    let loader = aarch64::Loader {
+        ldso: g.ldso(),
+        libc_dir: g.libdir(),
+        sysroot: Some(debian::sysroot("arm64")),
+        what: g.describe(),
+    };
+    aarch64::records_and_replays(&loader, false);
+    aarch64::records_and_replays(&loader, true);
+}
+
 #[test]
 fn debian_11_glibc_2_31() {
     suite("bullseye");
@@ -68,6 +83,26 @@ fn debian_13_glibc_2_41() {
 #[test]
 fn debian_unstable() {
     suite("sid");
+}
+
+#[test]
+fn debian_11_glibc_2_31_arm64() {
+    suite_arm64("bullseye");
+}
+
+#[test]
+fn debian_12_glibc_2_36_arm64() {
+    suite_arm64("bookworm");
+}
+
+#[test]
+fn debian_13_glibc_2_41_arm64() {
+    suite_arm64("trixie");
+}
+
+#[test]
+fn debian_unstable_arm64() {
+    suite_arm64("sid");
 }
 
 /// A system call's address and number.
@@ -143,58 +178,55 @@ fn svc_numbers_by_objdump(ldso: &std::path::Path) -> (Vec<Numbered>, Vec<Numbere
     (adjacent, nearest)
 }
 
-/// aarch64: the finder reads each loader (checked against objdump), and
-/// dlpatch lists the sites with --dry-run and refuses to patch in one line
-/// until aarch64's trampolines and wrapper exist.
+/// aarch64: the finder's sites in each loader are the ones an independent
+/// reading (objdump) shows, and `dlpatch --dry-run` lists them.
 #[test]
-fn aarch64_loaders_are_read_and_refused_in_one_line() {
+fn aarch64_sites_agree_with_objdump() {
     let art = artifacts();
     for (suite, _) in SUITES {
         let g = glibc(suite, "arm64");
         let what = g.describe();
-        let read = dlfm_elf::survey_ldso(&std::fs::read(g.ldso()).unwrap())
+        let patched = dlfm_elf::patch_ldso(&std::fs::read(g.ldso()).unwrap())
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(read.arch, dlfm_elf::Arch::Aarch64);
+        assert_eq!(patched.arch, dlfm_elf::Arch::Aarch64);
+        let sites = &patched.sites;
         let (adjacent, nearest) = svc_numbers_by_objdump(&g.ldso());
         assert!(adjacent.len() >= 8, "{what}: objdump shows {adjacent:?}");
         for (addr, n) in &adjacent {
             assert!(
-                read.survey
-                    .sites
-                    .iter()
-                    .any(|s| s.window_vaddr == *addr && s.nr == *n),
+                sites.iter().any(|s| s.window_vaddr == *addr && s.nr == *n),
                 "{what}: objdump shows call {n} at {addr:#x}, the finder did not patch it"
             );
         }
-        for site in &read.survey.sites {
+        for site in sites {
             assert!(
                 nearest.contains(&(site.window_vaddr, site.nr)),
                 "{what}: the finder says {} at {:#x}; objdump does not show that number there",
-                site.call.name,
+                site.name,
                 site.window_vaddr
             );
         }
         for name in ["openat", "read", "mmap", "close"] {
             assert!(
-                read.survey.sites.iter().any(|s| s.call.name == name),
+                sites.iter().any(|s| s.name == name),
                 "{what}: no {name} site"
             );
         }
 
         let out = Command::new(&art.dlpatch)
-            .args(["--embed", "--dry-run", "--ldso"])
+            .args(["--dry-run", "--embed", "--wrapper"])
+            .arg(aarch64::wrapper())
+            .arg("--ldso")
             .arg(g.ldso())
             .output()
             .expect("run dlpatch");
-        let err = String::from_utf8_lossy(&out.stderr);
         let listed = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
-        assert_eq!(err.lines().count(), 1, "{what}: {err}");
         assert!(
-            err.contains("aarch64 loaders cannot be patched yet"),
-            "{what}: {err}"
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        for site in &read.survey.sites {
+        for site in sites {
             assert!(
                 listed.contains(&format!("{:#x}", site.window_vaddr)),
                 "{what}: --dry-run does not list {:#x}:\n{listed}",
@@ -202,4 +234,51 @@ fn aarch64_loaders_are_read_and_refused_in_one_line() {
             );
         }
     }
+}
+
+/// Mixing machines is refused in one line: an x86_64 wrapper embedded in an
+/// aarch64 loader, and an aarch64 program with the x86_64 system loader.
+#[test]
+fn mixing_machines_is_refused_in_one_line() {
+    let art = artifacts();
+    let g = glibc("bookworm", "arm64");
+    let out = Command::new(&art.dlpatch)
+        .args(["--dry-run", "--embed", "--wrapper"])
+        .arg(&art.wrapper)
+        .arg("--ldso")
+        .arg(g.ldso())
+        .output()
+        .expect("run dlpatch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("built for x86_64, the ld.so is aarch64"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (src, prog) = (dir.path().join("p.c"), dir.path().join("p"));
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let built = Command::new(aarch64::CC)
+        .arg("-o")
+        .arg(&prog)
+        .arg(&src)
+        .arg(aarch64::wrapper())
+        .status()
+        .expect("aarch64-linux-gnu-gcc");
+    assert!(built.success());
+    let out = Command::new(&art.dlpatch)
+        .arg("--dry-run")
+        .arg(&prog)
+        .args(["--ldso", "/lib64/ld-linux-x86-64.so.2"])
+        .output()
+        .expect("run dlpatch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("the program is aarch64 but the ld.so is x86_64"),
+        "{err}"
+    );
 }

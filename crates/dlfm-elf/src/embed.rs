@@ -16,10 +16,24 @@ use goblin::archive::Archive;
 use goblin::elf::section_header::{SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBITS};
 use goblin::elf::Elf;
 
+use crate::sites::Arch;
+
 /// The entry point the blob exports.
 const ENTRY: &str = "dlfm_entry";
 const R_X86_64_PC32: u32 = 2;
 const R_X86_64_PLT32: u32 = 4;
+const R_AARCH64_PREL32: u32 = 261;
+const R_AARCH64_ADR_PREL_PG_HI21: u32 = 275;
+const R_AARCH64_ADD_ABS_LO12_NC: u32 = 277;
+const R_AARCH64_LDST8_ABS_LO12_NC: u32 = 278;
+const R_AARCH64_TSTBR14: u32 = 279;
+const R_AARCH64_CONDBR19: u32 = 280;
+const R_AARCH64_JUMP26: u32 = 282;
+const R_AARCH64_CALL26: u32 = 283;
+const R_AARCH64_LDST16_ABS_LO12_NC: u32 = 284;
+const R_AARCH64_LDST32_ABS_LO12_NC: u32 = 285;
+const R_AARCH64_LDST64_ABS_LO12_NC: u32 = 286;
+const R_AARCH64_LDST128_ABS_LO12_NC: u32 = 299;
 
 /// The wrapper, linked.
 #[derive(Debug, Clone)]
@@ -34,18 +48,26 @@ pub struct Blob {
 
 /// Why the archive cannot be embedded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmbedError(pub String);
+pub enum EmbedError {
+    /// The archive is built for this other machine.
+    Arch(&'static str),
+    /// Anything else, said in words.
+    Other(String),
+}
 
 impl std::fmt::Display for EmbedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot embed the wrapper: {}", self.0)
+        match self {
+            EmbedError::Arch(a) => write!(f, "cannot embed the wrapper: it is built for {a}"),
+            EmbedError::Other(why) => write!(f, "cannot embed the wrapper: {why}"),
+        }
     }
 }
 
 impl std::error::Error for EmbedError {}
 
 fn err(msg: impl Into<String>) -> EmbedError {
-    EmbedError(msg.into())
+    EmbedError::Other(msg.into())
 }
 
 /// Where each included section of an object goes.
@@ -85,9 +107,14 @@ fn kind_of(elf: &Elf<'_>, i: usize) -> Result<Option<Kind>, EmbedError> {
     )))
 }
 
-/// Links the archive's wrapper for `text_vaddr` (code, read-only) and
-/// `bss_vaddr` (zeroed data).
-pub fn link(archive: &[u8], text_vaddr: u64, bss_vaddr: u64) -> Result<Blob, EmbedError> {
+/// Links the archive's wrapper (built for `arch`) for `text_vaddr` (code,
+/// read-only) and `bss_vaddr` (zeroed data).
+pub fn link(
+    archive: &[u8],
+    arch: Arch,
+    text_vaddr: u64,
+    bss_vaddr: u64,
+) -> Result<Blob, EmbedError> {
     if !archive.starts_with(b"!<arch>\n") {
         return Err(err(
             "the wrapper is not a static library (no ar archive header)",
@@ -111,6 +138,16 @@ pub fn link(archive: &[u8], text_vaddr: u64, bss_vaddr: u64) -> Result<Blob, Emb
             .extract(member, archive)
             .map_err(|e| err(e.to_string()))?;
         let elf = Elf::parse(bytes).map_err(|e| err(format!("{member}: {e}")))?;
+        let built_for = match elf.header.e_machine {
+            goblin::elf::header::EM_X86_64 => Some(Arch::X86_64),
+            goblin::elf::header::EM_AARCH64 => Some(Arch::Aarch64),
+            _ => None,
+        };
+        if built_for != Some(arch) {
+            return Err(EmbedError::Arch(
+                built_for.map_or("another machine", Arch::name),
+            ));
+        }
         for s in elf
             .syms
             .iter()
@@ -195,17 +232,17 @@ pub fn link(archive: &[u8], text_vaddr: u64, bss_vaddr: u64) -> Result<Blob, Emb
                         .ok_or_else(|| err(format!("unresolved symbol {name}")))?
                 };
                 let place = section_addr + r.r_offset;
-                match r.r_type {
-                    R_X86_64_PC32 | R_X86_64_PLT32 => {
-                        let value = s as i64 + r.r_addend.unwrap_or(0) - place as i64;
-                        let value = i32::try_from(value).map_err(|_| err("a relocation is out of range"))?;
-                        let at = (place - text_vaddr) as usize;
-                        text.get_mut(at..at + 4)
-                            .ok_or_else(|| err("a relocation lies outside the code"))?
-                            .copy_from_slice(&value.to_le_bytes());
-                    }
-                    other => return Err(err(format!("relocation type {other} against `{name}`: the wrapper must use PC-relative references only"))),
-                }
+                let at = (place - text_vaddr) as usize;
+                let word = text
+                    .get_mut(at..at + 4)
+                    .ok_or_else(|| err("a relocation lies outside the code"))?;
+                let target = (s as i64 + r.r_addend.unwrap_or(0)) as u64;
+                apply(arch, r.r_type, word, target, place).map_err(|why| {
+                    err(format!(
+                        "relocation type {} against `{name}`: {why}",
+                        r.r_type
+                    ))
+                })?;
             }
         }
     }
@@ -217,4 +254,59 @@ pub fn link(archive: &[u8], text_vaddr: u64, bss_vaddr: u64) -> Result<Blob, Emb
         bss_len,
         entry,
     })
+}
+
+/// Resolves one relocation of type `kind` at `place` (its 4 bytes in
+/// `word`) to `target` (symbol + addend). Only PC-relative kinds exist in a
+/// wrapper that obeys its rules; aarch64's `*_LO12` kinds are the low bits
+/// of an address whose page an `adrp` gives PC-relatively.
+fn apply(arch: Arch, kind: u32, word: &mut [u8], target: u64, place: u64) -> Result<(), String> {
+    let delta = target.wrapping_sub(place) as i64;
+    let range = || "out of range".to_string();
+    let old = u32::from_le_bytes(word[..4].try_into().expect("4 bytes"));
+    let new = match (arch, kind) {
+        (Arch::X86_64, R_X86_64_PC32 | R_X86_64_PLT32) => {
+            i32::try_from(delta).map_err(|_| range())? as u32
+        }
+        (Arch::Aarch64, R_AARCH64_PREL32) => i32::try_from(delta).map_err(|_| range())? as u32,
+        (Arch::Aarch64, R_AARCH64_ADR_PREL_PG_HI21) => {
+            let pages = ((target & !0xfff) as i64 - (place & !0xfff) as i64) >> 12;
+            if !(-(1 << 20)..(1 << 20)).contains(&pages) {
+                return Err(range());
+            }
+            let p = pages as u32;
+            old & 0x9f00_001f | (p & 3) << 29 | ((p >> 2) & 0x7ffff) << 5
+        }
+        (Arch::Aarch64, R_AARCH64_ADD_ABS_LO12_NC | R_AARCH64_LDST8_ABS_LO12_NC) => {
+            lo12(old, target, 0)
+        }
+        (Arch::Aarch64, R_AARCH64_LDST16_ABS_LO12_NC) => lo12(old, target, 1),
+        (Arch::Aarch64, R_AARCH64_LDST32_ABS_LO12_NC) => lo12(old, target, 2),
+        (Arch::Aarch64, R_AARCH64_LDST64_ABS_LO12_NC) => lo12(old, target, 3),
+        (Arch::Aarch64, R_AARCH64_LDST128_ABS_LO12_NC) => lo12(old, target, 4),
+        (Arch::Aarch64, R_AARCH64_JUMP26 | R_AARCH64_CALL26) => {
+            old & 0xfc00_0000 | branch_field(delta, 26)?
+        }
+        (Arch::Aarch64, R_AARCH64_CONDBR19) => old & 0xff00_001f | branch_field(delta, 19)? << 5,
+        (Arch::Aarch64, R_AARCH64_TSTBR14) => old & 0xfff8_001f | branch_field(delta, 14)? << 5,
+        _ => return Err("the wrapper must use PC-relative references only".into()),
+    };
+    word[..4].copy_from_slice(&new.to_le_bytes());
+    Ok(())
+}
+
+/// An instruction's 12-bit immediate (bits 10-21) set to the low 12 bits of
+/// `target`, scaled down by `2^shift` (the access size of a load or store).
+fn lo12(insn: u32, target: u64, shift: u32) -> u32 {
+    insn & !(0xfff << 10) | (((target & 0xfff) >> shift) as u32) << 10
+}
+
+/// A branch's word-offset field of `bits` bits for `delta` bytes.
+fn branch_field(delta: i64, bits: u32) -> Result<u32, String> {
+    let words = delta >> 2;
+    let limit = 1i64 << (bits - 1);
+    if delta & 3 != 0 || words < -limit || words >= limit {
+        return Err("out of range".into());
+    }
+    Ok(words as u32 & ((1 << bits) - 1))
 }

@@ -21,22 +21,28 @@ pub enum PatchError {
         detail: String,
     },
     /// ld.so's code could not be read or patched safely.
-    #[error("ld.so build not supported (build-id {build_id}): {detail}; dlpatch supports glibc's x86_64 loaders (tested: 2.31, 2.36, 2.41, 2.43)")]
+    #[error("ld.so build not supported (build-id {build_id}): {detail}; dlpatch supports glibc's x86_64 and aarch64 loaders (tested: 2.31, 2.36, 2.41, 2.43)")]
     UnknownLdso {
         /// What did not match.
         detail: String,
         /// The ld.so's GNU build-id.
         build_id: String,
     },
-    /// The loader was read, but patching its architecture is not written yet.
-    #[error("{arch} loaders cannot be patched yet: the site finder reads this one ({sites} file-call sites, build-id {build_id}; `dlpatch --dry-run` lists them), but the {arch} trampolines and wrapper are not written; x86_64 loaders work")]
-    ArchNotDone {
-        /// The loader's architecture.
-        arch: &'static str,
-        /// How many file-call sites the finder found.
-        sites: usize,
-        /// The ld.so's GNU build-id.
-        build_id: String,
+    /// The program and the loader are built for different machines.
+    #[error("the program is {program} but the ld.so is {ldso}: name the program's own loader with --ldso")]
+    ArchMismatch {
+        /// The program's architecture.
+        program: &'static str,
+        /// The loader's.
+        ldso: &'static str,
+    },
+    /// The wrapper archive to embed is built for another machine.
+    #[error("the wrapper archive is built for {wrapper}, the ld.so is {ldso}: build the wrapper for it (cargo build --release --target {ldso}-unknown-linux-gnu -p dlfm-wrap) and name it with --wrapper")]
+    WrapperArch {
+        /// The archive's architecture.
+        wrapper: &'static str,
+        /// The loader's.
+        ldso: &'static str,
     },
     /// The ld.so copy was already patched by dlpatch.
     #[error("this ld.so was already patched by dlpatch: patch the system ld.so instead (--ldso)")]

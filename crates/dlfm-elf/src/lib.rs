@@ -17,7 +17,8 @@ mod program;
 mod sites;
 
 pub use error::PatchError;
-pub use finder::{FoundSite, Survey};
-pub use patch::{patch_ldso, patch_ldso_embedded, survey_ldso, LdsoSurvey, Patched, PatchedSite};
-pub use program::{check_program, interp_of, origin_search_paths, with_interp, ProgramInfo};
+pub use patch::{patch_ldso, patch_ldso_embedded, Patched, PatchedSite};
+pub use program::{
+    arch_of, check_program, interp_of, origin_search_paths, with_interp, ProgramInfo,
+};
 pub use sites::{Arch, Call, CALLS};

@@ -7,15 +7,21 @@
 
 use crate::codegen::{generate, Layout};
 use crate::elf::{Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
-use crate::embed::{link, Blob};
+use crate::embed::{link, Blob, EmbedError};
 use crate::error::PatchError;
-use crate::finder::{find_sites, Survey};
+use crate::finder::find_sites;
 use crate::sites::Arch;
 
-const PAGE: u64 = 4096;
-/// The header table, trampolines and stub must fit in the R+X segment's
-/// first page; an embedded wrapper follows.
-const STUB_ROOM: u64 = PAGE;
+/// The alignment of the added segments: the page size, or on aarch64 the
+/// largest page size its kernels use (64 KiB), as its loaders' own
+/// segments are aligned. The header table, trampolines and stub must fit in
+/// the R+X segment's first page; an embedded wrapper follows.
+fn page_of(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86_64 => 4096,
+        Arch::Aarch64 => 65536,
+    }
+}
 /// Marks an ld.so written by dlpatch (in the added code page).
 const MARKER: &[u8] = b"dlfm: ld.so patched by dlpatch (abi 1)";
 
@@ -39,6 +45,8 @@ pub struct PatchedSite {
 /// A patched ld.so.
 #[derive(Debug, Clone)]
 pub struct Patched {
+    /// The loader's architecture.
+    pub arch: Arch,
     /// The new file's bytes.
     pub bytes: Vec<u8>,
     /// The sites, in address order.
@@ -56,28 +64,6 @@ pub struct Patched {
     /// Addresses of `syscall`s left alone because the code does not show
     /// their number (set from a variable, or across a branch target).
     pub unknown: Vec<u64>,
-}
-
-/// What reading a loader's code found, without patching it.
-#[derive(Debug, Clone)]
-pub struct LdsoSurvey {
-    /// Its architecture.
-    pub arch: Arch,
-    /// Its GNU build-id (hex).
-    pub build_id: String,
-    /// The sites, the calls left alone and those whose number is not shown.
-    pub survey: Survey,
-}
-
-/// Reads the loader in `bytes` and finds its file-call sites (what
-/// `dlpatch --dry-run` shows for a loader it cannot patch yet).
-pub fn survey_ldso(bytes: &[u8]) -> Result<LdsoSurvey, PatchError> {
-    let elf = Elf::parse(bytes, "ld.so")?;
-    Ok(LdsoSurvey {
-        arch: elf.arch,
-        build_id: elf.build_id(),
-        survey: find_sites(&elf)?,
-    })
 }
 
 /// Patches a copy of the ld.so in `bytes`; its file calls go to the wrapper
@@ -112,13 +98,8 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         })?;
     let survey = find_sites(&elf)?;
     let sites = &survey.sites;
-    if elf.arch != Arch::X86_64 {
-        return Err(PatchError::ArchNotDone {
-            arch: elf.arch.name(),
-            sites: sites.len(),
-            build_id,
-        });
-    }
+    let page = page_of(elf.arch);
+    let stub_room = page;
 
     let load_end = elf
         .phdrs
@@ -127,34 +108,38 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         .map(|p| p.vaddr + p.memsz)
         .max()
         .unwrap_or(0);
-    let rx_vaddr = (bytes.len() as u64).max(load_end).next_multiple_of(PAGE);
+    let rx_vaddr = (bytes.len() as u64).max(load_end).next_multiple_of(page);
     let table_len = (elf.phdrs.len() + 2) * PHENT;
     let code_vaddr = rx_vaddr + (table_len as u64).next_multiple_of(16);
-    let blob_vaddr = rx_vaddr + STUB_ROOM;
+    let blob_vaddr = rx_vaddr + stub_room;
     let blob: Option<Blob> = match wrapper {
         // The slot's page comes first in the R+W segment, the blob's data
         // after it; where that is depends only on the blob's code size.
         Some(archive) => {
-            let probe =
-                link(archive, blob_vaddr, 0).map_err(|e| PatchError::Embed(e.to_string()))?;
-            let slot = blob_vaddr + (probe.text.len() as u64).next_multiple_of(PAGE);
-            Some(
-                link(archive, blob_vaddr, slot + PAGE)
-                    .map_err(|e| PatchError::Embed(e.to_string()))?,
-            )
+            let embed_error = |e: EmbedError| match e {
+                EmbedError::Arch(wrapper) => PatchError::WrapperArch {
+                    wrapper,
+                    ldso: elf.arch.name(),
+                },
+                other => PatchError::Embed(other.to_string()),
+            };
+            let probe = link(archive, elf.arch, blob_vaddr, 0).map_err(embed_error)?;
+            let slot = blob_vaddr + (probe.text.len() as u64).next_multiple_of(page);
+            Some(link(archive, elf.arch, blob_vaddr, slot + page).map_err(embed_error)?)
         }
         None => None,
     };
-    let rx_size = STUB_ROOM
+    let rx_size = stub_room
         + blob
             .as_ref()
-            .map_or(0, |b| (b.text.len() as u64).next_multiple_of(PAGE));
+            .map_or(0, |b| (b.text.len() as u64).next_multiple_of(page));
     let slot_vaddr = rx_vaddr + rx_size;
-    let rw_size = PAGE
+    let rw_size = page
         + blob
             .as_ref()
-            .map_or(0, |b| b.bss_len.next_multiple_of(PAGE));
+            .map_or(0, |b| b.bss_len.next_multiple_of(page));
     let code = generate(
+        elf.arch,
         sites,
         &Layout {
             code_vaddr,
@@ -177,7 +162,7 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         vaddr: rx_vaddr,
         filesz: rx_size,
         memsz: rx_size,
-        align: PAGE,
+        align: page,
     };
     let rw = Phdr {
         kind: PT_LOAD,
@@ -186,7 +171,7 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         vaddr: slot_vaddr,
         filesz: 0,
         memsz: rw_size,
-        align: PAGE,
+        align: page,
     };
     let last_load = elf
         .phdrs
@@ -196,44 +181,41 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
     let mut phdrs = elf.phdrs.clone();
     phdrs.splice(last_load + 1..last_load + 1, [rx, rw]);
 
-    let mut page = vec![0u8; rx_size as usize];
+    let mut segment = vec![0u8; rx_size as usize];
     for (i, p) in phdrs.iter().enumerate() {
-        p.write(&mut page[i * PHENT..(i + 1) * PHENT]);
+        p.write(&mut segment[i * PHENT..(i + 1) * PHENT]);
     }
     let code_at = (code_vaddr - rx_vaddr) as usize;
     let marker_at = code_at + code.bytes.len();
-    if marker_at + MARKER.len() > STUB_ROOM as usize {
+    if marker_at + MARKER.len() > stub_room as usize {
         return Err(PatchError::UnknownLdso {
             detail: "the added code does not fit its segment".into(),
             build_id,
         });
     }
-    page[code_at..marker_at].copy_from_slice(&code.bytes);
-    page[marker_at..marker_at + MARKER.len()].copy_from_slice(MARKER);
+    segment[code_at..marker_at].copy_from_slice(&code.bytes);
+    segment[marker_at..marker_at + MARKER.len()].copy_from_slice(MARKER);
     if let Some(b) = &blob {
-        let at = STUB_ROOM as usize;
-        page[at..at + b.text.len()].copy_from_slice(&b.text);
+        let at = stub_room as usize;
+        segment[at..at + b.text.len()].copy_from_slice(&b.text);
     }
 
     let mut out = bytes.to_vec();
     out.resize(rx_vaddr as usize, 0);
-    out.extend_from_slice(&page);
+    out.extend_from_slice(&segment);
     out[32..40].copy_from_slice(&rx_vaddr.to_le_bytes());
     out[56..58].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
 
     let mut patched = Vec::new();
     for (site, &tramp) in sites.iter().zip(&code.trampolines) {
         let at = site.window_offset as usize;
-        let rel = tramp as i64 - (site.window_vaddr as i64 + 5);
-        let rel = i32::try_from(rel).map_err(|_| PatchError::UnknownLdso {
-            detail: "a trampoline is out of jump range".into(),
-            build_id: build_id.clone(),
+        let window = &mut out[at..at + site.window_len() as usize];
+        branch(elf.arch, window, site.window_vaddr, tramp).ok_or_else(|| {
+            PatchError::UnknownLdso {
+                detail: "a trampoline is out of jump range".into(),
+                build_id: build_id.clone(),
+            }
         })?;
-        out[at] = 0xe9;
-        out[at + 1..at + 5].copy_from_slice(&rel.to_le_bytes());
-        for b in &mut out[at + 5..at + site.window_len() as usize] {
-            *b = 0xcc;
-        }
         patched.push(PatchedSite {
             name: site.call.name,
             nr: site.nr,
@@ -244,6 +226,7 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         });
     }
     Ok(Patched {
+        arch: elf.arch,
         bytes: out,
         sites: patched,
         build_id,
@@ -253,6 +236,29 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
         others: survey.others.len(),
         unknown: survey.unknown.clone(),
     })
+}
+
+/// Replaces `window` (at `from`) with a branch to `to`: `jmp rel32` and
+/// `int3` filler on x86_64, `b` on aarch64 (whose window is the `svc`
+/// alone). None if `to` is out of the branch's range.
+fn branch(arch: Arch, window: &mut [u8], from: u64, to: u64) -> Option<()> {
+    match arch {
+        Arch::X86_64 => {
+            let rel = i32::try_from(to as i64 - (from as i64 + 5)).ok()?;
+            window[0] = 0xe9;
+            window[1..5].copy_from_slice(&rel.to_le_bytes());
+            window[5..].fill(0xcc);
+        }
+        Arch::Aarch64 => {
+            let words = (to as i64 - from as i64) / 4;
+            if !(-(1 << 25)..(1 << 25)).contains(&words) {
+                return None;
+            }
+            let b = 0x1400_0000 | (words as u32 & 0x03ff_ffff);
+            window.copy_from_slice(&b.to_le_bytes());
+        }
+    }
+    Some(())
 }
 
 /// The value of dynamic symbol `name`.

@@ -5,6 +5,7 @@
 use crate::codegen::ENTRY_MAGIC;
 use crate::elf::{Elf, ET_DYN, ET_EXEC, PT_NOTE};
 use crate::error::PatchError;
+use crate::sites::Arch;
 
 const PT_INTERP: u32 = 3;
 
@@ -21,7 +22,7 @@ pub struct ProgramInfo {
     pub entry_symbol: bool,
 }
 
-/// Checks `bytes` is an x86_64 program linked with the wrapper.
+/// Checks `bytes` is an x86_64 or aarch64 program linked with the wrapper.
 pub fn check_program(bytes: &[u8]) -> Result<ProgramInfo, PatchError> {
     let elf = Elf::parse(bytes, "the program")?;
     if elf.kind != ET_EXEC && elf.kind != ET_DYN {
@@ -58,6 +59,11 @@ pub fn check_program(bytes: &[u8]) -> Result<ProgramInfo, PatchError> {
         entry_vaddr,
         entry_symbol: symbol.is_some(),
     })
+}
+
+/// The architecture of the program in `bytes`.
+pub fn arch_of(bytes: &[u8]) -> Result<Arch, PatchError> {
+    Ok(Elf::parse(bytes, "the program")?.arch)
 }
 
 /// The PT_INTERP of the program in `bytes`, if it is an ELF with one.

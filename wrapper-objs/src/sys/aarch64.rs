@@ -1,5 +1,5 @@
 //! aarch64's system call instruction, and its `access`: aarch64 has no
-//! `access` call; its loaders ask `faccessat(AT_FDCWD, path, mode, 0)`.
+//! `access` call; its loaders ask `faccessat(AT_FDCWD, path, mode)`.
 
 use core::arch::asm;
 
@@ -10,14 +10,15 @@ pub const ACCESS: u32 = nr::__NR_faccessat;
 /// Its name in traces.
 pub const ACCESS_NAME: &[u8] = b"faccessat";
 
-/// The path and mode of `faccessat(AT_FDCWD, path, mode, 0)`: an `access`;
-/// None for another directory or flags.
+/// The path and mode of `faccessat(AT_FDCWD, path, mode)`: an `access`;
+/// None for another directory. (The system call has three arguments; glibc
+/// leaves x3 as it was, so it is not read.)
 #[inline]
 pub fn access_args(a: &[u64; 6]) -> Option<(u64, u32)> {
-    (a[0] as i32 == nr::AT_FDCWD && a[3] == 0).then_some((a[1], a[2] as u32))
+    (a[0] as i32 == nr::AT_FDCWD).then_some((a[1], a[2] as u32))
 }
 
-/// `faccessat(AT_FDCWD, path, mode, 0)`.
+/// `faccessat(AT_FDCWD, path, mode)`.
 ///
 /// # Safety
 /// `path` must point at a NUL-terminated string.

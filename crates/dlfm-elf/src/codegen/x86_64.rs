@@ -1,42 +1,10 @@
-//! The machine code dlpatch adds to the ld.so copy (docs/internals.md §1):
-//! one trampoline per site, the common stub that saves what the kernel
-//! preserves and calls the wrapper, and the resolver that finds the wrapper
-//! in the running program once per process.
+//! x86_64's trampolines, common stub and resolver (assembled with iced-x86).
 
 use iced_x86::code_asm::*;
 use iced_x86::{BlockEncoderOptions, Code, Instruction, MemoryOperand, Register};
 
+use super::{Code_, Layout, AT_PHDR, AT_PHNUM, ENTRY_MAGIC, NO_WRAPPER, PT_NOTE, PT_PHDR};
 use crate::finder::FoundSite;
-
-/// The 16 bytes that precede the wrapper's entry offset in its note.
-pub const ENTRY_MAGIC: &[u8; 16] = b"dlfm-entry-abi-1";
-/// Slot value meaning "this program carries no wrapper".
-const NO_WRAPPER: u64 = 1;
-const AT_PHDR: i32 = 3;
-const AT_PHNUM: i32 = 5;
-const PT_NOTE: u32 = 4;
-const PT_PHDR: u32 = 6;
-
-/// Addresses the generated code needs.
-pub struct Layout {
-    /// Where the code is placed.
-    pub code_vaddr: u64,
-    /// The 8-byte entry slot in the RW segment.
-    pub slot_vaddr: u64,
-    /// ld.so's `__libc_stack_end` variable.
-    pub stack_end_vaddr: u64,
-    /// The wrapper's entry when it is embedded in the ld.so copy (then the
-    /// stub calls it directly, with no slot and no resolver).
-    pub embedded_entry: Option<u64>,
-}
-
-/// The generated code and where each site's trampoline starts.
-pub struct Code_ {
-    /// Machine code, to be placed at `Layout::code_vaddr`.
-    pub bytes: Vec<u8>,
-    /// Trampoline address per site, in the order given.
-    pub trampolines: Vec<u64>,
-}
 
 /// `mov reg, [rip + target]` with `target` an absolute address.
 fn load_rip(reg: Register, target: u64) -> Instruction {
@@ -49,7 +17,7 @@ fn load_rip(reg: Register, target: u64) -> Instruction {
 }
 
 /// Generates trampolines, the common stub and the resolver.
-pub fn generate(sites: &[FoundSite], layout: &Layout) -> Result<Code_, IcedError> {
+pub(super) fn generate(sites: &[FoundSite], layout: &Layout) -> Result<Code_, IcedError> {
     let mut a = CodeAssembler::new(64)?;
     let mut common = a.create_label();
     let mut resolve = a.create_label();

@@ -1,0 +1,50 @@
+//! The machine code dlpatch adds to the ld.so copy (docs/internals.md §1):
+//! one trampoline per site, the common stub that saves what the kernel
+//! preserves and calls the wrapper, and the resolver that finds the wrapper
+//! in the running program once per process. One generator per instruction
+//! set: `x86_64` (iced-x86's assembler) and `aarch64` (with `a64`).
+
+mod a64;
+mod aarch64;
+mod x86_64;
+
+use crate::finder::FoundSite;
+use crate::sites::Arch;
+
+/// The 16 bytes that precede the wrapper's entry offset in its note.
+pub const ENTRY_MAGIC: &[u8; 16] = b"dlfm-entry-abi-1";
+/// Slot value meaning "this program carries no wrapper".
+const NO_WRAPPER: u64 = 1;
+const AT_PHDR: i32 = 3;
+const AT_PHNUM: i32 = 5;
+const PT_NOTE: u32 = 4;
+const PT_PHDR: u32 = 6;
+
+/// Addresses the generated code needs.
+pub struct Layout {
+    /// Where the code is placed.
+    pub code_vaddr: u64,
+    /// The 8-byte entry slot in the RW segment.
+    pub slot_vaddr: u64,
+    /// ld.so's `__libc_stack_end` variable.
+    pub stack_end_vaddr: u64,
+    /// The wrapper's entry when it is embedded in the ld.so copy (then the
+    /// stub calls it directly, with no slot and no resolver).
+    pub embedded_entry: Option<u64>,
+}
+
+/// The generated code and where each site's trampoline starts.
+pub struct Code_ {
+    /// Machine code, to be placed at `Layout::code_vaddr`.
+    pub bytes: Vec<u8>,
+    /// Trampoline address per site, in the order given.
+    pub trampolines: Vec<u64>,
+}
+
+/// Generates trampolines, the common stub and the resolver for `arch`.
+pub fn generate(arch: Arch, sites: &[FoundSite], layout: &Layout) -> Result<Code_, String> {
+    match arch {
+        Arch::X86_64 => x86_64::generate(sites, layout).map_err(|e| e.to_string()),
+        Arch::Aarch64 => aarch64::generate(sites, layout).map_err(|e| e.0),
+    }
+}
