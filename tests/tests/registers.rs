@@ -1,12 +1,14 @@
 //! Each trampoline preserves what the kernel preserves: under gdb, at every
 //! patched site of the ld.so copy, all registers but rax, rcx and r11 (xmm
 //! and flags included) are the same after the window as before it, even with
-//! a stand-in wrapper that clobbers everything the ABI lets it clobber.
+//! a stand-in wrapper that clobbers everything the ABI lets it clobber. On
+//! aarch64 (under qemu-aarch64-static's gdb stub, with gdb-multiarch): all
+//! but x0, with v0-v31, NZCV and FPSR.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use dlfm_tests::artifacts;
+use dlfm_tests::{aarch64, artifacts};
 
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("spawn");
@@ -100,7 +102,6 @@ fn trampolines_preserve_what_the_kernel_preserves() {
         .arg("--args")
         .arg(d.join("prog"))
         .env("SITES", sites.join(","))
-        .env("LDSO", &ldso)
         .output()
         .expect("run gdb (apt-get install gdb)");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -133,6 +134,113 @@ fn trampolines_preserve_what_the_kernel_preserves() {
                 .any(|l| l.starts_with(&format!("checked {name} "))),
             "the {name} site was not exercised:\n{text}{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Names of the checked sites in gdb's report, and its whole text.
+fn run_gdb(gdb: &mut Command) -> (Vec<String>, String) {
+    let out = gdb.output().expect("run gdb");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let results: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT ").map(String::from))
+        .collect();
+    (results, text)
+}
+
+#[test]
+fn aarch64_trampolines_preserve_what_the_kernel_preserves() {
+    let art = artifacts();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("lib.c"), "int twice(int v) { return 2 * v; }\n").unwrap();
+    std::fs::write(
+        d.join("prog.c"),
+        "#include <dlfcn.h>\n#include <stdio.h>\nint main(void) {\n\
+         void *h = dlopen(\"libtwice.so\", RTLD_NOW); if (!h) return 1;\n\
+         int (*f)(int) = (int (*)(int))dlsym(h, \"twice\"); printf(\"%d\\n\", f(21)); return 0; }\n",
+    )
+    .unwrap();
+    ok(Command::new(aarch64::CC)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(d.join("libtwice.so"))
+        .arg(d.join("lib.c")));
+    let system = Path::new(aarch64::SYSROOT).join("lib/ld-linux-aarch64.so.1");
+    let ldso = d.join("ld.so");
+    ok(Command::new(aarch64::CC)
+        .arg("-o")
+        .arg(d.join("prog"))
+        .arg(d.join("prog.c"))
+        .arg(fixtures.join("clobbering_wrapper_aarch64.S"))
+        .arg(format!(
+            "-Wl,--enable-new-dtags,-rpath,{}:{}/lib",
+            d.display(),
+            aarch64::SYSROOT
+        ))
+        .arg(format!("-Wl,--dynamic-linker={}", ldso.display())));
+    ok(Command::new(&art.dlpatch)
+        .arg(d.join("prog"))
+        .arg("--ldso")
+        .arg(&system)
+        .arg("-o")
+        .arg(&ldso));
+    assert_eq!(
+        ok(Command::new("qemu-aarch64-static").arg(d.join("prog"))),
+        "42\n",
+        "the program runs through the trampolines"
+    );
+
+    let patched = dlfm_elf::patch_ldso(&std::fs::read(&system).unwrap()).unwrap();
+    let sites: Vec<String> = patched
+        .sites
+        .iter()
+        .map(|s| format!("{}:{:x}:{}:", s.name, s.window_vaddr, s.window_len))
+        .collect();
+    // A free port for qemu's gdb stub.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut qemu = Command::new("qemu-aarch64-static")
+        .args(["-g", &port.to_string()])
+        .arg(d.join("prog"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-aarch64-static");
+    // gdb connects once qemu listens (it waits for the connection first).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (results, text) = run_gdb(
+        Command::new("timeout")
+            .args(["120", "gdb-multiarch", "-nx", "-batch"])
+            .arg("-ex")
+            .arg(format!("file {}", d.join("prog").display()))
+            .arg("-x")
+            .arg(fixtures.join("registers.py"))
+            .env("SITES", sites.join(","))
+            .env("ARCH", "aarch64")
+            .env("REMOTE", port.to_string()),
+    );
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let bad: Vec<&String> = results
+        .iter()
+        .filter(|l| l.starts_with("mismatch") || l.starts_with("error"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "registers changed across trampolines:\n{text}"
+    );
+    for name in ["faccessat", "openat", "read", "newfstatat", "mmap", "close"] {
+        assert!(
+            results
+                .iter()
+                .any(|l| l.starts_with(&format!("checked {name} "))),
+            "the {name} site was not exercised:\n{text}"
         );
     }
 }

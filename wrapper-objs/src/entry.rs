@@ -3,7 +3,9 @@
 
 use linux_raw_sys::auxvec::AT_EUID;
 
+use dlfm_wrap_logic::elf;
 use dlfm_wrap_logic::env::Mode;
+use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::legacy_stat;
 
 use crate::config;
@@ -14,7 +16,7 @@ use crate::preload::{Preloaded, Stage, PRELOAD_FILE, PRELOAD_FILE_C};
 use crate::replay::{Answer, StartError};
 use crate::report::{self, Handling};
 use crate::state::{self, State};
-use crate::sys;
+use crate::sys::{self, nr};
 
 /// The empty path of `fstat` made `newfstatat(fd, "", buf, AT_EMPTY_PATH)`.
 static EMPTY: [u8; 1] = [0];
@@ -112,6 +114,23 @@ fn preload(st: &mut State, nr: u64, a: &[u64; 6]) -> Preloaded {
     answered
 }
 
+/// Whether the file at `path` (the interposer, in the pilot) is a library
+/// for this machine: an ld.so of another machine's library would print an
+/// error and go on without it. One open and read of its ELF header.
+fn loadable_here(path: &FixedPath) -> bool {
+    let flags = nr::O_RDONLY | nr::O_CLOEXEC | nr::O_NONBLOCK;
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { sys::open(path.as_ptr(), flags, 0) };
+    if sys::errno_of(fd).is_some() {
+        return false;
+    }
+    let mut head = [0u8; elf::EHDR];
+    // SAFETY: `head` is EHDR writable bytes.
+    let n = unsafe { sys::pread(fd as i32, head.as_mut_ptr(), head.len(), 0) };
+    sys::close(fd as i32);
+    n == head.len() as i64 && elf::built_for_this_machine(&head)
+}
+
 /// `access("/etc/ld.so.preload", R_OK)`, ld.so's own test: 0 or -errno.
 fn real_preload_file_access() -> i64 {
     // SAFETY: a NUL-terminated path.
@@ -169,19 +188,30 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
     };
     match started {
         Ok(()) => {
-            match st.asked {
+            let fm = match st.asked {
                 Mode::Record => {
                     if let Some(fm) = st.record.setup() {
                         st.preload.arm(fm);
                     }
+                    if st.preload.stage == Stage::Armed && !loadable_here(&st.preload.fm_path) {
+                        st.preload.stage = Stage::Off;
+                        Err(b"the interposer is not built for this machine" as &[u8])
+                    } else {
+                        Ok(())
+                    }
                 }
                 Mode::Replay => {
-                    if let Some(fm) = st.replay.fm_path() {
-                        st.preload.arm(fm);
-                    }
                     st.misses.arm(&stack, &st.cache_path);
+                    st.replay.loadable_fm_path().map(|fm| {
+                        if let Some(fm) = fm {
+                            st.preload.arm(fm);
+                        }
+                    })
                 }
-                Mode::Off => {}
+                Mode::Off => Ok(()),
+            };
+            if let Err(why) = fm {
+                report::note(st, b"fmcaching off: ", why);
             }
             st.mode = st.asked;
             report::started(st);

@@ -13,6 +13,7 @@
 use dlfm_cache::layout::{IdKind, Outcome, HEADER_LEN, STAT_SIZE};
 use dlfm_cache::read::{Cache, FileRef};
 use dlfm_cache::stat::{self, KERNEL_STAT_SIZE};
+use dlfm_wrap_logic::elf;
 
 use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::vfd::{self, Slot, VfdTable};
@@ -39,6 +40,7 @@ pub struct Replayer {
     cache: Option<Cache<'static>>,
     data: OwnFile,
     vfds: VfdTable,
+    fm: Result<Option<&'static [u8]>, &'static [u8]>,
 }
 
 /// Why `start` failed: the reason, and a detail for the trace line.
@@ -50,6 +52,7 @@ impl Replayer {
         cache: None,
         data: OwnFile::EMPTY,
         vfds: VfdTable::EMPTY,
+        fm: Ok(None),
     };
 
     /// Opens the cache at `path`, maps its metadata and checks it is for this
@@ -72,6 +75,9 @@ impl Replayer {
         match checked {
             Ok(cache) => {
                 self.cache = Some(cache);
+                // Decided after the move: borrowing `cache` before it would
+                // make the compiler copy it with a `memcpy` call.
+                self.fm = self.cache.as_ref().map_or(Ok(None), |c| loadable_fm(c, fd));
                 Ok(())
             }
             Err(e) => {
@@ -81,9 +87,11 @@ impl Replayer {
         }
     }
 
-    /// The FMCaching interposer the cache names, once replay started.
-    pub fn fm_path(&self) -> Option<&'static [u8]> {
-        self.cache.as_ref().and_then(|c| c.fm_path())
+    /// The FMCaching interposer to preload (decided when replay started):
+    /// the one the cache names, if the pilot loaded it and it is built for
+    /// this machine; else None, or why not for the trace.
+    pub fn loadable_fm_path(&self) -> Result<Option<&'static [u8]>, &'static [u8]> {
+        self.fm
     }
 
     /// Whether the pilot found `/etc/ld.so.preload` (None: not recorded).
@@ -180,7 +188,9 @@ impl Replayer {
         fd: u64,
         f: impl FnOnce(&mut Slot, &FileRef<'_>, &mut OwnFile) -> i64,
     ) -> Answer {
-        let Replayer { cache, data, vfds } = self;
+        let Replayer {
+            cache, data, vfds, ..
+        } = self;
         let Some(cache) = cache.as_ref() else {
             return Answer::Pass;
         };
@@ -269,6 +279,27 @@ fn map_and_check(fd: i32, size: u64, ids: &Ids) -> Result<Cache<'static>, StartE
         unsafe { sys::unmap(meta.as_ptr(), meta.len()) };
     }
     checked
+}
+
+/// The interposer `cache` names, if the pilot loaded it (its bytes are in
+/// the cache, read through `fd` with no file-system lookup) and it is built
+/// for this machine.
+fn loadable_fm(cache: &Cache<'static>, fd: i32) -> Result<Option<&'static [u8]>, &'static [u8]> {
+    let Some(fm) = cache.fm_path() else {
+        return Ok(None);
+    };
+    let Some(file) = cache.lookup(fm).and_then(|e| match e.open {
+        Outcome::Ok(i) => cache.file(i),
+        _ => None,
+    }) else {
+        return Err(b"the pilot did not load the interposer");
+    };
+    let mut head = [0u8; elf::EHDR];
+    let read = read_at(fd, &file, 0, head.as_mut_ptr() as u64, head.len() as u64);
+    if read != head.len() as i64 || !elf::built_for_this_machine(&head) {
+        return Err(b"the interposer is not built for this machine");
+    }
+    Ok(Some(fm))
 }
 
 /// Writes the recorded `stat` to ld.so's buffer at `dst`, in the kernel's

@@ -33,6 +33,23 @@ pub fn program_headers_of(ehdr: &[u8]) -> Option<(u64, u16)> {
     ))
 }
 
+/// The ELF machine (`e_machine`) of code built for this target: what a
+/// library must be to load into this process.
+#[cfg(target_arch = "x86_64")]
+pub const THIS_MACHINE: u16 = linux_raw_sys::elf_uapi::EM_X86_64 as u16;
+/// The ELF machine (`e_machine`) of code built for this target: what a
+/// library must be to load into this process.
+#[cfg(target_arch = "aarch64")]
+pub const THIS_MACHINE: u16 = linux_raw_sys::elf_uapi::EM_AARCH64 as u16;
+
+/// Whether `head`, the first bytes of a file, is an ELF header for
+/// [`THIS_MACHINE`] (so ld.so can load it here).
+#[inline]
+pub fn built_for_this_machine(head: &[u8]) -> bool {
+    head.get(..4) == Some(b"\x7fELF".as_slice())
+        && le_u16(head, offset_of!(elf64_hdr, e_machine)) == Some(THIS_MACHINE)
+}
+
 /// The fields of one program header that identification needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Phdr {
@@ -143,6 +160,19 @@ fn round_up(v: usize, align: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_an_elf_header_for_this_machine_is_loadable_here() {
+        let mut head = [0u8; 64];
+        head[..4].copy_from_slice(b"\x7fELF");
+        head[18..20].copy_from_slice(&super::THIS_MACHINE.to_le_bytes());
+        assert!(super::built_for_this_machine(&head));
+        let other: u16 = if super::THIS_MACHINE == 62 { 183 } else { 62 };
+        head[18..20].copy_from_slice(&other.to_le_bytes());
+        assert!(!super::built_for_this_machine(&head));
+        assert!(!super::built_for_this_machine(b"\x7fEL"));
+        assert!(!super::built_for_this_machine(&[0u8; 64]));
+    }
+
     extern crate std;
     use std::vec::Vec;
 
