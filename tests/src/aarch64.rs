@@ -5,10 +5,11 @@
 //! and the end-to-end run of a small program through a patched aarch64
 //! loader ([`records_and_replays`]).
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use dlfm_workload::{generate, Link, Spec};
 
 use crate::artifacts::{artifacts, target_dir, workspace_root};
 use crate::strace::{looked_up, parse_qemu, touches, Call};
@@ -64,52 +65,34 @@ pub fn wrapper() -> &'static PathBuf {
     })
 }
 
-/// `main`: values from two linked libraries (in two RUNPATH directories,
-/// so ld.so probes the first for the second's library) and one dlopen'ed.
-const PROGRAM: &str = "#include <dlfcn.h>\n#include <stdio.h>\n\
-int a_value(void); int b_value(void);\n\
-int main(void) {\n\
-  void *h = dlopen(\"libplug.so\", RTLD_NOW);\n\
-  if (!h) { fprintf(stderr, \"dlopen: %s\\n\", dlerror()); return 3; }\n\
-  int (*p)(void) = (int (*)(void))dlsym(h, \"plug_value\");\n\
-  printf(\"a=%d b=%d plug=%d\\n\", a_value(), b_value(), p());\n\
-  return 0;\n\
-}\n";
-
-/// Runs the cross `cc` with `flags` and `args`, failing the test on error.
-fn cc(flags: &[String], args: &[&OsStr]) {
-    let out = Command::new(CC)
-        .args(flags)
-        .args(args)
-        .output()
-        .expect("aarch64-linux-gnu-gcc");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// An aarch64 loader and the glibc it belongs to.
+pub struct Loader {
+    /// The loader to patch.
+    pub ldso: PathBuf,
+    /// The directory of its libc.so.6 (on the program's RUNPATH).
+    pub libc_dir: PathBuf,
+    /// A sysroot of an older glibc to build against (else the cross
+    /// toolchain's own).
+    pub sysroot: Option<PathBuf>,
+    /// How messages name it.
+    pub what: String,
 }
 
-/// A library `lib<name>.so` in `dir` whose `<name>_value` returns `body`.
-fn library(flags: &[String], dir: &Path, name: &str, body: &str, extra: &[&str]) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(
-        &src,
-        format!("int {name}_value(void) {{ return {body}; }}\n"),
-    )
-    .unwrap();
-    let so = dir.join(format!("lib{name}.so"));
-    let mut args: Vec<&OsStr> = vec!["-shared".as_ref(), "-fPIC".as_ref(), "-o".as_ref()];
-    args.push(so.as_os_str());
-    args.push(src.as_os_str());
-    args.extend(extra.iter().map(OsStr::new));
-    cc(flags, &args);
-    so
+impl Loader {
+    /// The cross toolchain's own glibc (Debian 12's).
+    pub fn cross_toolchain() -> Loader {
+        let libc_dir = Path::new(SYSROOT).join("lib");
+        Loader {
+            ldso: libc_dir.join("ld-linux-aarch64.so.1"),
+            libc_dir,
+            sysroot: None,
+            what: "the cross toolchain's glibc".into(),
+        }
+    }
 }
 
 /// Runs `prog` under qemu with `-strace` and `env`, in `dir`: its stdout
-/// and the calls it made.
+/// and the calls it made. Fails on a failed run or a complaint from ld.so.
 fn qemu(dir: &Path, prog: &Path, env: &[(&str, &str)]) -> (String, Vec<Call>) {
     let out = Command::new("qemu-aarch64-static")
         .arg("-strace")
@@ -146,107 +129,38 @@ fn pre(dir: &Path, args: &[&str]) {
     );
 }
 
-/// An aarch64 loader and the glibc it belongs to.
-pub struct Loader {
-    /// The loader to patch.
-    pub ldso: PathBuf,
-    /// The directory of its libc.so.6 (on the program's RUNPATH).
-    pub libc_dir: PathBuf,
-    /// A sysroot of an older glibc to build against (else the cross
-    /// toolchain's own).
-    pub sysroot: Option<PathBuf>,
-    /// How messages name it.
-    pub what: String,
-}
-
-impl Loader {
-    /// The cross toolchain's own glibc (Debian 12's).
-    pub fn cross_toolchain() -> Loader {
-        let libc_dir = Path::new(SYSROOT).join("lib");
-        Loader {
-            ldso: libc_dir.join("ld-linux-aarch64.so.1"),
-            libc_dir,
-            sysroot: None,
-            what: "the cross toolchain's glibc".into(),
-        }
-    }
-
-    /// `cc` flags that build against `sysroot`, if set.
-    fn sysroot_flags(&self) -> Vec<String> {
-        let Some(root) = &self.sysroot else {
-            return Vec::new();
-        };
-        let (r, m) = (root.display(), "aarch64-linux-gnu");
-        vec![
-            format!("--sysroot={r}"),
-            format!("-B{r}/usr/lib/{m}/"),
-            format!("-L{r}/usr/lib/{m}"),
-            format!("-L{r}/lib/{m}"),
-        ]
-    }
-}
-
-/// A small program (two libraries in two RUNPATH directories, a dlopen)
-/// through `loader` patched by dlpatch, the wrapper linked or embedded:
-/// baseline, pilot, `dlfm.pre read-cache`, replay, the program under
-/// qemu-aarch64-static `-strace`. Checks the same output each time with no
-/// complaint from ld.so, that the replay looks up nothing the baseline did
-/// (no ENOENT), and that the trace shows the dlopen'ed library and libc
-/// served, and FMCaching off (its interposer is an x86_64 library).
+/// The generated 20-library program with a dlopen (`Spec::small`, built
+/// with the cross compiler) through `loader` patched by dlpatch, the
+/// wrapper linked or embedded: baseline, pilot, `dlfm.pre read-cache`,
+/// replay, the program under qemu-aarch64-static `-strace`. Checks the
+/// expected output each time with no complaint from ld.so, that the replay
+/// looks up nothing the baseline did (no ENOENT), and that the trace shows
+/// the dlopen'ed library and libc served, and FMCaching off (its
+/// interposer is an x86_64 library).
 pub fn records_and_replays(loader: &Loader, embed: bool) {
     let what = format!(
         "{} ({})",
         loader.what,
         if embed { "--embed" } else { "linked" }
     );
-    let flags = loader.sysroot_flags();
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    let (one, two) = (root.join("one"), root.join("two"));
-    let liba = library(&flags, &one, "a", "1", &[]);
-    let rpath = |dirs: &[&Path]| {
-        let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-        format!("-Wl,--enable-new-dtags,-rpath,{}", list.join(":"))
-    };
-    let libb = library(
-        &flags,
-        &two,
-        "b",
-        "a_value() + 2",
-        &[&format!("-L{}", one.display()), "-la", &rpath(&[&one])],
-    );
-    let plug = library(&flags, &two, "plug", "7", &[]);
-    let libc_dir = &loader.libc_dir;
     let patched = root.join("ld.so");
-    let prog = root.join("prog");
-    let src = root.join("prog.c");
-    std::fs::write(&src, PROGRAM).unwrap();
-    let mut args: Vec<String> = vec![
-        "-o".into(),
-        prog.display().to_string(),
-        src.display().to_string(),
-    ];
-    if !embed {
-        args.push(wrapper().display().to_string());
-    }
-    args.extend([
-        format!("-L{}", one.display()),
-        format!("-L{}", two.display()),
-        "-la".into(),
-        "-lb".into(),
-        // glibc < 2.34 keeps dlopen in libdl (later ones keep a stub).
-        "-ldl".into(),
-        rpath(&[&one, &two, libc_dir]),
-        format!("-Wl,--dynamic-linker={}", patched.display()),
-    ]);
-    let os: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    cc(&flags, &os);
+    let link = Link {
+        wrapper_archive: (!embed).then(|| wrapper().clone()),
+        interp: Some(patched.clone()),
+        sysroot: loader.sysroot.clone(),
+        libc_dir: Some(loader.libc_dir.clone()),
+        cross_cc: Some(CC.into()),
+    };
+    let w = generate(&Spec::small(), &link, &root.join("w"))
+        .unwrap_or_else(|e| panic!("{what}: generate the workload: {e}"));
 
     let mut dlpatch = Command::new(&artifacts().dlpatch);
     if embed {
         dlpatch.arg("--embed").arg("--wrapper").arg(wrapper());
     } else {
-        dlpatch.arg(&prog);
+        dlpatch.arg(&w.program);
     }
     let out = dlpatch
         .arg("--ldso")
@@ -268,20 +182,21 @@ pub fn records_and_replays(loader: &Loader, embed: bool) {
     let stage_s = stage.display().to_string();
     let env = |op: &'static str| {
         vec![
+            ("LD_LIBRARY_PATH", w.ld_library_path.as_str()),
             ("DLFM_OP", op),
             ("DLFM_CACHE", cache_s.as_str()),
             ("DLFM_STAGE_DIR", stage_s.as_str()),
             ("DLCACHE_DBG", "1"),
         ]
     };
-    let expected = "a=1 b=3 plug=7\n";
-    let (base_out, base) = qemu(root, &prog, &[]);
-    assert_eq!(base_out, expected, "{what}: baseline");
+    let (base_out, base) = qemu(root, &w.program, &env("off"));
+    assert_eq!(base_out, w.expected_stdout, "{what}: baseline");
     let recorded = looked_up(&base);
-    for lib in [&liba, &libb, &plug, &libc_dir.join("libc.so.6")] {
+    let libc = loader.libc_dir.join("libc.so.6");
+    for lib in w.all_libs().chain([libc.as_path()]) {
         assert!(
             recorded.contains(&lib.display().to_string()),
-            "{what}: the baseline did not look up {}: {recorded:?}",
+            "{what}: the baseline did not look up {}",
             lib.display()
         );
     }
@@ -291,13 +206,13 @@ pub fn records_and_replays(loader: &Loader, embed: bool) {
     );
 
     // FMCaching's interposer is built for x86_64 only: the aarch64 wrapper
-    // must leave it out (ld.so would print an error), and say so.
+    // must leave it out (ld.so would print an error).
     pre(root, &["write-cache", "--cache", &cache_s]);
-    let (pilot_out, _) = qemu(root, &prog, &env("write-cache"));
-    assert_eq!(pilot_out, expected, "{what}: pilot");
+    let (pilot_out, _) = qemu(root, &w.program, &env("write-cache"));
+    assert_eq!(pilot_out, w.expected_stdout, "{what}: pilot");
     pre(root, &["read-cache", "4", "--cache", &cache_s]);
-    let (replay_out, replay) = qemu(root, &prog, &env("read-cache"));
-    assert_eq!(replay_out, expected, "{what}: replay");
+    let (replay_out, replay) = qemu(root, &w.program, &env("read-cache"));
+    assert_eq!(replay_out, w.expected_stdout, "{what}: replay");
     let shared: Vec<Call> = replay
         .into_iter()
         .filter(|c| !c.path.as_deref().is_some_and(|p| p.starts_with(&stage_s)))
@@ -316,7 +231,7 @@ pub fn records_and_replays(loader: &Loader, embed: bool) {
     {
         traces.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
     }
-    for lib in [&plug, &libc_dir.join("libc.so.6")] {
+    for lib in w.dlopen_libs.iter().chain([&libc]) {
         let line = format!("openat served {}", lib.display());
         assert!(traces.contains(&line), "{what}: no `{line}` in:\n{traces}");
     }

@@ -101,6 +101,7 @@ impl Scenario {
             interp: linked.then(|| ldso.clone()),
             sysroot: glibc.map(|_| debian::sysroot("amd64")),
             libc_dir: glibc.map(Glibc::libdir),
+            cross_cc: None,
         };
         let w = generate(&spec, &link, &root.join("w")).expect("generate the workload");
         let run_dir = root.join("run");

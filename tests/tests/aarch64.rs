@@ -2,9 +2,9 @@
 //! (byte routines in aarch64 assembly, the cache reader and journal, the
 //! stored stat's translation from aarch64's kernel layout, the wrapper's
 //! pure logic) pass their own tests built for aarch64 and run under
-//! qemu-aarch64-static; and a program built with Debian's cross toolchain
-//! records and replays through its patched loader under qemu, with the
-//! wrapper linked and embedded.
+//! qemu-aarch64-static; and the generated 20-library program, built with
+//! Debian's cross toolchain, records and replays through its patched loader
+//! under qemu, with the wrapper linked and embedded.
 
 use dlfm_tests::aarch64::{self, records_and_replays, Loader};
 
@@ -38,7 +38,7 @@ fn the_wrappers_crates_pass_their_tests_on_aarch64() {
 }
 
 /// aarch64 end to end on the cross toolchain's glibc (Debian 12's 2.36):
-/// a program with its libraries and a dlopen, its loader patched by
+/// the 20-library program with a dlopen, its loader patched by
 /// dlpatch, run under qemu-aarch64-static: same output in the pilot and the
 /// replay, and the replay looks up nothing the pilot recorded (no ENOENT).
 /// (Debian's other arm64 loaders: `--test loaders`.)

@@ -56,7 +56,7 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
                 s.spawn(move || {
                     for (c, o) in chunk {
                         run_tool(
-                            Command::new("cc")
+                            Command::new(link.cc())
                                 .args(sysroot)
                                 .args(["-c", "-O1", "-fPIC", "-o"])
                                 .arg(o)
@@ -75,7 +75,7 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     // Libraries, dependencies first (a library depends only on a higher index).
     let lib_path = |i: usize| dirs[model.libs[i].dir].join(model.libs[i].file_name());
     for lib in model.libs.iter().rev() {
-        let mut cmd = Command::new("cc");
+        let mut cmd = Command::new(link.cc());
         cmd.args(sysroot)
             .args(["-shared", "-o"])
             .arg(lib_path(lib.index))
@@ -94,14 +94,14 @@ pub fn generate(spec: &Spec, link: &Link, dir: &Path) -> Result<Workload> {
     let main_o = src.join("main.o");
     let pie = if spec.pie { "-fPIE" } else { "-fno-PIE" };
     run_tool(
-        Command::new("cc")
+        Command::new(link.cc())
             .args(sysroot)
             .args(["-c", "-O1", pie, "-o"])
             .arg(&main_o)
             .arg(&main_c),
     )?;
     let program = dir.join("prog");
-    let mut cmd = Command::new("cc");
+    let mut cmd = Command::new(link.cc());
     cmd.args(sysroot)
         .arg(if spec.pie { "-pie" } else { "-no-pie" })
         .arg("-o")

@@ -93,17 +93,30 @@ pub struct Link {
     /// runs with lives, when that is not the machine's (LD_LIBRARY_PATH
     /// would hand it to every other program of the run, strace included).
     pub libc_dir: Option<PathBuf>,
+    /// A cross compiler to build with instead of `cc`: one of Debian's,
+    /// named `<multiarch>-gcc` (`aarch64-linux-gnu-gcc`).
+    pub cross_cc: Option<String>,
 }
 
 impl Link {
+    /// The C compiler.
+    fn cc(&self) -> &str {
+        self.cross_cc.as_deref().unwrap_or("cc")
+    }
+
     /// The compiler and linker flags that select `sysroot`, if set.
     fn sysroot_flags(&self) -> Vec<String> {
         let Some(root) = &self.sysroot else {
             return Vec::new();
         };
         let r = root.display();
-        // The machine's `cc` builds for x86_64 (Debian's multiarch name).
-        let multiarch = "x86_64-linux-gnu";
+        // Debian's multiarch name: the machine's `cc` builds for x86_64, a
+        // cross compiler for its name's prefix.
+        let multiarch = self
+            .cross_cc
+            .as_deref()
+            .and_then(|cc| cc.strip_suffix("-gcc"))
+            .unwrap_or("x86_64-linux-gnu");
         vec![
             format!("--sysroot={r}"),
             format!("-B{r}/usr/lib/{multiarch}/"),
