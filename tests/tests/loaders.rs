@@ -242,19 +242,13 @@ fn aarch64_sites_agree_with_objdump() {
 fn mixing_machines_is_refused_in_one_line() {
     let art = artifacts();
     let g = glibc("bookworm", "arm64");
-    let out = Command::new(&art.dlpatch)
-        .args(["--dry-run", "--embed", "--wrapper"])
-        .arg(&art.wrapper)
-        .arg("--ldso")
-        .arg(g.ldso())
-        .output()
-        .expect("run dlpatch");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("built for x86_64, the ld.so is aarch64"),
-        "{err}"
+    refused_in_one_line(
+        Command::new(&art.dlpatch)
+            .args(["--dry-run", "--embed", "--wrapper"])
+            .arg(&art.wrapper)
+            .arg("--ldso")
+            .arg(g.ldso()),
+        "built for x86_64, the ld.so is aarch64",
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -268,17 +262,20 @@ fn mixing_machines_is_refused_in_one_line() {
         .status()
         .expect("aarch64-linux-gnu-gcc");
     assert!(built.success());
-    let out = Command::new(&art.dlpatch)
-        .arg("--dry-run")
-        .arg(&prog)
-        .args(["--ldso", "/lib64/ld-linux-x86-64.so.2"])
-        .output()
-        .expect("run dlpatch");
+    refused_in_one_line(
+        Command::new(&art.dlpatch)
+            .arg("--dry-run")
+            .arg(&prog)
+            .args(["--ldso", "/lib64/ld-linux-x86-64.so.2"]),
+        "the program is aarch64 but the ld.so is x86_64",
+    );
+}
+
+/// Runs `cmd` and checks it refused with exit 2 and one line holding `why`.
+fn refused_in_one_line(cmd: &mut Command, why: &str) {
+    let out = cmd.output().expect("run dlpatch");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("the program is aarch64 but the ld.so is x86_64"),
-        "{err}"
-    );
+    assert!(err.contains(why), "{err}");
 }

@@ -21,6 +21,39 @@ fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The test fixtures' directory.
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Builds, in `d`, `libtwice.so` and `prog` (which dlopens it and prints
+/// 42) with `cc`, linked with the fixture `clobberer` (a stand-in wrapper),
+/// RUNPATH `d` and `more_runpath`, loader `ldso`.
+fn build(d: &Path, cc: &str, clobberer: &str, more_runpath: &str, ldso: &Path) {
+    std::fs::write(d.join("lib.c"), "int twice(int v) { return 2 * v; }\n").unwrap();
+    std::fs::write(
+        d.join("prog.c"),
+        "#include <dlfcn.h>\n#include <stdio.h>\nint main(void) {\n\
+         void *h = dlopen(\"libtwice.so\", RTLD_NOW); if (!h) return 1;\n\
+         int (*f)(int) = (int (*)(int))dlsym(h, \"twice\"); printf(\"%d\\n\", f(21)); return 0; }\n",
+    )
+    .unwrap();
+    ok(Command::new(cc)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(d.join("libtwice.so"))
+        .arg(d.join("lib.c")));
+    ok(Command::new(cc)
+        .arg("-o")
+        .arg(d.join("prog"))
+        .arg(d.join("prog.c"))
+        .arg(fixtures().join(clobberer))
+        .arg(format!(
+            "-Wl,--enable-new-dtags,-rpath,{}{more_runpath}",
+            d.display()
+        ))
+        .arg(format!("-Wl,--dynamic-linker={}", ldso.display())));
+}
+
 /// The registers (gdb's names) that a window's own instructions, other than
 /// the `syscall`, write: the trampoline runs them too, so they may change.
 fn window_writes(window: &[u8], vaddr: u64) -> Vec<String> {
@@ -45,31 +78,11 @@ fn window_writes(window: &[u8], vaddr: u64) -> Vec<String> {
 
 #[test]
 fn trampolines_preserve_what_the_kernel_preserves() {
-    let art = artifacts();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("lib.c"), "int twice(int v) { return 2 * v; }\n").unwrap();
-    std::fs::write(
-        d.join("prog.c"),
-        "#include <dlfcn.h>\n#include <stdio.h>\nint main(void) {\n\
-         void *h = dlopen(\"libtwice.so\", RTLD_NOW); if (!h) return 1;\n\
-         int (*f)(int) = (int (*)(int))dlsym(h, \"twice\"); printf(\"%d\\n\", f(21)); return 0; }\n",
-    )
-    .unwrap();
-    ok(Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(d.join("libtwice.so"))
-        .arg(d.join("lib.c")));
     let ldso = d.join("ld.so");
-    ok(Command::new("cc")
-        .arg("-o")
-        .arg(d.join("prog"))
-        .arg(d.join("prog.c"))
-        .arg(fixtures.join("clobbering_wrapper.S"))
-        .arg(format!("-Wl,--enable-new-dtags,-rpath,{}", d.display()))
-        .arg(format!("-Wl,--dynamic-linker={}", ldso.display())));
-    ok(Command::new(&art.dlpatch)
+    build(d, "cc", "clobbering_wrapper.S", "", &ldso);
+    ok(Command::new(&artifacts().dlpatch)
         .arg(d.join("prog"))
         .arg("-o")
         .arg(&ldso));
@@ -96,92 +109,72 @@ fn trampolines_preserve_what_the_kernel_preserves() {
             )
         })
         .collect();
-    let out = Command::new("gdb")
-        .args(["-nx", "-batch", "-x"])
-        .arg(fixtures.join("registers.py"))
-        .arg("--args")
-        .arg(d.join("prog"))
-        .env("SITES", sites.join(","))
+    // lseek is patched but this ld.so never calls it while loading.
+    check_gdb(
+        Command::new("gdb")
+            .args(["-nx", "-batch", "-x"])
+            .arg(fixtures().join("registers.py"))
+            .arg("--args")
+            .arg(d.join("prog"))
+            .env("SITES", sites.join(",")),
+        &[
+            "openat",
+            "read",
+            "pread64",
+            "newfstatat",
+            "mmap",
+            "close",
+            "access",
+        ],
+    );
+}
+
+/// Runs the gdb script (`gdb`, its arguments and environment set) and
+/// checks its report: no register changed across a trampoline, and every
+/// site named in `exercised` was checked at least once.
+fn check_gdb(gdb: &mut Command, exercised: &[&str]) {
+    let out = gdb
         .output()
-        .expect("run gdb (apt-get install gdb)");
-    let text = String::from_utf8_lossy(&out.stdout);
+        .expect("run gdb (apt-get install gdb gdb-multiarch)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let results: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("RESULT "))
         .collect();
-    let mismatches: Vec<&&str> = results
+    let bad: Vec<&&str> = results
         .iter()
         .filter(|l| l.starts_with("mismatch") || l.starts_with("error"))
         .collect();
     assert!(
-        mismatches.is_empty(),
-        "registers changed across trampolines:\n{}",
-        text
+        bad.is_empty(),
+        "registers changed across trampolines:\n{text}"
     );
-    // lseek is patched but this ld.so never calls it while loading.
-    for name in [
-        "openat",
-        "read",
-        "pread64",
-        "newfstatat",
-        "mmap",
-        "close",
-        "access",
-    ] {
+    for name in exercised {
         assert!(
             results
                 .iter()
                 .any(|l| l.starts_with(&format!("checked {name} "))),
-            "the {name} site was not exercised:\n{text}{}",
-            String::from_utf8_lossy(&out.stderr)
+            "the {name} site was not exercised:\n{text}"
         );
     }
 }
 
-/// Names of the checked sites in gdb's report, and its whole text.
-fn run_gdb(gdb: &mut Command) -> (Vec<String>, String) {
-    let out = gdb.output().expect("run gdb");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let results: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("RESULT ").map(String::from))
-        .collect();
-    (results, text)
-}
-
 #[test]
 fn aarch64_trampolines_preserve_what_the_kernel_preserves() {
-    let art = artifacts();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("lib.c"), "int twice(int v) { return 2 * v; }\n").unwrap();
-    std::fs::write(
-        d.join("prog.c"),
-        "#include <dlfcn.h>\n#include <stdio.h>\nint main(void) {\n\
-         void *h = dlopen(\"libtwice.so\", RTLD_NOW); if (!h) return 1;\n\
-         int (*f)(int) = (int (*)(int))dlsym(h, \"twice\"); printf(\"%d\\n\", f(21)); return 0; }\n",
-    )
-    .unwrap();
-    ok(Command::new(aarch64::CC)
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(d.join("libtwice.so"))
-        .arg(d.join("lib.c")));
     let system = Path::new(aarch64::SYSROOT).join("lib/ld-linux-aarch64.so.1");
     let ldso = d.join("ld.so");
-    ok(Command::new(aarch64::CC)
-        .arg("-o")
-        .arg(d.join("prog"))
-        .arg(d.join("prog.c"))
-        .arg(fixtures.join("clobbering_wrapper_aarch64.S"))
-        .arg(format!(
-            "-Wl,--enable-new-dtags,-rpath,{}:{}/lib",
-            d.display(),
-            aarch64::SYSROOT
-        ))
-        .arg(format!("-Wl,--dynamic-linker={}", ldso.display())));
-    ok(Command::new(&art.dlpatch)
+    let libc_dir = format!(":{}/lib", aarch64::SYSROOT);
+    build(
+        d,
+        aarch64::CC,
+        "clobbering_wrapper_aarch64.S",
+        &libc_dir,
+        &ldso,
+    );
+    ok(Command::new(&artifacts().dlpatch)
         .arg(d.join("prog"))
         .arg("--ldso")
         .arg(&system)
@@ -205,42 +198,36 @@ fn aarch64_trampolines_preserve_what_the_kernel_preserves() {
         .local_addr()
         .unwrap()
         .port();
-    let mut qemu = Command::new("qemu-aarch64-static")
-        .args(["-g", &port.to_string()])
-        .arg(d.join("prog"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-aarch64-static");
-    // gdb connects once qemu listens (it waits for the connection first).
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let (results, text) = run_gdb(
+    let _qemu = KillOnDrop(
+        Command::new("qemu-aarch64-static")
+            .args(["-g", &port.to_string()])
+            .arg(d.join("prog"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-aarch64-static"),
+    );
+    // The script retries the connection until qemu listens.
+    check_gdb(
         Command::new("timeout")
             .args(["120", "gdb-multiarch", "-nx", "-batch"])
             .arg("-ex")
             .arg(format!("file {}", d.join("prog").display()))
             .arg("-x")
-            .arg(fixtures.join("registers.py"))
+            .arg(fixtures().join("registers.py"))
             .env("SITES", sites.join(","))
             .env("ARCH", "aarch64")
             .env("REMOTE", port.to_string()),
+        &["faccessat", "openat", "read", "newfstatat", "mmap", "close"],
     );
-    let _ = qemu.kill();
-    let _ = qemu.wait();
-    let bad: Vec<&String> = results
-        .iter()
-        .filter(|l| l.starts_with("mismatch") || l.starts_with("error"))
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "registers changed across trampolines:\n{text}"
-    );
-    for name in ["faccessat", "openat", "read", "newfstatat", "mmap", "close"] {
-        assert!(
-            results
-                .iter()
-                .any(|l| l.starts_with(&format!("checked {name} "))),
-            "the {name} site was not exercised:\n{text}"
-        );
+}
+
+/// A child process killed when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
