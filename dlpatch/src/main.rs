@@ -22,9 +22,9 @@ Any program, no relinking (the wrapper lives in the ld.so copy):
     dlpatch --embed --program /usr/bin/python3 -o python3.dlfm
                                           # python3.dlfm loads through ./ld.so
 The copy's openat, read, pread64, newfstatat (stat, fstat and lstat before
-glibc 2.33), mmap, close, access and lseek go to the wrapper, which records
-(DLFM_OP=write-cache), replays (DLFM_OP=read-cache) or passes them to the
-kernel (no DLFM_OP). The sites are found by reading ld.so's code: glibc's
+glibc 2.33), mmap, close, access (faccessat on aarch64) and lseek go to the
+wrapper, which records (DLFM_OP=write-cache), replays (DLFM_OP=read-cache)
+or passes them to the kernel (no DLFM_OP). The sites are found by reading ld.so's code: glibc's
 x86_64 and aarch64 loaders (tested: Debian 11-13 and unstable, glibc
 2.31-2.43); see --dry-run. For an aarch64 program, build the wrapper with
 `cargo build --release --target aarch64-unknown-linux-gnu -p dlfm-wrap` and

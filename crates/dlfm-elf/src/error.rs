@@ -37,7 +37,7 @@ pub enum PatchError {
         ldso: &'static str,
     },
     /// The wrapper archive to embed is built for another machine.
-    #[error("the wrapper archive is built for {wrapper}, the ld.so is {ldso}: build the wrapper for it (cargo build --release --target {ldso}-unknown-linux-gnu -p dlfm-wrap) and name it with --wrapper")]
+    #[error("the wrapper archive is built for {wrapper}, the ld.so is {ldso}: name the {wrapper} loader with --ldso, or build the wrapper for {ldso} (cargo build --release --target {ldso}-unknown-linux-gnu -p dlfm-wrap) and name it with --wrapper")]
     WrapperArch {
         /// The archive's architecture.
         wrapper: &'static str,
