@@ -17,6 +17,7 @@ use serde::Serialize;
 use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::names::{MISSES_SUFFIX, MISS_JOURNAL_EXT, TRACE_DIR};
 use dlfm_pack::scope::Scope;
+use dlfm_wrap_logic::summary;
 
 /// `<cache>.misses`.
 fn misses_dir(cache: &Path) -> PathBuf {
@@ -289,20 +290,14 @@ fn traced() -> Result<Option<Traced>> {
     for e in entries.flatten() {
         let text = fs::read_to_string(e.path()).unwrap_or_default();
         for line in text.lines() {
-            let Some(rest) = line.split("summary: read-cache").nth(1) else {
+            let Some(s) = summary::parse(line.as_bytes()).filter(|s| s.mode == b"read-cache")
+            else {
                 continue;
             };
-            let count = |key: &str| -> u64 {
-                rest.split(key)
-                    .nth(1)
-                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0)
-            };
             t.processes += 1;
-            t.served += count("served ");
-            t.missed += count("missed ");
-            t.passed += count("passed ");
+            t.served += s.handled;
+            t.missed += s.missed;
+            t.passed += s.passed;
         }
     }
     Ok((t.processes > 0).then_some(t))

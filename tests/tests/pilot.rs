@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use dlfm_tests::scenario::{assert_ok, rpath};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
+use dlfm_wrap_logic::summary;
 
 fn journal(s: &Scenario) -> PathBuf {
     s.run_dir.join("dlcache.dat.journal")
@@ -151,7 +152,8 @@ fn forked_and_execed_children_record_and_replay() {
     }
     let summaries = traces
         .lines()
-        .filter(|l| l.contains("summary: read-cache") && l.contains("missed 0"))
+        .filter_map(|l| summary::parse(l.as_bytes()))
+        .filter(|s| s.mode == b"read-cache" && s.missed == 0)
         .count();
     assert_eq!(
         summaries, 2,

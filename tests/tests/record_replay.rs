@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use dlfm_tests::strace::{looked_up, Call, LOOKUPS};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
+use dlfm_wrap_logic::summary;
 
 /// Calls that use an open file.
 const ON_FD: [&str; 6] = ["read", "pread64", "mmap", "newfstatat", "fstat", "lseek"];
@@ -186,18 +187,10 @@ fn lookups_not_in_the_cache_pass_through() {
     );
     let summary = traces
         .lines()
-        .find(|l| l.contains("summary: read-cache"))
+        .filter_map(|l| summary::parse(l.as_bytes()))
+        .find(|s| s.mode == b"read-cache")
         .expect("a summary line");
-    let missed: u64 = summary
-        .split("missed ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(missed > 0, "{summary}");
+    assert!(summary.missed > 0, "{summary:?}");
 }
 
 /// DLCACHE_DBG: dlfm.pre makes one trace file per core; a run writes one line
@@ -216,16 +209,17 @@ fn debug_trace_files_get_lines_and_a_summary() {
     let text = s.trace_text();
     let served = text
         .lines()
-        .filter(|l| l.contains(" served ") && !l.contains("summary:"))
+        .filter(|l| l.contains(" served ") && summary::parse(l.as_bytes()).is_none())
         .count();
     assert!(served > 100, "expected a line per served call:\n{text}");
     let summary = text
         .lines()
-        .find(|l| l.contains("summary: read-cache"))
+        .filter_map(|l| summary::parse(l.as_bytes()))
+        .find(|s| s.mode == b"read-cache")
         .expect("a summary line");
-    assert!(
-        summary.contains(&format!("served {served}")),
-        "{summary} vs {served} served lines"
+    assert_eq!(
+        (summary.handled, summary.missed),
+        (served as u64, 0),
+        "the summary against {served} served lines"
     );
-    assert!(summary.contains("missed 0"), "{summary}");
 }

@@ -4,6 +4,7 @@
 
 use dlfm_wrap_logic::env::Mode;
 use dlfm_wrap_logic::fixed_path::PATH_MAX;
+use dlfm_wrap_logic::summary;
 
 use crate::off_reason::OffReason;
 use crate::preload::Stage;
@@ -170,15 +171,15 @@ pub fn summary(st: &mut State) {
     }
     let c = st.counts;
     let line = start(&mut st.line);
-    line.bytes(b"summary: ").bytes(mode_name(st.mode));
+    line.bytes(summary::PREFIX).bytes(mode_name(st.mode));
     if st.mode == Mode::Record {
-        line.bytes(b", recorded ").uint(c.served);
+        line.bytes(summary::RECORDED).uint(c.served);
     } else {
-        line.bytes(b", served ").uint(c.served);
+        line.bytes(summary::SERVED).uint(c.served);
     }
-    line.bytes(b", missed ")
+    line.bytes(summary::MISSED)
         .uint(c.missed)
-        .bytes(b", passed ")
+        .bytes(summary::PASSED)
         .uint(c.passed);
     if st.off_reason != OffReason::None {
         line.bytes(b", ")

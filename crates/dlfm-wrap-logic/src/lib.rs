@@ -14,6 +14,7 @@
 //! - [`fixed_path`]: a NUL-terminated path in a fixed buffer;
 //! - [`elf`]: program headers and notes of objects mapped in memory;
 //! - [`line`]: a trace line built in a fixed buffer;
+//! - [`summary`]: the trace's summary line, written and read back;
 //! - [`trace_name`]: the name of a process's trace file.
 #![no_std]
 
@@ -24,5 +25,6 @@ pub mod keys;
 pub mod legacy_stat;
 pub mod line;
 pub mod staging;
+pub mod summary;
 pub mod trace_name;
 pub mod vfd;
