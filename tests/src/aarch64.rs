@@ -2,8 +2,8 @@
 //! `aarch64-unknown-linux-gnu` target (`rustup target add`), Debian's cross
 //! toolchain (`gcc-aarch64-linux-gnu`, which brings the arm64 libc6 in
 //! `/usr/aarch64-linux-gnu`) and `qemu-aarch64-static` to run the results;
-//! and the end-to-end run of a small program through a patched aarch64
-//! loader ([`records_and_replays`]).
+//! and the end-to-end run of the generated program through a patched
+//! aarch64 loader ([`records_and_replays`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,28 +21,18 @@ pub const CC: &str = "aarch64-linux-gnu-gcc";
 /// Where the cross toolchain keeps arm64's libc (qemu's `-L` prefix).
 pub const SYSROOT: &str = "/usr/aarch64-linux-gnu";
 
-/// Environment that makes cargo link with the cross compiler and run test
-/// binaries under qemu.
-pub fn cargo_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", CC)
-        .env(
-            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
-            format!("qemu-aarch64-static -L {SYSROOT}"),
-        )
-}
-
-/// `cargo` with the arguments of a release build for aarch64.
+/// `cargo SUBCOMMAND` for a release build for aarch64, linking with the
+/// cross compiler and running test binaries under qemu.
 pub fn cargo(subcommand: &str) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root()).args([
-        subcommand,
-        "--locked",
-        "--release",
-        "--target",
-        TARGET,
-    ]);
-    cargo_env(&mut cmd);
+    cmd.current_dir(workspace_root())
+        .args([subcommand, "--locked", "--release", "--target", TARGET])
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", CC)
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+            format!("qemu-aarch64-static -L {SYSROOT}"),
+        );
     cmd
 }
 

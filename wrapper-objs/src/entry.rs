@@ -12,7 +12,7 @@ use crate::config;
 use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::off_reason::OffReason;
-use crate::preload::{Preloaded, Stage, PRELOAD_FILE, PRELOAD_FILE_C};
+use crate::preload::{Preloaded, Stage, NOT_FOR_THIS_MACHINE, PRELOAD_FILE, PRELOAD_FILE_C};
 use crate::replay::{Answer, StartError};
 use crate::report::{self, Handling};
 use crate::state::{self, State};
@@ -195,7 +195,7 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
                     }
                     if st.preload.stage == Stage::Armed && !loadable_here(&st.preload.fm_path) {
                         st.preload.stage = Stage::Off;
-                        Err(b"the interposer is not built for this machine" as &[u8])
+                        Err(NOT_FOR_THIS_MACHINE)
                     } else {
                         Ok(())
                     }

@@ -44,7 +44,7 @@ pub fn fstat_fd(args: &[u64; 6]) -> Option<i64> {
     keys::is_fstat(empty, args[3] as u32).then(|| i64::from(args[0] as i32))
 }
 
-/// `access(path, R_OK)` (`faccessat(AT_FDCWD, path, R_OK, 0)` on aarch64)
+/// `access(path, R_OK)` (`faccessat(AT_FDCWD, path, R_OK)` on aarch64)
 /// of an absolute path: the path and the mode.
 pub fn access_key(args: &[u64; 6]) -> Option<(&'static [u8], u32)> {
     let (path, mode) = sys::access_args(args)?;

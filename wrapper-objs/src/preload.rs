@@ -26,6 +26,9 @@ use crate::sys::{self, nr};
 pub const PRELOAD_FILE_C: &core::ffi::CStr = c"/etc/ld.so.preload";
 /// The same, without its NUL.
 pub const PRELOAD_FILE: &[u8] = PRELOAD_FILE_C.to_bytes();
+/// Why FMCaching is off when the interposer cannot load into this process
+/// (the pilot read its ELF header; replay read the cached one).
+pub const NOT_FOR_THIS_MACHINE: &[u8] = b"the interposer is not built for this machine";
 /// The synthetic file's descriptor.
 pub const PRELOAD_FD: i32 = VFD_BASE + VFD_SLOTS as i32;
 

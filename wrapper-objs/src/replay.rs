@@ -22,7 +22,7 @@ use crate::ident::Ids;
 use crate::lookup;
 use crate::off_reason::OffReason;
 use crate::own_file::{OpenError, OwnFile};
-use crate::preload::PRELOAD_FILE;
+use crate::preload::{NOT_FOR_THIS_MACHINE, PRELOAD_FILE};
 use crate::sys::{self, errno, nr};
 
 /// How replay handles one call.
@@ -297,7 +297,7 @@ fn loadable_fm(cache: &Cache<'static>, fd: i32) -> Result<Option<&'static [u8]>,
     let mut head = [0u8; elf::EHDR];
     let read = read_at(fd, &file, 0, head.as_mut_ptr() as u64, head.len() as u64);
     if read != head.len() as i64 || !elf::built_for_this_machine(&head) {
-        return Err(b"the interposer is not built for this machine");
+        return Err(NOT_FOR_THIS_MACHINE);
     }
     Ok(Some(fm))
 }

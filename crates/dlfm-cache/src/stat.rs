@@ -83,23 +83,32 @@ const _: () = {
 /// KERNEL_STAT_SIZE of them) into `out`; padding and reserved bytes are 0.
 #[inline]
 pub fn store(kernel: &[u8], out: &mut [u8; STAT_SIZE]) {
-    dlfm_bytes::fill(out, 0);
-    for &(s_at, s_len, k_at, k_len) in FIELDS.iter() {
-        let n = if s_len < k_len { s_len } else { k_len };
-        if let (Some(dst), Some(src)) = (out.get_mut(s_at..s_at + n), kernel.get(k_at..k_at + n)) {
-            dlfm_bytes::copy(dst, src);
-        }
-    }
+    move_fields(kernel, out, |(s_at, _, k_at, _)| (k_at, s_at));
 }
 
 /// Writes this target's kernel stat for the stored `stored` into `kernel`
 /// (KERNEL_STAT_SIZE bytes; padding and reserved bytes 0).
 #[inline]
 pub fn load(stored: &[u8; STAT_SIZE], kernel: &mut [u8]) {
-    dlfm_bytes::fill(kernel, 0);
-    for &(s_at, s_len, k_at, k_len) in FIELDS.iter() {
+    move_fields(stored, kernel, |(s_at, _, k_at, _)| (s_at, k_at));
+}
+
+/// Zeroes `to` and copies each field of FIELDS into it from `from`, at the
+/// (from, to) offsets `ends` picks from the field's row; each field moves
+/// as its low bytes, the narrower of its two widths.
+#[inline]
+fn move_fields(
+    from: &[u8],
+    to: &mut [u8],
+    ends: impl Fn((usize, usize, usize, usize)) -> (usize, usize),
+) {
+    dlfm_bytes::fill(to, 0);
+    for &row in FIELDS.iter() {
+        let (_, s_len, _, k_len) = row;
         let n = if s_len < k_len { s_len } else { k_len };
-        if let (Some(dst), Some(src)) = (kernel.get_mut(k_at..k_at + n), stored.get(s_at..s_at + n))
+        let (src_at, dst_at) = ends(row);
+        if let (Some(dst), Some(src)) =
+            (to.get_mut(dst_at..dst_at + n), from.get(src_at..src_at + n))
         {
             dlfm_bytes::copy(dst, src);
         }

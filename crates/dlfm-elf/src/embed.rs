@@ -16,6 +16,7 @@ use goblin::archive::Archive;
 use goblin::elf::section_header::{SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBITS};
 use goblin::elf::Elf;
 
+use crate::codegen::a64;
 use crate::sites::Arch;
 
 /// The entry point the blob exports.
@@ -270,12 +271,7 @@ fn apply(arch: Arch, kind: u32, word: &mut [u8], target: u64, place: u64) -> Res
         }
         (Arch::Aarch64, R_AARCH64_PREL32) => i32::try_from(delta).map_err(|_| range())? as u32,
         (Arch::Aarch64, R_AARCH64_ADR_PREL_PG_HI21) => {
-            let pages = ((target & !0xfff) as i64 - (place & !0xfff) as i64) >> 12;
-            if !(-(1 << 20)..(1 << 20)).contains(&pages) {
-                return Err(range());
-            }
-            let p = pages as u32;
-            old & 0x9f00_001f | (p & 3) << 29 | ((p >> 2) & 0x7ffff) << 5
+            old & 0x9f00_001f | a64::adrp_bits(place, target).ok_or_else(range)?
         }
         (Arch::Aarch64, R_AARCH64_ADD_ABS_LO12_NC | R_AARCH64_LDST8_ABS_LO12_NC) => {
             lo12(old, target, 0)
@@ -285,10 +281,14 @@ fn apply(arch: Arch, kind: u32, word: &mut [u8], target: u64, place: u64) -> Res
         (Arch::Aarch64, R_AARCH64_LDST64_ABS_LO12_NC) => lo12(old, target, 3),
         (Arch::Aarch64, R_AARCH64_LDST128_ABS_LO12_NC) => lo12(old, target, 4),
         (Arch::Aarch64, R_AARCH64_JUMP26 | R_AARCH64_CALL26) => {
-            old & 0xfc00_0000 | branch_field(delta, 26)?
+            old & 0xfc00_0000 | a64::branch_field(delta, 26).ok_or_else(range)?
         }
-        (Arch::Aarch64, R_AARCH64_CONDBR19) => old & 0xff00_001f | branch_field(delta, 19)? << 5,
-        (Arch::Aarch64, R_AARCH64_TSTBR14) => old & 0xfff8_001f | branch_field(delta, 14)? << 5,
+        (Arch::Aarch64, R_AARCH64_CONDBR19) => {
+            old & 0xff00_001f | a64::branch_field(delta, 19).ok_or_else(range)? << 5
+        }
+        (Arch::Aarch64, R_AARCH64_TSTBR14) => {
+            old & 0xfff8_001f | a64::branch_field(delta, 14).ok_or_else(range)? << 5
+        }
         _ => return Err("the wrapper must use PC-relative references only".into()),
     };
     word[..4].copy_from_slice(&new.to_le_bytes());
@@ -299,14 +299,4 @@ fn apply(arch: Arch, kind: u32, word: &mut [u8], target: u64, place: u64) -> Res
 /// `target`, scaled down by `2^shift` (the access size of a load or store).
 fn lo12(insn: u32, target: u64, shift: u32) -> u32 {
     insn & !(0xfff << 10) | (((target & 0xfff) >> shift) as u32) << 10
-}
-
-/// A branch's word-offset field of `bits` bits for `delta` bytes.
-fn branch_field(delta: i64, bits: u32) -> Result<u32, String> {
-    let words = delta >> 2;
-    let limit = 1i64 << (bits - 1);
-    if delta & 3 != 0 || words < -limit || words >= limit {
-        return Err("out of range".into());
-    }
-    Ok(words as u32 & ((1 << bits) - 1))
 }

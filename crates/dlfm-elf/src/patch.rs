@@ -5,7 +5,7 @@
 //! segment also carries the wrapper, linked from its archive at one page into
 //! the segment, and the R+W segment its zeroed data after the slot's page.
 
-use crate::codegen::{generate, Layout};
+use crate::codegen::{a64, generate, Layout};
 use crate::elf::{Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
 use crate::embed::{link, Blob, EmbedError};
 use crate::error::PatchError;
@@ -59,9 +59,9 @@ pub struct Patched {
     pub slot_vaddr: u64,
     /// The embedded wrapper's entry, with `--embed`.
     pub embedded_entry: Option<u64>,
-    /// `syscall`s left alone because they make other calls.
+    /// System calls left alone because they make other calls.
     pub others: usize,
-    /// Addresses of `syscall`s left alone because the code does not show
+    /// Addresses of system calls left alone because the code does not show
     /// their number (set from a variable, or across a branch target).
     pub unknown: Vec<u64>,
 }
@@ -249,14 +249,7 @@ fn branch(arch: Arch, window: &mut [u8], from: u64, to: u64) -> Option<()> {
             window[1..5].copy_from_slice(&rel.to_le_bytes());
             window[5..].fill(0xcc);
         }
-        Arch::Aarch64 => {
-            let words = (to as i64 - from as i64) / 4;
-            if !(-(1 << 25)..(1 << 25)).contains(&words) {
-                return None;
-            }
-            let b = 0x1400_0000 | (words as u32 & 0x03ff_ffff);
-            window.copy_from_slice(&b.to_le_bytes());
-        }
+        Arch::Aarch64 => window.copy_from_slice(&a64::b_word(from, to)?.to_le_bytes()),
     }
     Some(())
 }

@@ -52,16 +52,39 @@ impl std::fmt::Display for AsmError {
     }
 }
 
-/// The branch offset field for a jump of `delta` bytes, `bits` wide.
-fn field(delta: i64, bits: u32) -> Result<u32, AsmError> {
+/// The word-offset field of a branch of `delta` bytes, `bits` wide (26 for
+/// `b`/`bl`, 19 for `b.cond`/`cbz`, 14 for `tbz`), not yet shifted into
+/// place; None if `delta` is not a multiple of 4 or out of range. Also what
+/// `embed` resolves branch relocations with.
+pub fn branch_field(delta: i64, bits: u32) -> Option<u32> {
     let words = delta / 4;
     let limit = 1i64 << (bits - 1);
     if delta % 4 != 0 || words < -limit || words >= limit {
-        return Err(AsmError(format!(
-            "a branch of {delta} bytes is out of range"
-        )));
+        return None;
     }
-    Ok((words as u32) & ((1u32 << bits) - 1))
+    Some((words as u32) & ((1u32 << bits) - 1))
+}
+
+/// `b` from `from` to `to`, or None out of range (±128 MiB).
+pub fn b_word(from: u64, to: u64) -> Option<u32> {
+    Some(0x1400_0000 | branch_field(to as i64 - from as i64, 26)?)
+}
+
+/// The immediate bits (immlo at 29-30, immhi at 5-23) of an `adrp` at
+/// `place` giving the 4 KiB page of `target`; None out of range (±4 GiB).
+pub fn adrp_bits(place: u64, target: u64) -> Option<u32> {
+    let pages = ((target & !0xfff) as i64 - (place & !0xfff) as i64) >> 12;
+    if !(-(1 << 20)..(1 << 20)).contains(&pages) {
+        return None;
+    }
+    let imm = pages as u32;
+    Some((imm & 3) << 29 | ((imm >> 2) & 0x7ffff) << 5)
+}
+
+/// [`branch_field`] for the assembler, saying which branch failed.
+fn field(delta: i64, bits: u32) -> Result<u32, AsmError> {
+    branch_field(delta, bits)
+        .ok_or_else(|| AsmError(format!("a branch of {delta} bytes is out of range")))
 }
 
 impl Asm {
@@ -291,12 +314,9 @@ impl Asm {
 
     /// `adrp xd, addr`: the 4 KiB page of `addr`.
     pub fn adrp(&mut self, rd: Reg, addr: u64) -> Result<(), AsmError> {
-        let pages = ((addr & !0xfff) as i64 - (self.here() & !0xfff) as i64) >> 12;
-        if !(-(1 << 20)..(1 << 20)).contains(&pages) {
-            return Err(AsmError("an address is out of adrp range".into()));
-        }
-        let imm = pages as u32;
-        self.emit(0x9000_0000 | (imm & 3) << 29 | ((imm >> 2) & 0x7ffff) << 5 | rd);
+        let bits = adrp_bits(self.here(), addr)
+            .ok_or_else(|| AsmError("an address is out of adrp range".into()))?;
+        self.emit(0x9000_0000 | bits | rd);
         Ok(())
     }
 

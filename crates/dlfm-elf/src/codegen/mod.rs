@@ -4,7 +4,7 @@
 //! in the running program once per process. One generator per instruction
 //! set: `x86_64` (iced-x86's assembler) and `aarch64` (with `a64`).
 
-mod a64;
+pub mod a64;
 mod aarch64;
 mod x86_64;
 
