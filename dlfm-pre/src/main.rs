@@ -116,9 +116,10 @@ enum Op {
     /// ld.so's lookups are always packed. Of the program's own lookups only
     /// code and its metadata are: names ending in .py, .pyc, .so, .so.N,
     /// .la, .pth, .egg-link, pyvenv.cfg, anything in a *.dist-info or
-    /// *.egg-info directory (found or not), and the directories that hold
-    /// such files. Everything else (input files, output, configuration) is
-    /// left to the file system.
+    /// *.egg-info directory (found or not), and every directory above a
+    /// served path (for stat and lstat). Everything else (input files,
+    /// output, configuration) is left to the file system. A replay notes
+    /// only what this rule would serve; the next read-cache folds it in.
     ReadCache {
         /// The number of processes of the large run (sets Lustre striping).
         #[arg(value_parser = clap::value_parser!(u32).range(1..))]
@@ -197,7 +198,6 @@ fn main() -> ExitCode {
 
 /// Runs `op` on `cache`; returns its summary as JSON.
 fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    let glob = |g: &String| dlfm_pack::scope::Glob::new(g);
     Ok(match op {
         Op::WriteCache { no_fm, fm } => {
             serde_json::to_value(prepare::write_cache(cache, fm_choice(no_fm, fm))?)?
@@ -209,10 +209,7 @@ fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
         } => serde_json::to_value(prepare::read_cache(
             cache,
             width,
-            &dlfm_pack::scope::Scope {
-                include: include.iter().map(glob).collect(),
-                exclude: exclude.iter().map(glob).collect(),
-            },
+            &dlfm_pack::scope::Scope::new(&include, &exclude),
         )?)?,
         Op::Check => serde_json::to_value(prepare::check(cache)?)?,
         Op::Report => {

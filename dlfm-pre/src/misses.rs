@@ -1,8 +1,10 @@
 //! What the wide run's caches missed: the miss journals that one process per
-//! node writes in read-cache (`<cache>.misses/<nodename>.journal`, in the
-//! pilot's journal format; the wrapper's `misses` module), `dlfm.pre report`
-//! over them and the DLCACHE_DBG trace summaries, and the folding of the
-//! misses into the pilot's journal by the next `read-cache`.
+//! node writes in read-cache (`<cache>.misses/<nodename>.<pid>.journal`, in
+//! the pilot's journal format; the wrapper's `misses` module and the
+//! interposer's `state`), `dlfm.pre report` over them and the DLCACHE_DBG
+//! trace summaries, and the folding of the misses into the pilot's journal by
+//! the next `read-cache`. Both keep only what `dlfm_wrap_logic::scope` says
+//! the next pack serves, the rule the noting side applied already.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -17,6 +19,7 @@ use serde::Serialize;
 use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::names::{MISSES_SUFFIX, MISS_JOURNAL_EXT, TRACE_DIR};
 use dlfm_pack::scope::Scope;
+use dlfm_wrap_logic::scope::{self, Maker, Rules};
 use dlfm_wrap_logic::summary;
 
 /// `<cache>.misses`.
@@ -26,8 +29,17 @@ fn misses_dir(cache: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The miss journals in `dir`, by node name (regular files only).
-fn journals(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+/// One miss journal: the node and process that wrote it.
+struct MissJournal {
+    node: String,
+    /// The file's name without its extension: `<node>.<pid>`, which names
+    /// the process.
+    process: String,
+    path: PathBuf,
+}
+
+/// The miss journals in `dir` (regular files only), in name order.
+fn journals(dir: &Path) -> Result<Vec<MissJournal>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -36,14 +48,23 @@ fn journals(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(node) = name.strip_suffix(MISS_JOURNAL_EXT) else {
+        let Some(process) = name.strip_suffix(MISS_JOURNAL_EXT) else {
             continue;
         };
+        // `<node>.<pid>`; a node name may hold dots too.
+        let node = match process.rsplit_once('.') {
+            Some((node, pid)) if pid.bytes().all(|b| b.is_ascii_digit()) => node,
+            _ => process,
+        };
         if e.file_type().is_ok_and(|t| t.is_file()) {
-            out.push((node.to_string(), e.path()));
+            out.push(MissJournal {
+                node: node.to_string(),
+                process: process.to_string(),
+                path: e.path(),
+            });
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.process.cmp(&b.process));
     Ok(out)
 }
 
@@ -88,10 +109,11 @@ pub fn fold(cache: &Path, journal: &Path, scope: &Scope) -> Result<Folded> {
         .append(true)
         .open(journal)
         .with_context(|| format!("cannot append to the journal {}", journal.display()))?;
-    for (node, path) in found {
+    let rules = scope.rules();
+    for MissJournal { node, path, .. } in found {
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let records = dlfm_pack::scan::scan(&bytes).records;
-        let keep = noted(&records, scope);
+        let keep = noted(&records, &rules);
         let mut kept = Vec::new();
         let mut buf = vec![0u8; MAX_RECORD];
         let mut lookups = 0;
@@ -106,7 +128,9 @@ pub fn fold(cache: &Path, journal: &Path, scope: &Scope) -> Result<Folded> {
         fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
         if lookups > 0 {
             folded.lookups += lookups;
-            folded.nodes.push(node);
+            if !folded.nodes.contains(&node) {
+                folded.nodes.push(node);
+            }
         }
     }
     out.sync_all()
@@ -114,35 +138,23 @@ pub fn fold(cache: &Path, journal: &Path, scope: &Scope) -> Result<Folded> {
     Ok(folded)
 }
 
-/// Which of `records` are worth noting and folding in: every `Process`
-/// record and every lookup ld.so made; of the program's own lookups
-/// (FMCaching), those the scope caches (code and its metadata, by name or
-/// `--include`) and the directories above them. The rest (the job's data,
-/// `/proc`, configuration) would be missed again every run, whatever the
-/// cache holds.
-fn noted(records: &[(Record<'_>, Origin)], scope: &Scope) -> Vec<bool> {
-    let taken: Vec<&[u8]> = records
-        .iter()
-        .filter(|(_, o)| *o == Origin::Program)
-        .filter_map(|(r, _)| lookup(r))
-        .map(|(_, p, _)| p)
-        .filter(|p| scope.takes_file(p))
-        .collect();
-    let mut dirs: BTreeSet<&[u8]> = BTreeSet::new();
-    for p in taken {
-        let mut at = p;
-        while let Some(i) = at.iter().rposition(|&b| b == b'/').filter(|&i| i > 0) {
-            at = &at[..i];
-            if !dirs.insert(at) {
-                break;
-            }
-        }
-    }
+/// Which of `records` the next pack serves, by `dlfm_wrap_logic::scope`'s
+/// rule with `rules`: every `Process` record, every lookup ld.so made, and
+/// of the program's own lookups those of code and its metadata (by name or
+/// `--include`), never a directory. The noting side applied the same rule;
+/// this keeps journals of older versions, and a changed `--include`, right.
+fn noted(records: &[(Record<'_>, Origin)], rules: &Rules<'_>) -> Vec<bool> {
     records
         .iter()
         .map(|(r, o)| match lookup(r) {
             None => matches!(r, Record::Process { .. }),
-            Some((_, p, _)) => *o == Origin::Ldso || scope.takes_file(p) || dirs.contains(p),
+            Some((_, p, _)) => {
+                let maker = match o {
+                    Origin::Ldso => Maker::Ldso,
+                    Origin::Program => Maker::Program,
+                };
+                scope::worth_noting(maker, p, r.found_directory(), rules)
+            }
         })
         .collect()
 }
@@ -168,6 +180,8 @@ pub struct MissedPath {
     pub found: bool,
     /// The nodes that missed it.
     pub nodes: Vec<String>,
+    /// How many processes noted it (each writes its own miss journal).
+    pub processes: usize,
 }
 
 /// Missed paths of one directory.
@@ -186,8 +200,8 @@ pub struct Report {
     pub cache: String,
     /// Nodes whose miss journal notes a lookup.
     pub nodes: Vec<String>,
-    /// Processes that recorded misses of ld.so (one per node and program,
-    /// mostly).
+    /// Processes that noted misses (one miss journal each; one per node and
+    /// program, mostly).
     pub recording_processes: usize,
     /// Missed lookups recorded (a path asked twice counts twice).
     pub missed_lookups: usize,
@@ -216,6 +230,7 @@ struct Seen {
     calls: BTreeSet<&'static str>,
     found: bool,
     nodes: BTreeSet<String>,
+    processes: BTreeSet<String>,
 }
 
 /// Reads the miss journals (and the trace files, if any) of `cache`.
@@ -231,27 +246,30 @@ pub fn report(cache: &Path) -> Result<Report> {
     let mut processes = 0;
     let mut lookups = 0;
     let mut paths: BTreeMap<Vec<u8>, Seen> = BTreeMap::new();
-    let scope = Scope::default();
-    for (node, path) in journals(&dir)? {
-        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let patterns = cache_patterns(cache);
+    let rules = Rules::new(&patterns).unwrap_or(Rules::NONE);
+    for j in journals(&dir)? {
+        let bytes =
+            fs::read(&j.path).with_context(|| format!("cannot read {}", j.path.display()))?;
         let records = dlfm_pack::scan::scan(&bytes).records;
-        let keep = noted(&records, &scope);
+        let keep = noted(&records, &rules);
         let mut any = false;
         for ((r, _), _) in records.iter().zip(&keep).filter(|(_, k)| **k) {
-            if matches!(r, Record::Process { .. }) {
-                processes += 1;
-            }
             if let Some((call, p, result)) = lookup(r) {
                 lookups += 1;
                 any = true;
                 let e = paths.entry(p.to_vec()).or_default();
                 e.calls.insert(call);
                 e.found |= result >= 0;
-                e.nodes.insert(node.clone());
+                e.nodes.insert(j.node.clone());
+                e.processes.insert(j.process.clone());
             }
         }
         if any {
-            nodes.push(node);
+            processes += 1;
+            if !nodes.contains(&j.node) {
+                nodes.push(j.node);
+            }
         }
     }
     let mut dirs: BTreeMap<String, Vec<MissedPath>> = BTreeMap::new();
@@ -265,6 +283,7 @@ pub fn report(cache: &Path) -> Result<Report> {
             calls: seen.calls.into_iter().map(String::from).collect(),
             found: seen.found,
             nodes: seen.nodes.into_iter().collect(),
+            processes: seen.processes.len(),
         });
     }
     Ok(Report {
@@ -278,6 +297,15 @@ pub fn report(cache: &Path) -> Result<Report> {
             .collect(),
         traced: traced()?,
     })
+}
+
+/// The `--include`/`--exclude` patterns the cache at `cache` was packed
+/// with (none if it cannot be read: the default rule then).
+fn cache_patterns(cache: &Path) -> Vec<u8> {
+    dlfm_pack::metadata::Metadata::read(cache)
+        .ok()
+        .and_then(|m| Some(m.parse(cache).ok()?.scope_patterns().to_vec()))
+        .unwrap_or_default()
 }
 
 /// Sums the read-cache summary lines of the trace files in the working
@@ -343,7 +371,12 @@ pub fn say_report(r: &Report) {
             nodes.len()
         );
         for p in d.paths.iter().filter(|p| p.found).take(10) {
-            say!("      {} ({})", p.path, p.calls.join(", "));
+            say!(
+                "      {} ({}; noted by {} process(es))",
+                p.path,
+                p.calls.join(", "),
+                p.processes
+            );
         }
     }
     say!("next: run dlfm.pre read-cache WIDTH again: it folds these misses into the cache");

@@ -53,6 +53,9 @@ pub struct ReadSummary {
     pub listings: usize,
     /// Bytecode files taken in as they are now.
     pub bytecode_taken: usize,
+    /// Statuses of directories above served paths taken from the disk
+    /// (the pilot had not looked at them).
+    pub ancestors_from_disk: usize,
     /// Paths left out because the pilot's processes disagreed.
     pub conflicts: usize,
     /// Miss journals of the last wide run folded in.
@@ -229,7 +232,10 @@ pub fn read_cache(
         None => say!("  fmcaching    off: the pilot recorded ld.so's lookups only"),
         Some(fm) => {
             let counts = report.scope.counts();
-            let cached: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
+            let cached: Vec<String> = counts
+                .iter()
+                .map(|(c, n)| format!("{n} {}", c.name()))
+                .collect();
             say!(
                 "  fmcaching    replay preloads {fm}; the program's own lookups cached: {}",
                 if cached.is_empty() {
@@ -238,6 +244,12 @@ pub fn read_cache(
                     cached.join(", ")
                 }
             );
+            if report.ancestors_from_disk > 0 {
+                say!(
+                    "  fmcaching    directories above served paths: {} status(es) the pilot did not take were taken from the disk now",
+                    report.ancestors_from_disk
+                );
+            }
             if report.bytecode_taken > 0 {
                 say!(
                     "  fmcaching    bytecode: {} __pycache__ file(s) the pilot's python wrote or rewrote after looking them up, taken in as they are now",
@@ -325,11 +337,12 @@ pub fn read_cache(
             .scope
             .counts()
             .iter()
-            .map(|(c, n)| (c.to_string(), *n))
+            .map(|(c, n)| (c.name().to_string(), *n))
             .collect(),
         fm_left: report.scope.left_out.values().sum(),
         listings: report.listings,
         bytecode_taken: report.bytecode_taken,
+        ancestors_from_disk: report.ancestors_from_disk,
         conflicts: report.conflicts,
         folded,
         staging,

@@ -49,6 +49,13 @@ pub struct Scenario {
     system_ldso: Option<PathBuf>,
 }
 
+/// Debian's python3 (its real file, not the symlink).
+pub fn python() -> PathBuf {
+    Path::new("/usr/bin/python3")
+        .canonicalize()
+        .expect("/usr/bin/python3 (apt-get install python3)")
+}
+
 /// Asserts `out` succeeded, showing its stderr otherwise.
 pub fn assert_ok(out: &Output, what: &str) {
     assert!(
@@ -160,6 +167,15 @@ impl Scenario {
             .args(args)
             .output()
             .expect("run dlpatch")
+    }
+
+    /// A scenario with an embedded-wrapper ld.so and a copy of Debian's
+    /// python3 (its real file) that loads through it; returns the copy too.
+    pub fn python() -> (Scenario, PathBuf) {
+        let s = Scenario::embedded(Spec::small());
+        let copy = s.root.join("python3.dlfm");
+        s.program_copy(&python(), &copy);
+        (s, copy)
     }
 
     /// The program's command line, isolated from the caller's environment,

@@ -5,24 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use dlfm_tests::scenario::assert_ok;
+use dlfm_tests::scenario::{assert_ok, python};
 use dlfm_tests::strace::Call;
 use dlfm_tests::Scenario;
 use dlfm_workload::{generate_package_tree, PackageTree, Spec};
-
-/// Debian's python3 (its real file, not the symlink).
-fn python() -> PathBuf {
-    Path::new("/usr/bin/python3").canonicalize().unwrap()
-}
-
-/// A scenario with an embedded-wrapper ld.so and a copy of python3 that
-/// loads through it.
-fn python_scenario() -> (Scenario, PathBuf) {
-    let s = Scenario::embedded(Spec::small());
-    let copy = s.root.join("python3.dlfm");
-    s.program_copy(&python(), &copy);
-    (s, copy)
-}
 
 /// Runs `copy script` (with `DLFM_OP=op`) under strace; checks it prints
 /// `expected`; returns the calls.
@@ -62,7 +48,7 @@ fn generate(s: &Scenario) -> PackageTree {
 
 #[test]
 fn python_imports_a_package_tree_from_the_cache() {
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let tree = generate(&s);
     tree_replays(&s, &copy, &tree);
 }
@@ -217,7 +203,7 @@ fn tree_replays(s: &Scenario, copy: &Path, tree: &PackageTree) {
 /// the pilot, and one created since, are seen as they are now.
 #[test]
 fn data_files_are_read_as_they_are_now() {
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let data = s.run_dir.join("input.txt");
     let later = s.run_dir.join("later.txt");
     std::fs::write(&data, "pilot\n").unwrap();
@@ -284,7 +270,7 @@ fn data_files_are_read_as_they_are_now() {
 /// found none, makes `dlfm.pre read-cache` refuse, naming it.
 #[test]
 fn a_module_changed_or_added_since_the_pilot_is_refused() {
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let tree = generate_package_tree(&python(), &s.root.join("py"), 1, 1, 3, 5).unwrap();
     // The program also probes for an optional plugin module by name.
     let plugin = tree.root.join("app00/plugin.py");
@@ -435,7 +421,7 @@ int main(int argc, char **argv) {
 /// writes: nothing under the tree reaches the file system.
 #[test]
 fn bytecode_the_pilot_wrote_is_taken_in() {
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let root = s.root.join("fresh");
     let mut script = format!(
         "import sys\nsys.path.insert(0, {:?})\n",
@@ -505,7 +491,7 @@ fn bytecode_the_pilot_wrote_is_taken_in() {
 /// imported.
 #[test]
 fn served_files_do_not_stay_resident() {
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let tree = generate(&s);
     let cache = s.cache();
     let driver = s.root.join("resident.py");
@@ -672,7 +658,7 @@ int main(int argc, char **argv) {
 /// time and nothing hangs.
 #[test]
 fn threads_and_fork_import_from_the_cache() {
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let tree = generate(&s);
     let script = s.root.join("threads.py");
     std::fs::write(
@@ -725,7 +711,7 @@ print(sum(total), os.waitstatus_to_exitcode(status))
 /// seen); `dlfm.pre check` names a code directory whose entries changed.
 #[test]
 fn only_code_directories_are_listed_from_the_cache() {
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let code = s.root.join("lib/pkg");
     let data = s.root.join("data");
     std::fs::create_dir_all(&code).unwrap();
@@ -807,7 +793,7 @@ fn numpy_scipy_and_pandas_import_from_the_cache() {
     let Some(pydeps) = dlfm_tests::pydeps::pydeps() else {
         return;
     };
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let script = s.root.join("science.py");
     std::fs::write(
         &script,
@@ -894,7 +880,7 @@ fn numpy_scipy_and_pandas_import_from_the_cache() {
 /// it wrote (the journal is dropped, never written through that number).
 #[test]
 fn a_program_closing_our_descriptors_keeps_its_files_intact() {
-    let (s, copy) = python_scenario();
+    let (s, copy) = Scenario::python();
     let out = s.run_dir.join("mine.txt");
     let script = s.root.join("closer.py");
     std::fs::write(

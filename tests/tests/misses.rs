@@ -223,4 +223,188 @@ fn open_mpi_at_8_ranks_after_a_pilot_at_2_learns_what_it_missed() {
         serde_json::json!([]),
         "after learning: {report}"
     );
+    // Open MPI's /proc, /sys and configuration lookups are not noted: no
+    // journal grows with what no pack can serve.
+    assert_eq!(miss_journals(&s), vec![], "after learning");
+}
+
+/// The python program of the next test: it reads what no cache may serve
+/// (`/proc`, `/sys`, a configuration file, a data file, a listing of its
+/// job directory), walks `realpath` up from a module to `/`, and, with
+/// `LEARN` set, imports a module from a directory the pilot never saw.
+const LEARNER: &str = r#"
+import os, sys
+import helper
+here = os.path.dirname(os.path.abspath(__file__))
+with open("/proc/self/status") as f:
+    assert f.read().startswith("Name:")
+os.path.exists("/sys/devices/system/cpu/online")
+with open("app.ini") as f:
+    conf = f.read().strip()
+with open("data.csv") as f:
+    rows = len(f.read().splitlines())
+names = sorted(n for n in os.listdir(".") if n.endswith(".csv"))
+real = os.path.realpath(helper.__file__)
+line = f"{conf} {rows} {names} {helper.VALUE} {real == os.path.join(here, 'helper.py')}"
+if os.environ.get("LEARN"):
+    sys.path.insert(0, os.environ["LEARN"])
+    import learned
+    line += f" {learned.VALUE}"
+print(line)
+"#;
+
+/// The miss journals of the scenario's cache (files in
+/// `dlcache.dat.misses/`).
+fn miss_journals(s: &Scenario) -> Vec<(std::path::PathBuf, u64)> {
+    let dir = s.run_dir.join("dlcache.dat.misses");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path(), e.metadata().unwrap().len())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A replay notes exactly what the next pack would serve: a python program
+/// whose misses are all unlearnable (`/proc`, `/sys`, its configuration,
+/// its data) runs five times in read-cache and no miss journal appears;
+/// every directory above its modules is served, so a `realpath` walk to `/`
+/// reaches nothing; a module the pilot never saw is noted once, by one
+/// process, folded by the next pack, and never noted again.
+#[test]
+fn a_replay_notes_only_what_the_next_pack_serves() {
+    let (s, copy) = Scenario::python();
+    let code = s.root.join("code");
+    let learn = s.root.join("learn");
+    for d in [&code, &learn] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(code.join("main.py"), LEARNER).unwrap();
+    std::fs::write(code.join("helper.py"), "VALUE = 7\n").unwrap();
+    std::fs::write(learn.join("learned.py"), "VALUE = 'learned'\n").unwrap();
+    std::fs::write(s.run_dir.join("app.ini"), "conf\n").unwrap();
+    std::fs::write(s.run_dir.join("data.csv"), "a\nb\nc\n").unwrap();
+    let expected = "conf 3 ['data.csv'] 7 True\n";
+    let run = |op: &str, learn_it: bool, log: Option<&str>| {
+        let mut c = s.cmd_for(&copy, Some(op));
+        c.arg(code.join("main.py"));
+        let expect = if learn_it {
+            c.env("LEARN", &learn);
+            expected.replace('\n', " learned\n")
+        } else {
+            expected.to_string()
+        };
+        let (stdout, calls) = match log {
+            Some(log) => s.traced_output(&c, log, op),
+            None => {
+                let out = c.output().unwrap();
+                assert_ok(&out, op);
+                (
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    Vec::new(),
+                )
+            }
+        };
+        assert_eq!(stdout, expect, "{op}");
+        calls
+    };
+    assert_ok(&s.pre(&["write-cache"], &[]), "dlfm.pre write-cache");
+    run("write-cache", false, None);
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "dlfm.pre read-cache");
+
+    for _ in 0..5 {
+        run("read-cache", false, None);
+    }
+    assert_eq!(
+        miss_journals(&s),
+        vec![],
+        "nothing learnable was missed, nothing may be noted"
+    );
+
+    // Python's realpath walk (an lstat of each directory) from a module up
+    // to / reaches nothing: every directory above a served path is served.
+    // (libc's own realpath, which python calls on the script at start-up,
+    // reads links inside libc, out of the interposer's reach.)
+    let calls = run("read-cache", false, Some("walk.strace"));
+    let mut above = Vec::new();
+    let mut at = code.join("helper.py");
+    while let Some(dir) = at.parent() {
+        above.push(dir.to_str().unwrap().to_string());
+        at = dir.to_path_buf();
+    }
+    let walked: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.name.contains("stat"))
+        .filter(|c| {
+            c.path
+                .as_deref()
+                .is_some_and(|p| above.iter().any(|a| a == p))
+        })
+        .map(|c| c.raw.as_str())
+        .collect();
+    assert!(
+        walked.is_empty(),
+        "directories above served paths:\n{}",
+        walked.join("\n")
+    );
+    assert_eq!(miss_journals(&s), vec![]);
+
+    // A learnable miss: noted once, by one process.
+    run("read-cache", true, None);
+    let journals = miss_journals(&s);
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    let report = json(&s.pre(&["report", "--json"], &[]));
+    let paths: Vec<&Value> = report["dirs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["paths"].as_array().unwrap())
+        .collect();
+    let module = learn.join("learned.py");
+    let noted = paths
+        .iter()
+        .find(|p| p["path"] == module.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{} not noted: {report}", module.display()));
+    assert_eq!(noted["processes"], 1, "{report}");
+    assert_eq!(noted["found"], true);
+    for p in &paths {
+        let p = p["path"].as_str().unwrap();
+        assert!(
+            p.starts_with(learn.to_str().unwrap()),
+            "noted {p}: {report}"
+        );
+    }
+    let packed = json(&s.pre(&["read-cache", "4", "--json"], &[]));
+    assert!(
+        packed["folded"]["lookups"].as_u64().unwrap() >= 1,
+        "{packed}"
+    );
+    assert_eq!(miss_journals(&s), vec![], "folded journals are removed");
+
+    // Never noted again, and served.
+    for _ in 0..3 {
+        run("read-cache", true, None);
+    }
+    assert_eq!(
+        miss_journals(&s),
+        vec![],
+        "a learned miss is not noted again"
+    );
+    let calls = run("read-cache", true, Some("learned.strace"));
+    let touched: Vec<&str> = calls
+        .iter()
+        .filter(|c| {
+            let p = c.path.as_deref().or(c.fd_path.as_deref()).unwrap_or("");
+            p.ends_with("learned.py") || p.ends_with(".pyc") && p.contains("learned")
+        })
+        .map(|c| c.raw.as_str())
+        .collect();
+    assert!(
+        touched.is_empty(),
+        "after learning:\n{}",
+        touched.join("\n")
+    );
 }

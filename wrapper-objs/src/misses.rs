@@ -1,10 +1,12 @@
 //! Read-cache's record of what the cache missed: lookups a wide run makes
 //! that the pilot never saw (a library chosen by the number of ranks, a
 //! network transport a one-node pilot never loads). One process per node
-//! records, local rank 0 (`dlfm_wrap_logic::env::records_misses`), into the
-//! node's miss journal `<cache>.misses/<nodename>.journal`, in the pilot's
+//! records, local rank 0 (`dlfm_wrap_logic::env::records_misses`), into its
+//! miss journal `<cache>.misses/<nodename>.<pid>.journal`, in the pilot's
 //! journal format, so that `dlfm.pre report` can list the misses and the
-//! next `dlfm.pre read-cache` folds them into the cache.
+//! next `dlfm.pre read-cache` folds them into the cache. Every lookup ld.so
+//! makes is one the next pack serves (`dlfm_wrap_logic::scope`), so every
+//! one it missed is noted.
 //!
 //! The journal is opened on the first miss (a run the cache serves fully
 //! makes no call for it), only inside a directory `dlfm.pre read-cache` made
@@ -29,7 +31,7 @@ pub struct Misses {
     noted: u32,
     /// The journal is open (set on the first miss).
     open: bool,
-    /// `<cache>.misses/<nodename>.journal`.
+    /// `<cache>.misses/<nodename>.<pid>.journal`.
     path: FixedPath,
 }
 
@@ -47,8 +49,9 @@ impl Misses {
     pub fn arm(&mut self, stack: &InitialStack, cache: &FixedPath) {
         let local = env::local_rank(|name| stack.getenv(name));
         self.armed = env::records_misses(local)
-            && sys::with_nodename(|node| miss_journal_path(&mut self.path, cache.as_bytes(), node))
-                == Some(true);
+            && sys::with_nodename(|node| {
+                miss_journal_path(&mut self.path, cache.as_bytes(), node, sys::getpid() as u32)
+            }) == Some(true);
     }
 
     /// Records call `nr` with arguments `a`, which the cache missed and the

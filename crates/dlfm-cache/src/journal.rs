@@ -23,6 +23,7 @@ use crate::hash::{fnv1a32, fnv1a32_continue};
 use dlfm_bytes::{le_u16, le_u32};
 
 use crate::layout::{ID_MAX, STAT_SIZE};
+use crate::stat::StatView;
 
 /// Longest record.
 pub const MAX_RECORD: usize = 8192;
@@ -103,6 +104,23 @@ pub enum Record<'a> {
         /// The FMCaching interposer's absolute path (empty: none).
         fm_path: &'a [u8],
     },
+}
+
+impl Record<'_> {
+    /// Whether this is a lookup that found a directory (an open or a stat
+    /// that succeeded on one).
+    #[inline]
+    pub fn found_directory(&self) -> bool {
+        match *self {
+            Record::Open {
+                result,
+                stat: Some(st),
+                ..
+            } => result >= 0 && StatView(st).is_dir(),
+            Record::Stat { result, stat, .. } => result == 0 && StatView(stat).is_dir(),
+            _ => false,
+        }
+    }
 }
 
 /// Appends bytes to a buffer, remembering whether everything fit.

@@ -2,8 +2,8 @@
 //! writer (`dlfm-pack`) and the reader (`read`).
 //!
 //! ```text
-//! header, 128 bytes at offset 0:
-//!   0 magic "DLFMCACH"   8 version u32 (2)   12 header_len u32 (128)
+//! header, 136 bytes at offset 0:
+//!   0 magic "DLFMCACH"   8 version u32 (3)   12 header_len u32 (136)
 //!  16 file_len u64       24 meta_len u64: [0, meta_len) is metadata
 //!  32 checksum u64: FNV-1a 64 of [0, meta_len) with these 8 bytes as zero
 //!  40 entries_off u64    48 entries_count u32   52 files_count u32
@@ -13,6 +13,9 @@
 //! 108 fm_path_off u32   112 fm_path_len u32 (into strings; length 0: no
 //!     FMCaching; else the interposer replay preloads)
 //! 116 lists_count u32   120 lists_off u64
+//! 128 scope_off u32      132 scope_len u32 (into strings: the pack's
+//!     `--include`/`--exclude` patterns, `dlfm_wrap_logic::scope::Rules`'
+//!     encoding, which the noting of misses applies)
 //! entry, 40 bytes, sorted by (FNV-1a 64 of the path, path bytes):
 //!   0 hash u64   8 path_off u32   12 path_len u32 (into strings)
 //!  16 open i32   20 stat i32   24 access i32   28 lstat i32   32 list i32
@@ -54,9 +57,9 @@ use crate::hash::{fnv1a64_continue, FNV64_OFFSET};
 /// The file's first 8 bytes.
 pub const MAGIC: [u8; 8] = *b"DLFMCACH";
 /// The format version this code reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Length of the header.
-pub const HEADER_LEN: usize = 128;
+pub const HEADER_LEN: usize = 136;
 /// Length of an index entry.
 pub const ENTRY_LEN: usize = 40;
 /// Length of a list record.
@@ -120,6 +123,10 @@ pub mod header_at {
     pub const LISTS_COUNT: usize = 116;
     /// `lists_off` u64.
     pub const LISTS_OFF: usize = 120;
+    /// `scope_off` u32.
+    pub const SCOPE_OFF: usize = 128;
+    /// `scope_len` u32.
+    pub const SCOPE_LEN: usize = 132;
 }
 
 /// What an identity names.
@@ -228,6 +235,10 @@ pub struct Header {
     pub lists_count: u32,
     /// Offset of the list records.
     pub lists_off: u64,
+    /// The scope's patterns in the string table.
+    pub scope_off: u32,
+    /// Their length (0: the default scope).
+    pub scope_len: u32,
 }
 
 impl Header {
@@ -256,6 +267,8 @@ impl Header {
         put(out, at::FM_PATH_LEN, &self.fm_path_len.to_le_bytes());
         put(out, at::LISTS_COUNT, &self.lists_count.to_le_bytes());
         put(out, at::LISTS_OFF, &self.lists_off.to_le_bytes());
+        put(out, at::SCOPE_OFF, &self.scope_off.to_le_bytes());
+        put(out, at::SCOPE_LEN, &self.scope_len.to_le_bytes());
     }
 
     /// Reads the variable fields of `h` (at least HEADER_LEN bytes); does
@@ -284,6 +297,8 @@ impl Header {
             fm_path_len: le_u32(h, at::FM_PATH_LEN)?,
             lists_count: le_u32(h, at::LISTS_COUNT)?,
             lists_off: le_u64(h, at::LISTS_OFF)?,
+            scope_off: le_u32(h, at::SCOPE_OFF)?,
+            scope_len: le_u32(h, at::SCOPE_LEN)?,
         })
     }
 }
@@ -640,6 +655,7 @@ mod tests {
                 files_count: a.4, files_off: a.5, stats_off: b.0, stats_count: b.1,
                 ids_count: b.2, ids_off: b.3, strings_off: b.4, strings_len: b.5, width: b.6,
                 fm_path_off: fm.0, fm_path_len: fm.1, lists_count: fm.0 ^ 7, lists_off: a.0 ^ 9,
+                scope_off: fm.1 ^ 3, scope_len: fm.0 ^ 5,
             };
             let mut bytes = [0u8; HEADER_LEN];
             h.write(&mut bytes);

@@ -6,9 +6,10 @@ pub const DEFAULT_CACHE: &str = "dlcache.dat";
 /// Appended to the cache's path to name the pilot's journal.
 pub const JOURNAL_SUFFIX: &str = ".journal";
 /// Appended to the cache's path to name the directory of read-cache's
-/// miss journals, one per node (`<nodename>` + `MISS_JOURNAL_EXT`).
+/// miss journals, one per noting process (`<nodename>.<pid>` +
+/// `MISS_JOURNAL_EXT`).
 pub const MISSES_SUFFIX: &str = ".misses";
-/// A miss journal's name after the node's name.
+/// A miss journal's name after the node's name and the process's pid.
 pub const MISS_JOURNAL_EXT: &str = ".journal";
 /// The trace directory (`DLCACHE_DBG`), relative to the working directory.
 pub const TRACE_DIR: &str = "dlcache.dbg";

@@ -123,6 +123,7 @@ pub struct Cache<'a> {
     width: u32,
     fm_path: (u32, u32),
     lists: Table,
+    scope: (u32, u32),
 }
 
 /// Where a table of fixed-size records lies.
@@ -208,8 +209,12 @@ impl<'a> Cache<'a> {
             width: h.width,
             fm_path: (h.fm_path_off, h.fm_path_len),
             lists: Table::new(h.lists_off, h.lists_count, LIST_LEN, meta)?,
+            scope: (h.scope_off, h.scope_len),
         };
         if cache.string(h.fm_path_off, h.fm_path_len).is_none() {
+            return Err(CacheError::OutOfBounds);
+        }
+        if cache.string(h.scope_off, h.scope_len).is_none() {
             return Err(CacheError::OutOfBounds);
         }
         cache.check_entries()?;
@@ -421,6 +426,13 @@ impl<'a> Cache<'a> {
     pub fn fm_path(&self) -> Option<&'a [u8]> {
         self.string(self.fm_path.0, self.fm_path.1)
             .filter(|p| !p.is_empty())
+    }
+
+    /// The `--include`/`--exclude` patterns the cache was packed with, in
+    /// `dlfm_wrap_logic::scope::Rules`' encoding (empty: none).
+    #[inline]
+    pub fn scope_patterns(&self) -> &'a [u8] {
+        self.string(self.scope.0, self.scope.1).unwrap_or(&[])
     }
 
     /// The width given to `dlfm.pre read-cache`.

@@ -350,22 +350,9 @@ mod tests {
         let mut h = [0u8; HEADER_LEN];
         crate::layout::Header {
             file_len: 8192,
-            meta_len: 128,
-            entries_off: 0,
-            entries_count: 0,
-            files_count: 0,
-            files_off: 0,
-            stats_off: 0,
-            stats_count: 0,
-            ids_count: 0,
-            ids_off: 0,
-            strings_off: 0,
-            strings_len: 0,
+            meta_len: HEADER_LEN as u64,
             width: 1,
-            fm_path_off: 0,
-            fm_path_len: 0,
-            lists_count: 0,
-            lists_off: 0,
+            ..Default::default()
         }
         .write(&mut h);
         crate::layout::seal(&mut h);

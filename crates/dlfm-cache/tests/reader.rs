@@ -123,6 +123,8 @@ fn build(spec: &Spec) -> Vec<u8> {
         fm_path_len: 0,
         lists_count: 0,
         lists_off: strings_off as u64,
+        scope_off: 0,
+        scope_len: 0,
     }
     .write(&mut meta);
     seal(&mut meta);

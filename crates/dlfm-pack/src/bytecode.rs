@@ -12,11 +12,11 @@
 //! when they disagree.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use dlfm_cache::layout::STAT_SIZE;
-use dlfm_cache::stat::{blank, to_bytes, StatView};
+use dlfm_cache::stat::StatView;
+
+use crate::disk::stat_of;
 
 use crate::merge::{Merged, OpenFact, PathFacts, StatFact, ENOENT};
 
@@ -34,28 +34,6 @@ fn opened_as_file(f: &PathFacts) -> bool {
     let stat =
         |s: &Option<StatFact>| matches!(s, None | Some(StatFact::Err(ENOENT) | StatFact::Ok(_)));
     !f.by_ldso && opened && stat(&f.stat) && stat(&f.lstat) && f.listed.is_none()
-}
-
-/// The kernel's `struct stat` bytes for a file, from its metadata.
-fn stat_of(m: &std::fs::Metadata) -> [u8; STAT_SIZE] {
-    let mut st = blank();
-    st.st_dev = m.dev();
-    st.st_ino = m.ino();
-    st.st_nlink = m.nlink();
-    st.st_mode = m.mode();
-    st.st_uid = m.uid();
-    st.st_gid = m.gid();
-    st.st_rdev = m.rdev();
-    st.st_size = m.size() as _;
-    st.st_blksize = m.blksize() as _;
-    st.st_blocks = m.blocks() as _;
-    st.st_atime = m.atime() as _;
-    st.st_atime_nsec = m.atime_nsec() as _;
-    st.st_mtime = m.mtime() as _;
-    st.st_mtime_nsec = m.mtime_nsec() as _;
-    st.st_ctime = m.ctime() as _;
-    st.st_ctime_nsec = m.ctime_nsec() as _;
-    to_bytes(&st)
 }
 
 /// Makes each `__pycache__/*.pyc` the pilot's program opened or found
@@ -95,6 +73,8 @@ pub fn take_in_present_bytecode(merged: &mut Merged) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
 
     #[test]

@@ -7,17 +7,16 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use dlfm_cache::layout::{Outcome, STAT_SIZE};
-use dlfm_cache::read::Cache;
 use dlfm_cache::stat::StatView;
 
 use crate::data_sum::copy_and_sum;
+use crate::disk::disk_change;
 use crate::error::PackError;
 use crate::listing::names_now;
-use crate::pack::disk_change;
+use crate::metadata::Metadata;
 
 /// What `check` looked at.
 #[derive(Debug, Default)]
@@ -37,30 +36,13 @@ pub struct CheckReport {
 
 /// Checks the cache at `path` (see the module doc).
 pub fn check(path: &Path) -> Result<CheckReport, PackError> {
+    let m = Metadata::read(path)?;
+    let file = &m.file;
     let read_err = |source| PackError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(|source| PackError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let len = file.metadata().map_err(read_err)?.len();
-    let mut header = vec![0u8; dlfm_cache::layout::HEADER_LEN];
-    file.read_exact_at(&mut header, 0)
-        .map_err(|_| PackError::TooShort(path.to_path_buf()))?;
-    let meta_len = Cache::meta_len(&header).unwrap_or(0).min(len);
-    let mut meta = vec![0u8; meta_len as usize];
-    file.read_exact_at(&mut meta, 0).map_err(read_err)?;
-    let cache = match Cache::parse(&meta, len) {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(PackError::Unusable {
-                path: path.to_path_buf(),
-                reason: String::from_utf8_lossy(e.reason()).into_owned(),
-            })
-        }
-    };
+    let cache = m.parse(path)?;
     let mut report = CheckReport::default();
     for i in 0..cache.files() {
         let Some(f) = cache.file(i) else {
@@ -71,7 +53,7 @@ pub fn check(path: &Path) -> Result<CheckReport, PackError> {
         };
         report.files += 1;
         report.data_bytes += f.size;
-        let mut stored = &file;
+        let mut stored = file;
         stored.seek(SeekFrom::Start(f.data_off)).map_err(read_err)?;
         let (read, sum) =
             copy_and_sum(&mut stored.take(f.size), &mut io::sink()).map_err(read_err)?;

@@ -8,9 +8,11 @@
 pub mod bytecode;
 pub mod check;
 pub mod data_sum;
+pub mod disk;
 pub mod error;
 pub mod listing;
 pub mod merge;
+pub mod metadata;
 pub mod pack;
 pub mod scan;
 pub mod scope;

@@ -1,18 +1,18 @@
 //! Packing: journal → merged facts → stale-library check → `dlcache.dat`.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use dlfm_cache::layout::{IdKind, Outcome};
 use dlfm_cache::stat::StatView;
 
 use crate::bytecode::take_in_present_bytecode;
+use crate::disk::{disk_change, stat_of};
 use crate::error::PackError;
 use crate::listing::pack_listing;
 use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact, ENOENT};
 use crate::scan::{scan, Damage};
-use crate::scope::{Decision, Scope};
+use crate::scope::{Class, Decision, Scope};
 use crate::writer::{CacheWriter, Summary};
 
 /// What `pack` did, for the summary `dlfm.pre` prints.
@@ -50,6 +50,9 @@ pub struct PackReport {
     /// `__pycache__/*.pyc` files written or rewritten since the pilot
     /// looked them up, taken in as they are now (`crate::bytecode`).
     pub bytecode_taken: usize,
+    /// Directories above served paths whose status the pilot had not
+    /// recorded (a `stat` or an `lstat`), taken from the disk when packing.
+    pub ancestors_from_disk: usize,
     /// The FMCaching interposer replay preloads (None: DLCaching only).
     pub fm_path: Option<String>,
     /// What the FMCaching scope took in and left out of the program's own
@@ -77,7 +80,7 @@ pub fn pack(
     if merged.processes == 0 || merged.paths.is_empty() {
         return Err(PackError::EmptyJournal(journal.to_path_buf()));
     }
-    let decision = scope.decide(
+    let mut decision = scope.decide(
         merged
             .paths
             .iter()
@@ -89,6 +92,7 @@ pub fn pack(
             .filter(|(_, f)| f.by_ldso)
             .map(|(p, _)| p.as_slice()),
     );
+    let ancestors_from_disk = serve_ancestors(&mut merged, &mut decision);
     let cached =
         |path: &[u8], facts: &PathFacts| facts.by_ldso || decision.admitted.contains_key(path);
     check_unchanged(&merged, &cached)?;
@@ -108,6 +112,7 @@ pub fn pack(
         listings: 0,
         listings_left: 0,
         bytecode_taken,
+        ancestors_from_disk,
         fm_path: merged
             .fm_path
             .as_deref()
@@ -132,6 +137,47 @@ fn is_directory(f: &PathFacts) -> bool {
         || matches!(&f.lstat, Some(StatFact::Ok(st)) if dir(st))
         || matches!(&f.open, Some(OpenFact::File(st)) if dir(st))
         || matches!(&f.listed, Some(OpenFact::File(st)) if dir(st))
+}
+
+/// Serves every directory above a served path for `stat` and `lstat`
+/// (`dlfm_wrap_logic::scope`): where the pilot recorded neither, or only one
+/// of them, the other is taken from the disk now (a directory's status is as
+/// true now as when the pilot ran; its times are not compared). A path the
+/// pilot saw as something else than a directory, or that is gone, is left
+/// to the file system. Returns how many statuses came from the disk.
+fn serve_ancestors(merged: &mut Merged, decision: &mut Decision) -> usize {
+    let mut from_disk = 0;
+    for dir in &decision.ancestors {
+        let os = Path::new(std::ffi::OsStr::from_bytes(dir));
+        let facts = merged.paths.get(dir);
+        if facts.is_some_and(|f| f.stat.is_some() && f.lstat.is_some()) {
+            // Both recorded: admitted by `decide` if the pilot saw a directory.
+            continue;
+        }
+        if facts.is_some_and(|f| {
+            (f.stat.is_some() || f.lstat.is_some() || f.open.is_some()) && !is_directory(f)
+        }) {
+            continue;
+        }
+        let (Ok(stat), Ok(lstat)) = (std::fs::metadata(os), std::fs::symlink_metadata(os)) else {
+            continue;
+        };
+        if !stat.is_dir() {
+            continue;
+        }
+        let facts = merged.paths.entry(dir.clone()).or_default();
+        for (slot, now) in [(&mut facts.stat, &stat), (&mut facts.lstat, &lstat)] {
+            if slot.is_none() {
+                *slot = Some(StatFact::Ok(stat_of(now)));
+                from_disk += 1;
+            }
+        }
+        decision
+            .admitted
+            .entry(dir.clone())
+            .or_insert(Class::Directory);
+    }
+    from_disk
 }
 
 /// Refuses a cache whose files changed since the pilot: each cached regular
@@ -197,29 +243,6 @@ fn check_unchanged(
     }
 }
 
-/// How the file at `path` differs on disk from `then` (inode, size and
-/// modification time), phrased as "<path> changed since <since> (...)" or
-/// "<path> is gone since <since>"; `None` if it is unchanged.
-pub fn disk_change(path: &[u8], then: &StatView<'_>, since: &str) -> Option<String> {
-    let name = String::from_utf8_lossy(path).into_owned();
-    let os_path = Path::new(std::ffi::OsStr::from_bytes(path));
-    let now = match std::fs::metadata(os_path) {
-        Err(e) => return Some(format!("{name} is gone since {since} ({e})")),
-        Ok(now) => now,
-    };
-    let mut what = Vec::new();
-    if now.ino() != then.ino() {
-        what.push(format!("inode {} -> {}", then.ino(), now.ino()));
-    }
-    if now.size() != then.size() {
-        what.push(format!("size {} -> {}", then.size(), now.size()));
-    }
-    if (now.mtime(), now.mtime_nsec()) != then.mtime() {
-        what.push("modification time differs".to_string());
-    }
-    (!what.is_empty()).then(|| format!("{name} changed since {since} ({})", what.join(", ")))
-}
-
 /// Lays the merged facts out for the cache writer.
 fn collect(
     merged: &Merged,
@@ -229,6 +252,7 @@ fn collect(
     report: &mut PackReport,
 ) -> CacheWriter {
     let mut b = CacheWriter::new(width);
+    b.set_scope_patterns(scope.encoded());
     if let Some(fm) = &merged.fm_path {
         b.set_fm_path(fm);
     }

@@ -55,6 +55,7 @@ pub struct CacheWriter {
     lookups: BTreeMap<Vec<u8>, Lookups>,
     fm_path: Vec<u8>,
     lists: Vec<(Vec<u8>, u32)>,
+    scope: Vec<u8>,
 }
 
 impl CacheWriter {
@@ -70,6 +71,7 @@ impl CacheWriter {
             lookups: BTreeMap::new(),
             fm_path: Vec::new(),
             lists: Vec::new(),
+            scope: Vec::new(),
         }
     }
 
@@ -153,6 +155,13 @@ impl CacheWriter {
         self.fm_path = path.to_vec();
     }
 
+    /// Stores the scope's `--include`/`--exclude` patterns (encoded as
+    /// `dlfm_wrap_logic::scope::Rules`), which replay's noting of misses
+    /// applies.
+    pub fn set_scope_patterns(&mut self, encoded: &[u8]) {
+        self.scope = encoded.to_vec();
+    }
+
     /// Records what `access(path, R_OK)` gives.
     pub fn set_access(&mut self, path: &[u8], outcome: Outcome) {
         self.lookups(path).access = outcome;
@@ -228,6 +237,7 @@ impl CacheWriter {
             .write(out);
         }
         let (fm_path_off, fm_path_len) = intern(&self.fm_path, &mut strings);
+        let (scope_off, scope_len) = intern(&self.scope, &mut strings);
         let mut list_bytes = vec![0u8; self.lists.len() * layout::LIST_LEN];
         for ((data, count), out) in self
             .lists
@@ -326,6 +336,8 @@ impl CacheWriter {
             fm_path_len,
             lists_count: self.lists.len() as u32,
             lists_off,
+            scope_off,
+            scope_len,
         };
         header.write(&mut meta);
         meta.extend_from_slice(&entry_bytes);

@@ -15,7 +15,9 @@
 //! - [`elf`]: program headers and notes of objects mapped in memory;
 //! - [`line`]: a trace line built in a fixed buffer;
 //! - [`summary`]: the trace's summary line, written and read back;
-//! - [`trace_name`]: the name of a process's trace file.
+//! - [`trace_name`]: the name of a process's trace file;
+//! - [`scope`]: which lookups a cache serves (the pack, the fold and the
+//!   noting of misses share it).
 #![no_std]
 
 pub mod elf;
@@ -24,6 +26,7 @@ pub mod fixed_path;
 pub mod keys;
 pub mod legacy_stat;
 pub mod line;
+pub mod scope;
 pub mod staging;
 pub mod summary;
 pub mod trace_name;

@@ -53,23 +53,9 @@ impl Line {
 
     /// Appends an unsigned decimal number.
     #[inline]
-    pub fn uint(&mut self, mut v: u64) -> &mut Self {
+    pub fn uint(&mut self, v: u64) -> &mut Self {
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            if let Some(d) = digits.get_mut(i) {
-                *d = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-            if v == 0 || i == 0 {
-                break;
-            }
-        }
-        match digits.get(i..) {
-            Some(d) => self.bytes(d),
-            None => self,
-        }
+        self.bytes(decimal(v, &mut digits))
     }
 
     /// The line so far.
@@ -78,6 +64,23 @@ impl Line {
         // SAFETY: the first `len` bytes were written by `bytes`.
         unsafe { core::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
     }
+}
+
+/// `v` in decimal, written into the end of `digits`.
+#[inline]
+pub fn decimal(mut v: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    digits.get(i..).unwrap_or(&[])
 }
 
 #[cfg(test)]

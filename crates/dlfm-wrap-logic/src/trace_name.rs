@@ -1,6 +1,6 @@
-//! The names of the files the wrapper writes per node: the node's miss
-//! journal, `<cache>.misses/<nodename>.journal` (read-cache's record of what
-//! the cache missed), and a process's DLCACHE_DBG trace file,
+//! The names of the files the wrapper writes per node: a process's miss
+//! journal, `<cache>.misses/<nodename>.<pid>.journal` (read-cache's record
+//! of what the cache missed), and a process's DLCACHE_DBG trace file,
 //! `dlcache.dbg/dlcache.dbg.<nodename>.<core letter>` relative to the working
 //! directory: one naming for the ld.so wrapper and the FMCaching
 //! interposer, which append to the same file.
@@ -10,6 +10,7 @@ use dlfm_cache::names::{
 };
 
 use crate::fixed_path::FixedPath;
+use crate::line::decimal;
 
 /// The node's name in a `uname` nodename field: up to its first NUL.
 #[inline]
@@ -18,21 +19,26 @@ fn node_name(node: &[u8]) -> &[u8] {
     node.get(..len).unwrap_or(&[])
 }
 
-/// Puts the miss journal's name for node `node` (up to its first NUL) and
-/// the cache at `cache` into `path`: `<cache>.misses/<node>.journal`; false
-/// if it does not fit or the node has no name.
+/// Puts the miss journal's name for process `pid` on node `node` (up to its
+/// first NUL) and the cache at `cache` into `path`:
+/// `<cache>.misses/<node>.<pid>.journal` (one file per noting process, so
+/// that `dlfm.pre report` can count the processes that missed a path);
+/// false if it does not fit or the node has no name.
 #[inline]
 // `<[u8]>::contains` calls core's out-of-line memchr: a call into core,
 // which the wrapper may not make (see `wrapper-objs/src/lib.rs`).
 #[allow(clippy::manual_contains)]
-pub fn miss_journal_path(path: &mut FixedPath, cache: &[u8], node: &[u8]) -> bool {
+pub fn miss_journal_path(path: &mut FixedPath, cache: &[u8], node: &[u8], pid: u32) -> bool {
     let node = node_name(node);
+    let mut digits = [0u8; 20];
     !node.is_empty()
         && !node.iter().any(|&b| b == b'/')
         && path.set(cache)
         && path.push(MISSES_SUFFIX.as_bytes())
         && path.push(b"/")
         && path.push(node)
+        && path.push(b".")
+        && path.push(decimal(u64::from(pid), &mut digits))
         && path.push(MISS_JOURNAL_EXT.as_bytes())
 }
 
@@ -58,10 +64,11 @@ mod tests {
         assert!(miss_journal_path(
             &mut p,
             b"/pfs/dlcache.dat",
-            b"nid001\0\0\0"
+            b"nid001\0\0\0",
+            4711
         ));
-        assert_eq!(p.as_bytes(), b"/pfs/dlcache.dat.misses/nid001.journal");
-        assert!(!miss_journal_path(&mut p, b"/pfs/dlcache.dat", b"\0\0"));
-        assert!(!miss_journal_path(&mut p, b"/pfs/dlcache.dat", b"a/b\0"));
+        assert_eq!(p.as_bytes(), b"/pfs/dlcache.dat.misses/nid001.4711.journal");
+        assert!(!miss_journal_path(&mut p, b"/pfs/dlcache.dat", b"\0\0", 1));
+        assert!(!miss_journal_path(&mut p, b"/pfs/dlcache.dat", b"a/b\0", 1));
     }
 }

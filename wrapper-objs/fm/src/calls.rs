@@ -14,10 +14,10 @@ use dlfm_cache::journal::Record;
 use dlfm_wrap_logic::keys;
 use libc::{mode_t, stat as Stat};
 
-use crate::own_fd::OwnFd;
 use crate::real::Next;
 use crate::record::{self, stat_bytes};
 use crate::replay::{self, Answer, Follow};
+use crate::state::Sink;
 use crate::{served, state, sys};
 
 type PathStat = unsafe extern "C" fn(*const c_char, *mut Stat) -> c_int;
@@ -124,7 +124,7 @@ pub(crate) fn stat_like(
         }
     }
     let r = call();
-    if let (Some(p), Some(j)) = (key, state::journal()) {
+    if let Some((p, j)) = key.and_then(|p| Some((p, state::sink_for(p)?))) {
         record_stat(j, p, follow, result_of(r), buf);
     }
     r
@@ -133,7 +133,7 @@ pub(crate) fn stat_like(
 /// Journals a `stat` or `lstat` that gave `result` (0 or -errno) and, on
 /// success, `buf`.
 pub(crate) fn record_stat(
-    journal: &OwnFd,
+    journal: Sink,
     path: &[u8],
     follow: Follow,
     result: i32,
@@ -239,7 +239,7 @@ pub(crate) fn at_stat_like(
     if r == 0 && is_empty_path(path) && flags & libc::AT_EMPTY_PATH != 0 {
         translate_fstat(dirfd, buf);
     }
-    if let (Some(p), Some(fl), Some(j)) = (key, follow, state::journal()) {
+    if let (Some((p, j)), Some(fl)) = (key.and_then(|p| Some((p, state::sink_for(p)?))), follow) {
         record_stat(j, p, fl, result_of(r), buf);
     }
     r
@@ -341,7 +341,7 @@ fn access_like(path: *const c_char, mode: c_int, call: impl FnOnce() -> c_int) -
         }
     }
     let r = call();
-    if let (Some(p), Some(j)) = (key, state::journal()) {
+    if let Some((p, j)) = key.and_then(|p| Some((p, state::sink_for(p)?))) {
         let result = result_of(r);
         record::append(
             j,
@@ -413,7 +413,7 @@ fn open_like(path: *const c_char, flags: c_int, call: impl FnOnce() -> c_int) ->
         }
     }
     let r = call();
-    if let (Some(p), Some(j)) = (key, state::journal()) {
+    if let Some((p, j)) = key.and_then(|p| Some((p, state::sink_for(p)?))) {
         let result = result_of(r);
         let mut st = sys::zeroed_stat();
         let have = r >= 0 && sys::fstat(r, &mut st);
@@ -589,7 +589,7 @@ fn fopen_like(f: &Next, path: *const c_char, mode: *const c_char) -> *mut libc::
     };
     // SAFETY: the program's own call, unchanged.
     let stream = unsafe { real(path, mode) };
-    if let (Some(p), Some(j)) = (key, state::journal()) {
+    if let Some((p, j)) = key.and_then(|p| Some((p, state::sink_for(p)?))) {
         let saved = errno();
         let fd = if stream.is_null() {
             -1
@@ -649,7 +649,12 @@ fn readlink_like(path: *const c_char, call: impl FnOnce() -> isize) -> isize {
         }
     }
     let r = call();
-    if let (Some(p), Some(j)) = (key, state::journal()) {
+    // Replay answers readlink from the lstat for anything but a link: a
+    // link's readlink (r >= 0) is never served, so never worth noting.
+    let sink = key
+        .and_then(|p| Some((p, state::sink_for(p)?)))
+        .filter(|(_, sink)| *sink == Sink::Pilot || r < 0);
+    if let Some((p, j)) = sink {
         let saved = errno();
         let mut st = sys::zeroed_stat();
         let result = sys::lstat(path as *const u8, &mut st);

@@ -162,7 +162,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     // Listings are recorded in the pilot only: replay leaves a directory
     // that holds data to the file system by design, so noting it as a miss
     // would only cost the fstat below, every run.
-    if let (Some(p), Some(j)) = (key, state::pilot_journal()) {
+    if let (Some(p), Some(j)) = (key, state::pilot_sink()) {
         let saved = errno();
         let fd = if dir.is_null() {
             -1

@@ -12,6 +12,7 @@ use dlfm_cache::names::{DEFAULT_CACHE, JOURNAL_SUFFIX};
 use dlfm_cache::read::Cache;
 use dlfm_wrap_logic::env::{self, Mode};
 use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_wrap_logic::scope::{self, Maker, Rules};
 use dlfm_wrap_logic::trace_name::miss_journal_path;
 
 use crate::own_fd::OwnFd;
@@ -65,21 +66,50 @@ const OPEN: u8 = 3;
 /// nothing).
 static JOURNAL_STATE: AtomicU8 = AtomicU8::new(NOT_ARMED);
 
-/// The journal to record into after a real call: the pilot's when
-/// recording; in replay, for the process that notes its node's misses
-/// (`dlfm_wrap_logic::env::records_misses`), the node's miss journal
-/// `<cache>.misses/<node>.journal`, opened on the first miss.
-pub fn journal() -> Option<&'static OwnFd> {
+/// Where a lookup made by the program goes after the real call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// The pilot's journal (the recording process records every lookup; the
+    /// pack decides what it keeps).
+    Pilot,
+    /// This process's miss journal (replay: a lookup the cache missed and
+    /// the next pack would serve).
+    Misses,
+}
+
+/// Where a lookup of `path` that the cache could not answer is recorded:
+/// every one into the pilot's journal when recording; in replay, for the
+/// process that notes its node's misses
+/// (`dlfm_wrap_logic::env::records_misses`), only one the next pack would
+/// serve (`dlfm_wrap_logic::scope`, with the cache's patterns), so that
+/// nothing is noted that would be missed again every run. A directory is
+/// never worth noting; `record::append` drops one when the result shows it.
+pub fn sink_for(path: &[u8]) -> Option<Sink> {
     match MODE.load(Ordering::Acquire) {
-        RECORD => Some(&JOURNAL),
-        REPLAY => miss_journal(),
+        RECORD => Some(Sink::Pilot),
+        REPLAY if JOURNAL_STATE.load(Ordering::Acquire) != NOT_ARMED => {
+            let (cache, _) = cache()?;
+            let rules = Rules::new(cache.scope_patterns())?;
+            scope::worth_noting(Maker::Program, path, false, &rules).then_some(Sink::Misses)
+        }
         _ => None,
     }
 }
 
-/// The pilot's journal, when recording (never the miss journal).
-pub fn pilot_journal() -> Option<&'static OwnFd> {
-    (MODE.load(Ordering::Acquire) == RECORD).then_some(&JOURNAL)
+/// The journal a sink writes to: the pilot's, or this process's miss
+/// journal `<cache>.misses/<node>.<pid>.journal`, opened by the first
+/// thread that needs it.
+pub fn journal_of(sink: Sink) -> Option<&'static OwnFd> {
+    match sink {
+        Sink::Pilot => (MODE.load(Ordering::Acquire) == RECORD).then_some(&JOURNAL),
+        Sink::Misses => miss_journal(),
+    }
+}
+
+/// The pilot's journal when recording, never the miss journal (for what
+/// only the pilot records: directory listings).
+pub fn pilot_sink() -> Option<Sink> {
+    (MODE.load(Ordering::Acquire) == RECORD).then_some(Sink::Pilot)
 }
 
 /// Misses noted (or about to be) by this process.
@@ -200,8 +230,10 @@ pub fn init() {
                         // SAFETY: single-threaded, before JOURNAL_STATE and
                         // MODE are published (see JournalPath).
                         let path = unsafe { &mut *MISS_PATH.0.get() };
+                        // SAFETY: getpid cannot fail and touches no memory.
+                        let pid = unsafe { libc::getpid() } as u32;
                         let named = sys::with_nodename(|node| {
-                            miss_journal_path(path, cache.as_bytes(), node)
+                            miss_journal_path(path, cache.as_bytes(), node, pid)
                         });
                         if named == Some(true) {
                             JOURNAL_STATE.store(ARMED, Ordering::Release);

@@ -126,7 +126,7 @@ pub unsafe extern "C" fn statx(
             }
         }
     }
-    if let (Some(p), Some(fl), Some(j)) = (key, follow, state::journal()) {
+    if let (Some((p, j)), Some(fl)) = (key.and_then(|p| Some((p, state::sink_for(p)?))), follow) {
         if r != 0 {
             record_stat(j, p, fl, result_of(r), core::ptr::null());
         } else {
