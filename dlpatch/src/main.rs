@@ -86,7 +86,7 @@ fn run(cli: &Cli) -> Result<()> {
     let program = program_path.map(|p| read(p, "the program")).transpose()?;
     let interp = match (&program, cli.embed) {
         (Some(bytes), false) => dlfm_elf::check_program(bytes)?.interp,
-        (Some(bytes), true) => program_interp(bytes)?,
+        (Some(bytes), true) => dlfm_elf::program_interp(bytes)?,
         (None, _) => None,
     };
     let output = match (&cli.output, &cli.program) {
@@ -206,15 +206,6 @@ fn run(cli: &Cli) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The program's PT_INTERP (any program, with --embed).
-fn program_interp(bytes: &[u8]) -> Result<Option<String>> {
-    match dlfm_elf::check_program(bytes) {
-        Ok(info) => Ok(info.interp),
-        Err(PatchError::NoWrapper { .. }) => Ok(dlfm_elf::interp_of(bytes)),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn report(cli: &Cli, ldso: &Path, p: &Patched, program: Option<&PathBuf>) {

@@ -200,3 +200,38 @@ fn a_program_copy_keeps_its_origin_or_is_refused() {
     let run = Command::new(&beside).current_dir("/").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&run.stdout), "42\n");
 }
+
+/// `dlpatch --embed --program` on a program whose PT_INTERP its header says
+/// lies at 1 MiB (or whose end overflows), in a real program's bytes: one
+/// line naming the range, exit 2, nothing written (it panicked before).
+#[test]
+fn dlpatch_refuses_a_program_whose_interpreter_lies_outside_it() {
+    let art = artifacts();
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read("/bin/true").unwrap();
+    let phoff = u64::from_le_bytes(original[32..40].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes(original[56..58].try_into().unwrap()) as usize;
+    let interp = (0..phnum)
+        .map(|i| phoff + i * 56)
+        .find(|&at| u32::from_le_bytes(original[at..at + 4].try_into().unwrap()) == 3)
+        .expect("/bin/true has a PT_INTERP");
+    for (offset, size) in [(1u64 << 20, 28u64), (u64::MAX - 1, 28)] {
+        let mut bytes = original.clone();
+        bytes[interp + 8..interp + 16].copy_from_slice(&offset.to_le_bytes());
+        bytes[interp + 32..interp + 40].copy_from_slice(&size.to_le_bytes());
+        let crafted = dir.path().join("crafted");
+        std::fs::write(&crafted, &bytes).unwrap();
+        let copy = dir.path().join("crafted.dlfm");
+        refused(
+            Command::new(&art.dlpatch)
+                .args(["--embed", "--program"])
+                .arg(&crafted)
+                .arg("-o")
+                .arg(&copy)
+                .arg("--loader")
+                .arg(dir.path().join("ld.so")),
+            "interpreter (PT_INTERP)",
+        );
+        assert!(!copy.exists() && !dir.path().join("ld.so").exists());
+    }
+}

@@ -15,7 +15,9 @@ use dlfm_workload::{generate_python, Spec};
 #[test]
 fn an_unmodified_program_replays_through_its_copy() {
     let s = Scenario::embedded(Spec::small());
-    let interp = dlfm_elf::interp_of(&std::fs::read(&s.w.program).unwrap()).unwrap();
+    let interp = dlfm_elf::program_interp(&std::fs::read(&s.w.program).unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(Path::new(&interp), s.ldso.canonicalize().unwrap());
     let base = s.traced(s.cmd(None), "base.strace");
     let recorded = looked_up(&base);

@@ -11,6 +11,8 @@ const NT_GNU_BUILD_ID: u32 = 3;
 pub const PT_LOAD: u32 = 1;
 /// A note segment.
 pub const PT_NOTE: u32 = 4;
+/// The program interpreter's name.
+pub const PT_INTERP: u32 = 3;
 /// Segment flag: executable.
 pub const PF_X: u32 = 1;
 /// Segment flag: writable.
@@ -59,10 +61,31 @@ impl Phdr {
     }
 }
 
+/// The program interpreter a PT_INTERP segment names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interp {
+    /// The name (up to the field's first NUL).
+    pub name: String,
+    /// Where the field starts in the file.
+    pub offset: usize,
+    /// The field's length (`p_filesz`), NUL included.
+    pub room: usize,
+}
+
+/// `bytes[offset..offset + size]`, if that range neither overflows nor
+/// leaves `bytes`.
+pub fn range_in(bytes: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(size).ok()?)?;
+    bytes.get(start..end)
+}
+
 /// An ELF64 little-endian x86_64 or aarch64 file held in memory.
 pub struct Elf<'a> {
     /// The whole file.
     pub bytes: &'a [u8],
+    /// Which file it is, for errors ("the program", "ld.so").
+    pub what: &'static str,
     /// e_machine.
     pub arch: Arch,
     /// e_type.
@@ -116,10 +139,46 @@ impl<'a> Elf<'a> {
             .collect();
         Ok(Elf {
             bytes,
+            what,
             arch,
             kind: h.e_type,
             phdrs,
         })
+    }
+
+    /// The `size` bytes at file offset `offset`: the one checked way to
+    /// take a range the file itself states (a segment's `p_offset` and
+    /// `p_filesz`, a section's), refusing one that overflows or lies
+    /// outside the file. `what` names the range in the error.
+    pub fn bytes_at(&self, offset: u64, size: u64, what: &str) -> Result<&'a [u8], PatchError> {
+        range_in(self.bytes, offset, size).ok_or_else(|| PatchError::NotElf {
+            what: self.what,
+            detail: format!(
+                "its {what} ({size} bytes at offset {offset:#x}) lies outside the {}-byte file",
+                self.bytes.len()
+            ),
+        })
+    }
+
+    /// A segment's bytes in the file (`p_offset`, `p_filesz`), checked.
+    pub fn segment_bytes(&self, p: &Phdr, what: &str) -> Result<&'a [u8], PatchError> {
+        self.bytes_at(p.offset, p.filesz, what)
+    }
+
+    /// The program interpreter (PT_INTERP): its name, up to the first NUL,
+    /// and where its field lies in the file; `None` without one.
+    pub fn interp(&self) -> Result<Option<Interp>, PatchError> {
+        let Some(p) = self.phdrs.iter().find(|p| p.kind == PT_INTERP) else {
+            return Ok(None);
+        };
+        let field = self.segment_bytes(p, "interpreter (PT_INTERP)")?;
+        let name = field.split(|&b| b == 0).next().unwrap_or(&[]);
+        Ok(Some(Interp {
+            name: String::from_utf8_lossy(name).into_owned(),
+            // In range: segment_bytes checked it against the file's length.
+            offset: p.offset as usize,
+            room: field.len(),
+        }))
     }
 
     /// The notes of every PT_NOTE segment (goblin applies the alignment
@@ -130,13 +189,15 @@ impl<'a> Elf<'a> {
         use goblin::elf::note::NoteDataIterator;
         let mut out = Vec::new();
         for p in self.phdrs.iter().filter(|p| p.kind == PT_NOTE) {
-            let (Ok(offset), Ok(len)) = (usize::try_from(p.offset), usize::try_from(p.filesz))
-            else {
+            // A note segment that overflows or leaves the file has no
+            // notes (dlpatch only looks for its own and the build-id).
+            if range_in(self.bytes, p.offset, p.filesz).is_none() {
                 continue;
-            };
+            }
+            let offset = p.offset as usize;
             let notes = NoteDataIterator {
                 data: self.bytes,
-                size: offset.saturating_add(len).min(self.bytes.len()),
+                size: offset + p.filesz as usize,
                 offset,
                 ctx: (
                     usize::try_from(p.align).unwrap_or(usize::MAX),

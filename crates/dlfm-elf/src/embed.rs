@@ -17,6 +17,12 @@ use goblin::elf::section_header::{SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBIT
 use goblin::elf::Elf;
 
 use crate::codegen::a64;
+use crate::elf::range_in;
+
+/// The largest section alignment an archive member may ask for.
+const MAX_ALIGN: u64 = 1 << 16;
+/// The largest `.bss` the wrapper may have (its state is a few pages).
+const MAX_BSS: u64 = 1 << 30;
 use crate::sites::Arch;
 
 /// The entry point the blob exports.
@@ -170,19 +176,24 @@ pub fn link(
         for i in 0..elf.section_headers.len() {
             let sh = &elf.section_headers[i];
             let align = sh.sh_addralign.max(1);
+            if align > MAX_ALIGN {
+                return Err(err("a section asks for an alignment above 64 KiB"));
+            }
             match kind_of(&elf, i)? {
                 Some(Kind::Text) => {
                     let at = (text.len() as u64).next_multiple_of(align);
                     text.resize(at as usize, 0xcc);
-                    let data = bytes
-                        .get(sh.sh_offset as usize..(sh.sh_offset + sh.sh_size) as usize)
+                    let data = range_in(bytes, sh.sh_offset, sh.sh_size)
                         .ok_or_else(|| err("a section lies outside its object"))?;
                     text.extend_from_slice(data);
                     addr.insert(i, text_vaddr + at);
                 }
                 Some(Kind::Bss) => {
                     let at = bss_len.next_multiple_of(align);
-                    bss_len = at + sh.sh_size;
+                    bss_len = at
+                        .checked_add(sh.sh_size)
+                        .filter(|&end| end <= MAX_BSS)
+                        .ok_or_else(|| err("the wrapper's .bss is larger than 1 GiB"))?;
                     addr.insert(i, bss_vaddr + at);
                 }
                 None => {}

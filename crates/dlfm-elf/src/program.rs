@@ -3,11 +3,9 @@
 //! when the program has a symbol table, by `dlfm_entry` at the same address).
 
 use crate::codegen::ENTRY_MAGIC;
-use crate::elf::{Elf, ET_DYN, ET_EXEC, PT_NOTE};
+use crate::elf::{range_in, Elf, ET_DYN, ET_EXEC, PT_NOTE};
 use crate::error::PatchError;
 use crate::sites::Arch;
-
-const PT_INTERP: u32 = 3;
 
 /// What dlpatch learned about the program.
 #[derive(Debug, Clone)]
@@ -31,15 +29,7 @@ pub fn check_program(bytes: &[u8]) -> Result<ProgramInfo, PatchError> {
             detail: "not an executable".into(),
         });
     }
-    let interp = elf
-        .phdrs
-        .iter()
-        .find(|p| p.kind == PT_INTERP)
-        .and_then(|p| {
-            let raw = bytes.get(p.offset as usize..(p.offset + p.filesz) as usize)?;
-            let raw = raw.split(|&b| b == 0).next()?;
-            Some(String::from_utf8_lossy(raw).into_owned())
-        });
+    let interp = elf.interp()?.map(|i| i.name);
     let entry_vaddr = note_entry(&elf).ok_or_else(|| PatchError::NoWrapper {
         detail: "no dlfm note found".into(),
     })?;
@@ -66,9 +56,10 @@ pub fn arch_of(bytes: &[u8]) -> Result<Arch, PatchError> {
     Ok(Elf::parse(bytes, "the program")?.arch)
 }
 
-/// The PT_INTERP of the program in `bytes`, if it is an ELF with one.
-pub fn interp_of(bytes: &[u8]) -> Option<String> {
-    interp_in(&Elf::parse(bytes, "the program").ok()?)
+/// The PT_INTERP of any program in `bytes` (with or without the wrapper:
+/// what `dlpatch --embed --program` needs), `None` for one without.
+pub fn program_interp(bytes: &[u8]) -> Result<Option<String>, PatchError> {
+    Ok(Elf::parse(bytes, "the program")?.interp()?.map(|i| i.name))
 }
 
 /// The entries of the program's RUNPATH and RPATH that name `$ORIGIN`
@@ -87,15 +78,6 @@ pub fn origin_search_paths(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-fn interp_in(elf: &Elf<'_>) -> Option<String> {
-    let p = elf.phdrs.iter().find(|p| p.kind == PT_INTERP)?;
-    let raw = elf
-        .bytes
-        .get(p.offset as usize..(p.offset + p.filesz) as usize)?;
-    let raw = raw.split(|&b| b == 0).next()?;
-    Some(String::from_utf8_lossy(raw).into_owned())
-}
-
 /// The entry address the wrapper's note gives (owner `DLFM`, type 1, desc
 /// = the magic then an i32 relative to its own address).
 fn note_entry(elf: &Elf<'_>) -> Option<u64> {
@@ -110,11 +92,14 @@ fn note_entry(elf: &Elf<'_>) -> Option<u64> {
             .ok()?,
     );
     let rel_off = desc_off + ENTRY_MAGIC.len() as u64;
-    let p = elf
-        .phdrs
-        .iter()
-        .find(|p| p.kind == PT_NOTE && (p.offset..p.offset + p.filesz).contains(&rel_off))?;
-    let rel_vaddr = p.vaddr + (rel_off - p.offset);
+    // Notes come only from segments inside the file (`Elf::notes`), so
+    // these ranges are checked before they are compared.
+    let p = elf.phdrs.iter().find(|p| {
+        p.kind == PT_NOTE
+            && range_in(elf.bytes, p.offset, p.filesz).is_some()
+            && (p.offset..p.offset + p.filesz).contains(&rel_off)
+    })?;
+    let rel_vaddr = p.vaddr.checked_add(rel_off - p.offset)?;
     Some(rel_vaddr.wrapping_add(rel as i64 as u64))
 }
 
@@ -132,21 +117,99 @@ fn symbol_value(bytes: &[u8], name: &str) -> Option<u64> {
 /// so it cannot simply move to the end of the file).
 pub fn with_interp(bytes: &[u8], interp: &str) -> Result<Vec<u8>, PatchError> {
     let elf = Elf::parse(bytes, "the program")?;
-    let p = elf
-        .phdrs
-        .iter()
-        .find(|p| p.kind == PT_INTERP)
-        .ok_or(PatchError::NoInterp)?;
-    let room = p.filesz as usize;
-    if interp.len() + 1 > room {
+    let field = elf.interp()?.ok_or(PatchError::NoInterp)?;
+    if interp.len() + 1 > field.room {
         return Err(PatchError::InterpTooLong {
             len: interp.len(),
-            room: room.saturating_sub(1),
+            room: field.room.saturating_sub(1),
         });
     }
     let mut out = bytes.to_vec();
-    let field = &mut out[p.offset as usize..p.offset as usize + room];
+    // In range: `Elf::interp` checked the field against the file.
+    let field = &mut out[field.offset..field.offset + field.room];
     field.fill(0);
     field[..interp.len()].copy_from_slice(interp.as_bytes());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::{PHENT, PT_INTERP};
+
+    /// A 120-byte x86_64 PIE header with one program header of `kind` at
+    /// `offset`, `filesz` bytes (what a crafted file may claim).
+    fn crafted(kind: u32, offset: u64, filesz: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + PHENT];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2; // ELFCLASS64
+        b[5] = 1; // little-endian
+        b[6] = 1;
+        b[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+        b[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+        b[20..24].copy_from_slice(&1u32.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        b[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        b[54..56].copy_from_slice(&(PHENT as u16).to_le_bytes());
+        b[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        crate::elf::Phdr {
+            kind,
+            flags: 4,
+            offset,
+            vaddr: offset,
+            filesz,
+            memsz: filesz,
+            align: 1,
+        }
+        .write(&mut b[64..]);
+        b
+    }
+
+    #[test]
+    fn ranges_a_file_states_are_checked_not_trusted() {
+        for (offset, filesz) in [
+            (1 << 20, 28),      // past the end of a 120-byte file
+            (u64::MAX - 1, 28), // the end overflows
+            (100, u64::MAX),    // likewise through the size
+            (64, 120),          // starts inside, ends outside
+        ] {
+            let b = crafted(PT_INTERP, offset, filesz);
+            let refused = |r: Result<_, PatchError>| match r {
+                Err(PatchError::NotElf { detail, .. }) => {
+                    assert!(detail.contains("lies outside"), "{detail}");
+                }
+                other => panic!("{offset:#x}+{filesz:#x}: {other:?}"),
+            };
+            refused(with_interp(&b, "/x/ld.so").map(drop));
+            refused(program_interp(&b).map(drop));
+            refused(check_program(&b).map(drop));
+            assert!(origin_search_paths(&b).is_empty());
+        }
+        for (offset, filesz) in [(u64::MAX - 1, 28), (1 << 20, 8)] {
+            let b = crafted(PT_NOTE, offset, filesz);
+            assert!(matches!(
+                check_program(&b),
+                Err(PatchError::NoWrapper { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_good_interpreter_field_is_rewritten_in_place() {
+        let mut b = crafted(PT_INTERP, 64 + PHENT as u64, 28);
+        b.extend_from_slice(b"/lib64/ld-linux-x86-64.so.2\0");
+        assert_eq!(
+            program_interp(&b).unwrap().as_deref(),
+            Some("/lib64/ld-linux-x86-64.so.2")
+        );
+        let copy = with_interp(&b, "/tmp/ld.so").unwrap();
+        assert_eq!(
+            program_interp(&copy).unwrap().as_deref(),
+            Some("/tmp/ld.so")
+        );
+        assert!(matches!(
+            with_interp(&b, "/a/path/longer/than/the/field/ld.so"),
+            Err(PatchError::InterpTooLong { room: 27, .. })
+        ));
+    }
 }

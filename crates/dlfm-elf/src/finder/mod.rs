@@ -9,7 +9,7 @@
 mod aarch64;
 mod x86_64;
 
-use crate::elf::{Elf, PF_X, PT_LOAD};
+use crate::elf::{range_in, Elf, PF_X, PT_LOAD};
 use crate::error::PatchError;
 use crate::sites::{Arch, Call, NEEDED};
 
@@ -85,12 +85,7 @@ pub fn find_sites(elf: &Elf<'_>) -> Result<Survey, PatchError> {
 fn executable_code<'a>(elf: &Elf<'a>) -> Result<Vec<Code<'a>>, String> {
     const SHF_EXECINSTR: u64 = 4;
     const SHT_NOBITS: u32 = 8;
-    let slice = |offset: u64, size: u64| {
-        elf.bytes
-            .get(offset as usize..offset.checked_add(size)? as usize)
-            .ok_or(())
-            .ok()
-    };
+    let slice = |offset: u64, size: u64| range_in(elf.bytes, offset, size);
     if let Ok(g) = goblin::elf::Elf::parse(elf.bytes) {
         let sections: Vec<Code<'a>> = g
             .section_headers
