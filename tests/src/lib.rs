@@ -13,6 +13,7 @@ pub mod pydeps;
 pub mod scenario;
 pub mod slurm;
 pub mod strace;
+pub mod sys;
 pub mod tmpfs;
 
 pub use artifacts::{artifacts, Artifacts};

@@ -19,9 +19,9 @@
 //! program runs right, the journal packs or is refused in one line, and no
 //! half-written cache is left.
 
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use dlfm_tests::scenario::{assert_ok, output_within, rpath};
@@ -298,8 +298,11 @@ fn free_bytes(dir: &std::path::Path) -> u64 {
 
 /// The pilot, with children (it forks and each child execs the program,
 /// which records into the same journal), killed with SIGKILL with all its
-/// processes at 100 moments spread over its run: each time the journal
-/// packs or is refused in one line, and a packed cache replays right.
+/// processes at 100 moments spread over its recording (when its journal
+/// reaches 0%, 1%, ... 99% of a whole pilot's, in a scattered order): each
+/// time the journal packs or is refused in one line, and a packed cache
+/// replays right. Moments are taken from the journal's growth, not from a
+/// clock, so a slow or fast machine kills as often.
 #[test]
 fn a_pilot_killed_at_a_hundred_moments_always_packs_or_is_refused_cleanly() {
     let set = setting();
@@ -309,31 +312,45 @@ fn a_pilot_killed_at_a_hundred_moments_always_packs_or_is_refused_cleanly() {
         c.args(["fork", "40"]).process_group(0);
         c
     };
-    // How long a whole pilot takes, to spread the kills over it.
-    let whole = {
-        assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
-        let t = Instant::now();
-        assert_ok(
-            &output_within(pilot(), Duration::from_secs(60)),
-            "whole pilot",
-        );
-        t.elapsed()
-    };
-    let (mut packed, mut refused, mut finished) = (0, 0, 0);
-    for i in 0..100u32 {
+    let journal = s.run_dir.join("dlcache.dat.journal");
+    let journal_len = || std::fs::metadata(&journal).map_or(0, |m| m.len());
+    // How much a whole pilot records.
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    let empty = journal_len();
+    assert_ok(
+        &output_within(pilot(), Duration::from_secs(60)),
+        "whole pilot",
+    );
+    let whole = journal_len() - empty;
+    let (mut packed, mut refused, mut finished, mut killed) = (0, 0, 0, 0);
+    for i in 0..100u64 {
         let _ = std::fs::remove_file(s.cache());
         assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
         let mut child = pilot().stdout(Stdio::null()).spawn().unwrap();
-        // Moments from the start to a little past the end, in a fixed
-        // scattered order (i * 37 mod 100).
-        let at = whole.mul_f64(f64::from((i * 37) % 100) / 90.0);
-        std::thread::sleep(at);
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .status();
+        // Wait until the journal holds (i * 37 mod 100) percent of a whole
+        // pilot's records (or the pilot ended, or 10 s passed).
+        let target = empty + whole * ((i * 37) % 100) / 100;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while journal_len() < target
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // The whole process group (the pilot and its children), with a
+        // system call: a missing `kill` program must not make this vacuous.
+        let group = -(child.id() as i32);
+        match dlfm_tests::sys::kill(group, libc::SIGKILL) {
+            Ok(()) => {}
+            // Every process of the group had exited already.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(e) => panic!("kill -KILL {group}: {e}"),
+        }
         let status = child.wait().unwrap();
         if status.success() {
             finished += 1;
+        } else if status.signal() == Some(libc::SIGKILL) {
+            killed += 1;
         }
         if pack_or_refuse(s, &s.cache()) {
             packed += 1;
@@ -349,7 +366,13 @@ fn a_pilot_killed_at_a_hundred_moments_always_packs_or_is_refused_cleanly() {
             refused += 1;
         }
     }
-    eprintln!("100 kills over {whole:?}: {packed} packed, {refused} refused, {finished} pilots finished first");
+    eprintln!("100 kills over a {whole}-byte recording: {killed} pilots killed, {packed} packed, {refused} refused, {finished} pilots finished first");
+    // Every moment lies inside a whole pilot's recording: most kills must
+    // have happened, or the test tested nothing.
+    assert!(
+        killed >= 75,
+        "only {killed} of 100 pilots were killed mid-run ({finished} finished first)"
+    );
     assert!(
         packed > 50,
         "most killed pilots had recorded something: {packed} packed"

@@ -86,7 +86,7 @@ fn a_crashed_pilot_still_packs() {
     // The dlopen the pilot made before dying is served in replay.
     let mut cmd = s.cmd_for(&prog, Some("read-cache"));
     cmd.env("DLCACHE_DBG", "1");
-    let _ = cmd.output().unwrap();
+    assert_ok(&cmd.output().unwrap(), "replay after a crashed pilot");
     assert!(
         s.trace_text()
             .contains(&format!("openat served {}", lib.display())),
