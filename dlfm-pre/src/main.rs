@@ -149,9 +149,17 @@ enum Op {
     /// this too). Outside one it says what it skipped; the ranks then stage
     /// the cache themselves, one copy per node.
     Stage,
-    /// Remove dlfm's node-local copies from DLFM_STAGE_DIR (default
-    /// /dev/shm): this user's, or every user's when run as root (an epilog).
-    Clean,
+    /// Remove dlfm's node-local files from DLFM_STAGE_DIR (default
+    /// /dev/shm): in a job (SLURM_JOB_ID, PMIX_NAMESPACE, PBS_JOBID,
+    /// LSB_JOBID or FLUX_JOB_ID set, as in an epilog) that job's pointers and
+    /// the copies no other job on the node still uses; otherwise, or with
+    /// --all, every one. This user's, or every user's when run as root.
+    Clean {
+        /// Remove every node-local file of dlfm's, whatever job uses it (an
+        /// administrator's clean-up of an idle node).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Which interposer the pilot preloads: none with `--no-fm`, the one given,
@@ -224,14 +232,21 @@ fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
             prepare::say_staged(&staged);
             serde_json::to_value(staged)?
         }
-        Op::Clean => {
-            let cleaned = stage::clean()?;
+        Op::Clean { all } => {
+            let cleaned = stage::clean(all)?;
             say!(
-                "dlfm.pre clean: removed {} node-local file(s) ({}) from {}",
+                "dlfm.pre clean ({}): removed {} node-local file(s) ({}) from {}",
+                cleaned.scope,
                 cleaned.removed,
                 prepare::human(cleaned.bytes),
                 cleaned.dir
             );
+            if cleaned.kept > 0 {
+                say!(
+                    "  kept         {} copy(ies) another job's pointer still names",
+                    cleaned.kept
+                );
+            }
             for f in &cleaned.failed {
                 say!("  warning      could not remove {f}");
             }

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use dlfm_cache::layout::HEADER_LEN;
-use dlfm_cache::stage::{owner_of, path_key, ContentId, NodeFile, NodeName, Pointer};
+use dlfm_cache::stage::{parse_name, path_key, ContentId, NodeFile, NodeName, Pointer, PointerKey};
 use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::staging::{self, NoStaging};
 use serde::Serialize;
@@ -96,18 +96,21 @@ pub fn stage(cache: &Path) -> Result<Staged> {
     let id = content_id(cache)?;
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
-    let key = path_key(&absolute_like_the_wrapper(cache)?);
+    // The pointer names the whole job (no step): every later step uses the copy.
+    let keys = staging::job_keys(|name| env.get(name));
+    let job = keys
+        .job
+        .context("SLURM_JOB_ID is set but gave no job key")?;
+    let key = PointerKey {
+        path: path_key(&absolute_like_the_wrapper(cache)?),
+        job,
+    };
     let copy = dir.join(OsStr::from_bytes(
         NodeName::new(uid, NodeFile::Copy(id)).as_bytes(),
     ));
     let pointer_path = dir.join(OsStr::from_bytes(
         NodeName::new(uid, NodeFile::Pointer(key)).as_bytes(),
     ));
-    // The pointer names the whole job (no step): every later step uses the copy.
-    let keys = staging::job_keys(|name| env.get(name));
-    let job = keys
-        .job
-        .context("SLURM_JOB_ID is set but gave no job key")?;
     let mut bytes = [0u8; Pointer::LEN];
     Pointer { job, content: id }.write(&mut bytes);
     let tmp = tempfile::NamedTempFile::new().context("cannot write the pointer file")?;
@@ -195,26 +198,57 @@ fn absolute_like_the_wrapper(cache: &Path) -> Result<Vec<u8>> {
 pub struct Cleaned {
     /// The stage directory.
     pub dir: String,
+    /// Whose files: "job <id>" (an epilog) or "all".
+    pub scope: String,
     /// Files removed.
     pub removed: usize,
     /// Their bytes.
     pub bytes: u64,
+    /// Copies kept because another job's pointer still names them.
+    pub kept: usize,
     /// Files that could not be removed, with why.
     pub failed: Vec<String>,
 }
 
-/// Removes dlfm's node-local files from the stage directory: this user's,
-/// or every user's when run as root (an epilog).
-pub fn clean() -> Result<Cleaned> {
-    let Ok(dir) = Env::read().stage_dir(true) else {
+/// One of dlfm's node-local files that `clean` may remove.
+struct Found {
+    path: PathBuf,
+    file: NodeFile,
+    len: u64,
+}
+
+/// Removes dlfm's node-local files from the stage directory. In a job
+/// (`SLURM_JOB_ID` or another launcher's job variable set) and without
+/// `all`: that job's pointers, and the copies no other job's pointer names
+/// (another job on the node keeps what it uses). Otherwise, or with `all`:
+/// every file of dlfm's. Only this user's files, or every user's as root.
+pub fn clean(all: bool) -> Result<Cleaned> {
+    let env = Env::read();
+    let Ok(dir) = env.stage_dir(true) else {
         bail!("DLFM_STAGE_DIR must be an absolute path");
     };
+    let keys = staging::job_keys(|name| env.get(name));
+    let job = keys.job.filter(|_| !all);
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let mut done = Cleaned {
         dir: dir.display().to_string(),
+        scope: match job {
+            Some(_) => staging::job_variable(|name| env.get(name)).map_or_else(
+                || "job".to_string(),
+                |(name, v)| {
+                    format!(
+                        "job {}={}",
+                        String::from_utf8_lossy(name),
+                        String::from_utf8_lossy(v)
+                    )
+                },
+            ),
+            None => "all".to_string(),
+        },
         removed: 0,
         bytes: 0,
+        kept: 0,
         failed: Vec::new(),
     };
     let entries = match fs::read_dir(&dir) {
@@ -222,9 +256,10 @@ pub fn clean() -> Result<Cleaned> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
         Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
     };
+    let mut found = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(owner) = owner_of(name.as_bytes()) else {
+        let Some((owner, file)) = parse_name(name.as_bytes()) else {
             continue;
         };
         let Ok(meta) = e.path().symlink_metadata() else {
@@ -236,12 +271,53 @@ pub fn clean() -> Result<Cleaned> {
         if !meta.is_file() || meta.uid() != owner || (uid != 0 && owner != uid) {
             continue;
         }
-        match fs::remove_file(e.path()) {
+        found.push(Found {
+            path: e.path(),
+            file,
+            len: meta.len(),
+        });
+    }
+    let doomed: Vec<&Found> = match job {
+        None => found.iter().collect(),
+        Some(job) => {
+            let mine = |f: &Found| match f.file {
+                NodeFile::Pointer(k) | NodeFile::PointerPart(k) => k.job == job,
+                _ => false,
+            };
+            // The copies the other live jobs' pointers still name (the
+            // pointer of no job only says which copy is current).
+            let named: Vec<ContentId> = found
+                .iter()
+                .filter(|f| matches!(f.file, NodeFile::Pointer(k) if k.job != 0 && k.job != job))
+                .filter_map(|f| Pointer::read(&fs::read(&f.path).ok()?).map(|p| p.content))
+                .collect();
+            let current = |f: &Found| {
+                matches!(f.file, NodeFile::Pointer(k) if k.job == 0)
+                    && fs::read(&f.path)
+                        .ok()
+                        .and_then(|b| Pointer::read(&b))
+                        .is_none_or(|p| !named.contains(&p.content))
+            };
+            found
+                .iter()
+                .filter(|f| match f.file {
+                    NodeFile::Copy(id) if named.contains(&id) => {
+                        done.kept += 1;
+                        false
+                    }
+                    NodeFile::Copy(_) => true,
+                    _ => mine(f) || current(f),
+                })
+                .collect()
+        }
+    };
+    for f in doomed {
+        match fs::remove_file(&f.path) {
             Ok(()) => {
                 done.removed += 1;
-                done.bytes += meta.len();
+                done.bytes += f.len;
             }
-            Err(err) => done.failed.push(format!("{}: {err}", e.path().display())),
+            Err(err) => done.failed.push(format!("{}: {err}", f.path.display())),
         }
     }
     Ok(done)

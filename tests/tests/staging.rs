@@ -129,8 +129,17 @@ fn concurrent_ranks_make_one_copy_and_the_job_then_leaves_the_shared_cache_alone
     );
     let names = stage_names(&s);
     assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
+    // The job's pointer, and the current one of no job.
     assert_eq!(
         names.iter().filter(|n| n.ends_with(".job")).count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.ends_with("-0000000000000000.job"))
+            .count(),
         1,
         "{names:?}"
     );
@@ -378,4 +387,79 @@ fn dlfm_pre_prints_json_summaries_and_says_what_it_did_not_broadcast() {
     );
     let (code, v) = json(&["--json", "clean"]);
     assert_eq!((code, v["removed"].as_u64()), (Some(0), Some(0)), "{v}");
+}
+
+/// Two jobs on one node with the same cache: the first job's epilog
+/// (`dlfm.pre clean` with its `SLURM_JOB_ID`) removes its own pointer and
+/// keeps the copy the second job's pointer names, so a later process of the
+/// second job still makes no call on the shared cache; the second job's
+/// epilog then frees the copy, and `--all` the rest.
+#[test]
+fn an_epilog_cleans_its_own_job_and_leaves_another_jobs_copy_alone() {
+    let s = Scenario::new(Spec::small());
+    s.pilot_and_pack();
+    run_right(&s, replay(&s, Some(("601", "0"))));
+    run_right(&s, replay(&s, Some(("602", "0"))));
+    let [copy] = &s.staged_copies()[..] else {
+        panic!("one copy for both jobs: {:?}", stage_names(&s))
+    };
+    let pointers = |s: &Scenario| {
+        stage_names(s)
+            .into_iter()
+            .filter(|n| n.ends_with(".job"))
+            .count()
+    };
+    // One per job, and the current one of no job.
+    assert_eq!(pointers(&s), 3, "{:?}", stage_names(&s));
+    let stage = s.stage_dir();
+    let epilog = |job: &str, extra: &[&str]| {
+        let mut args = vec!["--json", "clean"];
+        args.extend_from_slice(extra);
+        let out = s.pre(
+            &args,
+            &[
+                ("DLFM_STAGE_DIR", stage.to_str().unwrap()),
+                ("SLURM_JOB_ID", job),
+            ],
+        );
+        assert_ok(&out, "dlfm.pre clean");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    let first = epilog("601", &[]);
+    assert_eq!(first["scope"], "job SLURM_JOB_ID=601", "{first}");
+    assert_eq!(
+        (first["removed"].as_u64(), first["kept"].as_u64()),
+        (Some(1), Some(1)),
+        "{first}"
+    );
+    assert!(copy.exists(), "the second job's copy stays");
+    assert_eq!(pointers(&s), 2);
+    let calls = s.traced(replay(&s, Some(("602", "0"))), "second-job.strace");
+    let shared = on_shared_cache(&s, &calls);
+    assert!(
+        shared.is_empty(),
+        "after the first job's epilog: {shared:#?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.name == "mmap" && c.fd_path.as_deref() == copy.to_str()),
+        "the second job maps its node copy"
+    );
+
+    let second = epilog("602", &[]);
+    assert_eq!(
+        second["removed"].as_u64(),
+        Some(3),
+        "its pointer, the copy and the current pointer: {second}"
+    );
+    assert!(
+        s.staged_copies().is_empty() && pointers(&s) == 0,
+        "{:?}",
+        stage_names(&s)
+    );
+    let all = epilog("602", &["--all"]);
+    assert_eq!(all["scope"], "all", "{all}");
+    assert!(stage_names(&s).is_empty(), "{:?}", stage_names(&s));
 }

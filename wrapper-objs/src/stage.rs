@@ -32,7 +32,7 @@
 //! any other thread exists.
 
 use dlfm_cache::layout::HEADER_LEN;
-use dlfm_cache::stage::{path_key, ContentId, NodeFile, Pointer};
+use dlfm_cache::stage::{path_key, ContentId, NodeFile, Pointer, PointerKey};
 use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::staging::{self, node_path, trusted, JobKeys, NoStaging, StageConfig};
 
@@ -136,9 +136,13 @@ impl Stager {
         }
         let key = path_key(self.shared.as_bytes());
         let jobs = staging::job_keys(|name| stack.getenv(name));
+        let pointer = PointerKey {
+            path: key,
+            job: jobs.job.unwrap_or(0),
+        };
         // Without a job there is no pointer to believe: skip the look.
         if jobs.step.is_some() {
-            if let Some(p) = self.pointer(&cfg, euid, key) {
+            if let Some(p) = self.pointer(&cfg, euid, pointer) {
                 if jobs.accept(&p) {
                     return self.name_copy(&cfg, euid, p.content).map(|()| How::Pointed);
                 }
@@ -147,7 +151,7 @@ impl Stager {
         let started = sys::now_ms();
         let lock = self.lock(&cfg, euid, key)?;
         let waited = sys::now_ms().saturating_sub(started);
-        let r = self.under_lock(&cfg, euid, key, &jobs, waited);
+        let r = self.under_lock(&cfg, euid, pointer, &jobs, waited);
         // Closing the only descriptor of the lock file releases the lock.
         sys::close(lock);
         r
@@ -158,7 +162,7 @@ impl Stager {
         &mut self,
         cfg: &StageConfig<'_>,
         euid: u32,
-        key: u64,
+        key: PointerKey,
         jobs: &JobKeys,
         waited: u64,
     ) -> Result<How, Skip> {
@@ -187,14 +191,43 @@ impl Stager {
         };
         sys::close(shared);
         let how = how?;
-        // Tell the rest of this job (or step) where the copy is. Without a
-        // job the pointer is believed by nobody, but still says which copy
-        // is current, so that the next stager removes it when it is not.
-        let job = jobs.step.unwrap_or(0);
-        self.write_pointer(cfg, euid, key, Pointer { job, content: id });
-        // The copy the pointer named before is not the shared cache's any
-        // more: let it go (processes that mapped it keep their pages).
-        if let Some(old) = before.filter(|p| p.content != id) {
+        // Tell the rest of this job (or step) where the copy is, in the
+        // job's own pointer; and every later stager of this cache which
+        // copy is current, in the pointer of no job (believed by nobody).
+        let current = PointerKey {
+            path: key.path,
+            job: 0,
+        };
+        let was = if key == current {
+            before
+        } else {
+            let was = self.pointer(cfg, euid, current);
+            let step = jobs.step.unwrap_or(0);
+            self.write_pointer(
+                cfg,
+                euid,
+                key,
+                Pointer {
+                    job: step,
+                    content: id,
+                },
+            );
+            was
+        };
+        self.write_pointer(
+            cfg,
+            euid,
+            current,
+            Pointer {
+                job: 0,
+                content: id,
+            },
+        );
+        // The copy that was current is not the shared cache's any more: let
+        // it go (processes that mapped it keep their pages; a process of a
+        // job whose pointer still names it finds it gone and maps the
+        // shared cache).
+        if let Some(old) = was.filter(|p| p.content != id) {
             if self.name(cfg, euid, NodeFile::Copy(old.content)) {
                 sys::unlink(&self.scratch);
             }
@@ -216,9 +249,9 @@ impl Stager {
         }
     }
 
-    /// The pointer of the cache with path key `key`, if there is a valid one
-    /// that only its owner (this user or root) can write.
-    fn pointer(&mut self, cfg: &StageConfig<'_>, euid: u32, key: u64) -> Option<Pointer> {
+    /// The pointer `key` names, if there is a valid one that only its owner
+    /// (this user or root) can write.
+    fn pointer(&mut self, cfg: &StageConfig<'_>, euid: u32, key: PointerKey) -> Option<Pointer> {
         if !self.name(cfg, euid, NodeFile::Pointer(key)) {
             return None;
         }
@@ -234,7 +267,7 @@ impl Stager {
     }
 
     /// Replaces the pointer (written to its `.part`, then renamed).
-    fn write_pointer(&mut self, cfg: &StageConfig<'_>, euid: u32, key: u64, p: Pointer) {
+    fn write_pointer(&mut self, cfg: &StageConfig<'_>, euid: u32, key: PointerKey, p: Pointer) {
         let mut b = [0u8; Pointer::LEN];
         p.write(&mut b);
         if !(node_path(&mut self.target, cfg.dir, euid, NodeFile::Pointer(key))

@@ -5,8 +5,8 @@
 //!
 //! In the stage directory (default `/dev/shm`), for user `<uid>`:
 //! ```text
-//! dlfm-<uid>-<path key>.job    the pointer: "dlfm-stage-1 <job> <checksum> <file_len>\n"
-//! dlfm-<uid>-<path key>.lock   flock(2) taken by the process that stages
+//! dlfm-<uid>-<path key>-<job>.job   a job's pointer: "dlfm-stage-1 <key> <checksum> <file_len>\n"
+//! dlfm-<uid>-<path key>.lock         flock(2) taken by the process that stages
 //! dlfm-<uid>-<checksum>-<file_len>.dat        a complete copy, read-only
 //! dlfm-<uid>-<checksum>-<file_len>.dat.part   a copy being written
 //! ```
@@ -15,10 +15,14 @@
 //! stored file's size and data checksum, and the file's length), so that
 //! two jobs with the same cache share one copy and a repacked cache never
 //! meets an old copy under its name. Every number is 16 lowercase hex
-//! digits; `<uid>` is decimal. The pointer names the job (a hash of the
-//! launcher's job identifier, see `dlfm_wrap_logic::staging`) that last
-//! checked the copy against the shared cache: a process of that job uses
-//! the copy without touching the shared file system.
+//! digits; `<uid>` is decimal. Each job has its own pointer: `<job>` in its
+//! name is the job's key (a hash of the launcher's job identifier, see
+//! `dlfm_wrap_logic::staging`; 0 without a job), and the `<key>` inside says
+//! who last checked the copy against the shared cache (the job, for every
+//! step; or one step): a process of that job or step uses the copy without
+//! touching the shared file system. So a job's epilog removes its own
+//! pointers and only the copies no other job's pointer names
+//! (`dlfm.pre clean`), never what a job still running on the node uses.
 
 use dlfm_bytes::le_u64;
 
@@ -65,10 +69,10 @@ pub fn path_key(absolute_path: &[u8]) -> u64 {
 /// Which node-local file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeFile {
-    /// The pointer of the shared cache with this path key.
-    Pointer(u64),
+    /// A job's pointer for the shared cache with this path key.
+    Pointer(PointerKey),
     /// The pointer being written (renamed onto the pointer when complete).
-    PointerPart(u64),
+    PointerPart(PointerKey),
     /// The lock of the shared cache with this path key.
     Lock(u64),
     /// A complete copy.
@@ -77,7 +81,16 @@ pub enum NodeFile {
     CopyPart(ContentId),
 }
 
-/// Longest node-local name: prefix, uid, two numbers, `.dat.part`.
+/// What names a pointer: the shared cache's path key and the job's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointerKey {
+    /// The shared cache's path key ([`path_key`]).
+    pub path: u64,
+    /// The job's key (0: no job).
+    pub job: u64,
+}
+
+/// Longest node-local name: prefix, uid, two numbers, `.job.part`.
 pub const NAME_MAX: usize = 64;
 
 /// A node-local file's name (no directory), built without allocation.
@@ -98,13 +111,14 @@ impl NodeName {
         n.decimal(uid);
         n.push(b"-");
         match file {
-            NodeFile::Pointer(key) => {
-                n.hex(key);
+            NodeFile::Pointer(k) | NodeFile::PointerPart(k) => {
+                n.hex(k.path);
+                n.push(b"-");
+                n.hex(k.job);
                 n.push(b".job");
-            }
-            NodeFile::PointerPart(key) => {
-                n.hex(key);
-                n.push(b".job.part");
+                if let NodeFile::PointerPart(_) = file {
+                    n.push(b".part");
+                }
             }
             NodeFile::Lock(key) => {
                 n.hex(key);
@@ -159,6 +173,37 @@ impl NodeName {
         write_hex(&mut digits, v);
         self.push(&digits);
     }
+}
+
+/// A node-local file's name read back: its owner's uid and which file it
+/// is; `None` for any other name (the inverse of [`NodeName::new`]).
+pub fn parse_name(name: &[u8]) -> Option<(u32, NodeFile)> {
+    let uid = owner_of(name)?;
+    let rest = name.strip_prefix(PREFIX.as_bytes())?;
+    let rest = &rest[rest.iter().position(|&b| b == b'-')? + 1..];
+    let two = |r: &[u8]| -> Option<(u64, u64)> {
+        if r.len() != 33 || r[16] != b'-' {
+            return None;
+        }
+        Some((read_hex(&r[..16])?, read_hex(&r[17..])?))
+    };
+    let file = if let Some(r) = rest.strip_suffix(b".job") {
+        let (path, job) = two(r)?;
+        NodeFile::Pointer(PointerKey { path, job })
+    } else if let Some(r) = rest.strip_suffix(b".job.part") {
+        let (path, job) = two(r)?;
+        NodeFile::PointerPart(PointerKey { path, job })
+    } else if let Some(r) = rest.strip_suffix(b".lock") {
+        (r.len() == 16).then_some(())?;
+        NodeFile::Lock(read_hex(r)?)
+    } else if let Some(r) = rest.strip_suffix(b".dat") {
+        let (checksum, file_len) = two(r)?;
+        NodeFile::Copy(ContentId { checksum, file_len })
+    } else {
+        let (checksum, file_len) = two(rest.strip_suffix(b".dat.part")?)?;
+        NodeFile::CopyPart(ContentId { checksum, file_len })
+    };
+    Some((uid, file))
 }
 
 /// The owner's uid in a node-local file's name, if `name` is one of dlfm's
@@ -287,11 +332,16 @@ mod tests {
         String::from_utf8(NodeName::new(uid, f).as_bytes().into()).unwrap()
     }
 
+    const PK: PointerKey = PointerKey {
+        path: 0xabc,
+        job: 0x17,
+    };
+
     #[test]
     fn names_are_as_documented() {
         assert_eq!(
-            name(1000, NodeFile::Pointer(0xabc)),
-            "dlfm-1000-0000000000000abc.job"
+            name(1000, NodeFile::Pointer(PK)),
+            "dlfm-1000-0000000000000abc-0000000000000017.job"
         );
         assert_eq!(name(0, NodeFile::Lock(1)), "dlfm-0-0000000000000001.lock");
         assert_eq!(
@@ -302,20 +352,26 @@ mod tests {
             name(7, NodeFile::Copy(ID)),
             "dlfm-7-0123456789abcdef-0000000000002000.dat"
         );
-        assert!(name(u32::MAX, NodeFile::PointerPart(u64::MAX)).len() <= NAME_MAX);
+        let longest = PointerKey {
+            path: u64::MAX,
+            job: u64::MAX,
+        };
+        assert!(name(u32::MAX, NodeFile::PointerPart(longest)).len() <= NAME_MAX);
     }
 
     #[test]
     fn owners_are_read_back_from_names() {
         for (uid, f) in [
-            (0, NodeFile::Pointer(5)),
+            (0, NodeFile::Pointer(PK)),
             (1000, NodeFile::Copy(ID)),
             (u32::MAX, NodeFile::CopyPart(ID)),
             (42, NodeFile::Lock(9)),
-            (42, NodeFile::PointerPart(9)),
+            (42, NodeFile::PointerPart(PK)),
         ] {
             assert_eq!(owner_of(NodeName::new(uid, f).as_bytes()), Some(uid));
+            assert_eq!(parse_name(NodeName::new(uid, f).as_bytes()), Some((uid, f)));
         }
+        assert_eq!(parse_name(b"dlfm-1-0000000000000abc.job"), None, "no job");
         for other in [
             &b"dlfm-x-1.dat"[..],
             b"dlfm--1.dat",

@@ -124,26 +124,36 @@ impl JobKeys {
 /// relocations.)
 #[inline]
 pub fn job_keys<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> JobKeys {
-    if let Some(job) = getenv(b"SLURM_JOB_ID").filter(|v| !v.is_empty()) {
-        let job_key = key(b"SLURM_JOB_ID", job, None);
-        let step = getenv(b"SLURM_STEP_ID")
-            .filter(|v| !v.is_empty())
-            .map_or(job_key, |s| key(b"SLURM_JOB_ID", job, Some(s)));
+    let Some((name, v)) = job_variable(&getenv) else {
         return JobKeys {
-            job: Some(job_key),
-            step: Some(step),
+            job: None,
+            step: None,
         };
-    }
-    let other = |name: &'static [u8]| {
-        getenv(name)
-            .filter(|v| !v.is_empty())
-            .map(|v| key(name, v, None))
     };
-    let job = other(b"PMIX_NAMESPACE")
-        .or_else(|| other(b"PBS_JOBID"))
-        .or_else(|| other(b"LSB_JOBID"))
-        .or_else(|| other(b"FLUX_JOB_ID"));
-    JobKeys { job, step: job }
+    let job = key(name, v, None);
+    let step = match getenv(b"SLURM_STEP_ID").filter(|s| !s.is_empty()) {
+        Some(s) if dlfm_bytes::equal(name, b"SLURM_JOB_ID") => key(name, v, Some(s)),
+        _ => job,
+    };
+    JobKeys {
+        job: Some(job),
+        step: Some(step),
+    }
+}
+
+/// The variable that names the process's job and its value: the first of
+/// `SLURM_JOB_ID`, `PMIX_NAMESPACE`, `PBS_JOBID`, `LSB_JOBID`,
+/// `FLUX_JOB_ID` that is set and not empty.
+#[inline]
+pub fn job_variable<'a>(
+    getenv: impl Fn(&[u8]) -> Option<&'a [u8]>,
+) -> Option<(&'static [u8], &'a [u8])> {
+    let set = |name: &'static [u8]| Some((name, getenv(name).filter(|v| !v.is_empty())?));
+    set(b"SLURM_JOB_ID")
+        .or_else(|| set(b"PMIX_NAMESPACE"))
+        .or_else(|| set(b"PBS_JOBID"))
+        .or_else(|| set(b"LSB_JOBID"))
+        .or_else(|| set(b"FLUX_JOB_ID"))
 }
 
 /// The key of variable `name`'s value `v`, and of a step `s` within it.

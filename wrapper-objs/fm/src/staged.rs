@@ -5,7 +5,7 @@
 //! process has already done so (or found it could not) before this
 //! library's constructor runs. Runs once, in the constructor.
 
-use dlfm_cache::stage::{path_key, NodeFile, Pointer};
+use dlfm_cache::stage::{path_key, NodeFile, Pointer, PointerKey};
 use dlfm_wrap_logic::fixed_path::FixedPath;
 use dlfm_wrap_logic::staging;
 
@@ -30,7 +30,11 @@ pub fn open_copy(
     }
     // SAFETY: geteuid cannot fail and touches no memory.
     let euid = unsafe { libc::geteuid() };
-    let key = path_key(shared.as_bytes());
+    let jobs = staging::job_keys(&getenv);
+    let key = PointerKey {
+        path: path_key(shared.as_bytes()),
+        job: jobs.job?,
+    };
     let mut path = FixedPath::EMPTY;
     if !staging::node_path(&mut path, cfg.dir, euid, NodeFile::Pointer(key)) {
         return None;
@@ -43,7 +47,7 @@ pub fn open_copy(
         return None;
     }
     let pointer = Pointer::read(b.get(..n?)?)?;
-    if !staging::job_keys(&getenv).accept(&pointer)
+    if !jobs.accept(&pointer)
         || !staging::node_path(&mut path, cfg.dir, euid, NodeFile::Copy(pointer.content))
     {
         return None;
