@@ -69,7 +69,7 @@ pub fn run(
         for config in CONFIGS {
             // Untimed preparation: empty node-local storage; for dlfm-shm,
             // the cache placed on every node.
-            alloc.srun_ok(1, &[], &[dlfm_pre.to_str().unwrap(), "clean"])?;
+            alloc.srun_ok(1, &[], &[dlfm_pre.to_str().unwrap(), "clean", "--all"])?;
             if config == "dlfm-shm" {
                 crate::ok(
                     alloc.cmd("sbcast").arg("-f").arg(&cache).arg(SHM_CACHE),

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::sys;
+
 /// The bridge the nodes hang on.
 const BRIDGE: &str = "dlfmsbr0";
 /// Network namespaces are `<NS_PREFIX><node>`.
@@ -34,12 +36,26 @@ pub struct Cluster {
     dir: PathBuf,
 }
 
-/// Runs a command, returning its output (never panics on failure).
+/// Runs a command, returning its output; panics if it cannot be started
+/// (for set-up only: teardown uses [`try_run`]).
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// For teardown: runs a command and reports (never panics) when it cannot
+/// be started or fails.
+fn try_run(program: &str, args: &[&str]) {
+    match Command::new(program).args(args).output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "teardown: {program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => eprintln!("teardown: cannot run {program}: {e}"),
+    }
 }
 
 /// Runs a command that must succeed.
@@ -57,13 +73,25 @@ impl Cluster {
     /// node is idle. Mounts the nodes must see (a FUSE file system) must be
     /// made before this: each node's mount namespace is a copy taken now.
     pub fn start(nodes: usize) -> Cluster {
-        for tool in ["munged", "slurmctld", "slurmd", "sbatch", "srun", "sbcast"] {
+        // Every tool first: nothing is made when one is missing.
+        for tool in [
+            "munged",
+            "slurmctld",
+            "slurmd",
+            "sbatch",
+            "srun",
+            "sbcast",
+            "scancel",
+            "ip",
+            "nsenter",
+            "unshare",
+        ] {
             assert!(
                 Command::new("which")
                     .arg(tool)
                     .output()
                     .is_ok_and(|o| o.status.success()),
-                "{tool} is missing: apt-get install slurm-wlm munge (.ci/run does)"
+                "{tool} is missing: scripts/setup-debian.sh test installs it"
             );
         }
         teardown(nodes.max(8));
@@ -236,7 +264,8 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     }
 
     /// Runs `sh -c script` in node `node`'s (1-based) namespaces: its
-    /// network, host name and /dev/shm (the slurmd's mount namespace).
+    /// network, host name and /dev/shm (the slurmd's mount namespace, and its
+    /// root, so that a test run in a chroot stays in it).
     pub fn on_node(&self, node: usize, script: &str) -> Output {
         let pid = self.slurmd_pid(node);
         Command::new("nsenter")
@@ -244,6 +273,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 "--target",
                 &pid.to_string(),
                 "--mount",
+                "--root",
                 "--uts",
                 "--net",
                 "sh",
@@ -284,31 +314,72 @@ fn ns(i: usize) -> String {
 }
 
 /// Stops everything a cluster of up to `nodes` nodes may have left: jobs,
-/// daemons, namespaces (with every process in them), the bridge.
+/// daemons, namespaces (with every process in them), the bridge. Never
+/// panics; a step that fails is reported and the rest still done.
 fn teardown(nodes: usize) {
     let conf = format!("{DIR}/slurm.conf");
     if Path::new(&conf).exists() {
-        let _ = Command::new("scancel")
+        match Command::new("scancel")
             .args(["--full", "-u", "root"])
             .env("SLURM_CONF", &conf)
-            .output();
+            .output()
+        {
+            Ok(_) => {}
+            Err(e) => eprintln!("teardown: cannot run scancel: {e}"),
+        }
     }
     for i in 1..=nodes {
-        let ns = ns(i);
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = run("kill", &["-9", pid]);
-            }
+        let file = PathBuf::from(format!("/run/netns/{}", ns(i)));
+        if !file.exists() {
+            continue;
         }
-        let _ = run("ip", &["netns", "del", &ns]);
-        let _ = run("ip", &["link", "del", &format!("dlfmsv{i}")]);
+        for pid in pids_in_netns(&file) {
+            sys::or_report(&format!("kill {pid}"), sys::kill(pid, libc::SIGKILL));
+        }
+        // What `ip netns del` does: the namespace lives while its file is
+        // mounted; unmounted and gone, it goes with its veth pair once its
+        // processes are dead.
+        sys::or_report(&format!("unmount {}", file.display()), sys::unmount(&file));
+        if let Err(e) = std::fs::remove_file(&file) {
+            eprintln!("teardown: remove {}: {e}", file.display());
+        }
     }
     for pidfile in ["slurmctld.pid", "munge/pid"] {
-        if let Ok(pid) = std::fs::read_to_string(format!("{DIR}/{pidfile}")) {
-            let _ = run("kill", &["-9", pid.trim()]);
+        if let Some(pid) = std::fs::read_to_string(format!("{DIR}/{pidfile}"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            match sys::kill(pid, libc::SIGKILL) {
+                Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+                    eprintln!("teardown: kill {pid} ({pidfile}): {e}")
+                }
+                _ => {}
+            }
         }
     }
-    let _ = run("ip", &["link", "del", BRIDGE]);
+    if Path::new(&format!("/sys/class/net/{BRIDGE}")).exists() {
+        try_run("ip", &["link", "del", BRIDGE]);
+    }
     // Wait for the killed daemons to let go of their ports.
     std::thread::sleep(Duration::from_millis(200));
+}
+
+/// The processes whose network namespace is the one bound at `file`
+/// (`/proc/<pid>/ns/net` names the same namespace: same device and inode).
+fn pids_in_netns(file: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(file) else {
+        return Vec::new();
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
+        })
+        .collect()
 }

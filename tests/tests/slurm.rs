@@ -302,10 +302,10 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
         "requests to the simulated file system with replay; missed and passed: {missed:#?}"
     );
 
-    // An epilog's `dlfm.pre clean` (here inside the job: this job's files)
-    // frees every node of the job's pointers and copies (an empty lock file
-    // per cache stays for other jobs' stagers; `--all` removes it); the next
-    // job stages automatically: exactly one process per node copies it.
+    // An administrator's `dlfm.pre clean --all` frees every node (run in a
+    // job of its own: without --all it would remove only that job's files,
+    // which `--test staging` checks); the next job stages automatically:
+    // exactly one process per node copies the cache.
     let out = w.slurm(
         "srun",
         &[
@@ -315,6 +315,7 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
             "1",
             w.install.join("dlfm.pre").to_str().unwrap(),
             "clean",
+            "--all",
         ],
         &[],
     );
@@ -325,10 +326,7 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
     assert_eq!(count(&said, "removed"), NODES, "{said:#?}");
     for n in 1..=NODES {
         let left = w.shm(n);
-        assert!(
-            left.iter().all(|f| f.ends_with(".lock")),
-            "n{n} after clean: {left:?}"
-        );
+        assert!(left.is_empty(), "n{n} after clean: {left:?}");
     }
     w.fresh_traces();
     let with = srun(&[

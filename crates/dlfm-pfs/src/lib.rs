@@ -155,19 +155,27 @@ pub fn clean_stale_under(prefix: &str) {
     unmount_where(|source, target| source == "dlfm-pfs" && target.starts_with(prefix));
 }
 
-/// Lazily unmounts every mount for which `hit(source, target)` holds.
+/// Lazily unmounts (`umount2(MNT_DETACH)`, no helper command) every mount
+/// for which `hit(source, target)` holds; says on stderr what it could not.
 fn unmount_where(hit: impl Fn(&str, &str) -> bool) {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     for line in mounts.lines() {
         let mut f = line.split_whitespace();
         let (source, target) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
-        if hit(source, target) {
-            let _ = std::process::Command::new("fusermount3")
-                .args(["-u", "-z", target])
-                .status();
-            let _ = std::process::Command::new("umount")
-                .args(["-l", target])
-                .status();
+        if !hit(source, target) {
+            continue;
+        }
+        // (A mount point with a space is escaped in /proc/self/mounts and
+        // never matches: dlfm-pfs's mount points have none.)
+        let Ok(path) = std::ffi::CString::new(target) else {
+            continue;
+        };
+        // SAFETY: a NUL-terminated path that lives across the call.
+        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+            eprintln!(
+                "dlfm-pfs: cannot unmount the stale mount {target}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
