@@ -25,8 +25,8 @@ fi
 
 # The demo: a C toolchain, strace (its counts), python3 and Open MPI (the
 # FMCaching interposer's build and the demo's programs), fuse3 (dlfm-pfs),
-# procps (kill, ps) and certificates for rustup and crates.io.
-packages=(build-essential ca-certificates curl strace gdb procps python3 python3-dev fuse3
+# procps (kill, ps) and certificates for crates.io and PyPI.
+packages=(build-essential ca-certificates strace gdb procps python3 python3-dev fuse3
     openmpi-bin libopenmpi-dev fonts-dejavu-core)
 if [ "$mode" != demo ]; then
     # The tests: gdb for every architecture, the aarch64 cross toolchain and
@@ -47,15 +47,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -q "${missing[@]}"
 fi
 
-# Rust from rustup (Debian 12's rustc is older than dlfm needs).
+# Rust from rustup (Debian 12's rustc is older than dlfm needs); this
+# script does not download toolchains itself.
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup-debian.sh: installing Rust with rustup (into $HOME/.cargo)"
-    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
-    export PATH="$HOME/.cargo/bin:$PATH"
-    echo "setup-debian.sh: Rust installed; in a new shell run: . \"$HOME/.cargo/env\""
+if ! command -v cargo >/dev/null 2>&1 || ! command -v rustup >/dev/null 2>&1; then
+    echo "setup-debian.sh: dlfm builds with Rust from rustup (rust-version 1.87 or newer), which is not on this machine: install it (https://rustup.rs), then run this again" >&2
+    exit 2
 fi
 [ "$mode" = demo ] && exit 0
 
