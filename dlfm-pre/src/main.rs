@@ -41,8 +41,8 @@ macro_rules! say {
 
 mod lustre;
 mod misses;
+mod node_storage;
 mod prepare;
-mod stage;
 mod trace_files;
 
 use clap::{Parser, Subcommand};
@@ -182,7 +182,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let cache = cli
         .cache
-        .or_else(|| std::env::var_os("DLFM_CACHE").map(PathBuf::from))
+        .or_else(|| std::env::var_os(dlfm_runtime::env::CACHE).map(PathBuf::from))
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from(dlfm_cache::names::DEFAULT_CACHE));
     JSON.store(cli.json, Ordering::Relaxed);
@@ -227,13 +227,13 @@ fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
             serde_json::to_value(r)?
         }
         Op::Stage => {
-            let staged = stage::stage(cache)?;
+            let staged = node_storage::stage(cache)?;
             say!("dlfm.pre stage: {}", cache.display());
             prepare::say_staged(&staged);
             serde_json::to_value(staged)?
         }
         Op::Clean { all } => {
-            let cleaned = stage::clean(all)?;
+            let cleaned = node_storage::clean(all)?;
             say!(
                 "dlfm.pre clean ({}): removed {} node-local file(s) ({}) from {}",
                 cleaned.scope,

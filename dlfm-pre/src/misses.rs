@@ -3,7 +3,7 @@
 //! the pilot's journal format; the wrapper's `misses` module and the
 //! interposer's `state`), `dlfm.pre report` over them and the DLCACHE_DBG
 //! trace summaries, and the folding of the misses into the pilot's journal by
-//! the next `read-cache`. Both keep only what `dlfm_wrap_logic::scope` says
+//! the next `read-cache`. Both keep only what `dlfm_runtime::scope` says
 //! the next pack serves, the rule the noting side applied already.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,8 +19,8 @@ use serde::Serialize;
 use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::names::{MISSES_SUFFIX, MISS_JOURNAL_EXT, TRACE_DIR};
 use dlfm_pack::scope::Scope;
-use dlfm_wrap_logic::scope::{self, Maker, Rules};
-use dlfm_wrap_logic::summary;
+use dlfm_runtime::scope::{self, Maker, Rules};
+use dlfm_runtime::summary;
 
 /// `<cache>.misses`.
 fn misses_dir(cache: &Path) -> PathBuf {
@@ -138,7 +138,7 @@ pub fn fold(cache: &Path, journal: &Path, scope: &Scope) -> Result<Folded> {
     Ok(folded)
 }
 
-/// Which of `records` the next pack serves, by `dlfm_wrap_logic::scope`'s
+/// Which of `records` the next pack serves, by `dlfm_runtime::scope`'s
 /// rule with `rules`: every `Process` record, every lookup ld.so made, and
 /// of the program's own lookups those of code and its metadata (by name or
 /// `--include`), never a directory. The noting side applied the same rule;

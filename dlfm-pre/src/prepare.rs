@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::lustre::{self, Striping};
 use crate::misses;
-use crate::stage::{self, Staged};
+use crate::node_storage::{self, Staged};
 use crate::trace_files;
 
 /// What `write-cache` did, for `--json`.
@@ -319,7 +319,7 @@ pub fn read_cache(
         "  misses       the run records what the cache misses in {}/ (one journal per node; dlfm.pre report)",
         misses_dir.display()
     );
-    let staging = stage::stage(cache)?;
+    let staging = node_storage::stage(cache)?;
     say_staged(&staging);
     debug_traces()?;
     say!("next: run the program with DLFM_OP=read-cache");

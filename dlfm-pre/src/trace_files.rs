@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -13,10 +14,8 @@ use dlfm_cache::names::{core_letter, CORE_LETTERS, TRACE_DIR, TRACE_FILE_PREFIX}
 
 /// Whether `DLCACHE_DBG` asks for traces ("on", "true", "yes" or "1").
 pub fn requested() -> bool {
-    matches!(
-        std::env::var("DLCACHE_DBG").as_deref(),
-        Ok("on" | "true" | "yes" | "1")
-    )
+    let value = std::env::var_os(dlfm_runtime::env::TRACE);
+    dlfm_runtime::env::trace_requested(value.as_ref().map(|v| v.as_bytes()))
 }
 
 /// Creates `dlcache.dbg/` with an empty trace file per node and core; returns

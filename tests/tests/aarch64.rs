@@ -11,14 +11,7 @@ use dlfm_tests::aarch64::{self, records_and_replays, Loader};
 #[test]
 fn the_wrappers_crates_pass_their_tests_on_aarch64() {
     let out = aarch64::cargo("test")
-        .args([
-            "-p",
-            "dlfm-bytes",
-            "-p",
-            "dlfm-cache",
-            "-p",
-            "dlfm-wrap-logic",
-        ])
+        .args(["-p", "dlfm-bytes", "-p", "dlfm-cache", "-p", "dlfm-runtime"])
         .output()
         .expect("run cargo");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use dlfm_bytes::{le_u32, le_u64};
 use dlfm_cache::layout::{header_at, seal, FILE_LEN, ID_LEN};
+use dlfm_runtime::summary;
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
-use dlfm_wrap_logic::summary;
 
 /// Runs the program with `DLFM_CACHE=cache` in read-cache mode and returns
 /// the trace, after checking the program worked.

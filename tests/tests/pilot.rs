@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
+use dlfm_runtime::summary;
 use dlfm_tests::scenario::{assert_ok, rpath};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
-use dlfm_wrap_logic::summary;
 
 fn journal(s: &Scenario) -> PathBuf {
     s.run_dir.join("dlcache.dat.journal")

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeSet;
 
+use dlfm_runtime::summary;
 use dlfm_tests::strace::{looked_up, Call, LOOKUPS};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
-use dlfm_wrap_logic::summary;
 
 /// Calls that use an open file.
 const ON_FD: [&str; 6] = ["read", "pread64", "mmap", "newfstatat", "fstat", "lseek"];

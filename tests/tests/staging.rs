@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dlfm_cache::stage::{ContentId, NodeFile, NodeName};
+use dlfm_cache::node_files::{ContentId, NodeFile, NodeName};
 use dlfm_tests::scenario::{assert_ok, output_within};
 use dlfm_tests::tmpfs::TmpFs;
 use dlfm_tests::Scenario;

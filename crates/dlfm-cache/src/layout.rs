@@ -14,7 +14,7 @@
 //!     FMCaching; else the interposer replay preloads)
 //! 116 lists_count u32   120 lists_off u64
 //! 128 scope_off u32      132 scope_len u32 (into strings: the pack's
-//!     `--include`/`--exclude` patterns, `dlfm_wrap_logic::scope::Rules`'
+//!     `--include`/`--exclude` patterns, `dlfm_runtime::scope::Rules`'
 //!     encoding, which the noting of misses applies)
 //! entry, 40 bytes, sorted by (FNV-1a 64 of the path, path bytes):
 //!   0 hash u64   8 path_off u32   12 path_len u32 (into strings)

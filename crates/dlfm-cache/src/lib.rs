@@ -5,7 +5,7 @@
 //! What it owns: the byte layout of the cache ([`layout`]), the checked
 //! reader the wrapper answers lookups from ([`read`]), the journal record
 //! format and its encoder ([`journal`]), the names and pointer file of
-//! node-local copies ([`stage`]), and the hashes they use ([`hash`]).
+//! node-local copies ([`node_files`]), and the hashes they use ([`hash`]).
 //! The wrapper uses the reader and the encoder inside ld.so; `dlfm-pack`
 //! writes caches with [`layout`] and decodes journals against [`journal`].
 //!
@@ -14,7 +14,8 @@
 //! write.
 //!
 //! There is deliberately no `std` feature (so the std-side cache writer and
-//! journal decoder live in `dlfm-pack`): cargo unifies features across the
+//! the scan of a whole journal past torn records live in `dlfm-pack`; the
+//! record decoder itself, `journal::decode`, is here and borrows): cargo unifies features across the
 //! workspace, so one member enabling it would put std into the wrapper's
 //! `no_std` static library, whose own panic handler then clashes with std's
 //! (`duplicate lang item panic_impl`) in every `cargo build --workspace`.
@@ -24,6 +25,6 @@ pub mod hash;
 pub mod journal;
 pub mod layout;
 pub mod names;
+pub mod node_files;
 pub mod read;
-pub mod stage;
 pub mod stat;

@@ -429,7 +429,7 @@ impl<'a> Cache<'a> {
     }
 
     /// The `--include`/`--exclude` patterns the cache was packed with, in
-    /// `dlfm_wrap_logic::scope::Rules`' encoding (empty: none).
+    /// `dlfm_runtime::scope::Rules`' encoding (empty: none).
     #[inline]
     pub fn scope_patterns(&self) -> &'a [u8] {
         self.string(self.scope.0, self.scope.1).unwrap_or(&[])

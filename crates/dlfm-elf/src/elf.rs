@@ -4,61 +4,36 @@
 use crate::error::PatchError;
 use crate::sites::Arch;
 
-/// A GNU build-id note's type (`NT_GNU_BUILD_ID`).
-const NT_GNU_BUILD_ID: u32 = 3;
+use goblin::elf::header::{EM_AARCH64, EM_X86_64};
+use goblin::elf::note::NT_GNU_BUILD_ID;
 
-/// A loadable segment.
-pub const PT_LOAD: u32 = 1;
-/// A note segment.
-pub const PT_NOTE: u32 = 4;
-/// The program interpreter's name.
-pub const PT_INTERP: u32 = 3;
-/// Segment flag: executable.
-pub const PF_X: u32 = 1;
-/// Segment flag: writable.
-pub const PF_W: u32 = 2;
-/// Segment flag: readable.
-pub const PF_R: u32 = 4;
-/// Size of an ELF64 program header.
-pub const PHENT: usize = 56;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
-/// A fixed-address executable.
-pub const ET_EXEC: u16 = 2;
-/// A shared object or PIE (and ld.so).
-pub const ET_DYN: u16 = 3;
+pub use goblin::elf::header::{ET_DYN, ET_EXEC};
+pub use goblin::elf::program_header::program_header64::SIZEOF_PHDR as PHENT;
+pub use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_NOTE};
 
-/// One program header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Phdr {
-    /// p_type.
-    pub kind: u32,
-    /// p_flags.
-    pub flags: u32,
-    /// p_offset.
-    pub offset: u64,
-    /// p_vaddr (p_paddr is written equal to it).
-    pub vaddr: u64,
-    /// p_filesz.
-    pub filesz: u64,
-    /// p_memsz.
-    pub memsz: u64,
-    /// p_align.
-    pub align: u64,
+/// One program header: goblin's, whose fields are the ELF64 `Elf64_Phdr`
+/// (`p_type`, `p_flags`, `p_offset`, ...); written with [`write_phdr`].
+pub type Phdr = goblin::elf::ProgramHeader;
+
+/// Writes `p` as an ELF64 little-endian program header into the first
+/// [`PHENT`] bytes of `out` (goblin's layout: the struct is the format).
+pub fn write_phdr(p: &Phdr, out: &mut [u8]) -> Result<(), PatchError> {
+    use scroll::ctx::TryIntoCtx;
+    p.clone()
+        .try_into_ctx(out, ctx64())
+        .map(drop)
+        .map_err(|e| PatchError::NotElf {
+            what: "the ld.so copy",
+            detail: format!("a program header does not fit: {e}"),
+        })
 }
 
-impl Phdr {
-    /// Writes the header into the first PHENT bytes of `out`.
-    pub fn write(&self, out: &mut [u8]) {
-        out[0..4].copy_from_slice(&self.kind.to_le_bytes());
-        out[4..8].copy_from_slice(&self.flags.to_le_bytes());
-        out[8..16].copy_from_slice(&self.offset.to_le_bytes());
-        out[16..24].copy_from_slice(&self.vaddr.to_le_bytes());
-        out[24..32].copy_from_slice(&self.vaddr.to_le_bytes());
-        out[32..40].copy_from_slice(&self.filesz.to_le_bytes());
-        out[40..48].copy_from_slice(&self.memsz.to_le_bytes());
-        out[48..56].copy_from_slice(&self.align.to_le_bytes());
-    }
+/// ELF64, little-endian: the only kind dlpatch reads and writes.
+fn ctx64() -> goblin::container::Ctx {
+    goblin::container::Ctx::new(
+        goblin::container::Container::Big,
+        goblin::container::Endian::Little,
+    )
 }
 
 /// The program interpreter a PT_INTERP segment names.
@@ -120,23 +95,8 @@ impl<'a> Elf<'a> {
         if usize::from(h.e_phentsize) != PHENT {
             return Err(bad("unexpected program header size"));
         }
-        let ctx = goblin::container::Ctx::new(
-            goblin::container::Container::Big,
-            goblin::container::Endian::Little,
-        );
-        let phdrs = ProgramHeader::parse(bytes, h.e_phoff as usize, h.e_phnum.into(), ctx)
-            .map_err(|_| bad("program headers lie outside the file"))?
-            .into_iter()
-            .map(|p| Phdr {
-                kind: p.p_type,
-                flags: p.p_flags,
-                offset: p.p_offset,
-                vaddr: p.p_vaddr,
-                filesz: p.p_filesz,
-                memsz: p.p_memsz,
-                align: p.p_align,
-            })
-            .collect();
+        let phdrs = ProgramHeader::parse(bytes, h.e_phoff as usize, h.e_phnum.into(), ctx64())
+            .map_err(|_| bad("program headers lie outside the file"))?;
         Ok(Elf {
             bytes,
             what,
@@ -162,13 +122,13 @@ impl<'a> Elf<'a> {
 
     /// A segment's bytes in the file (`p_offset`, `p_filesz`), checked.
     pub fn segment_bytes(&self, p: &Phdr, what: &str) -> Result<&'a [u8], PatchError> {
-        self.bytes_at(p.offset, p.filesz, what)
+        self.bytes_at(p.p_offset, p.p_filesz, what)
     }
 
     /// The program interpreter (PT_INTERP): its name, up to the first NUL,
     /// and where its field lies in the file; `None` without one.
     pub fn interp(&self) -> Result<Option<Interp>, PatchError> {
-        let Some(p) = self.phdrs.iter().find(|p| p.kind == PT_INTERP) else {
+        let Some(p) = self.phdrs.iter().find(|p| p.p_type == PT_INTERP) else {
             return Ok(None);
         };
         let field = self.segment_bytes(p, "interpreter (PT_INTERP)")?;
@@ -176,36 +136,30 @@ impl<'a> Elf<'a> {
         Ok(Some(Interp {
             name: String::from_utf8_lossy(name).into_owned(),
             // In range: segment_bytes checked it against the file's length.
-            offset: p.offset as usize,
+            offset: p.p_offset as usize,
             room: field.len(),
         }))
     }
 
     /// The notes of every PT_NOTE segment (goblin applies the alignment
-    /// rule of `dlfm_wrap_logic::elf`: 8-byte notes where `p_align` is 8,
+    /// rule of `dlfm_runtime::elf`: 8-byte notes where `p_align` is 8,
     /// 4-byte ones where it is 0-4; larger alignments end the walk). Each
     /// note comes with the file offset of its descriptor.
     pub fn notes(&self) -> Vec<(goblin::elf::note::Note<'a>, u64)> {
         use goblin::elf::note::NoteDataIterator;
         let mut out = Vec::new();
-        for p in self.phdrs.iter().filter(|p| p.kind == PT_NOTE) {
+        for p in self.phdrs.iter().filter(|p| p.p_type == PT_NOTE) {
             // A note segment that overflows or leaves the file has no
             // notes (dlpatch only looks for its own and the build-id).
-            if range_in(self.bytes, p.offset, p.filesz).is_none() {
+            if range_in(self.bytes, p.p_offset, p.p_filesz).is_none() {
                 continue;
             }
-            let offset = p.offset as usize;
+            let offset = p.p_offset as usize;
             let notes = NoteDataIterator {
                 data: self.bytes,
-                size: offset + p.filesz as usize,
+                size: offset + p.p_filesz as usize,
                 offset,
-                ctx: (
-                    usize::try_from(p.align).unwrap_or(usize::MAX),
-                    goblin::container::Ctx::new(
-                        goblin::container::Container::Big,
-                        goblin::container::Endian::Little,
-                    ),
-                ),
+                ctx: (usize::try_from(p.p_align).unwrap_or(usize::MAX), ctx64()),
             };
             for note in notes.map_while(Result::ok) {
                 let desc_off = note.desc.as_ptr() as usize - self.bytes.as_ptr() as usize;

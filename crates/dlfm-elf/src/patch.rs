@@ -6,7 +6,7 @@
 //! the segment, and the R+W segment its zeroed data after the slot's page.
 
 use crate::codegen::{a64, generate, Layout};
-use crate::elf::{Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
+use crate::elf::{write_phdr, Elf, Phdr, ET_DYN, PF_R, PF_W, PF_X, PHENT, PT_LOAD};
 use crate::embed::{link, Blob, EmbedError};
 use crate::error::PatchError;
 use crate::finder::find_sites;
@@ -104,8 +104,8 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
     let load_end = elf
         .phdrs
         .iter()
-        .filter(|p| p.kind == PT_LOAD)
-        .map(|p| p.vaddr + p.memsz)
+        .filter(|p| p.p_type == PT_LOAD)
+        .map(|p| p.p_vaddr + p.p_memsz)
         .max()
         .unwrap_or(0);
     let rx_vaddr = (bytes.len() as u64).max(load_end).next_multiple_of(page);
@@ -156,34 +156,36 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
     // The new program-header table: the two segments go after the last
     // original PT_LOAD, keeping PT_LOADs in ascending address order.
     let rx = Phdr {
-        kind: PT_LOAD,
-        flags: PF_R | PF_X,
-        offset: rx_vaddr,
-        vaddr: rx_vaddr,
-        filesz: rx_size,
-        memsz: rx_size,
-        align: page,
+        p_type: PT_LOAD,
+        p_flags: PF_R | PF_X,
+        p_offset: rx_vaddr,
+        p_vaddr: rx_vaddr,
+        p_paddr: rx_vaddr,
+        p_filesz: rx_size,
+        p_memsz: rx_size,
+        p_align: page,
     };
     let rw = Phdr {
-        kind: PT_LOAD,
-        flags: PF_R | PF_W,
-        offset: 0,
-        vaddr: slot_vaddr,
-        filesz: 0,
-        memsz: rw_size,
-        align: page,
+        p_type: PT_LOAD,
+        p_flags: PF_R | PF_W,
+        p_offset: 0,
+        p_vaddr: slot_vaddr,
+        p_paddr: slot_vaddr,
+        p_filesz: 0,
+        p_memsz: rw_size,
+        p_align: page,
     };
     let last_load = elf
         .phdrs
         .iter()
-        .rposition(|p| p.kind == PT_LOAD)
+        .rposition(|p| p.p_type == PT_LOAD)
         .unwrap_or(0);
     let mut phdrs = elf.phdrs.clone();
     phdrs.splice(last_load + 1..last_load + 1, [rx, rw]);
 
     let mut segment = vec![0u8; rx_size as usize];
     for (i, p) in phdrs.iter().enumerate() {
-        p.write(&mut segment[i * PHENT..(i + 1) * PHENT]);
+        write_phdr(p, &mut segment[i * PHENT..(i + 1) * PHENT])?;
     }
     let code_at = (code_vaddr - rx_vaddr) as usize;
     let marker_at = code_at + code.bytes.len();

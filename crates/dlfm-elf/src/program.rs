@@ -2,6 +2,8 @@
 //! carry the wrapper, recognised by the note of docs/internals.md §2 (and,
 //! when the program has a symbol table, by `dlfm_entry` at the same address).
 
+use dlfm_runtime::entry_abi::{NOTE_OWNER, NOTE_TYPE};
+
 use crate::codegen::ENTRY_MAGIC;
 use crate::elf::{range_in, Elf, ET_DYN, ET_EXEC, PT_NOTE};
 use crate::error::PatchError;
@@ -78,13 +80,13 @@ pub fn origin_search_paths(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The entry address the wrapper's note gives (owner `DLFM`, type 1, desc
+/// The entry address the wrapper's note gives (`dlfm_runtime::entry_abi`:
+/// owner `DLFM`, type 1, desc
 /// = the magic then an i32 relative to its own address).
 fn note_entry(elf: &Elf<'_>) -> Option<u64> {
-    let (note, desc_off) = elf
-        .notes()
-        .into_iter()
-        .find(|(n, _)| n.name == "DLFM" && n.n_type == 1 && n.desc.starts_with(ENTRY_MAGIC))?;
+    let (note, desc_off) = elf.notes().into_iter().find(|(n, _)| {
+        n.name == NOTE_OWNER && n.n_type == NOTE_TYPE && n.desc.starts_with(ENTRY_MAGIC)
+    })?;
     let rel = i32::from_le_bytes(
         note.desc
             .get(ENTRY_MAGIC.len()..ENTRY_MAGIC.len() + 4)?
@@ -95,11 +97,11 @@ fn note_entry(elf: &Elf<'_>) -> Option<u64> {
     // Notes come only from segments inside the file (`Elf::notes`), so
     // these ranges are checked before they are compared.
     let p = elf.phdrs.iter().find(|p| {
-        p.kind == PT_NOTE
-            && range_in(elf.bytes, p.offset, p.filesz).is_some()
-            && (p.offset..p.offset + p.filesz).contains(&rel_off)
+        p.p_type == PT_NOTE
+            && range_in(elf.bytes, p.p_offset, p.p_filesz).is_some()
+            && (p.p_offset..p.p_offset + p.p_filesz).contains(&rel_off)
     })?;
-    let rel_vaddr = p.vaddr.checked_add(rel_off - p.offset)?;
+    let rel_vaddr = p.p_vaddr.checked_add(rel_off - p.p_offset)?;
     Some(rel_vaddr.wrapping_add(rel as i64 as u64))
 }
 
@@ -152,16 +154,17 @@ mod tests {
         b[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
         b[54..56].copy_from_slice(&(PHENT as u16).to_le_bytes());
         b[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
-        crate::elf::Phdr {
-            kind,
-            flags: 4,
-            offset,
-            vaddr: offset,
-            filesz,
-            memsz: filesz,
-            align: 1,
-        }
-        .write(&mut b[64..]);
+        let p = crate::elf::Phdr {
+            p_type: kind,
+            p_flags: 4,
+            p_offset: offset,
+            p_vaddr: offset,
+            p_paddr: offset,
+            p_filesz: filesz,
+            p_memsz: filesz,
+            p_align: 1,
+        };
+        crate::elf::write_phdr(&p, &mut b[64..]).unwrap();
         b
     }
 

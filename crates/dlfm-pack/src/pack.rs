@@ -140,7 +140,7 @@ fn is_directory(f: &PathFacts) -> bool {
 }
 
 /// Serves every directory above a served path for `stat` and `lstat`
-/// (`dlfm_wrap_logic::scope`): where the pilot recorded neither, or only one
+/// (`dlfm_runtime::scope`): where the pilot recorded neither, or only one
 /// of them, the other is taken from the disk now (a directory's status is as
 /// true now as when the pilot ran; its times are not compared). A path the
 /// pilot saw as something else than a directory, or that is gone, is left

@@ -1,7 +1,7 @@
 //! The pack's side of FMCaching's scope: which of the program's own
 //! lookups in a whole journal go into the cache. The rule itself (names
 //! that show code, `--include`/`--exclude`, directories above served paths)
-//! is `dlfm_wrap_logic::scope`'s, shared with the noting of misses in
+//! is `dlfm_runtime::scope`'s, shared with the noting of misses in
 //! replay and with `dlfm.pre report` and the fold: what a replay notes is
 //! exactly what the next pack serves. This module applies it to a journal's
 //! set of paths and counts what it took in and left out.
@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use dlfm_wrap_logic::scope::Class;
-use dlfm_wrap_logic::scope::{self as rule, Rules, EXCLUDE, INCLUDE};
+pub use dlfm_runtime::scope::Class;
+use dlfm_runtime::scope::{self as rule, Rules, EXCLUDE, INCLUDE};
 
 /// The user's scope: the default rule, widened by `--include` and narrowed
 /// by `--exclude` patterns, held in the encoding the cache stores.

@@ -156,7 +156,7 @@ impl CacheWriter {
     }
 
     /// Stores the scope's `--include`/`--exclude` patterns (encoded as
-    /// `dlfm_wrap_logic::scope::Rules`), which replay's noting of misses
+    /// `dlfm_runtime::scope::Rules`), which replay's noting of misses
     /// applies.
     pub fn set_scope_patterns(&mut self, encoded: &[u8]) {
         self.scope = encoded.to_vec();

@@ -1,8 +1,83 @@
-//! What the environment's values ask for: `DLFM_OP`, `DLCACHE_DBG` and the
-//! MPI rank that decides which process records in a pilot run. The wrapper
-//! finds the values on the initial stack; this module judges them.
+//! The runtime contract's environment: every variable dlfm reads is named
+//! here, once, and judged here. The ld.so wrapper (which finds the values
+//! on the initial stack), the FMCaching interposer (libc's `getenv`) and
+//! `dlfm.pre` (std) all read through these names and functions, each
+//! passing its own `getenv`.
+//!
+//! | variable | read by |
+//! |---|---|
+//! | `DLFM_OP` ([`OP`]), with the rank variables of [`rank`] | [`mode_of`] |
+//! | `DLFM_CACHE` ([`CACHE`]) | [`cache_of`] |
+//! | `DLCACHE_DBG` ([`TRACE`]) | [`trace_of`] |
+//! | `DLFM_STAGE`, `DLFM_STAGE_DIR`, `DLFM_STAGE_WAIT` ([`STAGE`], [`STAGE_DIR`], [`STAGE_WAIT`]) | `staging_policy::config_of` |
+//! | the local rank variables | [`local_rank`] |
+//! | the launchers' job variables | [`job_variable`] |
 
-/// What the wrapper does with ld.so's file calls in this process.
+use dlfm_cache::names::DEFAULT_CACHE;
+
+/// `read-cache` or `write-cache`: what dlfm does in this process.
+pub const OP: &str = "DLFM_OP";
+/// The cache file (default `./dlcache.dat`); its journal is `<cache>.journal`.
+pub const CACHE: &str = "DLFM_CACHE";
+/// `on`, `true`, `yes` or `1`: write trace files (`dlcache.dbg/`).
+pub const TRACE: &str = "DLCACHE_DBG";
+/// `off` (or `0`, `no`, `false`): no node-local copies.
+pub const STAGE: &str = "DLFM_STAGE";
+/// The node-local directory for copies (default `/dev/shm`).
+pub const STAGE_DIR: &str = "DLFM_STAGE_DIR";
+/// Seconds a process waits for its node's copy (default 60).
+pub const STAGE_WAIT: &str = "DLFM_STAGE_WAIT";
+
+/// The mode `DLFM_OP` asks for in this process, given its rank.
+#[inline]
+pub fn mode_of<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Mode {
+    mode(getenv(OP.as_bytes()), rank(&getenv))
+}
+
+/// Whether `DLCACHE_DBG` asks for trace files.
+#[inline]
+pub fn trace_of<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> bool {
+    trace_requested(getenv(TRACE.as_bytes()))
+}
+
+/// The cache's path as `DLFM_CACHE` gives it (unset or empty: `dlcache.dat`
+/// in the working directory).
+#[inline]
+pub fn cache_of<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> &'a [u8] {
+    match getenv(CACHE.as_bytes()) {
+        Some(v) if !v.is_empty() => v,
+        _ => DEFAULT_CACHE.as_bytes(),
+    }
+}
+
+/// The variable that names the process's job and its value: the first of
+/// `SLURM_JOB_ID`, `PMIX_NAMESPACE` (Open MPI's mpirun, PMIx launchers),
+/// `PBS_JOBID`, `LSB_JOBID`, `FLUX_JOB_ID` that is set and not empty. (A
+/// Slurm step is `SLURM_STEP_ID` within `SLURM_JOB_ID`: [`step_of`].)
+#[inline]
+pub fn job_variable<'a>(
+    getenv: impl Fn(&[u8]) -> Option<&'a [u8]>,
+) -> Option<(&'static [u8], &'a [u8])> {
+    let set = |name: &'static [u8]| Some((name, getenv(name).filter(|v| !v.is_empty())?));
+    set(b"SLURM_JOB_ID")
+        .or_else(|| set(b"PMIX_NAMESPACE"))
+        .or_else(|| set(b"PBS_JOBID"))
+        .or_else(|| set(b"LSB_JOBID"))
+        .or_else(|| set(b"FLUX_JOB_ID"))
+}
+
+/// The Slurm step within job variable `job` (`SLURM_STEP_ID`, for
+/// `SLURM_JOB_ID` only), if set.
+#[inline]
+pub fn step_of<'a>(job: &[u8], getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+    if !dlfm_bytes::equal(job, b"SLURM_JOB_ID") {
+        return None;
+    }
+    getenv(b"SLURM_STEP_ID").filter(|s| !s.is_empty())
+}
+
+/// What dlfm does in this process (the ld.so wrapper with ld.so's calls,
+/// the interposer with the program's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Mode {
@@ -13,6 +88,19 @@ pub enum Mode {
     Record = 1,
     /// `DLFM_OP=read-cache`: answer recorded lookups from the cache.
     Replay = 2,
+}
+
+impl Mode {
+    /// The mode a byte (`Mode as u8`, kept in an atomic) holds; anything
+    /// else is `Off`.
+    #[inline]
+    pub fn from_u8(v: u8) -> Mode {
+        match v {
+            1 => Mode::Record,
+            2 => Mode::Replay,
+            _ => Mode::Off,
+        }
+    }
 }
 
 /// The mode `DLFM_OP=op` asks for in a process of MPI rank `rank` (see

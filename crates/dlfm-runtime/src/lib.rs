@@ -1,17 +1,26 @@
-//! The wrapper's pure logic: decisions and arithmetic that need no system
-//! call and no state, kept apart from `wrapper-objs` (a `no_std` static
-//! library without a test harness) so that host unit tests reach them.
+//! The runtime contract and the logic both worlds share: what the ld.so
+//! wrapper (`wrapper-objs/ldso`, inside ld.so before libc), the FMCaching
+//! interposer (`wrapper-objs/fm`, in the program's threads) and `dlfm.pre`
+//! must agree on: every environment name ([`env`]), the entry ABI
+//! ([`entry_abi`]), the scope rule ([`scope`]), the node-local staging
+//! policy ([`staging_policy`]), file names of traces and miss journals
+//! ([`trace_name`]), and the pure decisions and arithmetic that need no
+//! system call and no state, kept apart so that host unit tests reach them.
+//! It must not know system calls, descriptors or processes.
 //!
-//! The wrapper's rules apply here too (see `wrapper-objs/src/lib.rs`): no
+//! The wrapper's rules apply here too (see `wrapper-objs/ldso/src/lib.rs`): no
 //! std, no allocation, no panics, no relocations, every function
 //! `#[inline]` so that it is compiled into the wrapper's own object.
 //!
 //! - [`legacy_stat`]: older glibc's stat, fstat and lstat as newfstatat;
 //! - [`keys`]: which calls are lookups (the filters record and replay share);
 //! - [`vfd`]: virtual descriptors, and the read/seek/map arithmetic on them;
-//! - [`env`]: what the environment's values ask for;
-//! - [`staging`]: what they ask of node-local staging, and a process's job;
+//! - [`env`]: every environment variable dlfm reads, and what it asks for;
+//! - [`staging_policy`]: what they ask of node-local staging, a process's
+//!   job, which node-local files to trust;
 //! - [`fixed_path`]: a NUL-terminated path in a fixed buffer;
+//! - [`entry_abi`]: the note through which the patched ld.so finds the
+//!   wrapper;
 //! - [`elf`]: program headers and notes of objects mapped in memory;
 //! - [`line`]: a trace line built in a fixed buffer;
 //! - [`summary`]: the trace's summary line, written and read back;
@@ -21,13 +30,14 @@
 #![no_std]
 
 pub mod elf;
+pub mod entry_abi;
 pub mod env;
 pub mod fixed_path;
 pub mod keys;
 pub mod legacy_stat;
 pub mod line;
 pub mod scope;
-pub mod staging;
+pub mod staging_policy;
 pub mod summary;
 pub mod trace_name;
 pub mod vfd;

@@ -26,7 +26,7 @@ fn node_name(node: &[u8]) -> &[u8] {
 /// false if it does not fit or the node has no name.
 #[inline]
 // `<[u8]>::contains` calls core's out-of-line memchr: a call into core,
-// which the wrapper may not make (see `wrapper-objs/src/lib.rs`).
+// which the wrapper may not make (see `wrapper-objs/ldso/src/lib.rs`).
 #[allow(clippy::manual_contains)]
 pub fn miss_journal_path(path: &mut FixedPath, cache: &[u8], node: &[u8], pid: u32) -> bool {
     let node = node_name(node);

@@ -11,7 +11,7 @@
 use core::ffi::{c_char, c_int, c_long, CStr};
 
 use dlfm_cache::journal::Record;
-use dlfm_wrap_logic::keys;
+use dlfm_runtime::keys;
 use libc::{mode_t, stat as Stat};
 
 use crate::real::Next;

@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use dlfm_cache::journal::Record;
 use dlfm_cache::layout::Outcome;
 use dlfm_cache::read::Listing;
-use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_runtime::fixed_path::FixedPath;
 
 use crate::calls::{absolute, errno, fail, next};
 use crate::real::Next;

@@ -4,7 +4,7 @@
 //!
 //! The patched ld.so loads it into every process whose pilot or cache names
 //! it, by answering ld.so's read of `/etc/ld.so.preload`
-//! (`wrapper-objs/src/preload.rs`): no environment variable and no relink.
+//! (`wrapper-objs/ldso/src/preload.rs`): no environment variable and no relink.
 //! It defines libc's lookup functions (`stat`, `open`, `access`, ...);
 //! ld.so binds the program's calls to them first, and each either answers
 //! from the cache, records, or calls the next definition (libc's).
@@ -32,12 +32,12 @@
 
 mod calls;
 mod dirs;
+mod node_copy;
 mod own_fd;
 mod real;
 mod record;
 mod replay;
 mod served;
-mod staged;
 mod state;
 mod statx;
 mod sys;

@@ -12,7 +12,7 @@ use crate::trace::{self, Handling};
 
 /// Appends `rec` to `sink`'s journal and traces it. A miss whose result
 /// shows a directory is not noted: the next pack serves the directories
-/// above served paths by itself (`dlfm_wrap_logic::scope`).
+/// above served paths by itself (`dlfm_runtime::scope`).
 pub fn append(sink: Sink, rec: &Record<'_>) {
     if sink == Sink::Misses && rec.found_directory() {
         return;

@@ -8,24 +8,19 @@ use core::ffi::CStr;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
-use dlfm_cache::names::{DEFAULT_CACHE, JOURNAL_SUFFIX};
+use dlfm_cache::names::JOURNAL_SUFFIX;
 use dlfm_cache::read::Cache;
-use dlfm_wrap_logic::env::{self, Mode};
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::scope::{self, Maker, Rules};
-use dlfm_wrap_logic::trace_name::miss_journal_path;
+use dlfm_runtime::env::{self, Mode};
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::scope::{self, Maker, Rules};
+use dlfm_runtime::trace_name::miss_journal_path;
 
 use crate::own_fd::OwnFd;
-use crate::{staged, sys, trace};
+use crate::{node_copy, sys, trace};
 
-/// Not decided yet, or FMCaching is off: every call goes to libc.
-const OFF: u8 = 0;
-/// Record the program's lookups (the pilot's recording process).
-const RECORD: u8 = 1;
-/// Answer them from the cache.
-const REPLAY: u8 = 2;
-
-static MODE: AtomicU8 = AtomicU8::new(OFF);
+/// The process's mode (`Mode as u8`): `Off` until `init` decides (and
+/// when FMCaching is off: every call goes to libc).
+static MODE: AtomicU8 = AtomicU8::new(Mode::Off as u8);
 static JOURNAL: OwnFd = OwnFd::none();
 
 /// The validated cache and the whole file's bytes, written once by `init`
@@ -66,6 +61,11 @@ const OPEN: u8 = 3;
 /// nothing).
 static JOURNAL_STATE: AtomicU8 = AtomicU8::new(NOT_ARMED);
 
+/// The mode `init` published (acquire: what it wrote before is visible).
+fn mode() -> Mode {
+    Mode::from_u8(MODE.load(Ordering::Acquire))
+}
+
 /// Where a lookup made by the program goes after the real call.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
@@ -80,14 +80,14 @@ pub enum Sink {
 /// Where a lookup of `path` that the cache could not answer is recorded:
 /// every one into the pilot's journal when recording; in replay, for the
 /// process that notes its node's misses
-/// (`dlfm_wrap_logic::env::records_misses`), only one the next pack would
-/// serve (`dlfm_wrap_logic::scope`, with the cache's patterns), so that
+/// (`dlfm_runtime::env::records_misses`), only one the next pack would
+/// serve (`dlfm_runtime::scope`, with the cache's patterns), so that
 /// nothing is noted that would be missed again every run. A directory is
 /// never worth noting; `record::append` drops one when the result shows it.
 pub fn sink_for(path: &[u8]) -> Option<Sink> {
-    match MODE.load(Ordering::Acquire) {
-        RECORD => Some(Sink::Pilot),
-        REPLAY if JOURNAL_STATE.load(Ordering::Acquire) != NOT_ARMED => {
+    match mode() {
+        Mode::Record => Some(Sink::Pilot),
+        Mode::Replay if JOURNAL_STATE.load(Ordering::Acquire) != NOT_ARMED => {
             let (cache, _) = cache()?;
             let rules = Rules::new(cache.scope_patterns())?;
             scope::worth_noting(Maker::Program, path, false, &rules).then_some(Sink::Misses)
@@ -101,7 +101,7 @@ pub fn sink_for(path: &[u8]) -> Option<Sink> {
 /// thread that needs it.
 pub fn journal_of(sink: Sink) -> Option<&'static OwnFd> {
     match sink {
-        Sink::Pilot => (MODE.load(Ordering::Acquire) == RECORD).then_some(&JOURNAL),
+        Sink::Pilot => (mode() == Mode::Record).then_some(&JOURNAL),
         Sink::Misses => miss_journal(),
     }
 }
@@ -109,7 +109,7 @@ pub fn journal_of(sink: Sink) -> Option<&'static OwnFd> {
 /// The pilot's journal when recording, never the miss journal (for what
 /// only the pilot records: directory listings).
 pub fn pilot_sink() -> Option<Sink> {
-    (MODE.load(Ordering::Acquire) == RECORD).then_some(Sink::Pilot)
+    (mode() == Mode::Record).then_some(Sink::Pilot)
 }
 
 /// Misses noted (or about to be) by this process.
@@ -151,7 +151,7 @@ fn miss_journal() -> Option<&'static OwnFd> {
 
 /// The cache and the file's bytes, when replaying.
 pub fn cache() -> Option<(Cache<'static>, &'static [u8])> {
-    if MODE.load(Ordering::Acquire) != REPLAY {
+    if mode() != Mode::Replay {
         return None;
     }
     // SAFETY: MODE is REPLAY only after `init` wrote CACHE (see Published).
@@ -187,12 +187,9 @@ pub fn init() {
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
         return;
     }
-    let mode = env::mode(getenv(c"DLFM_OP"), env::rank(getenv_bytes));
+    let mode = env::mode_of(getenv_bytes);
     let mut cache = FixedPath::EMPTY;
-    let name = getenv(c"DLFM_CACHE")
-        .filter(|v| !v.is_empty())
-        .unwrap_or(DEFAULT_CACHE.as_bytes());
-    if !cache.set(name) {
+    if !cache.set(env::cache_of(getenv_bytes)) {
         return;
     }
     match mode {
@@ -204,7 +201,7 @@ pub fn init() {
             if let Some(sys::Regular { fd, .. }) = sys::open_regular(cache.as_ptr(), flags) {
                 if JOURNAL.adopt(fd) {
                     open_trace();
-                    MODE.store(RECORD, Ordering::Release);
+                    MODE.store(Mode::Record as u8, Ordering::Release);
                 }
             }
         }
@@ -212,7 +209,7 @@ pub fn init() {
             // The node-local copy this job's ld.so wrappers use, else the
             // shared cache.
             let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
-            let Some((fd, size)) = staged::open_copy(cache.as_bytes(), getenv_bytes)
+            let Some((fd, size)) = node_copy::open_copy(cache.as_bytes(), getenv_bytes)
                 .or_else(|| sys::open_regular(cache.as_ptr(), flags).map(|f| (f.fd, f.size)))
             else {
                 return;
@@ -240,7 +237,7 @@ pub fn init() {
                         }
                     }
                     open_trace();
-                    MODE.store(REPLAY, Ordering::Release);
+                    MODE.store(Mode::Replay as u8, Ordering::Release);
                 }
                 _ => sys::unmap(bytes),
             }
@@ -251,7 +248,7 @@ pub fn init() {
 
 /// Opens the trace file if `DLCACHE_DBG` asks for one.
 fn open_trace() {
-    if env::trace_requested(getenv(c"DLCACHE_DBG")) {
+    if env::trace_of(getenv_bytes) {
         trace::open();
     }
 }

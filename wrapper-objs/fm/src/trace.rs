@@ -1,6 +1,6 @@
 //! DLCACHE_DBG lines for the program's own lookups, appended to the
 //! process's trace file (the one the ld.so wrapper writes,
-//! `dlfm_wrap_logic::trace_name`) when `DLCACHE_DBG` asks for traces,
+//! `dlfm_runtime::trace_name`) when `DLCACHE_DBG` asks for traces,
 //! FMCaching is on and `dlfm.pre` created the file:
 //!
 //! `dlfm <pid> fm <call> <served|missed|recorded> <path> = <result>`
@@ -10,9 +10,9 @@
 //! caller's stack and written with one `write` on the `O_APPEND` file, so
 //! lines of threads and processes never interleave.
 
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::line::Line;
-use dlfm_wrap_logic::trace_name::trace_path;
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::line::Line;
+use dlfm_runtime::trace_name::trace_path;
 
 use crate::own_fd::OwnFd;
 use crate::sys;

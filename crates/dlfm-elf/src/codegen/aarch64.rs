@@ -8,7 +8,7 @@
 //! is 16-byte aligned wherever ld.so makes a system call, so both push.
 
 use super::a64::{Asm, AsmError, Cond, Label, SP};
-use super::{Code_, Layout, AT_PHDR, AT_PHNUM, ENTRY_MAGIC, NO_WRAPPER, PT_NOTE, PT_PHDR};
+use super::{Code_, Layout, AT_PHDR, AT_PHNUM, ENTRY_MAGIC, NO_WRAPPER, PHENT, PT_NOTE, PT_PHDR};
 use crate::finder::FoundSite;
 
 /// The stub's frame: x0-x18 and x30 (160 bytes), NZCV and FPSR (16), q0-q31
@@ -20,8 +20,6 @@ const SAVED_X8: u32 = 64;
 const SAVED_FLAGS: i32 = 160;
 /// Where q0 is saved.
 const SAVED_Q: i32 = 176;
-/// Size of an ELF64 program header.
-const PHENT: u32 = 56;
 
 /// Generates trampolines, the common stub and (without an embedded
 /// wrapper) the resolver.
@@ -170,11 +168,11 @@ fn resolver(a: &mut Asm, layout: &Layout) -> Result<(), AsmError> {
     a.ldr_post(10, 9, 8);
     a.ldr_post(13, 9, 8);
     a.cbz(10, aux_done);
-    a.cmp_imm(10, AT_PHDR as u32);
+    a.cmp_imm(10, AT_PHDR);
     a.b_cond(Cond::Ne, not_phdr);
     a.mov(11, 13);
     a.bind(not_phdr);
-    a.cmp_imm(10, AT_PHNUM as u32);
+    a.cmp_imm(10, AT_PHNUM);
     a.b_cond(Cond::Ne, aux_loop);
     a.mov(12, 13);
     a.b(aux_loop);
@@ -188,7 +186,7 @@ fn resolver(a: &mut Asm, layout: &Layout) -> Result<(), AsmError> {
     a.ldr_w(13, 9, 0);
     a.cmp_w_imm(13, PT_PHDR);
     a.b_cond(Cond::Eq, got_base);
-    a.add_imm(9, 9, PHENT);
+    a.add_imm(9, 9, PHENT as u32);
     a.subs_imm(10, 10, 1);
     a.b_cond(Cond::Ne, find_phdr);
     a.b(none);
@@ -227,7 +225,7 @@ fn resolver(a: &mut Asm, layout: &Layout) -> Result<(), AsmError> {
     a.add_imm(15, 15, 4);
     a.b(scan);
     a.bind(next_phdr);
-    a.add_imm(9, 9, PHENT);
+    a.add_imm(9, 9, PHENT as u32);
     a.subs_imm(10, 10, 1);
     a.b_cond(Cond::Ne, each_note);
     a.bind(none);

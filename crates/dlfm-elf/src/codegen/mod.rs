@@ -11,14 +11,12 @@ mod x86_64;
 use crate::finder::FoundSite;
 use crate::sites::Arch;
 
-/// The 16 bytes that precede the wrapper's entry offset in its note.
-pub const ENTRY_MAGIC: &[u8; 16] = b"dlfm-entry-abi-1";
+pub use dlfm_runtime::entry_abi::TOKEN as ENTRY_MAGIC;
 /// Slot value meaning "this program carries no wrapper".
 const NO_WRAPPER: u64 = 1;
-const AT_PHDR: i32 = 3;
-const AT_PHNUM: i32 = 5;
-const PT_NOTE: u32 = 4;
-const PT_PHDR: u32 = 6;
+use goblin::elf::program_header::program_header64::SIZEOF_PHDR as PHENT;
+use goblin::elf::program_header::{PT_NOTE, PT_PHDR};
+use linux_raw_sys::auxvec::{AT_PHDR, AT_PHNUM};
 
 /// Addresses the generated code needs.
 pub struct Layout {

@@ -3,7 +3,7 @@
 use iced_x86::code_asm::*;
 use iced_x86::{BlockEncoderOptions, Code, Instruction, MemoryOperand, Register};
 
-use super::{Code_, Layout, AT_PHDR, AT_PHNUM, ENTRY_MAGIC, NO_WRAPPER, PT_NOTE, PT_PHDR};
+use super::{Code_, Layout, AT_PHDR, AT_PHNUM, ENTRY_MAGIC, NO_WRAPPER, PHENT, PT_NOTE, PT_PHDR};
 use crate::finder::FoundSite;
 
 /// `mov reg, [rip + target]` with `target` an absolute address.
@@ -181,11 +181,11 @@ fn resolver(a: &mut CodeAssembler, layout: &Layout) -> Result<(), IcedError> {
     a.mov(rdx, qword_ptr(rcx))?;
     a.test(rdx, rdx)?;
     a.jz(aux_done)?;
-    a.cmp(rdx, AT_PHDR)?;
+    a.cmp(rdx, AT_PHDR as i32)?;
     a.jne(not_phdr)?;
     a.mov(r8, qword_ptr(rcx + 8))?;
     a.set_label(&mut not_phdr)?;
-    a.cmp(rdx, AT_PHNUM)?;
+    a.cmp(rdx, AT_PHNUM as i32)?;
     a.jne(not_phnum)?;
     a.mov(r9, qword_ptr(rcx + 8))?;
     a.set_label(&mut not_phnum)?;
@@ -202,7 +202,7 @@ fn resolver(a: &mut CodeAssembler, layout: &Layout) -> Result<(), IcedError> {
     a.set_label(&mut find_phdr)?;
     a.cmp(dword_ptr(rcx), PT_PHDR)?;
     a.je(got_base)?;
-    a.add(rcx, 56)?;
+    a.add(rcx, PHENT as i32)?;
     a.dec(r10)?;
     a.jnz(find_phdr)?;
     a.jmp(none)?;
@@ -237,7 +237,7 @@ fn resolver(a: &mut CodeAssembler, layout: &Layout) -> Result<(), IcedError> {
     a.add(rdi, 4)?;
     a.jmp(scan)?;
     a.set_label(&mut next_phdr)?;
-    a.add(rcx, 56)?;
+    a.add(rcx, PHENT as i32)?;
     a.dec(r10)?;
     a.jnz(each_note)?;
     a.set_label(&mut none)?;

@@ -106,13 +106,13 @@ fn executable_code<'a>(elf: &Elf<'a>) -> Result<Vec<Code<'a>>, String> {
     let text = elf
         .phdrs
         .iter()
-        .find(|p| p.kind == PT_LOAD && p.flags & PF_X != 0)
+        .find(|p| p.p_type == PT_LOAD && p.p_flags & PF_X != 0)
         .ok_or("no executable segment")?;
     let bytes =
-        slice(text.offset, text.filesz).ok_or("executable segment lies outside the file")?;
+        slice(text.p_offset, text.p_filesz).ok_or("executable segment lies outside the file")?;
     Ok(vec![Code {
         bytes,
-        vaddr: text.vaddr,
-        offset: text.offset,
+        vaddr: text.p_vaddr,
+        offset: text.p_offset,
     }])
 }

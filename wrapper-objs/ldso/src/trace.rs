@@ -3,13 +3,13 @@
 //! finds its file appends one line per call and a summary line at exit.
 //!
 //! The core id is a letter as in the original DLFM; the name is
-//! `dlfm_wrap_logic::trace_name`'s, shared with the FMCaching interposer.
+//! `dlfm_runtime::trace_name`'s, shared with the FMCaching interposer.
 
 use crate::own_file::OwnFile;
 use crate::sys;
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::line::Line;
-use dlfm_wrap_logic::trace_name::trace_path;
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::line::Line;
+use dlfm_runtime::trace_name::trace_path;
 
 /// The trace file, if this process has one.
 pub struct Trace {

@@ -7,7 +7,7 @@ use core::mem::MaybeUninit;
 pub use linux_raw_sys::errno;
 pub use linux_raw_sys::general as nr;
 
-use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_runtime::fixed_path::FixedPath;
 
 #[cfg(target_arch = "aarch64")]
 #[path = "sys/aarch64.rs"]

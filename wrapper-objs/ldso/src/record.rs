@@ -15,7 +15,7 @@ use crate::lookup;
 use crate::off_reason::OffReason;
 use crate::own_file::{OpenError, OwnFile};
 use crate::sys::{self, nr};
-use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_runtime::fixed_path::FixedPath;
 
 /// The journal and the buffer records are encoded in (meaningful once
 /// `start` succeeded; all zero before, so the state lives in `.bss`).
@@ -69,7 +69,7 @@ impl Recorder {
             // SAFETY: AT_EXECFN points at the NUL-terminated name the program
             // was executed by.
             Some(p) if p != 0 => unsafe {
-                let n = dlfm_bytes::c_strlen(p as *const u8, dlfm_wrap_logic::fixed_path::PATH_MAX)
+                let n = dlfm_bytes::c_strlen(p as *const u8, dlfm_runtime::fixed_path::PATH_MAX)
                     .unwrap_or(0);
                 core::slice::from_raw_parts(p as *const u8, n)
             },

@@ -3,10 +3,10 @@
 
 use linux_raw_sys::auxvec::AT_EUID;
 
-use dlfm_wrap_logic::elf;
-use dlfm_wrap_logic::env::Mode;
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::legacy_stat;
+use dlfm_runtime::elf;
+use dlfm_runtime::env::Mode;
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::legacy_stat;
 
 use crate::config;
 use crate::ident::Ids;
@@ -221,7 +221,7 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
     }
 }
 
-/// Starts replay from the node-local copy of the cache (see `stage`), or
+/// Starts replay from the node-local copy of the cache (see `stager`), or
 /// from the shared cache when there is none or replay refuses it.
 fn start_replay(st: &mut State, stack: &InitialStack, euid: u32) -> Result<(), StartError> {
     match st.stage.stage(stack, &st.cache_path, euid) {

@@ -43,7 +43,7 @@ mod preload;
 mod record;
 mod replay;
 mod report;
-mod stage;
+mod stager;
 mod state;
 mod sys;
 mod trace;
@@ -66,14 +66,15 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 core::arch::global_asm!(
     ".pushsection .note.dlfm,\"aR\",@note",
     ".balign 4",
-    ".long 5, 20, 1",
-    ".asciz \"DLFM\"",
+    ".long 5, 20, {note_type}",
+    concat!(".asciz \"", dlfm_runtime::entry_abi_owner!(), "\""),
     ".balign 4",
     ".weak __TMC_END__",
     ".hidden __TMC_END__",
     "__TMC_END__:",
-    ".ascii \"dlfm-entry-abi-1\"",
+    concat!(".ascii \"", dlfm_runtime::entry_abi_token!(), "\""),
     ".long {entry} - .",
     ".popsection",
     entry = sym entry::dlfm_entry,
+    note_type = const dlfm_runtime::entry_abi::NOTE_TYPE,
 );

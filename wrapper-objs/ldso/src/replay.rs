@@ -2,7 +2,7 @@
 //!
 //! The cache file is opened once at ld.so's first file call and its metadata
 //! (header, index, stats) mapped read-only. A recorded `open` returns a
-//! virtual descriptor ([`dlfm_wrap_logic::vfd`]); `fstat` and `lseek` on it are answered
+//! virtual descriptor ([`dlfm_runtime::vfd`]); `fstat` and `lseek` on it are answered
 //! from the metadata; `read` and `pread64` read the library's bytes from the
 //! cache file (`pread64` on the cache descriptor: only the cache file is
 //! touched, and no page of it stays mapped in the process); `mmap` maps the
@@ -13,10 +13,10 @@
 use dlfm_cache::layout::{IdKind, Outcome, HEADER_LEN, STAT_SIZE};
 use dlfm_cache::read::{Cache, FileRef};
 use dlfm_cache::stat::{self, KERNEL_STAT_SIZE};
-use dlfm_wrap_logic::elf;
+use dlfm_runtime::elf;
 
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::vfd::{self, Slot, VfdTable};
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::vfd::{self, Slot, VfdTable};
 
 use crate::ident::Ids;
 use crate::lookup;

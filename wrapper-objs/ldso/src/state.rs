@@ -14,11 +14,11 @@ use crate::off_reason::OffReason;
 use crate::preload::Preload;
 use crate::record::Recorder;
 use crate::replay::Replayer;
-use crate::stage::Stager;
+use crate::stager::Stager;
 use crate::trace::Trace;
-use dlfm_wrap_logic::env::Mode;
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::line::Line;
+use dlfm_runtime::env::Mode;
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::line::Line;
 
 /// Counts of calls by how they were handled, for the summary line.
 #[derive(Clone, Copy)]

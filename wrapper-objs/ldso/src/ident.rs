@@ -4,7 +4,7 @@
 //! program or another ld.so build.
 
 use dlfm_cache::layout::ID_MAX;
-use dlfm_wrap_logic::elf::{self, Headers, EHDR, NT_GNU_BUILD_ID, PHENT, PT_NOTE, PT_PHDR};
+use dlfm_runtime::elf::{self, Headers, EHDR, NT_GNU_BUILD_ID, PHENT, PT_NOTE, PT_PHDR};
 use linux_raw_sys::auxvec::{AT_BASE, AT_PHDR, AT_PHNUM};
 
 use crate::initial_stack::InitialStack;

@@ -2,16 +2,16 @@
 //! replay starts or is turned off, and a summary at exit (see `trace` for
 //! the file itself).
 
-use dlfm_wrap_logic::env::Mode;
-use dlfm_wrap_logic::fixed_path::PATH_MAX;
-use dlfm_wrap_logic::summary;
+use dlfm_runtime::env::Mode;
+use dlfm_runtime::fixed_path::PATH_MAX;
+use dlfm_runtime::summary;
 
 use crate::off_reason::OffReason;
 use crate::preload::Stage;
-use crate::stage::{How, Skip};
+use crate::stager::{How, Skip};
 use crate::state::State;
 use crate::sys;
-use dlfm_wrap_logic::line::Line;
+use dlfm_runtime::line::Line;
 
 /// How a call was handled, as the trace line says it.
 #[derive(Clone, Copy)]

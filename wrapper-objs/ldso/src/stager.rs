@@ -1,8 +1,8 @@
 //! Node-local staging (read-cache): one copy of the cache per node, in
 //! node-local storage (`/dev/shm` unless `DLFM_STAGE_DIR` says otherwise),
 //! so that the node's processes map that copy instead of each asking the
-//! shared file system. Names and the pointer format: `dlfm_cache::stage`;
-//! what the environment asks: `dlfm_wrap_logic::staging`.
+//! shared file system. Names and the pointer format: `dlfm_cache::node_files`;
+//! what the environment asks: `dlfm_runtime::staging_policy`.
 //!
 //! At replay's start, before anything else is opened:
 //! 1. the pointer file names a copy this job (or this Slurm step) already
@@ -32,9 +32,9 @@
 //! any other thread exists.
 
 use dlfm_cache::layout::HEADER_LEN;
-use dlfm_cache::stage::{path_key, ContentId, NodeFile, Pointer, PointerKey};
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::staging::{self, node_path, trusted, JobKeys, NoStaging, StageConfig};
+use dlfm_cache::node_files::{path_key, ContentId, NodeFile, Pointer, PointerKey};
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::staging_policy::{self, node_path, trusted, JobKeys, NoStaging, StageConfig};
 
 use crate::initial_stack::InitialStack;
 use crate::own_file::open_regular_mode;
@@ -125,17 +125,12 @@ impl Stager {
         cache: &FixedPath,
         euid: u32,
     ) -> Result<How, Skip> {
-        let cfg = staging::config(
-            stack.getenv(b"DLFM_STAGE"),
-            stack.getenv(b"DLFM_STAGE_DIR"),
-            stack.getenv(b"DLFM_STAGE_WAIT"),
-        )
-        .map_err(Skip::Config)?;
+        let cfg = staging_policy::config_of(|name| stack.getenv(name)).map_err(Skip::Config)?;
         if !(self.shared.set(b"") && self.shared.push_absolute(cache.as_bytes(), sys::getcwd)) {
             return Err(Skip::PathTooLong);
         }
         let key = path_key(self.shared.as_bytes());
-        let jobs = staging::job_keys(|name| stack.getenv(name));
+        let jobs = staging_policy::job_keys(|name| stack.getenv(name));
         let pointer = PointerKey {
             path: key,
             job: jobs.job.unwrap_or(0),

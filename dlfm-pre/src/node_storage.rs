@@ -2,8 +2,8 @@
 //! the cache to every node of a Slurm allocation with `sbcast` (so that no
 //! rank reads the shared copy at all), and removing node-local copies
 //! (`dlfm.pre clean`, for an epilog). The names and the pointer format are
-//! `dlfm_cache::stage`'s; the wrapper stages by itself where this is not
-//! done (see `wrapper-objs/src/stage.rs`).
+//! `dlfm_cache::node_files`'s; the wrapper stages by itself where this is not
+//! done (see `wrapper-objs/ldso/src/stager.rs`).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -15,9 +15,11 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use dlfm_cache::layout::HEADER_LEN;
-use dlfm_cache::stage::{parse_name, path_key, ContentId, NodeFile, NodeName, Pointer, PointerKey};
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::staging::{self, NoStaging};
+use dlfm_cache::node_files::{
+    parse_name, path_key, ContentId, NodeFile, NodeName, Pointer, PointerKey,
+};
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::staging_policy::{self, NoStaging};
 use serde::Serialize;
 
 /// What `stage` did.
@@ -40,7 +42,7 @@ pub enum Staged {
     },
 }
 
-/// The process's environment, for the judges in `dlfm_wrap_logic::staging`.
+/// The process's environment, for the judges in `dlfm_runtime::staging_policy`.
 struct Env(Vec<(Vec<u8>, Vec<u8>)>);
 
 impl Env {
@@ -61,12 +63,13 @@ impl Env {
     /// `/dev/shm`), or why there is none; with `ignore_off`, even when
     /// `DLFM_STAGE=off`.
     fn stage_dir(&self, ignore_off: bool) -> std::result::Result<PathBuf, NoStaging> {
-        let stage = if ignore_off {
-            None
-        } else {
-            self.get(b"DLFM_STAGE")
-        };
-        let cfg = staging::config(stage, self.get(b"DLFM_STAGE_DIR"), None)?;
+        let cfg = staging_policy::config_of(|name| {
+            if ignore_off && name == dlfm_runtime::env::STAGE.as_bytes() {
+                None
+            } else {
+                self.get(name)
+            }
+        })?;
         Ok(PathBuf::from(OsStr::from_bytes(cfg.dir)))
     }
 }
@@ -97,7 +100,7 @@ pub fn stage(cache: &Path) -> Result<Staged> {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     // The pointer names the whole job (no step): every later step uses the copy.
-    let keys = staging::job_keys(|name| env.get(name));
+    let keys = staging_policy::job_keys(|name| env.get(name));
     let job = keys
         .job
         .context("SLURM_JOB_ID is set but gave no job key")?;
@@ -227,14 +230,14 @@ pub fn clean(all: bool) -> Result<Cleaned> {
     let Ok(dir) = env.stage_dir(true) else {
         bail!("DLFM_STAGE_DIR must be an absolute path");
     };
-    let keys = staging::job_keys(|name| env.get(name));
+    let keys = staging_policy::job_keys(|name| env.get(name));
     let job = keys.job.filter(|_| !all);
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let mut done = Cleaned {
         dir: dir.display().to_string(),
         scope: match job {
-            Some(_) => staging::job_variable(|name| env.get(name)).map_or_else(
+            Some(_) => dlfm_runtime::env::job_variable(|name| env.get(name)).map_or_else(
                 || "job".to_string(),
                 |(name, v)| {
                     format!(

@@ -12,12 +12,12 @@
 //!
 //! The synthetic file is one descriptor, [`PRELOAD_FD`], above the replay
 //! table's virtual descriptors (so above any real descriptor; see
-//! `dlfm_wrap_logic::vfd`); it answers `fstat`, `mmap` (an anonymous
+//! `dlfm_runtime::vfd`); it answers `fstat`, `mmap` (an anonymous
 //! mapping holding the content) and `close`, which is all ld.so does with it.
 
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::keys;
-use dlfm_wrap_logic::vfd::{VFD_BASE, VFD_SLOTS};
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::keys;
+use dlfm_runtime::vfd::{VFD_BASE, VFD_SLOTS};
 
 use crate::lookup;
 use crate::sys::{self, nr};

@@ -1,9 +1,9 @@
 //! Lookups in ld.so's calls: reads the path out of ld.so's memory and asks
-//! `dlfm_wrap_logic::keys` whether the call is one that record and replay
+//! `dlfm_runtime::keys` whether the call is one that record and replay
 //! share (see there for the rules).
 
-use dlfm_wrap_logic::fixed_path::PATH_MAX;
-use dlfm_wrap_logic::keys;
+use dlfm_runtime::fixed_path::PATH_MAX;
+use dlfm_runtime::keys;
 
 use crate::sys;
 

@@ -1,13 +1,13 @@
 //! The node-local copy of the cache, when the ld.so wrapper of this job
-//! staged or checked one (`wrapper-objs/src/stage.rs`): the interposer maps
+//! staged or checked one (`wrapper-objs/ldso/src/stager.rs`): the interposer maps
 //! it instead of the shared cache, so that no process of the job opens the
 //! shared cache twice. It never stages itself: the ld.so wrapper of the same
 //! process has already done so (or found it could not) before this
 //! library's constructor runs. Runs once, in the constructor.
 
-use dlfm_cache::stage::{path_key, NodeFile, Pointer, PointerKey};
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::staging;
+use dlfm_cache::node_files::{path_key, NodeFile, Pointer, PointerKey};
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::staging_policy;
 
 use crate::sys;
 
@@ -18,42 +18,39 @@ pub fn open_copy(
     cache: &[u8],
     getenv: impl Fn(&[u8]) -> Option<&'static [u8]>,
 ) -> Option<(i32, usize)> {
-    let cfg = staging::config(
-        getenv(b"DLFM_STAGE"),
-        getenv(b"DLFM_STAGE_DIR"),
-        getenv(b"DLFM_STAGE_WAIT"),
-    )
-    .ok()?;
+    let cfg = staging_policy::config_of(&getenv).ok()?;
     let mut shared = FixedPath::EMPTY;
     if !shared.push_absolute(cache, sys::getcwd) {
         return None;
     }
     // SAFETY: geteuid cannot fail and touches no memory.
     let euid = unsafe { libc::geteuid() };
-    let jobs = staging::job_keys(&getenv);
+    let jobs = staging_policy::job_keys(&getenv);
     let key = PointerKey {
         path: path_key(shared.as_bytes()),
         job: jobs.job?,
     };
     let mut path = FixedPath::EMPTY;
-    if !staging::node_path(&mut path, cfg.dir, euid, NodeFile::Pointer(key)) {
+    if !staging_policy::node_path(&mut path, cfg.dir, euid, NodeFile::Pointer(key)) {
         return None;
     }
     let mut b = [0u8; Pointer::LEN + 1];
     let file = sys::open_regular(path.as_ptr(), TRUSTED_OPEN)?;
     let n = sys::pread(file.fd, &mut b, 0);
     sys::close(file.fd);
-    if !staging::trusted(file.uid, file.mode, euid) {
+    if !staging_policy::trusted(file.uid, file.mode, euid) {
         return None;
     }
     let pointer = Pointer::read(b.get(..n?)?)?;
     if !jobs.accept(&pointer)
-        || !staging::node_path(&mut path, cfg.dir, euid, NodeFile::Copy(pointer.content))
+        || !staging_policy::node_path(&mut path, cfg.dir, euid, NodeFile::Copy(pointer.content))
     {
         return None;
     }
     let copy = sys::open_regular(path.as_ptr(), TRUSTED_OPEN)?;
-    if staging::trusted(copy.uid, copy.mode, euid) && copy.size as u64 == pointer.content.file_len {
+    if staging_policy::trusted(copy.uid, copy.mode, euid)
+        && copy.size as u64 == pointer.content.file_len
+    {
         Some((copy.fd, copy.size))
     } else {
         sys::close(copy.fd);

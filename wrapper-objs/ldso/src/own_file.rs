@@ -22,7 +22,7 @@
 //! recording and tracing stop writing.
 
 use crate::sys::{self, errno, nr, Status};
-use dlfm_wrap_logic::fixed_path::FixedPath;
+use dlfm_runtime::fixed_path::FixedPath;
 
 /// Why a file of ours could not be used.
 #[derive(Clone, Copy, PartialEq, Eq)]

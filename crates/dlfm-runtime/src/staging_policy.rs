@@ -2,11 +2,12 @@
 //! `DLFM_STAGE_DIR`, `DLFM_STAGE_WAIT`), and which job a process belongs
 //! to, judged the same way by the ld.so wrapper (which stages), the
 //! interposer and `dlfm.pre` (which read or broadcast the copies). The file
-//! names and the pointer format are `dlfm_cache::stage`'s.
+//! names and the pointer format are `dlfm_cache::node_files`'s.
 
 use dlfm_cache::hash::{fnv1a64_continue, FNV64_OFFSET};
-use dlfm_cache::stage::{NodeFile, NodeName, Pointer, DEFAULT_DIR};
+use dlfm_cache::node_files::{NodeFile, NodeName, Pointer, DEFAULT_DIR};
 
+use crate::env;
 use crate::fixed_path::FixedPath;
 
 /// How long a process waits for another one on its node to finish staging
@@ -31,6 +32,19 @@ pub enum NoStaging {
     Off,
     /// `DLFM_STAGE_DIR` is not an absolute path.
     DirNotAbsolute,
+}
+
+/// Staging as the environment asks for it (`DLFM_STAGE`, `DLFM_STAGE_DIR`,
+/// `DLFM_STAGE_WAIT`).
+#[inline]
+pub fn config_of<'a>(
+    getenv: impl Fn(&[u8]) -> Option<&'a [u8]>,
+) -> Result<StageConfig<'a>, NoStaging> {
+    config(
+        getenv(env::STAGE.as_bytes()),
+        getenv(env::STAGE_DIR.as_bytes()),
+        getenv(env::STAGE_WAIT.as_bytes()),
+    )
 }
 
 /// Staging as the values of `DLFM_STAGE`, `DLFM_STAGE_DIR` and
@@ -124,36 +138,18 @@ impl JobKeys {
 /// relocations.)
 #[inline]
 pub fn job_keys<'a>(getenv: impl Fn(&[u8]) -> Option<&'a [u8]>) -> JobKeys {
-    let Some((name, v)) = job_variable(&getenv) else {
+    let Some((name, v)) = env::job_variable(&getenv) else {
         return JobKeys {
             job: None,
             step: None,
         };
     };
     let job = key(name, v, None);
-    let step = match getenv(b"SLURM_STEP_ID").filter(|s| !s.is_empty()) {
-        Some(s) if dlfm_bytes::equal(name, b"SLURM_JOB_ID") => key(name, v, Some(s)),
-        _ => job,
-    };
+    let step = env::step_of(name, &getenv).map_or(job, |s| key(name, v, Some(s)));
     JobKeys {
         job: Some(job),
         step: Some(step),
     }
-}
-
-/// The variable that names the process's job and its value: the first of
-/// `SLURM_JOB_ID`, `PMIX_NAMESPACE`, `PBS_JOBID`, `LSB_JOBID`,
-/// `FLUX_JOB_ID` that is set and not empty.
-#[inline]
-pub fn job_variable<'a>(
-    getenv: impl Fn(&[u8]) -> Option<&'a [u8]>,
-) -> Option<(&'static [u8], &'a [u8])> {
-    let set = |name: &'static [u8]| Some((name, getenv(name).filter(|v| !v.is_empty())?));
-    set(b"SLURM_JOB_ID")
-        .or_else(|| set(b"PMIX_NAMESPACE"))
-        .or_else(|| set(b"PBS_JOBID"))
-        .or_else(|| set(b"LSB_JOBID"))
-        .or_else(|| set(b"FLUX_JOB_ID"))
 }
 
 /// The key of variable `name`'s value `v`, and of a step `s` within it.
@@ -172,7 +168,7 @@ fn key(name: &[u8], v: &[u8], step: Option<&[u8]>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dlfm_cache::stage::ContentId;
+    use dlfm_cache::node_files::ContentId;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&[u8]) -> Option<&'a [u8]> + 'a {
         move |name| {

@@ -17,7 +17,7 @@
 //! meets an old copy under its name. Every number is 16 lowercase hex
 //! digits; `<uid>` is decimal. Each job has its own pointer: `<job>` in its
 //! name is the job's key (a hash of the launcher's job identifier, see
-//! `dlfm_wrap_logic::staging`; 0 without a job), and the `<key>` inside says
+//! `dlfm_runtime::staging_policy`; 0 without a job), and the `<key>` inside says
 //! who last checked the copy against the shared cache (the job, for every
 //! step; or one step): a process of that job or step uses the copy without
 //! touching the shared file system. So a job's epilog removes its own

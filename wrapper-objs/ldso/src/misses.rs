@@ -1,11 +1,11 @@
 //! Read-cache's record of what the cache missed: lookups a wide run makes
 //! that the pilot never saw (a library chosen by the number of ranks, a
 //! network transport a one-node pilot never loads). One process per node
-//! records, local rank 0 (`dlfm_wrap_logic::env::records_misses`), into its
+//! records, local rank 0 (`dlfm_runtime::env::records_misses`), into its
 //! miss journal `<cache>.misses/<nodename>.<pid>.journal`, in the pilot's
 //! journal format, so that `dlfm.pre report` can list the misses and the
 //! next `dlfm.pre read-cache` folds them into the cache. Every lookup ld.so
-//! makes is one the next pack serves (`dlfm_wrap_logic::scope`), so every
+//! makes is one the next pack serves (`dlfm_runtime::scope`), so every
 //! one it missed is noted.
 //!
 //! The journal is opened on the first miss (a run the cache serves fully
@@ -19,9 +19,9 @@ use crate::ident::Ids;
 use crate::initial_stack::InitialStack;
 use crate::record::Recorder;
 use crate::sys;
-use dlfm_wrap_logic::env;
-use dlfm_wrap_logic::fixed_path::FixedPath;
-use dlfm_wrap_logic::trace_name::miss_journal_path;
+use dlfm_runtime::env;
+use dlfm_runtime::fixed_path::FixedPath;
+use dlfm_runtime::trace_name::miss_journal_path;
 
 /// Whether and where this process records misses.
 pub struct Misses {
