@@ -8,7 +8,8 @@
 #![no_main]
 
 use dlfm_cache::layout::{
-    header_at, seal, FileRecord, IdKind, Outcome, FILE_LEN, HEADER_LEN, PAGE, STAT_SIZE,
+    header_at, seal, FileRecord, IdKind, Outcome, Plain, FILE_LEN, HEADER_LEN, PAGE, STAT_SIZE,
+    U64,
 };
 use dlfm_cache::read::Cache;
 use libfuzzer_sys::fuzz_target;
@@ -45,16 +46,18 @@ fn repaired(bytes: &[u8]) -> Option<Vec<u8>> {
         if at + FILE_LEN as u64 > meta {
             break;
         }
-        let Some(mut f) = FileRecord::read(rec) else {
+        let Some(f) = FileRecord::from_bytes(rec) else {
             break;
         };
-        let fits = f.data_off % PAGE == 0
-            && f.data_off >= data_start
-            && f.data_off.checked_add(f.size).is_some_and(|end| end <= len);
+        let (data_off, size) = (f.data_off.get(), f.size.get());
+        let fits = data_off % PAGE == 0
+            && data_off >= data_start
+            && data_off.checked_add(size).is_some_and(|end| end <= len);
         if !fits {
-            f.data_off = data_start;
-            f.size = 0;
-            f.write(rec);
+            let mut f = *f;
+            f.data_off = U64::new(data_start);
+            f.size = U64::new(0);
+            rec.copy_from_slice(f.as_bytes());
         }
     }
     seal(&mut b[..meta as usize]);

@@ -1,56 +1,43 @@
-//! The layout of `dlcache.dat` (all integers little-endian), shared by the
-//! writer (`dlfm-pack`) and the reader (`read`).
+//! The layout of `dlcache.dat`: every on-disk record is a `#[repr(C)]`
+//! struct of little-endian fields ([`U32`], [`U64`], [`I32`]: byte arrays,
+//! alignment 1), so the struct *is* the format; a record is read in place
+//! with one checked cast ([`Plain::from_bytes`]) and written as its bytes
+//! ([`Plain::as_bytes`]). Shared by the writer (`dlfm-pack`) and the reader
+//! (`read`).
 //!
 //! ```text
-//! header, 136 bytes at offset 0:
-//!   0 magic "DLFMCACH"   8 version u32 (3)   12 header_len u32 (136)
-//!  16 file_len u64       24 meta_len u64: [0, meta_len) is metadata
-//!  32 checksum u64: FNV-1a 64 of [0, meta_len) with these 8 bytes as zero
-//!  40 entries_off u64    48 entries_count u32   52 files_count u32
-//!  56 files_off u64      64 stats_off u64       72 stats_count u32
-//!  76 ids_count u32      80 ids_off u64         88 strings_off u64
-//!  96 strings_len u64   104 width u32
-//! 108 fm_path_off u32   112 fm_path_len u32 (into strings; length 0: no
-//!     FMCaching; else the interposer replay preloads)
-//! 116 lists_count u32   120 lists_off u64
-//! 128 scope_off u32      132 scope_len u32 (into strings: the pack's
-//!     `--include`/`--exclude` patterns, `dlfm_runtime::scope::Rules`'
-//!     encoding, which the noting of misses applies)
-//! entry, 40 bytes, sorted by (FNV-1a 64 of the path, path bytes):
-//!   0 hash u64   8 path_off u32   12 path_len u32 (into strings)
-//!  16 open i32   20 stat i32   24 access i32   28 lstat i32   32 list i32
-//!  36 zero
-//!     each: i32::MIN = not recorded, < 0 = -errno,
-//!     >= 0 = file index (open), stat index (stat, lstat), 0 (access),
-//!     list index (list: the directory's listing, `opendir`/`readdir`)
-//! list, 16 bytes: data_off u32, data_len u32 (into strings), count u32,
-//!     zero; the data is `count` directory entries, each ino u64, d_type u8,
-//!     name_len u8 (1..=255), the name (no NUL)
-//! file, 32 bytes:
-//!   0 data_off u64 (a multiple of 4096, in the data region)  8 size u64
-//!  16 stat index u32   20 path_off u32   24 path_len u32
-//!  28 data_sum u32: FNV-1a 32 of the file's `size` bytes (checked by
-//!     `dlfm.pre check`, not by replay: see docs/internals.md)
-//! stat, 144 bytes: the kernel's x86_64 struct stat as newfstatat wrote it
-//! id, 40 bytes: kind u8 (1 program, 2 ld.so), len u8 (<= 32), 6 zero, 32 bytes
+//! [Header]        at offset 0; [0, meta_len) is the metadata, under the checksum
+//! [EntryRecord]   entries_count of them at entries_off, sorted by (FNV-1a 64
+//!                 of the path, path bytes)
+//! [FileRecord]    files_count at files_off
+//! stat            stats_count stored `struct stat`s at stats_off (STAT_SIZE
+//!                 bytes each: the kernel's x86_64 layout, `crate::stat`)
+//! [IdRecord]      ids_count at ids_off
+//! [ListRecord]    lists_count at lists_off; each names `count` [`DirEntry`]s
+//!                 in the string table
+//! strings         strings_len bytes at strings_off: paths, listings, the
+//!                 interposer's path, the scope's patterns
+//! data            from the first page boundary after the metadata, each
+//!                 stored file's bytes at a page-aligned offset, zero padded
 //! ```
-//! The data region starts at the first page boundary after the metadata;
-//! each file's bytes start on a page boundary and are padded with zeros.
 //!
 //! Beyond the checksum, [`crate::read::Cache::parse`] insists that the
 //! metadata is consistent, so that a cache that is sealed but wrong (a buggy
 //! or hostile writer) is refused as a whole rather than half used:
-//! - every table and the string table lie in `[128, meta_len)`;
+//! - every table and the string table lie in `[HEADER_LEN, meta_len)`;
 //! - every path (entry, file, the interposer's) lies inside the string table;
 //! - entries are strictly ascending by (hash, path bytes), byte-wise;
 //! - an entry's results are `NOT_RECORDED`, `-errno` with errno in
 //!   `1..=4095`, or an index below the file count (open), below the stat
 //!   count (stat), or exactly 0 (access);
-//! - a file's `data_off` is a multiple of 4096, at or after the data region,
-//!   and `data_off + size <= file_len`; its stat index is below the stat count;
+//! - a file's `data_off` is a multiple of [`PAGE`], at or after the data
+//!   region, and `data_off + size <= file_len`; its stat index is below the
+//!   stat count;
 //! - an identity's kind is 1 or 2 and its length at most 32.
 
-use dlfm_bytes::{le_u32, le_u64};
+use core::mem::{offset_of, size_of};
+
+use dlfm_bytes::le_u64;
 
 use crate::hash::{fnv1a64_continue, FNV64_OFFSET};
 
@@ -59,15 +46,15 @@ pub const MAGIC: [u8; 8] = *b"DLFMCACH";
 /// The format version this code reads and writes.
 pub const VERSION: u32 = 3;
 /// Length of the header.
-pub const HEADER_LEN: usize = 136;
+pub const HEADER_LEN: usize = size_of::<Header>();
 /// Length of an index entry.
-pub const ENTRY_LEN: usize = 40;
+pub const ENTRY_LEN: usize = size_of::<EntryRecord>();
 /// Length of a list record.
-pub const LIST_LEN: usize = 16;
+pub const LIST_LEN: usize = size_of::<ListRecord>();
 /// Length of a file record.
-pub const FILE_LEN: usize = 32;
+pub const FILE_LEN: usize = size_of::<FileRecord>();
 /// Length of an identity record.
-pub const ID_LEN: usize = 40;
+pub const ID_LEN: usize = size_of::<IdRecord>();
 /// Longest identity (also the room for one in a journal Process record).
 pub const ID_MAX: usize = 32;
 /// Size of a stored stat: the kernel's x86_64 `struct stat`.
@@ -79,54 +66,212 @@ pub const NOT_RECORDED: i32 = i32::MIN;
 /// The largest errno an entry may hold (the kernel's `MAX_ERRNO`).
 pub const MAX_ERRNO: i32 = 4095;
 
-/// Byte offsets of the header's fields (the table in the module comment).
+// The format's sizes, checked against the structs that are the format.
+const _: () = assert!(HEADER_LEN == 136 && ENTRY_LEN == 40 && FILE_LEN == 32);
+const _: () = assert!(LIST_LEN == 16 && ID_LEN == 40);
+
+/// A little-endian `u32` as stored (alignment 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct U32([u8; 4]);
+
+impl U32 {
+    /// `v`, stored.
+    #[inline]
+    pub const fn new(v: u32) -> U32 {
+        U32(v.to_le_bytes())
+    }
+
+    /// The value.
+    #[inline]
+    pub const fn get(self) -> u32 {
+        u32::from_le_bytes(self.0)
+    }
+}
+
+/// A little-endian `i32` as stored (alignment 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct I32([u8; 4]);
+
+impl I32 {
+    /// `v`, stored.
+    #[inline]
+    pub const fn new(v: i32) -> I32 {
+        I32(v.to_le_bytes())
+    }
+
+    /// The value.
+    #[inline]
+    pub const fn get(self) -> i32 {
+        i32::from_le_bytes(self.0)
+    }
+}
+
+/// A little-endian `u64` as stored (alignment 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct U64([u8; 8]);
+
+impl U64 {
+    /// `v`, stored.
+    #[inline]
+    pub const fn new(v: u64) -> U64 {
+        U64(v.to_le_bytes())
+    }
+
+    /// The value.
+    #[inline]
+    pub const fn get(self) -> u64 {
+        u64::from_le_bytes(self.0)
+    }
+}
+
+/// A record of the format: readable in place from any bytes.
+///
+/// # Safety
+/// Only for `#[repr(C)]` structs made of byte arrays and the types above:
+/// alignment 1, no padding, and every byte pattern a valid value.
+pub unsafe trait Plain: Sized {
+    /// The record at the start of `b`, if `b` is long enough.
+    #[inline]
+    fn from_bytes(b: &[u8]) -> Option<&Self> {
+        let b = b.get(..size_of::<Self>())?;
+        // SAFETY: `b` holds size_of::<Self>() bytes; Self has alignment 1
+        // and every byte pattern is a valid Self (the trait's promise).
+        Some(unsafe { &*(b.as_ptr() as *const Self) })
+    }
+
+    /// The record's bytes.
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: Self is size_of::<Self>() initialised bytes with no
+        // padding (the trait's promise), borrowed for as long as `self`.
+        unsafe { core::slice::from_raw_parts(self as *const Self as *const u8, size_of::<Self>()) }
+    }
+}
+
+/// The header, at offset 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`VERSION`].
+    pub version: U32,
+    /// [`HEADER_LEN`].
+    pub header_len: U32,
+    /// Total file length.
+    pub file_len: U64,
+    /// Length of the metadata (covered by the checksum).
+    pub meta_len: U64,
+    /// FNV-1a 64 of `[0, meta_len)` with these 8 bytes taken as zero.
+    pub checksum: U64,
+    /// Offset of the index.
+    pub entries_off: U64,
+    /// Index entries.
+    pub entries_count: U32,
+    /// File records.
+    pub files_count: U32,
+    /// Offset of the file records.
+    pub files_off: U64,
+    /// Offset of the stats.
+    pub stats_off: U64,
+    /// Stats.
+    pub stats_count: U32,
+    /// Identity records.
+    pub ids_count: U32,
+    /// Offset of the identity records.
+    pub ids_off: U64,
+    /// Offset of the string table.
+    pub strings_off: U64,
+    /// Length of the string table.
+    pub strings_len: U64,
+    /// The run width given to dlfm.pre.
+    pub width: U32,
+    /// The FMCaching interposer's path in the string table (length 0: no
+    /// FMCaching).
+    pub fm_path_off: U32,
+    /// Its length.
+    pub fm_path_len: U32,
+    /// Directory listings.
+    pub lists_count: U32,
+    /// Offset of the list records.
+    pub lists_off: U64,
+    /// The scope's `--include`/`--exclude` patterns in the string table
+    /// (`dlfm_runtime::scope::Rules`' encoding, which the noting of misses
+    /// applies).
+    pub scope_off: U32,
+    /// Their length (0: the default scope).
+    pub scope_len: U32,
+}
+
+// SAFETY: repr(C), byte arrays and U32/U64 only: alignment 1, no padding.
+unsafe impl Plain for Header {}
+
+impl Header {
+    /// Whether the magic, version and header length are this code's.
+    #[inline]
+    pub fn is_this_version(&self) -> (bool, bool) {
+        (
+            dlfm_bytes::equal(&self.magic, &MAGIC),
+            self.version.get() == VERSION && self.header_len.get() == HEADER_LEN as u32,
+        )
+    }
+
+    /// This header with magic, version and length set (the checksum is
+    /// [`seal`]'s).
+    #[inline]
+    pub fn stamped(mut self) -> Header {
+        self.magic = MAGIC;
+        self.version = U32::new(VERSION);
+        self.header_len = U32::new(HEADER_LEN as u32);
+        self
+    }
+}
+
+/// Byte offsets of the header's fields, derived from [`Header`] (for tests
+/// and tools that damage caches on purpose).
 pub mod header_at {
-    /// `magic`, 8 bytes.
-    pub const MAGIC: usize = 0;
-    /// `version` u32.
-    pub const VERSION: usize = 8;
-    /// `header_len` u32.
-    pub const HEADER_LEN: usize = 12;
-    /// `file_len` u64.
-    pub const FILE_LEN: usize = 16;
-    /// `meta_len` u64.
-    pub const META_LEN: usize = 24;
-    /// `checksum` u64.
-    pub const CHECKSUM: usize = 32;
-    /// `entries_off` u64.
-    pub const ENTRIES_OFF: usize = 40;
-    /// `entries_count` u32.
-    pub const ENTRIES_COUNT: usize = 48;
-    /// `files_count` u32.
-    pub const FILES_COUNT: usize = 52;
-    /// `files_off` u64.
-    pub const FILES_OFF: usize = 56;
-    /// `stats_off` u64.
-    pub const STATS_OFF: usize = 64;
-    /// `stats_count` u32.
-    pub const STATS_COUNT: usize = 72;
-    /// `ids_count` u32.
-    pub const IDS_COUNT: usize = 76;
-    /// `ids_off` u64.
-    pub const IDS_OFF: usize = 80;
-    /// `strings_off` u64.
-    pub const STRINGS_OFF: usize = 88;
-    /// `strings_len` u64.
-    pub const STRINGS_LEN: usize = 96;
-    /// `width` u32.
-    pub const WIDTH: usize = 104;
-    /// `fm_path_off` u32.
-    pub const FM_PATH_OFF: usize = 108;
-    /// `fm_path_len` u32.
-    pub const FM_PATH_LEN: usize = 112;
-    /// `lists_count` u32.
-    pub const LISTS_COUNT: usize = 116;
-    /// `lists_off` u64.
-    pub const LISTS_OFF: usize = 120;
-    /// `scope_off` u32.
-    pub const SCOPE_OFF: usize = 128;
-    /// `scope_len` u32.
-    pub const SCOPE_LEN: usize = 132;
+    use super::Header;
+    use core::mem::offset_of;
+
+    /// `magic`.
+    pub const MAGIC: usize = offset_of!(Header, magic);
+    /// `version`.
+    pub const VERSION: usize = offset_of!(Header, version);
+    /// `header_len`.
+    pub const HEADER_LEN: usize = offset_of!(Header, header_len);
+    /// `file_len`.
+    pub const FILE_LEN: usize = offset_of!(Header, file_len);
+    /// `meta_len`.
+    pub const META_LEN: usize = offset_of!(Header, meta_len);
+    /// `checksum`.
+    pub const CHECKSUM: usize = offset_of!(Header, checksum);
+    /// `entries_off`.
+    pub const ENTRIES_OFF: usize = offset_of!(Header, entries_off);
+    /// `entries_count`.
+    pub const ENTRIES_COUNT: usize = offset_of!(Header, entries_count);
+    /// `files_count`.
+    pub const FILES_COUNT: usize = offset_of!(Header, files_count);
+    /// `files_off`.
+    pub const FILES_OFF: usize = offset_of!(Header, files_off);
+    /// `stats_off`.
+    pub const STATS_OFF: usize = offset_of!(Header, stats_off);
+    /// `stats_count`.
+    pub const STATS_COUNT: usize = offset_of!(Header, stats_count);
+    /// `ids_count`.
+    pub const IDS_COUNT: usize = offset_of!(Header, ids_count);
+    /// `ids_off`.
+    pub const IDS_OFF: usize = offset_of!(Header, ids_off);
+    /// `strings_off`.
+    pub const STRINGS_OFF: usize = offset_of!(Header, strings_off);
+    /// `strings_len`.
+    pub const STRINGS_LEN: usize = offset_of!(Header, strings_len);
+    /// `lists_count`.
+    pub const LISTS_COUNT: usize = offset_of!(Header, lists_count);
+    /// `lists_off`.
+    pub const LISTS_OFF: usize = offset_of!(Header, lists_off);
 }
 
 /// What an identity names.
@@ -197,265 +342,129 @@ impl Outcome {
     }
 }
 
-/// The header's variable fields; magic, version and length are implied,
-/// and the checksum is `seal`'s.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Header {
-    /// Total file length.
-    pub file_len: u64,
-    /// Length of the metadata (covered by the checksum).
-    pub meta_len: u64,
-    /// Offset of the index.
-    pub entries_off: u64,
-    /// Index entries.
-    pub entries_count: u32,
-    /// File records.
-    pub files_count: u32,
-    /// Offset of the file records.
-    pub files_off: u64,
-    /// Offset of the stats.
-    pub stats_off: u64,
-    /// Stats.
-    pub stats_count: u32,
-    /// Identity records.
-    pub ids_count: u32,
-    /// Offset of the identity records.
-    pub ids_off: u64,
-    /// Offset of the string table.
-    pub strings_off: u64,
-    /// Length of the string table.
-    pub strings_len: u64,
-    /// The run width given to dlfm.pre.
-    pub width: u32,
-    /// The FMCaching interposer's path in the string table (length 0: none).
-    pub fm_path_off: u32,
-    /// Its length.
-    pub fm_path_len: u32,
-    /// Directory listings.
-    pub lists_count: u32,
-    /// Offset of the list records.
-    pub lists_off: u64,
-    /// The scope's patterns in the string table.
-    pub scope_off: u32,
-    /// Their length (0: the default scope).
-    pub scope_len: u32,
-}
-
-impl Header {
-    /// Writes the header into the first HEADER_LEN bytes of `out` (the
-    /// checksum is left for `seal`).
-    #[inline]
-    pub fn write(&self, out: &mut [u8]) {
-        use header_at as at;
-        put(out, at::MAGIC, &MAGIC);
-        put(out, at::VERSION, &VERSION.to_le_bytes());
-        put(out, at::HEADER_LEN, &(HEADER_LEN as u32).to_le_bytes());
-        put(out, at::FILE_LEN, &self.file_len.to_le_bytes());
-        put(out, at::META_LEN, &self.meta_len.to_le_bytes());
-        put(out, at::ENTRIES_OFF, &self.entries_off.to_le_bytes());
-        put(out, at::ENTRIES_COUNT, &self.entries_count.to_le_bytes());
-        put(out, at::FILES_COUNT, &self.files_count.to_le_bytes());
-        put(out, at::FILES_OFF, &self.files_off.to_le_bytes());
-        put(out, at::STATS_OFF, &self.stats_off.to_le_bytes());
-        put(out, at::STATS_COUNT, &self.stats_count.to_le_bytes());
-        put(out, at::IDS_COUNT, &self.ids_count.to_le_bytes());
-        put(out, at::IDS_OFF, &self.ids_off.to_le_bytes());
-        put(out, at::STRINGS_OFF, &self.strings_off.to_le_bytes());
-        put(out, at::STRINGS_LEN, &self.strings_len.to_le_bytes());
-        put(out, at::WIDTH, &self.width.to_le_bytes());
-        put(out, at::FM_PATH_OFF, &self.fm_path_off.to_le_bytes());
-        put(out, at::FM_PATH_LEN, &self.fm_path_len.to_le_bytes());
-        put(out, at::LISTS_COUNT, &self.lists_count.to_le_bytes());
-        put(out, at::LISTS_OFF, &self.lists_off.to_le_bytes());
-        put(out, at::SCOPE_OFF, &self.scope_off.to_le_bytes());
-        put(out, at::SCOPE_LEN, &self.scope_len.to_le_bytes());
-    }
-
-    /// Reads the variable fields of `h` (at least HEADER_LEN bytes); does
-    /// not check magic, version or checksum (see [`Preamble`]).
-    #[inline]
-    pub fn read(h: &[u8]) -> Option<Header> {
-        use header_at as at;
-        if h.len() < HEADER_LEN {
-            return None;
-        }
-        Some(Header {
-            file_len: le_u64(h, at::FILE_LEN)?,
-            meta_len: le_u64(h, at::META_LEN)?,
-            entries_off: le_u64(h, at::ENTRIES_OFF)?,
-            entries_count: le_u32(h, at::ENTRIES_COUNT)?,
-            files_count: le_u32(h, at::FILES_COUNT)?,
-            files_off: le_u64(h, at::FILES_OFF)?,
-            stats_off: le_u64(h, at::STATS_OFF)?,
-            stats_count: le_u32(h, at::STATS_COUNT)?,
-            ids_count: le_u32(h, at::IDS_COUNT)?,
-            ids_off: le_u64(h, at::IDS_OFF)?,
-            strings_off: le_u64(h, at::STRINGS_OFF)?,
-            strings_len: le_u64(h, at::STRINGS_LEN)?,
-            width: le_u32(h, at::WIDTH)?,
-            fm_path_off: le_u32(h, at::FM_PATH_OFF)?,
-            fm_path_len: le_u32(h, at::FM_PATH_LEN)?,
-            lists_count: le_u32(h, at::LISTS_COUNT)?,
-            lists_off: le_u64(h, at::LISTS_OFF)?,
-            scope_off: le_u32(h, at::SCOPE_OFF)?,
-            scope_len: le_u32(h, at::SCOPE_LEN)?,
-        })
-    }
-}
-
-/// The header's fixed fields, which say whether the rest can be read.
+/// What was recorded about one path: the five lookups, each an [`Outcome`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Preamble {
-    /// The first 8 bytes are [`MAGIC`].
-    pub magic_ok: bool,
-    /// The version and header length are this code's.
-    pub version_ok: bool,
-    /// The stored checksum.
-    pub checksum: u64,
-}
-
-impl Preamble {
-    /// Reads the fixed fields of `h`, if it holds a header.
-    #[inline]
-    pub fn read(h: &[u8]) -> Option<Preamble> {
-        use header_at as at;
-        let magic = h.get(at::MAGIC..at::MAGIC + MAGIC.len())?;
-        Some(Preamble {
-            magic_ok: dlfm_bytes::equal(magic, &MAGIC),
-            version_ok: le_u32(h, at::VERSION)? == VERSION
-                && le_u32(h, at::HEADER_LEN)? == HEADER_LEN as u32,
-            checksum: le_u64(h, at::CHECKSUM)?,
-        })
-    }
-}
-
-/// An index entry: a path (hash and place in the string table) and the
-/// three lookups recorded for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EntryRecord {
-    /// FNV-1a 64 of the path.
-    pub hash: u64,
-    /// The path's offset in the string table.
-    pub path_off: u32,
-    /// The path's length.
-    pub path_len: u32,
-    /// `open(path, O_RDONLY)`.
+pub struct Lookups {
+    /// `open(path, O_RDONLY)`: a file index.
     pub open: Outcome,
-    /// `stat(path)`.
+    /// `stat(path)`: a stat index.
     pub stat: Outcome,
-    /// `access(path, R_OK)`.
+    /// `access(path, R_OK)`: 0.
     pub access: Outcome,
-    /// `lstat(path)`.
+    /// `lstat(path)`: a stat index.
     pub lstat: Outcome,
     /// `opendir(path)` and its `readdir`s: a list index.
     pub list: Outcome,
 }
 
+impl Lookups {
+    /// Nothing recorded.
+    pub const NONE: Lookups = Lookups {
+        open: Outcome::NotRecorded,
+        stat: Outcome::NotRecorded,
+        access: Outcome::NotRecorded,
+        lstat: Outcome::NotRecorded,
+        list: Outcome::NotRecorded,
+    };
+}
+
+/// An index entry: a path (hash and place in the string table) and what was
+/// recorded for it (each field: [`NOT_RECORDED`], `-errno`, or an index).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct EntryRecord {
+    /// FNV-1a 64 of the path.
+    pub hash: U64,
+    /// The path's offset in the string table.
+    pub path_off: U32,
+    /// The path's length.
+    pub path_len: U32,
+    /// `open`.
+    pub open: I32,
+    /// `stat`.
+    pub stat: I32,
+    /// `access`.
+    pub access: I32,
+    /// `lstat`.
+    pub lstat: I32,
+    /// `opendir`.
+    pub list: I32,
+    /// Zero.
+    pub zero: U32,
+}
+
+// SAFETY: repr(C), U32/U64/I32 only: alignment 1, no padding.
+unsafe impl Plain for EntryRecord {}
+
 impl EntryRecord {
-    /// Reads a record from the first ENTRY_LEN bytes of `b`.
+    /// The entry for the path at `path_off`/`path_len` with hash `hash`.
     #[inline]
-    pub fn read(b: &[u8]) -> Option<EntryRecord> {
-        Some(EntryRecord {
-            hash: le_u64(b, 0)?,
-            path_off: le_u32(b, 8)?,
-            path_len: le_u32(b, 12)?,
-            open: Outcome::decode(le_u32(b, 16)? as i32),
-            stat: Outcome::decode(le_u32(b, 20)? as i32),
-            access: Outcome::decode(le_u32(b, 24)? as i32),
-            lstat: Outcome::decode(le_u32(b, 28)? as i32),
-            list: Outcome::decode(le_u32(b, 32)? as i32),
-        })
+    pub fn new(hash: u64, path_off: u32, path_len: u32, l: &Lookups) -> EntryRecord {
+        EntryRecord {
+            hash: U64::new(hash),
+            path_off: U32::new(path_off),
+            path_len: U32::new(path_len),
+            open: I32::new(l.open.encode()),
+            stat: I32::new(l.stat.encode()),
+            access: I32::new(l.access.encode()),
+            lstat: I32::new(l.lstat.encode()),
+            list: I32::new(l.list.encode()),
+            zero: U32::new(0),
+        }
     }
 
-    /// Writes the record into the first ENTRY_LEN bytes of `out`.
+    /// What it records.
     #[inline]
-    pub fn write(&self, out: &mut [u8]) {
-        put(out, 0, &self.hash.to_le_bytes());
-        put(out, 8, &self.path_off.to_le_bytes());
-        put(out, 12, &self.path_len.to_le_bytes());
-        put(out, 16, &self.open.encode().to_le_bytes());
-        put(out, 20, &self.stat.encode().to_le_bytes());
-        put(out, 24, &self.access.encode().to_le_bytes());
-        put(out, 28, &self.lstat.encode().to_le_bytes());
-        put(out, 32, &self.list.encode().to_le_bytes());
-        put(out, 36, &[0; 4]);
+    pub fn lookups(&self) -> Lookups {
+        Lookups {
+            open: Outcome::decode(self.open.get()),
+            stat: Outcome::decode(self.stat.get()),
+            access: Outcome::decode(self.access.get()),
+            lstat: Outcome::decode(self.lstat.get()),
+            list: Outcome::decode(self.list.get()),
+        }
     }
 }
 
 /// A file record: where a stored file's bytes lie and what they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct FileRecord {
-    /// Offset of its bytes in the cache file (a multiple of PAGE).
-    pub data_off: u64,
+    /// Offset of its bytes in the cache file (a multiple of [`PAGE`], in the
+    /// data region).
+    pub data_off: U64,
     /// Its length.
-    pub size: u64,
+    pub size: U64,
     /// Index of its recorded stat.
-    pub stat_index: u32,
+    pub stat_index: U32,
     /// The recorded path's offset in the string table.
-    pub path_off: u32,
+    pub path_off: U32,
     /// The path's length.
-    pub path_len: u32,
-    /// FNV-1a 32 of its bytes.
-    pub data_sum: u32,
+    pub path_len: U32,
+    /// FNV-1a 32 of its bytes (checked by `dlfm.pre check`, not by replay:
+    /// see docs/internals.md).
+    pub data_sum: U32,
 }
 
-impl FileRecord {
-    /// Reads a record from the first FILE_LEN bytes of `b`.
-    #[inline]
-    pub fn read(b: &[u8]) -> Option<FileRecord> {
-        Some(FileRecord {
-            data_off: le_u64(b, 0)?,
-            size: le_u64(b, 8)?,
-            stat_index: le_u32(b, 16)?,
-            path_off: le_u32(b, 20)?,
-            path_len: le_u32(b, 24)?,
-            data_sum: le_u32(b, 28)?,
-        })
-    }
-
-    /// Writes the record into the first FILE_LEN bytes of `out`.
-    #[inline]
-    pub fn write(&self, out: &mut [u8]) {
-        put(out, 0, &self.data_off.to_le_bytes());
-        put(out, 8, &self.size.to_le_bytes());
-        put(out, 16, &self.stat_index.to_le_bytes());
-        put(out, 20, &self.path_off.to_le_bytes());
-        put(out, 24, &self.path_len.to_le_bytes());
-        put(out, 28, &self.data_sum.to_le_bytes());
-    }
-}
+// SAFETY: repr(C), U32/U64 only: alignment 1, no padding.
+unsafe impl Plain for FileRecord {}
 
 /// A list record: where a directory's entries lie in the string table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct ListRecord {
-    /// Offset of the entries in the string table.
-    pub data_off: u32,
+    /// Offset of the entries ([`DirEntry`]s) in the string table.
+    pub data_off: U32,
     /// Their length in bytes.
-    pub data_len: u32,
+    pub data_len: U32,
     /// How many entries.
-    pub count: u32,
+    pub count: U32,
+    /// Zero.
+    pub zero: U32,
 }
 
-impl ListRecord {
-    /// Reads a record from the first LIST_LEN bytes of `b`.
-    #[inline]
-    pub fn read(b: &[u8]) -> Option<ListRecord> {
-        Some(ListRecord {
-            data_off: le_u32(b, 0)?,
-            data_len: le_u32(b, 4)?,
-            count: le_u32(b, 8)?,
-        })
-    }
-
-    /// Writes the record into the first LIST_LEN bytes of `out`.
-    #[inline]
-    pub fn write(&self, out: &mut [u8]) {
-        put(out, 0, &self.data_off.to_le_bytes());
-        put(out, 4, &self.data_len.to_le_bytes());
-        put(out, 8, &self.count.to_le_bytes());
-        put(out, 12, &[0; 4]);
-    }
-}
+// SAFETY: repr(C), U32 only: alignment 1, no padding.
+unsafe impl Plain for ListRecord {}
 
 /// One directory entry of a listing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -506,57 +515,46 @@ fn plain_name(name: &[u8]) -> bool {
 
 /// An identity record: a program or ld.so the cache was recorded for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdRecord<'a> {
-    /// What it names.
-    pub kind: IdKind,
-    /// The identity (at most ID_MAX bytes).
-    pub id: &'a [u8],
+#[repr(C)]
+pub struct IdRecord {
+    /// An [`IdKind`] (1 program, 2 ld.so).
+    pub kind: u8,
+    /// The identity's length (at most [`ID_MAX`]).
+    pub len: u8,
+    /// Zero.
+    pub zero: [u8; 6],
+    /// The identity, zero padded.
+    pub id: [u8; ID_MAX],
 }
 
-impl<'a> IdRecord<'a> {
-    /// Reads a record from the first ID_LEN bytes of `b`; `None` if its kind
-    /// is unknown or its length exceeds ID_MAX.
+// SAFETY: repr(C), byte arrays only: alignment 1, no padding.
+unsafe impl Plain for IdRecord {}
+
+impl IdRecord {
+    /// The record of identity `id` of `kind`; `None` if it is longer than
+    /// [`ID_MAX`].
     #[inline]
-    pub fn read(b: &'a [u8]) -> Option<IdRecord<'a>> {
-        let kind = IdKind::from_byte(*b.first()?)?;
-        let len = *b.get(1)? as usize;
-        if len > ID_MAX {
-            return None;
-        }
-        Some(IdRecord {
-            kind,
-            id: b.get(8..8 + len)?,
-        })
+    pub fn new(kind: IdKind, id: &[u8]) -> Option<IdRecord> {
+        let mut r = IdRecord {
+            kind: kind as u8,
+            len: u8::try_from(id.len())
+                .ok()
+                .filter(|&n| usize::from(n) <= ID_MAX)?,
+            zero: [0; 6],
+            id: [0; ID_MAX],
+        };
+        dlfm_bytes::copy(r.id.get_mut(..id.len())?, id);
+        Some(r)
     }
 
-    /// Writes the record into the first ID_LEN bytes of `out`; `false` (and
-    /// nothing written) if the identity is longer than ID_MAX.
+    /// Its kind and identity; `None` if the kind is unknown or the length
+    /// exceeds [`ID_MAX`].
     #[inline]
-    pub fn write(&self, out: &mut [u8]) -> bool {
-        if self.id.len() > ID_MAX || out.len() < ID_LEN {
-            return false;
-        }
-        put(
-            out,
-            0,
-            &[self.kind as u8, self.id.len() as u8, 0, 0, 0, 0, 0, 0],
-        );
-        put(out, 8, self.id);
-        if let Some(pad) = out.get_mut(8 + self.id.len()..ID_LEN) {
-            dlfm_bytes::fill(pad, 0);
-        }
-        true
-    }
-}
-
-/// Copies `value` to `out[at..]` if it fits.
-#[inline]
-fn put(out: &mut [u8], at: usize, value: &[u8]) {
-    if let Some(dst) = at
-        .checked_add(value.len())
-        .and_then(|end| out.get_mut(at..end))
-    {
-        dlfm_bytes::copy(dst, value);
+    pub fn parts(&self) -> Option<(IdKind, &[u8])> {
+        Some((
+            IdKind::from_byte(self.kind)?,
+            self.id.get(..usize::from(self.len))?,
+        ))
     }
 }
 
@@ -564,7 +562,7 @@ fn put(out: &mut [u8], at: usize, value: &[u8]) {
 /// Metadata shorter than the header is hashed as it is.
 #[inline]
 pub fn checksum(meta: &[u8]) -> u64 {
-    let at = header_at::CHECKSUM;
+    let at = offset_of!(Header, checksum);
     let (Some(before), Some(after)) = (meta.get(..at), meta.get(at + 8..)) else {
         return crate::hash::fnv1a64(meta);
     };
@@ -576,8 +574,11 @@ pub fn checksum(meta: &[u8]) -> u64 {
 /// Stores the checksum of `meta` in its header.
 #[inline]
 pub fn seal(meta: &mut [u8]) {
-    let sum = checksum(meta);
-    put(meta, header_at::CHECKSUM, &sum.to_le_bytes());
+    let sum = checksum(meta).to_le_bytes();
+    let at = offset_of!(Header, checksum);
+    if let Some(dst) = meta.get_mut(at..at + 8) {
+        dlfm_bytes::copy(dst, &sum);
+    }
 }
 
 #[cfg(test)]
@@ -602,10 +603,12 @@ mod tests {
             hash: u64, path_off: u32, path_len: u32,
             open in outcome(), stat in outcome(), access in outcome(), lstat in outcome(),
         ) {
-            let rec = EntryRecord { hash, path_off, path_len, open, stat, access, lstat, list: open };
-            let mut b = [0xffu8; ENTRY_LEN];
-            rec.write(&mut b);
-            prop_assert_eq!(EntryRecord::read(&b), Some(rec));
+            let l = Lookups { open, stat, access, lstat, list: open };
+            let rec = EntryRecord::new(hash, path_off, path_len, &l);
+            let back = EntryRecord::from_bytes(rec.as_bytes()).unwrap();
+            prop_assert_eq!(back.lookups(), l);
+            prop_assert_eq!((back.hash.get(), back.path_off.get(), back.path_len.get()), (hash, path_off, path_len));
+            prop_assert_eq!(&rec.as_bytes()[36..], &[0u8; 4][..]);
         }
 
         #[test]
@@ -625,21 +628,25 @@ mod tests {
         fn file_records_round_trip(
             data_off: u64, size: u64, stat_index: u32, path_off: u32, path_len: u32, data_sum: u32,
         ) {
-            let rec = FileRecord { data_off, size, stat_index, path_off, path_len, data_sum };
-            let mut b = [0u8; FILE_LEN];
-            rec.write(&mut b);
-            prop_assert_eq!(FileRecord::read(&b), Some(rec));
+            let rec = FileRecord {
+                data_off: U64::new(data_off), size: U64::new(size), stat_index: U32::new(stat_index),
+                path_off: U32::new(path_off), path_len: U32::new(path_len), data_sum: U32::new(data_sum),
+            };
+            let b = rec.as_bytes();
+            prop_assert_eq!(b.len(), FILE_LEN);
+            prop_assert_eq!(FileRecord::from_bytes(b), Some(&rec));
+            prop_assert_eq!(&b[..8], &data_off.to_le_bytes()[..]);
+            prop_assert_eq!(&b[28..], &data_sum.to_le_bytes()[..]);
         }
 
         #[test]
         fn id_records_round_trip(program: bool, id in proptest::collection::vec(any::<u8>(), 0..=40)) {
             let kind = if program { IdKind::Program } else { IdKind::Ldso };
-            let rec = IdRecord { kind, id: &id };
-            let mut b = [0xffu8; ID_LEN];
-            let written = rec.write(&mut b);
-            prop_assert_eq!(written, id.len() <= ID_MAX);
-            if written {
-                prop_assert_eq!(IdRecord::read(&b), Some(rec));
+            let rec = IdRecord::new(kind, &id);
+            prop_assert_eq!(rec.is_some(), id.len() <= ID_MAX);
+            if let Some(rec) = rec {
+                let b = rec.as_bytes();
+                prop_assert_eq!(IdRecord::from_bytes(b).unwrap().parts(), Some((kind, &id[..])));
                 prop_assert!(b[2..8].iter().chain(&b[8 + id.len()..]).all(|&x| x == 0));
             }
         }
@@ -651,17 +658,21 @@ mod tests {
             fm: (u32, u32),
         ) {
             let h = Header {
-                file_len: a.0, meta_len: a.1, entries_off: a.2, entries_count: a.3,
-                files_count: a.4, files_off: a.5, stats_off: b.0, stats_count: b.1,
-                ids_count: b.2, ids_off: b.3, strings_off: b.4, strings_len: b.5, width: b.6,
-                fm_path_off: fm.0, fm_path_len: fm.1, lists_count: fm.0 ^ 7, lists_off: a.0 ^ 9,
-                scope_off: fm.1 ^ 3, scope_len: fm.0 ^ 5,
-            };
-            let mut bytes = [0u8; HEADER_LEN];
-            h.write(&mut bytes);
-            prop_assert_eq!(Header::read(&bytes), Some(h));
-            let pre = Preamble::read(&bytes).unwrap();
-            prop_assert!(pre.magic_ok && pre.version_ok);
+                file_len: U64::new(a.0), meta_len: U64::new(a.1), entries_off: U64::new(a.2),
+                entries_count: U32::new(a.3), files_count: U32::new(a.4), files_off: U64::new(a.5),
+                stats_off: U64::new(b.0), stats_count: U32::new(b.1), ids_count: U32::new(b.2),
+                ids_off: U64::new(b.3), strings_off: U64::new(b.4), strings_len: U64::new(b.5),
+                width: U32::new(b.6), fm_path_off: U32::new(fm.0), fm_path_len: U32::new(fm.1),
+                lists_count: U32::new(fm.0 ^ 7), lists_off: U64::new(a.0 ^ 9),
+                scope_off: U32::new(fm.1 ^ 3), scope_len: U32::new(fm.0 ^ 5),
+                ..Header::default()
+            }
+            .stamped();
+            let bytes = h.as_bytes();
+            prop_assert_eq!(bytes.len(), HEADER_LEN);
+            prop_assert_eq!(Header::from_bytes(bytes), Some(&h));
+            prop_assert_eq!(h.is_this_version(), (true, true));
+            prop_assert_eq!(&bytes[header_at::LISTS_OFF..header_at::LISTS_OFF + 8], &(a.0 ^ 9).to_le_bytes()[..]);
         }
 
         #[test]

@@ -24,10 +24,8 @@
 //! pointers and only the copies no other job's pointer names
 //! (`dlfm.pre clean`), never what a job still running on the node uses.
 
-use dlfm_bytes::le_u64;
-
 use crate::hash::fnv1a64;
-use crate::layout::{header_at, Preamble, HEADER_LEN};
+use crate::layout::{Header, Plain};
 
 /// The stage directory when `DLFM_STAGE_DIR` is not set.
 pub const DEFAULT_DIR: &str = "/dev/shm";
@@ -48,13 +46,13 @@ impl ContentId {
     /// is not a header of this format version.
     #[inline]
     pub fn of_header(h: &[u8]) -> Option<ContentId> {
-        let p = Preamble::read(h)?;
-        if !p.magic_ok || !p.version_ok || h.len() < HEADER_LEN {
+        let h = Header::from_bytes(h)?;
+        if h.is_this_version() != (true, true) {
             return None;
         }
         Some(ContentId {
-            checksum: p.checksum,
-            file_len: le_u64(h, header_at::FILE_LEN)?,
+            checksum: h.checksum.get(),
+            file_len: h.file_len.get(),
         })
     }
 }
@@ -403,18 +401,20 @@ mod tests {
 
     #[test]
     fn content_ids_come_from_valid_headers_only() {
-        let mut h = [0u8; HEADER_LEN];
-        crate::layout::Header {
-            file_len: 8192,
-            meta_len: HEADER_LEN as u64,
-            width: 1,
+        use crate::layout::{U32, U64};
+        let mut h = [0u8; crate::layout::HEADER_LEN];
+        let header = Header {
+            file_len: U64::new(8192),
+            meta_len: U64::new(crate::layout::HEADER_LEN as u64),
+            width: U32::new(1),
             ..Default::default()
         }
-        .write(&mut h);
+        .stamped();
+        h.copy_from_slice(header.as_bytes());
         crate::layout::seal(&mut h);
         let id = ContentId::of_header(&h).unwrap();
         assert_eq!(id.file_len, 8192);
-        assert_eq!(id.checksum, Preamble::read(&h).unwrap().checksum);
+        assert_eq!(id.checksum, Header::from_bytes(&h).unwrap().checksum.get());
         h[0] = b'X';
         assert_eq!(ContentId::of_header(&h), None);
         assert_eq!(ContentId::of_header(&h[..64]), None);

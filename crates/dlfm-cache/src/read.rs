@@ -8,24 +8,13 @@ use core::cmp::Ordering;
 
 pub use crate::hash::fnv1a64;
 use crate::layout::{
-    checksum, DirEntry, EntryRecord, FileRecord, Header, IdKind, IdRecord, ListRecord, Outcome,
-    Preamble, ENTRY_LEN, FILE_LEN, HEADER_LEN, ID_LEN, LIST_LEN, PAGE, STAT_SIZE,
+    checksum, DirEntry, EntryRecord, FileRecord, Header, IdKind, IdRecord, ListRecord, Plain,
+    ENTRY_LEN, FILE_LEN, HEADER_LEN, ID_LEN, LIST_LEN, PAGE, STAT_SIZE,
 };
 
-/// Everything recorded about one path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// `open(path, O_RDONLY)`.
-    pub open: Outcome,
-    /// `stat(path)`.
-    pub stat: Outcome,
-    /// `access(path, R_OK)`.
-    pub access: Outcome,
-    /// `lstat(path)`.
-    pub lstat: Outcome,
-    /// `opendir(path)`: a listing index (see [`Cache::listing`]).
-    pub list: Outcome,
-}
+/// Everything recorded about one path (`open`, `stat`, `access`, `lstat`,
+/// and `opendir`: a listing index, see [`Cache::listing`]).
+pub use crate::layout::Lookups as Entry;
 
 /// A directory's recorded entries, in the order `readdir` gave them.
 #[derive(Clone, Copy, Debug)]
@@ -169,28 +158,29 @@ impl<'a> Cache<'a> {
     /// `file_len` is the whole file's length, which the header must state.
     #[inline]
     pub fn parse(bytes: &'a [u8], file_len: u64) -> Result<Cache<'a>, CacheError> {
-        let header = bytes.get(..HEADER_LEN).ok_or(CacheError::TooShort)?;
-        let pre = Preamble::read(header).ok_or(CacheError::TooShort)?;
-        if !pre.magic_ok {
+        let h = Header::from_bytes(bytes).ok_or(CacheError::TooShort)?;
+        let (magic_ok, version_ok) = h.is_this_version();
+        if !magic_ok {
             return Err(CacheError::BadMagic);
         }
-        if !pre.version_ok {
+        if !version_ok {
             return Err(CacheError::BadVersion);
         }
-        let h = Header::read(header).ok_or(CacheError::TooShort)?;
-        if h.file_len != file_len || bytes.len() as u64 > file_len {
+        if h.file_len.get() != file_len || bytes.len() as u64 > file_len {
             return Err(CacheError::LengthMismatch);
         }
-        let meta = usize::try_from(h.meta_len).map_err(|_| CacheError::OutOfBounds)?;
+        let meta = usize::try_from(h.meta_len.get()).map_err(|_| CacheError::OutOfBounds)?;
         let meta_bytes = bytes.get(..meta).ok_or(CacheError::OutOfBounds)?;
         if meta < HEADER_LEN {
             return Err(CacheError::OutOfBounds);
         }
-        if pre.checksum != checksum(meta_bytes) {
+        if h.checksum.get() != checksum(meta_bytes) {
             return Err(CacheError::BadChecksum);
         }
-        let strings_off = usize::try_from(h.strings_off).map_err(|_| CacheError::OutOfBounds)?;
-        let strings_len = usize::try_from(h.strings_len).map_err(|_| CacheError::OutOfBounds)?;
+        let strings_off =
+            usize::try_from(h.strings_off.get()).map_err(|_| CacheError::OutOfBounds)?;
+        let strings_len =
+            usize::try_from(h.strings_len.get()).map_err(|_| CacheError::OutOfBounds)?;
         let strings = strings_off
             .checked_add(strings_len)
             .and_then(|end| meta_bytes.get(strings_off..end))
@@ -201,20 +191,19 @@ impl<'a> Cache<'a> {
         let cache = Cache {
             bytes,
             file_len,
-            entries: Table::new(h.entries_off, h.entries_count, ENTRY_LEN, meta)?,
-            files: Table::new(h.files_off, h.files_count, FILE_LEN, meta)?,
-            stats: Table::new(h.stats_off, h.stats_count, STAT_SIZE, meta)?,
-            ids: Table::new(h.ids_off, h.ids_count, ID_LEN, meta)?,
+            entries: Table::new(h.entries_off.get(), h.entries_count.get(), ENTRY_LEN, meta)?,
+            files: Table::new(h.files_off.get(), h.files_count.get(), FILE_LEN, meta)?,
+            stats: Table::new(h.stats_off.get(), h.stats_count.get(), STAT_SIZE, meta)?,
+            ids: Table::new(h.ids_off.get(), h.ids_count.get(), ID_LEN, meta)?,
             strings,
-            width: h.width,
-            fm_path: (h.fm_path_off, h.fm_path_len),
-            lists: Table::new(h.lists_off, h.lists_count, LIST_LEN, meta)?,
-            scope: (h.scope_off, h.scope_len),
+            width: h.width.get(),
+            fm_path: (h.fm_path_off.get(), h.fm_path_len.get()),
+            lists: Table::new(h.lists_off.get(), h.lists_count.get(), LIST_LEN, meta)?,
+            scope: (h.scope_off.get(), h.scope_len.get()),
         };
-        if cache.string(h.fm_path_off, h.fm_path_len).is_none() {
-            return Err(CacheError::OutOfBounds);
-        }
-        if cache.string(h.scope_off, h.scope_len).is_none() {
+        if cache.string(cache.fm_path.0, cache.fm_path.1).is_none()
+            || cache.string(cache.scope.0, cache.scope.1).is_none()
+        {
             return Err(CacheError::OutOfBounds);
         }
         cache.check_entries()?;
@@ -235,8 +224,8 @@ impl<'a> Cache<'a> {
                 .entries
                 .get(self.bytes, i)
                 .ok_or(CacheError::OutOfBounds)?;
-            let rec = EntryRecord::read(e).ok_or(CacheError::OutOfBounds)?;
-            let (hash, path) = self.entry_key(&rec).ok_or(CacheError::OutOfBounds)?;
+            let rec = EntryRecord::from_bytes(e).ok_or(CacheError::OutOfBounds)?;
+            let (hash, path) = self.entry_key(rec).ok_or(CacheError::OutOfBounds)?;
             if let Some((prev_hash, prev_path)) = prev {
                 let order = prev_hash.cmp(&hash).then_with(|| compare(prev_path, path));
                 if order != Ordering::Less {
@@ -244,6 +233,7 @@ impl<'a> Cache<'a> {
                 }
             }
             prev = Some((hash, path));
+            let rec = rec.lookups();
             let valid = rec.open.is_valid(self.files.count)
                 && rec.stat.is_valid(self.stats.count)
                 && rec.access.is_valid(1)
@@ -305,10 +295,10 @@ impl<'a> Cache<'a> {
     /// Listing `index`, if it exists and lies in the string table.
     #[inline]
     pub fn listing(&self, index: u32) -> Option<Listing<'a>> {
-        let r = ListRecord::read(self.lists.get(self.bytes, index)?)?;
+        let r = ListRecord::from_bytes(self.lists.get(self.bytes, index)?)?;
         Some(Listing {
-            data: self.string(r.data_off, r.data_len)?,
-            count: r.count,
+            data: self.string(r.data_off.get(), r.data_len.get())?,
+            count: r.count.get(),
         })
     }
 
@@ -317,7 +307,10 @@ impl<'a> Cache<'a> {
     fn check_ids(&self) -> Result<(), CacheError> {
         for i in 0..self.ids.count {
             let rec = self.ids.get(self.bytes, i).ok_or(CacheError::OutOfBounds)?;
-            if IdRecord::read(rec).is_none() {
+            if IdRecord::from_bytes(rec)
+                .and_then(IdRecord::parts)
+                .is_none()
+            {
                 return Err(CacheError::BadTable);
             }
         }
@@ -327,7 +320,10 @@ impl<'a> Cache<'a> {
     /// An entry's hash and path.
     #[inline]
     fn entry_key(&self, e: &EntryRecord) -> Option<(u64, &'a [u8])> {
-        Some((e.hash, self.string(e.path_off, e.path_len)?))
+        Some((
+            e.hash.get(),
+            self.string(e.path_off.get(), e.path_len.get())?,
+        ))
     }
 
     /// A string of the string table.
@@ -344,21 +340,13 @@ impl<'a> Cache<'a> {
         let (mut lo, mut hi) = (0u32, self.entries.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let e = EntryRecord::read(self.entries.get(self.bytes, mid)?)?;
-            let (e_hash, e_path) = self.entry_key(&e)?;
+            let e = EntryRecord::from_bytes(self.entries.get(self.bytes, mid)?)?;
+            let (e_hash, e_path) = self.entry_key(e)?;
             let order = e_hash.cmp(&hash).then_with(|| compare(e_path, path));
             match order {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
-                Ordering::Equal => {
-                    return Some(Entry {
-                        open: e.open,
-                        stat: e.stat,
-                        access: e.access,
-                        lstat: e.lstat,
-                        list: e.list,
-                    })
-                }
+                Ordering::Equal => return Some(e.lookups()),
             }
         }
         None
@@ -367,34 +355,26 @@ impl<'a> Cache<'a> {
     /// Index entry `i` (in index order): its path and what it holds.
     #[inline]
     pub fn entry_at(&self, i: u32) -> Option<(&'a [u8], Entry)> {
-        let e = EntryRecord::read(self.entries.get(self.bytes, i)?)?;
-        let path = self.string(e.path_off, e.path_len)?;
-        Some((
-            path,
-            Entry {
-                open: e.open,
-                stat: e.stat,
-                access: e.access,
-                lstat: e.lstat,
-                list: e.list,
-            },
-        ))
+        let e = EntryRecord::from_bytes(self.entries.get(self.bytes, i)?)?;
+        let path = self.string(e.path_off.get(), e.path_len.get())?;
+        Some((path, e.lookups()))
     }
 
     /// File `index`, if it exists and its bytes lie page-aligned in the file.
     #[inline]
     pub fn file(&self, index: u32) -> Option<FileRef<'a>> {
-        let f = FileRecord::read(self.files.get(self.bytes, index)?)?;
-        let end = f.data_off.checked_add(f.size)?;
-        if end > self.file_len || !f.data_off.is_multiple_of(PAGE) {
+        let f = FileRecord::from_bytes(self.files.get(self.bytes, index)?)?;
+        let (data_off, size) = (f.data_off.get(), f.size.get());
+        let end = data_off.checked_add(size)?;
+        if end > self.file_len || !data_off.is_multiple_of(PAGE) {
             return None;
         }
         Some(FileRef {
-            data_off: f.data_off,
-            size: f.size,
-            stat_index: f.stat_index,
-            path: self.string(f.path_off, f.path_len)?,
-            data_sum: f.data_sum,
+            data_off,
+            size,
+            stat_index: f.stat_index.get(),
+            path: self.string(f.path_off.get(), f.path_len.get())?,
+            data_sum: f.data_sum.get(),
         })
     }
 
@@ -410,15 +390,16 @@ impl<'a> Cache<'a> {
         (0..self.ids.count).any(|i| {
             self.ids
                 .get(self.bytes, i)
-                .and_then(IdRecord::read)
-                .is_some_and(|r| r.kind == kind && dlfm_bytes::equal(r.id, id))
+                .and_then(IdRecord::from_bytes)
+                .and_then(IdRecord::parts)
+                .is_some_and(|(k, i)| k == kind && dlfm_bytes::equal(i, id))
         })
     }
 
     /// The metadata's length: how much of the file `parse` needs.
     #[inline]
     pub fn meta_len(header: &[u8]) -> Option<u64> {
-        Header::read(header).map(|h| h.meta_len)
+        Header::from_bytes(header).map(|h| h.meta_len.get())
     }
 
     /// The FMCaching interposer replay preloads, if the cache has one.

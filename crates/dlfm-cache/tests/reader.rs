@@ -5,8 +5,8 @@
 
 use dlfm_bytes::le_u64;
 use dlfm_cache::layout::{
-    header_at, seal, EntryRecord, FileRecord, Header, IdKind, Outcome, ENTRY_LEN, FILE_LEN,
-    HEADER_LEN, ID_LEN, PAGE, STAT_SIZE,
+    header_at, seal, EntryRecord, FileRecord, Header, IdKind, Lookups, Outcome, Plain, ENTRY_LEN,
+    FILE_LEN, HEADER_LEN, ID_LEN, PAGE, STAT_SIZE, U32, U64,
 };
 use dlfm_cache::read::{fnv1a64, Cache, CacheError};
 use dlfm_cache::stat;
@@ -48,19 +48,19 @@ fn build(spec: &Spec) -> Vec<u8> {
     let mut strings = Vec::new();
     let mut meta = vec![0u8; HEADER_LEN];
     for (path, open, st, access) in &entries {
-        let mut rec = [0u8; ENTRY_LEN];
-        EntryRecord {
-            hash: fnv1a64(path),
-            path_off: strings.len() as u32,
-            path_len: path.len() as u32,
+        let lookups = Lookups {
             open: *open,
             stat: *st,
             access: *access,
-            lstat: Outcome::NotRecorded,
-            list: Outcome::NotRecorded,
-        }
-        .write(&mut rec);
-        meta.extend_from_slice(&rec);
+            ..Lookups::NONE
+        };
+        let rec = EntryRecord::new(
+            fnv1a64(path),
+            strings.len() as u32,
+            path.len() as u32,
+            &lookups,
+        );
+        meta.extend_from_slice(rec.as_bytes());
         strings.extend_from_slice(path);
     }
     let file_paths: Vec<u32> = spec
@@ -76,17 +76,15 @@ fn build(spec: &Spec) -> Vec<u8> {
     let mut data_off = align(meta_len);
     let mut placed = Vec::new();
     for ((path, st, data), at) in spec.files.iter().zip(&file_paths) {
-        let mut rec = [0u8; FILE_LEN];
-        FileRecord {
-            data_off,
-            size: data.len() as u64,
-            stat_index: *st,
-            path_off: *at,
-            path_len: path.len() as u32,
-            data_sum: 0,
-        }
-        .write(&mut rec);
-        meta.extend_from_slice(&rec);
+        let rec = FileRecord {
+            data_off: U64::new(data_off),
+            size: U64::new(data.len() as u64),
+            stat_index: U32::new(*st),
+            path_off: U32::new(*at),
+            path_len: U32::new(path.len() as u32),
+            data_sum: U32::new(0),
+        };
+        meta.extend_from_slice(rec.as_bytes());
         placed.push(data_off);
         data_off += align(data.len() as u64);
     }
@@ -94,7 +92,7 @@ fn build(spec: &Spec) -> Vec<u8> {
         meta.extend_from_slice(s);
     }
     // Identities are laid out by hand so that tests can store kinds and
-    // lengths the format forbids (IdRecord::write refuses them).
+    // lengths the format forbids (IdRecord::new refuses them).
     for (kind, id) in &spec.ids {
         let mut rec = [0u8; ID_LEN];
         rec[0] = *kind;
@@ -105,28 +103,25 @@ fn build(spec: &Spec) -> Vec<u8> {
     meta.extend_from_slice(&strings);
     assert_eq!(meta.len() as u64, meta_len);
     let file_len = data_off.max(align(meta_len));
-    Header {
-        file_len,
-        meta_len,
-        entries_off: entries_off as u64,
-        entries_count: entries.len() as u32,
-        files_count: spec.files.len() as u32,
-        files_off: files_off as u64,
-        stats_off: stats_off as u64,
-        stats_count: spec.stats.len() as u32,
-        ids_count: spec.ids.len() as u32,
-        ids_off: ids_off as u64,
-        strings_off: strings_off as u64,
-        strings_len: strings.len() as u64,
-        width: spec.width,
-        fm_path_off: 0,
-        fm_path_len: 0,
-        lists_count: 0,
-        lists_off: strings_off as u64,
-        scope_off: 0,
-        scope_len: 0,
+    let header = Header {
+        file_len: U64::new(file_len),
+        meta_len: U64::new(meta_len),
+        entries_off: U64::new(entries_off as u64),
+        entries_count: U32::new(entries.len() as u32),
+        files_count: U32::new(spec.files.len() as u32),
+        files_off: U64::new(files_off as u64),
+        stats_off: U64::new(stats_off as u64),
+        stats_count: U32::new(spec.stats.len() as u32),
+        ids_count: U32::new(spec.ids.len() as u32),
+        ids_off: U64::new(ids_off as u64),
+        strings_off: U64::new(strings_off as u64),
+        strings_len: U64::new(strings.len() as u64),
+        width: U32::new(spec.width),
+        lists_off: U64::new(strings_off as u64),
+        ..Header::default()
     }
-    .write(&mut meta);
+    .stamped();
+    meta[..HEADER_LEN].copy_from_slice(header.as_bytes());
     seal(&mut meta);
     let mut out = meta;
     out.resize(file_len as usize, 0);

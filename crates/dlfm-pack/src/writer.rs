@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use dlfm_cache::hash::fnv1a64;
 use dlfm_cache::layout::{
-    self, EntryRecord, FileRecord, IdKind, IdRecord, ListRecord, Outcome, PAGE, STAT_SIZE,
+    self, EntryRecord, FileRecord, Header, IdKind, IdRecord, ListRecord, Lookups, Outcome, Plain,
+    PAGE, STAT_SIZE, U32, U64,
 };
 use dlfm_cache::stat::StatView;
 
@@ -26,15 +27,6 @@ pub struct Summary {
     pub data_bytes: u64,
     /// Length of the cache file.
     pub file_len: u64,
-}
-
-#[derive(Clone, Copy)]
-struct Lookups {
-    open: Outcome,
-    stat: Outcome,
-    access: Outcome,
-    lstat: Outcome,
-    list: Outcome,
 }
 
 struct FileEntry {
@@ -88,7 +80,7 @@ impl CacheWriter {
         if let Some(&i) = self.stat_index.get(&raw) {
             return i;
         }
-        let i = self.stats.len() as u32;
+        let i = index(self.stats.len());
         self.stats.push(raw);
         self.stat_index.insert(raw, i);
         i
@@ -102,7 +94,7 @@ impl CacheWriter {
         if let Some(&i) = self.file_by_inode.get(&key) {
             return i;
         }
-        let i = self.files.len() as u32;
+        let i = index(self.files.len());
         self.files.push(FileEntry {
             path: path.to_vec(),
             stat: stat_index,
@@ -114,13 +106,7 @@ impl CacheWriter {
     }
 
     fn lookups(&mut self, path: &[u8]) -> &mut Lookups {
-        self.lookups.entry(path.to_vec()).or_insert(Lookups {
-            open: Outcome::NotRecorded,
-            stat: Outcome::NotRecorded,
-            access: Outcome::NotRecorded,
-            lstat: Outcome::NotRecorded,
-            list: Outcome::NotRecorded,
-        })
+        self.lookups.entry(path.to_vec()).or_insert(Lookups::NONE)
     }
 
     /// Records what `open(path)` gives.
@@ -142,7 +128,7 @@ impl CacheWriter {
     /// `layout::DirEntry` writes them), returning its index.
     pub fn add_listing(&mut self, data: Vec<u8>, count: u32) -> u32 {
         self.lists.push((data, count));
-        (self.lists.len() - 1) as u32
+        index(self.lists.len() - 1)
     }
 
     /// Records what `opendir(path)` gives: a listing index or an errno.
@@ -191,103 +177,126 @@ impl CacheWriter {
         written
     }
 
+    /// Lays the cache out and writes it: the files' data first (each
+    /// file's checksum goes into its record), then the sealed metadata at
+    /// offset 0.
     fn write_into(&self, file: File) -> io::Result<Summary> {
-        // Strings: every path, entries sorted by (hash, path).
-        let mut strings = Vec::new();
-        let mut offsets = HashMap::new();
-        let mut intern = |p: &[u8], strings: &mut Vec<u8>| -> (u32, u32) {
-            if let Some(&o) = offsets.get(p) {
-                return (o, p.len() as u32);
-            }
-            let o = strings.len() as u32;
-            strings.extend_from_slice(p);
-            offsets.insert(p.to_vec(), o);
-            (o, p.len() as u32)
-        };
+        let plan = self.plan()?;
+        let mut out = BufWriter::new(file);
+        let sums = self.write_data(&mut out, &plan.placed)?;
+        let meta = self.metadata(&plan, &sums)?;
+        out.seek(SeekFrom::Start(0))?;
+        out.write_all(&meta)?;
+        out.flush()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.set_len(plan.file_len)?;
+        file.sync_all()?;
+        Ok(Summary {
+            entries: self.lookups.len(),
+            files: self.files.len(),
+            data_bytes: self.files.iter().map(|f| f.size).sum(),
+            file_len: plan.file_len,
+        })
+    }
+
+    /// Where everything goes: the string table (every path, listing and
+    /// the header's strings), the tables' offsets, each file's data offset.
+    fn plan(&self) -> io::Result<Plan> {
+        let mut strings = Strings::default();
         let mut entries: Vec<(u64, &Vec<u8>, &Lookups)> = self
             .lookups
             .iter()
             .map(|(p, l)| (fnv1a64(p), p, l))
             .collect();
         entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-
-        let entries_off = layout::HEADER_LEN as u64;
-        let files_off = entries_off + (entries.len() * layout::ENTRY_LEN) as u64;
-        let stats_off = files_off + (self.files.len() * layout::FILE_LEN) as u64;
-        let ids_off = stats_off + (self.stats.len() * STAT_SIZE) as u64;
-        let lists_off = ids_off + (self.ids.len() * layout::ID_LEN) as u64;
-        let strings_off = lists_off + (self.lists.len() * layout::LIST_LEN) as u64;
-
-        let mut entry_bytes = vec![0u8; entries.len() * layout::ENTRY_LEN];
-        for ((hash, path, l), out) in entries
-            .iter()
-            .zip(entry_bytes.chunks_exact_mut(layout::ENTRY_LEN))
-        {
-            let (path_off, path_len) = intern(path, &mut strings);
-            EntryRecord {
-                hash: *hash,
-                path_off,
-                path_len,
-                open: l.open,
-                stat: l.stat,
-                access: l.access,
-                lstat: l.lstat,
-                list: l.list,
-            }
-            .write(out);
+        let mut entry_bytes = Vec::with_capacity(entries.len() * layout::ENTRY_LEN);
+        for (hash, path, l) in &entries {
+            let (off, len) = strings.intern(path)?;
+            entry_bytes.extend_from_slice(EntryRecord::new(*hash, off, len, l).as_bytes());
         }
-        let (fm_path_off, fm_path_len) = intern(&self.fm_path, &mut strings);
-        let (scope_off, scope_len) = intern(&self.scope, &mut strings);
-        let mut list_bytes = vec![0u8; self.lists.len() * layout::LIST_LEN];
-        for ((data, count), out) in self
-            .lists
-            .iter()
-            .zip(list_bytes.chunks_exact_mut(layout::LIST_LEN))
-        {
-            let (data_off, data_len) = intern(data, &mut strings);
-            ListRecord {
-                data_off,
-                data_len,
-                count: *count,
-            }
-            .write(out);
+        let fm_path = strings.intern(&self.fm_path)?;
+        let scope = strings.intern(&self.scope)?;
+        let mut list_bytes = Vec::with_capacity(self.lists.len() * layout::LIST_LEN);
+        for (data, count) in &self.lists {
+            let (data_off, data_len) = strings.intern(data)?;
+            let rec = ListRecord {
+                data_off: U32::new(data_off),
+                data_len: U32::new(data_len),
+                count: U32::new(*count),
+                zero: U32::new(0),
+            };
+            list_bytes.extend_from_slice(rec.as_bytes());
         }
-        let file_paths: Vec<(u32, u32)> = self
+        let file_paths = self
             .files
             .iter()
-            .map(|f| intern(&f.path, &mut strings))
-            .collect();
-        let mut id_bytes = vec![0u8; self.ids.len() * layout::ID_LEN];
-        for ((kind, id), out) in self
-            .ids
-            .iter()
-            .zip(id_bytes.chunks_exact_mut(layout::ID_LEN))
-        {
-            if !(IdRecord { kind: *kind, id }).write(out) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("identity longer than {} bytes", layout::ID_MAX),
-                ));
-            }
+            .map(|f| strings.intern(&f.path))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut id_bytes = Vec::with_capacity(self.ids.len() * layout::ID_LEN);
+        for (kind, id) in &self.ids {
+            let rec = IdRecord::new(*kind, id).ok_or_else(|| {
+                too_big(format!("an identity longer than {} bytes", layout::ID_MAX))
+            })?;
+            id_bytes.extend_from_slice(rec.as_bytes());
         }
-        let meta_len = strings_off + strings.len() as u64;
+
+        let entries_off = layout::HEADER_LEN as u64;
+        let files_off = entries_off + entry_bytes.len() as u64;
+        let stats_off = files_off + (self.files.len() * layout::FILE_LEN) as u64;
+        let ids_off = stats_off + (self.stats.len() * STAT_SIZE) as u64;
+        let lists_off = ids_off + id_bytes.len() as u64;
+        let strings_off = lists_off + list_bytes.len() as u64;
+        let meta_len = strings_off + strings.bytes.len() as u64;
         let mut data_off = meta_len.div_ceil(PAGE) * PAGE;
-        let mut placed = Vec::new();
+        let mut placed = Vec::with_capacity(self.files.len());
         for f in &self.files {
             placed.push(data_off);
             data_off += f.size.div_ceil(PAGE) * PAGE;
         }
-        let file_len = data_off.max(meta_len.div_ceil(PAGE) * PAGE);
+        let header = Header {
+            file_len: U64::new(data_off),
+            meta_len: U64::new(meta_len),
+            entries_off: U64::new(entries_off),
+            entries_count: U32::new(count(entries.len(), "paths")?),
+            files_count: U32::new(count(self.files.len(), "files")?),
+            files_off: U64::new(files_off),
+            stats_off: U64::new(stats_off),
+            stats_count: U32::new(count(self.stats.len(), "stats")?),
+            ids_count: U32::new(count(self.ids.len(), "identities")?),
+            ids_off: U64::new(ids_off),
+            strings_off: U64::new(strings_off),
+            strings_len: U64::new(strings.bytes.len() as u64),
+            width: U32::new(self.width),
+            fm_path_off: U32::new(fm_path.0),
+            fm_path_len: U32::new(fm_path.1),
+            lists_count: U32::new(count(self.lists.len(), "listings")?),
+            lists_off: U64::new(lists_off),
+            scope_off: U32::new(scope.0),
+            scope_len: U32::new(scope.1),
+            ..Header::default()
+        }
+        .stamped();
+        Ok(Plan {
+            header,
+            entry_bytes,
+            id_bytes,
+            list_bytes,
+            strings: strings.bytes,
+            file_paths,
+            placed,
+            file_len: data_off,
+        })
+    }
 
-        // The data first (each file's checksum goes into its record), then
-        // the metadata at offset 0.
-        let mut out = BufWriter::new(file);
-        let mut data_bytes = 0;
+    /// Streams every file's bytes from its source to its place; returns
+    /// their checksums. A file whose size differs from the pilot's is an
+    /// error (it changed while packing).
+    fn write_data(&self, out: &mut BufWriter<File>, placed: &[u64]) -> io::Result<Vec<u32>> {
         let mut sums = Vec::with_capacity(self.files.len());
-        for (f, off) in self.files.iter().zip(&placed) {
+        for (f, off) in self.files.iter().zip(placed) {
             out.seek(SeekFrom::Start(*off))?;
             let src = File::open(&f.source).map_err(|e| annotate(e, &f.source))?;
-            let (copied, sum) = copy_and_sum(&mut src.take(f.size + 1), &mut out)?;
+            let (copied, sum) = copy_and_sum(&mut src.take(f.size + 1), out)?;
             if copied != f.size {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -299,70 +308,99 @@ impl CacheWriter {
                 ));
             }
             sums.push(sum);
-            data_bytes += f.size;
         }
-        let mut file_bytes = vec![0u8; self.files.len() * layout::FILE_LEN];
-        let records = self.files.iter().zip(&file_paths).zip(&placed).zip(&sums);
-        for ((((f, (path_off, path_len)), off), sum), out) in
-            records.zip(file_bytes.chunks_exact_mut(layout::FILE_LEN))
-        {
-            FileRecord {
-                data_off: *off,
-                size: f.size,
-                stat_index: f.stat,
-                path_off: *path_off,
-                path_len: *path_len,
-                data_sum: *sum,
-            }
-            .write(out);
-        }
+        Ok(sums)
+    }
 
-        let mut meta = vec![0u8; layout::HEADER_LEN];
-        let header = layout::Header {
-            file_len,
-            meta_len,
-            entries_off,
-            entries_count: entries.len() as u32,
-            files_count: self.files.len() as u32,
-            files_off,
-            stats_off,
-            stats_count: self.stats.len() as u32,
-            ids_count: self.ids.len() as u32,
-            ids_off,
-            strings_off,
-            strings_len: strings.len() as u64,
-            width: self.width,
-            fm_path_off,
-            fm_path_len,
-            lists_count: self.lists.len() as u32,
-            lists_off,
-            scope_off,
-            scope_len,
-        };
-        header.write(&mut meta);
-        meta.extend_from_slice(&entry_bytes);
-        meta.extend_from_slice(&file_bytes);
+    /// The sealed metadata: header, entries, file records (with their
+    /// data's checksums), stats, identities, listings, strings.
+    fn metadata(&self, plan: &Plan, sums: &[u32]) -> io::Result<Vec<u8>> {
+        let mut meta = plan.header.as_bytes().to_vec();
+        meta.extend_from_slice(&plan.entry_bytes);
+        for (((f, (path_off, path_len)), off), sum) in self
+            .files
+            .iter()
+            .zip(&plan.file_paths)
+            .zip(&plan.placed)
+            .zip(sums)
+        {
+            let rec = FileRecord {
+                data_off: U64::new(*off),
+                size: U64::new(f.size),
+                stat_index: U32::new(f.stat),
+                path_off: U32::new(*path_off),
+                path_len: U32::new(*path_len),
+                data_sum: U32::new(*sum),
+            };
+            meta.extend_from_slice(rec.as_bytes());
+        }
         for s in &self.stats {
             meta.extend_from_slice(s);
         }
-        meta.extend_from_slice(&id_bytes);
-        meta.extend_from_slice(&list_bytes);
-        meta.extend_from_slice(&strings);
+        meta.extend_from_slice(&plan.id_bytes);
+        meta.extend_from_slice(&plan.list_bytes);
+        meta.extend_from_slice(&plan.strings);
+        if meta.len() as u64 != plan.header.meta_len.get() {
+            return Err(io::Error::other(
+                "the metadata's length differs from its plan",
+            ));
+        }
         layout::seal(&mut meta);
-
-        out.seek(SeekFrom::Start(0))?;
-        out.write_all(&meta)?;
-        out.flush()?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.set_len(file_len)?;
-        file.sync_all()?;
-        Ok(Summary {
-            entries: entries.len(),
-            files: self.files.len(),
-            data_bytes,
-            file_len,
-        })
+        Ok(meta)
     }
+}
+
+/// Where `write_into` puts everything, decided before anything is written.
+struct Plan {
+    header: Header,
+    entry_bytes: Vec<u8>,
+    id_bytes: Vec<u8>,
+    list_bytes: Vec<u8>,
+    strings: Vec<u8>,
+    file_paths: Vec<(u32, u32)>,
+    placed: Vec<u64>,
+    file_len: u64,
+}
+
+/// The string table, each distinct string stored once.
+#[derive(Default)]
+struct Strings {
+    bytes: Vec<u8>,
+    offsets: HashMap<Vec<u8>, u32>,
+}
+
+impl Strings {
+    /// The offset and length of `s` in the table, adding it if new; an
+    /// error if the table would outgrow the format's 32-bit offsets.
+    fn intern(&mut self, s: &[u8]) -> io::Result<(u32, u32)> {
+        let len = u32::try_from(s.len()).map_err(|_| too_big("a string over 4 GiB".into()))?;
+        if let Some(&o) = self.offsets.get(s) {
+            return Ok((o, len));
+        }
+        let o = u32::try_from(self.bytes.len())
+            .ok()
+            .filter(|o| o.checked_add(len).is_some())
+            .ok_or_else(|| too_big("a string table over 4 GiB".into()))?;
+        self.bytes.extend_from_slice(s);
+        self.offsets.insert(s.to_vec(), o);
+        Ok((o, len))
+    }
+}
+
+/// `n` as a table count of the format, or why it cannot be.
+fn count(n: usize, what: &str) -> io::Result<u32> {
+    u32::try_from(n).map_err(|_| too_big(format!("{n} {what}, more than the format holds")))
+}
+
+/// An index into a table that [`count`] bounds when the cache is written
+/// (past `u32::MAX` the write refuses, so the saturated value is never
+/// stored).
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+fn too_big(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("cannot pack {what}"))
 }
 
 fn annotate(e: io::Error, path: &Path) -> io::Error {
