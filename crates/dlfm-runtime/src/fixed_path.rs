@@ -95,6 +95,14 @@ impl FixedPath {
         self.bytes.get(..self.len).unwrap_or(&[])
     }
 
+    /// The path as a C string (empty if none was set). For the interposer:
+    /// it scans with core's `memchr`, which the ld.so wrapper may not call
+    /// (that side uses [`FixedPath::as_ptr`]).
+    #[inline]
+    pub fn as_c_str(&self) -> &core::ffi::CStr {
+        core::ffi::CStr::from_bytes_until_nul(&self.bytes).unwrap_or_default()
+    }
+
     /// A pointer to the NUL-terminated path, for system calls.
     #[inline]
     pub fn as_ptr(&self) -> *const u8 {

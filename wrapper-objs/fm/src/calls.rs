@@ -84,28 +84,15 @@ pub(crate) fn absolute(p: *const c_char) -> Option<&'static [u8]> {
     keys::is_absolute(b).then_some(b)
 }
 
-/// The next definition as a function of type `F`, or `None` if libc has none.
-///
-/// # Safety
-/// `F` must be the function's C type.
-pub(crate) unsafe fn next<F: Copy>(n: &Next) -> Option<F> {
-    let p = n.get();
-    // SAFETY: a non-null dlsym result is the function, of type F (vouched
-    // for by the caller); fn pointers and data pointers have one size here.
-    (!p.is_null()).then(|| unsafe { core::mem::transmute_copy(&p) })
-}
-
 // ---- stat, lstat, fstatat -------------------------------------------------
 
 /// `stat`/`lstat` of `path` into `buf` through the next `f`.
-fn path_stat(f: &Next, path: *const c_char, buf: *mut Stat, follow: Follow) -> c_int {
+fn path_stat(f: &Next<PathStat>, path: *const c_char, buf: *mut Stat, follow: Follow) -> c_int {
     stat_like(path, follow, buf, || {
-        // SAFETY: the type of the stat family's path functions.
-        let Some(real) = (unsafe { next::<PathStat>(f) }) else {
-            return fail(libc::ENOSYS);
-        };
-        // SAFETY: the program's own call, unchanged.
-        unsafe { real(path, buf) }
+        f.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(path, buf) }
+        })
     })
 }
 
@@ -161,10 +148,14 @@ pub(crate) fn record_stat(
     );
 }
 
-static STAT: Next = Next::new(c"stat");
-static STAT64: Next = Next::new(c"stat64");
-static LSTAT: Next = Next::new(c"lstat");
-static LSTAT64: Next = Next::new(c"lstat64");
+// SAFETY: `PathStat` is `stat`'s C type.
+static STAT: Next<PathStat> = unsafe { Next::new(c"stat") };
+// SAFETY: `PathStat` is `stat64`'s C type.
+static STAT64: Next<PathStat> = unsafe { Next::new(c"stat64") };
+// SAFETY: `PathStat` is `lstat`'s C type.
+static LSTAT: Next<PathStat> = unsafe { Next::new(c"lstat") };
+// SAFETY: `PathStat` is `lstat64`'s C type.
+static LSTAT64: Next<PathStat> = unsafe { Next::new(c"lstat64") };
 
 /// `stat(2)`.
 ///
@@ -204,14 +195,18 @@ pub unsafe extern "C" fn lstat64(path: *const c_char, buf: *mut Stat) -> c_int {
 
 /// `fstatat` through the next `f`: a path lookup for an absolute path with
 /// flags 0 or `AT_SYMLINK_NOFOLLOW`; `fstat` for `AT_EMPTY_PATH` and "".
-fn at_stat(f: &Next, dirfd: c_int, path: *const c_char, buf: *mut Stat, flags: c_int) -> c_int {
+fn at_stat(
+    f: &Next<AtStat>,
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut Stat,
+    flags: c_int,
+) -> c_int {
     at_stat_like(dirfd, path, buf, flags, || {
-        // SAFETY: fstatat's type.
-        let Some(real) = (unsafe { next::<AtStat>(f) }) else {
-            return fail(libc::ENOSYS);
-        };
-        // SAFETY: the program's own call, unchanged.
-        unsafe { real(dirfd, path, buf, flags) }
+        f.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(dirfd, path, buf, flags) }
+        })
     })
 }
 
@@ -245,8 +240,10 @@ pub(crate) fn at_stat_like(
     r
 }
 
-static FSTATAT: Next = Next::new(c"fstatat");
-static FSTATAT64: Next = Next::new(c"fstatat64");
+// SAFETY: `AtStat` is `fstatat`'s C type.
+static FSTATAT: Next<AtStat> = unsafe { Next::new(c"fstatat") };
+// SAFETY: `AtStat` is `fstatat64`'s C type.
+static FSTATAT64: Next<AtStat> = unsafe { Next::new(c"fstatat64") };
 
 /// `fstatat(2)`.
 ///
@@ -289,14 +286,12 @@ pub(crate) fn translate_fstat(fd: c_int, buf: *mut Stat) {
 }
 
 /// `fstat` through the next `f`, translated for served descriptors.
-fn fd_stat(f: &Next, fd: c_int, buf: *mut Stat) -> c_int {
+fn fd_stat(f: &Next<FdStat>, fd: c_int, buf: *mut Stat) -> c_int {
     fd_stat_like(fd, buf, || {
-        // SAFETY: fstat's type.
-        let Some(real) = (unsafe { next::<FdStat>(f) }) else {
-            return fail(libc::ENOSYS);
-        };
-        // SAFETY: the program's own call, unchanged.
-        unsafe { real(fd, buf) }
+        f.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(fd, buf) }
+        })
     })
 }
 
@@ -309,8 +304,10 @@ pub(crate) fn fd_stat_like(fd: c_int, buf: *mut Stat, call: impl FnOnce() -> c_i
     r
 }
 
-static FSTAT: Next = Next::new(c"fstat");
-static FSTAT64: Next = Next::new(c"fstat64");
+// SAFETY: `FdStat` is `fstat`'s C type.
+static FSTAT: Next<FdStat> = unsafe { Next::new(c"fstat") };
+// SAFETY: `FdStat` is `fstat64`'s C type.
+static FSTAT64: Next<FdStat> = unsafe { Next::new(c"fstat64") };
 
 /// `fstat(2)`.
 ///
@@ -355,8 +352,10 @@ fn access_like(path: *const c_char, mode: c_int, call: impl FnOnce() -> c_int) -
     r
 }
 
-static ACCESS: Next = Next::new(c"access");
-static FACCESSAT: Next = Next::new(c"faccessat");
+// SAFETY: `Access` is `access`'s C type.
+static ACCESS: Next<Access> = unsafe { Next::new(c"access") };
+// SAFETY: `AtAccess` is `faccessat`'s C type.
+static FACCESSAT: Next<AtAccess> = unsafe { Next::new(c"faccessat") };
 
 /// `access(2)`.
 ///
@@ -365,12 +364,10 @@ static FACCESSAT: Next = Next::new(c"faccessat");
 #[no_mangle]
 pub unsafe extern "C" fn access(path: *const c_char, mode: c_int) -> c_int {
     access_like(path, mode, || {
-        // SAFETY: access's type; the program's own call, unchanged.
-        match unsafe { next::<Access>(&ACCESS) } {
-            // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-            Some(real) => unsafe { real(path, mode) },
-            None => fail(libc::ENOSYS),
-        }
+        ACCESS.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(path, mode) }
+        })
     })
 }
 
@@ -386,11 +383,11 @@ pub unsafe extern "C" fn faccessat(
     mode: c_int,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: faccessat's type; the program's own call, unchanged.
-    let call = || match unsafe { next::<AtAccess>(&FACCESSAT) } {
-        // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-        Some(real) => unsafe { real(dirfd, path, mode, flags) },
-        None => fail(libc::ENOSYS),
+    let call = || {
+        FACCESSAT.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(dirfd, path, mode, flags) }
+        })
     };
     if flags != 0 {
         return call();
@@ -416,7 +413,7 @@ fn open_like(path: *const c_char, flags: c_int, call: impl FnOnce() -> c_int) ->
     if let Some((p, j)) = key.and_then(|p| Some((p, state::sink_for(p)?))) {
         let result = result_of(r);
         let mut st = sys::zeroed_stat();
-        let have = r >= 0 && sys::fstat(r, &mut st);
+        let have = r >= 0 && sys::fstat(r, &mut st).is_ok();
         record::append(
             j,
             &Record::Open {
@@ -430,37 +427,47 @@ fn open_like(path: *const c_char, flags: c_int, call: impl FnOnce() -> c_int) ->
     r
 }
 
-static OPEN: Next = Next::new(c"open");
-static OPEN64: Next = Next::new(c"open64");
-static OPEN_2: Next = Next::new(c"__open_2");
-static OPEN64_2: Next = Next::new(c"__open64_2");
-static OPENAT: Next = Next::new(c"openat");
-static OPENAT64: Next = Next::new(c"openat64");
-static OPENAT_2: Next = Next::new(c"__openat_2");
-static OPENAT64_2: Next = Next::new(c"__openat64_2");
+// SAFETY: `Open` is `open`'s C type.
+static OPEN: Next<Open> = unsafe { Next::new(c"open") };
+// SAFETY: `Open` is `open64`'s C type.
+static OPEN64: Next<Open> = unsafe { Next::new(c"open64") };
+// SAFETY: `Open` (the plain call's type; `__open_2` takes the same first arguments and ignores the mode).
+static OPEN_2: Next<Open> = unsafe { Next::new(c"__open_2") };
+// SAFETY: `Open` (the plain call's type; `__open64_2` takes the same first arguments and ignores the mode).
+static OPEN64_2: Next<Open> = unsafe { Next::new(c"__open64_2") };
+// SAFETY: `AtOpen` is `openat`'s C type.
+static OPENAT: Next<AtOpen> = unsafe { Next::new(c"openat") };
+// SAFETY: `AtOpen` is `openat64`'s C type.
+static OPENAT64: Next<AtOpen> = unsafe { Next::new(c"openat64") };
+// SAFETY: `AtOpen` (the plain call's type; `__openat_2` takes the same first arguments and ignores the mode).
+static OPENAT_2: Next<AtOpen> = unsafe { Next::new(c"__openat_2") };
+// SAFETY: `AtOpen` (the plain call's type; `__openat64_2` takes the same first arguments and ignores the mode).
+static OPENAT64_2: Next<AtOpen> = unsafe { Next::new(c"__openat64_2") };
 
 /// An open of `path` through the next `f` (type `Open`).
-fn path_open(f: &Next, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+fn path_open(f: &Next<Open>, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
     open_like(path, flags, || {
-        // SAFETY: open's type; the program's own call, unchanged.
-        match unsafe { next::<Open>(f) } {
-            // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-            Some(real) => unsafe { real(path, flags, mode) },
-            None => fail(libc::ENOSYS),
-        }
+        f.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(path, flags, mode) }
+        })
     })
 }
 
 /// An open relative to `dirfd` through the next `f` (type `AtOpen`); a
 /// lookup only for an absolute path (which ignores `dirfd`).
-fn at_open(f: &Next, dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+fn at_open(
+    f: &Next<AtOpen>,
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: mode_t,
+) -> c_int {
     open_like(path, flags, || {
-        // SAFETY: openat's type; the program's own call, unchanged.
-        match unsafe { next::<AtOpen>(f) } {
-            // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-            Some(real) => unsafe { real(dirfd, path, flags, mode) },
-            None => fail(libc::ENOSYS),
-        }
+        f.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(dirfd, path, flags, mode) }
+        })
     })
 }
 
@@ -550,12 +557,14 @@ pub unsafe extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: 
 
 type Fopen = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
 
-static FOPEN: Next = Next::new(c"fopen");
-static FOPEN64: Next = Next::new(c"fopen64");
+// SAFETY: `Fopen` is `fopen`'s C type.
+static FOPEN: Next<Fopen> = unsafe { Next::new(c"fopen") };
+// SAFETY: `Fopen` is `fopen64`'s C type.
+static FOPEN64: Next<Fopen> = unsafe { Next::new(c"fopen64") };
 
 /// `fopen` through the next `f`: a lookup for a read-only mode ("r", "rb",
 /// "re", ...: no '+', 'w', 'a'); served as a stream over a memfd.
-fn fopen_like(f: &Next, path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+fn fopen_like(f: &Next<Fopen>, path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
     let m = if mode.is_null() {
         &[][..]
     } else {
@@ -582,13 +591,10 @@ fn fopen_like(f: &Next, path: *const c_char, mode: *const c_char) -> *mut libc::
             None => {}
         }
     }
-    // SAFETY: fopen's type.
-    let Some(real) = (unsafe { next::<Fopen>(f) }) else {
-        fail(libc::ENOSYS);
-        return core::ptr::null_mut();
-    };
-    // SAFETY: the program's own call, unchanged.
-    let stream = unsafe { real(path, mode) };
+    let stream = f.call(|real| {
+        // SAFETY: the next definition; the program's own call, unchanged.
+        unsafe { real(path, mode) }
+    });
     if let Some((p, j)) = key.and_then(|p| Some((p, state::sink_for(p)?))) {
         let saved = errno();
         let fd = if stream.is_null() {
@@ -598,7 +604,7 @@ fn fopen_like(f: &Next, path: *const c_char, mode: *const c_char) -> *mut libc::
             unsafe { libc::fileno(stream) }
         };
         let mut st = sys::zeroed_stat();
-        let have = fd >= 0 && sys::fstat(fd, &mut st);
+        let have = fd >= 0 && sys::fstat(fd, &mut st).is_ok();
         record::append(
             j,
             &Record::Open {
@@ -635,8 +641,10 @@ pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *m
 type Readlink = unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> isize;
 type AtReadlink = unsafe extern "C" fn(c_int, *const c_char, *mut c_char, usize) -> isize;
 
-static READLINK: Next = Next::new(c"readlink");
-static READLINKAT: Next = Next::new(c"readlinkat");
+// SAFETY: `Readlink` is `readlink`'s C type.
+static READLINK: Next<Readlink> = unsafe { Next::new(c"readlink") };
+// SAFETY: `AtReadlink` is `readlinkat`'s C type.
+static READLINKAT: Next<AtReadlink> = unsafe { Next::new(c"readlinkat") };
 
 /// Answers `readlink(path)` from the recorded `lstat` or calls `call`; in
 /// the pilot, records the path's `lstat` (which says what readlink gives
@@ -657,7 +665,10 @@ fn readlink_like(path: *const c_char, call: impl FnOnce() -> isize) -> isize {
     if let Some((p, j)) = sink {
         let saved = errno();
         let mut st = sys::zeroed_stat();
-        let result = sys::lstat(path as *const u8, &mut st);
+        // SAFETY: `key` is Some only for a non-null path, NUL-terminated
+        // as libc's callers pass it.
+        let path = unsafe { CStr::from_ptr(path) };
+        let result = sys::lstat(path, &mut st).map_or_else(|e| -e.0, |()| 0);
         record_stat(j, p, Follow::No, result, &st);
         // SAFETY: this thread's errno slot.
         unsafe { *libc::__errno_location() = saved };
@@ -672,12 +683,10 @@ fn readlink_like(path: *const c_char, call: impl FnOnce() -> isize) -> isize {
 #[no_mangle]
 pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, size: usize) -> isize {
     readlink_like(path, || {
-        // SAFETY: readlink's type; the program's own call, unchanged.
-        match unsafe { next::<Readlink>(&READLINK) } {
-            // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-            Some(real) => unsafe { real(path, buf, size) },
-            None => fail(libc::ENOSYS) as isize,
-        }
+        READLINK.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(path, buf, size) }
+        })
     })
 }
 
@@ -693,23 +702,27 @@ pub unsafe extern "C" fn readlinkat(
     size: usize,
 ) -> isize {
     readlink_like(path, || {
-        // SAFETY: readlinkat's type; the program's own call, unchanged.
-        match unsafe { next::<AtReadlink>(&READLINKAT) } {
-            // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-            Some(real) => unsafe { real(dirfd, path, buf, size) },
-            None => fail(libc::ENOSYS) as isize,
-        }
+        READLINKAT.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(dirfd, path, buf, size) }
+        })
     })
 }
 
 // ---- descriptors: close, dup, fcntl ----------------------------------------
 
-static CLOSE: Next = Next::new(c"close");
-static DUP: Next = Next::new(c"dup");
-static DUP2: Next = Next::new(c"dup2");
-static DUP3: Next = Next::new(c"dup3");
-static FCNTL: Next = Next::new(c"fcntl");
-static FCNTL64: Next = Next::new(c"fcntl64");
+// SAFETY: `FdOnly` is `close`'s C type.
+static CLOSE: Next<FdOnly> = unsafe { Next::new(c"close") };
+// SAFETY: `FdOnly` is `dup`'s C type.
+static DUP: Next<FdOnly> = unsafe { Next::new(c"dup") };
+// SAFETY: `FdFd` is `dup2`'s C type.
+static DUP2: Next<FdFd> = unsafe { Next::new(c"dup2") };
+// SAFETY: `FdFdFlags` is `dup3`'s C type.
+static DUP3: Next<FdFdFlags> = unsafe { Next::new(c"dup3") };
+// SAFETY: `Fcntl` is `fcntl`'s C type.
+static FCNTL: Next<Fcntl> = unsafe { Next::new(c"fcntl") };
+// SAFETY: `Fcntl` is `fcntl64`'s C type.
+static FCNTL64: Next<Fcntl> = unsafe { Next::new(c"fcntl64") };
 
 /// `close(2)`: forgets a served descriptor first.
 ///
@@ -718,12 +731,10 @@ static FCNTL64: Next = Next::new(c"fcntl64");
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     served::remove(fd);
-    // SAFETY: close's type; the program's own call, unchanged.
-    match unsafe { next::<FdOnly>(&CLOSE) } {
-        // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-        Some(real) => unsafe { real(fd) },
-        None => fail(libc::ENOSYS),
-    }
+    CLOSE.call(|real| {
+        // SAFETY: the next definition; the program's own call, unchanged.
+        unsafe { real(fd) }
+    })
 }
 
 /// `dup(2)`: the copy serves the same file.
@@ -732,12 +743,10 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 /// As libc's.
 #[no_mangle]
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
-    // SAFETY: dup's type; the program's own call, unchanged.
-    let r = match unsafe { next::<FdOnly>(&DUP) } {
-        // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-        Some(real) => unsafe { real(fd) },
-        None => fail(libc::ENOSYS),
-    };
+    let r = DUP.call(|real| {
+        // SAFETY: the next definition; the program's own call, unchanged.
+        unsafe { real(fd) }
+    });
     if r >= 0 {
         served::copy(fd, r);
     }
@@ -750,12 +759,10 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 /// As libc's.
 #[no_mangle]
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    // SAFETY: dup2's type; the program's own call, unchanged.
-    let r = match unsafe { next::<FdFd>(&DUP2) } {
-        // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-        Some(real) => unsafe { real(old, new) },
-        None => fail(libc::ENOSYS),
-    };
+    let r = DUP2.call(|real| {
+        // SAFETY: the next definition; the program's own call, unchanged.
+        unsafe { real(old, new) }
+    });
     if r >= 0 && old != new {
         served::copy(old, new);
     }
@@ -768,12 +775,10 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 /// As libc's.
 #[no_mangle]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    // SAFETY: dup3's type; the program's own call, unchanged.
-    let r = match unsafe { next::<FdFdFlags>(&DUP3) } {
-        // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-        Some(real) => unsafe { real(old, new, flags) },
-        None => fail(libc::ENOSYS),
-    };
+    let r = DUP3.call(|real| {
+        // SAFETY: the next definition; the program's own call, unchanged.
+        unsafe { real(old, new, flags) }
+    });
     if r >= 0 {
         served::copy(old, new);
     }
@@ -781,14 +786,11 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 }
 
 /// `fcntl` through the next `f`: `F_DUPFD` copies serve the same file.
-fn fcntl_like(f: &Next, fd: c_int, cmd: c_int, arg: c_long) -> c_int {
-    // SAFETY: fcntl's type (its third argument is an int or a pointer,
-    // passed in one register); the program's own call, unchanged.
-    let r = match unsafe { next::<Fcntl>(f) } {
-        // SAFETY: the next definition, of its C type; the program's own call, unchanged.
-        Some(real) => unsafe { real(fd, cmd, arg) },
-        None => fail(libc::ENOSYS),
-    };
+fn fcntl_like(f: &Next<Fcntl>, fd: c_int, cmd: c_int, arg: c_long) -> c_int {
+    let r = f.call(|real| {
+        // SAFETY: the next definition; the program's own call, unchanged.
+        unsafe { real(fd, cmd, arg) }
+    });
     if r >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) {
         served::copy(fd, r);
     }

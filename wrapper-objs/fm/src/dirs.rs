@@ -19,7 +19,7 @@ use dlfm_cache::layout::Outcome;
 use dlfm_cache::read::Listing;
 use dlfm_runtime::fixed_path::FixedPath;
 
-use crate::calls::{absolute, errno, fail, next};
+use crate::calls::{absolute, errno, fail};
 use crate::real::Next;
 use crate::record::{self, stat_bytes};
 use crate::replay::{self, Answer};
@@ -117,16 +117,26 @@ type DirVoid = unsafe extern "C" fn(*mut libc::DIR);
 type TellDir = unsafe extern "C" fn(*mut libc::DIR) -> c_long;
 type SeekDir = unsafe extern "C" fn(*mut libc::DIR, c_long);
 
-static OPENDIR: Next = Next::new(c"opendir");
-static READDIR: Next = Next::new(c"readdir");
-static READDIR64: Next = Next::new(c"readdir64");
-static READDIR_R: Next = Next::new(c"readdir_r");
-static READDIR64_R: Next = Next::new(c"readdir64_r");
-static CLOSEDIR: Next = Next::new(c"closedir");
-static DIRFD: Next = Next::new(c"dirfd");
-static REWINDDIR: Next = Next::new(c"rewinddir");
-static TELLDIR: Next = Next::new(c"telldir");
-static SEEKDIR: Next = Next::new(c"seekdir");
+// SAFETY: `OpenDir` is `opendir`'s C type.
+static OPENDIR: Next<OpenDir> = unsafe { Next::new(c"opendir") };
+// SAFETY: `ReadDir` is `readdir`'s C type.
+static READDIR: Next<ReadDir> = unsafe { Next::new(c"readdir") };
+// SAFETY: `ReadDir` is `readdir64`'s C type.
+static READDIR64: Next<ReadDir> = unsafe { Next::new(c"readdir64") };
+// SAFETY: `ReadDirR` is `readdir_r`'s C type.
+static READDIR_R: Next<ReadDirR> = unsafe { Next::new(c"readdir_r") };
+// SAFETY: `ReadDirR` is `readdir64_r`'s C type.
+static READDIR64_R: Next<ReadDirR> = unsafe { Next::new(c"readdir64_r") };
+// SAFETY: `DirOnly` is `closedir`'s C type.
+static CLOSEDIR: Next<DirOnly> = unsafe { Next::new(c"closedir") };
+// SAFETY: `DirOnly` is `dirfd`'s C type.
+static DIRFD: Next<DirOnly> = unsafe { Next::new(c"dirfd") };
+// SAFETY: `DirVoid` is `rewinddir`'s C type.
+static REWINDDIR: Next<DirVoid> = unsafe { Next::new(c"rewinddir") };
+// SAFETY: `TellDir` is `telldir`'s C type.
+static TELLDIR: Next<TellDir> = unsafe { Next::new(c"telldir") };
+// SAFETY: `SeekDir` is `seekdir`'s C type.
+static SEEKDIR: Next<SeekDir> = unsafe { Next::new(c"seekdir") };
 
 /// `opendir(3)`: a stream of ours for a cached listing.
 ///
@@ -152,13 +162,10 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         }
         replay::traced(b"opendir", p, None);
     }
-    // SAFETY: opendir's type.
-    let Some(real) = (unsafe { next::<OpenDir>(&OPENDIR) }) else {
-        fail(libc::ENOSYS);
-        return core::ptr::null_mut();
-    };
-    // SAFETY: the next definition; the program's own call, unchanged.
-    let dir = unsafe { real(path) };
+    let dir = OPENDIR.call(|real| {
+        // SAFETY: the next definition; the program's own call, unchanged.
+        unsafe { real(path) }
+    });
     // Listings are recorded in the pilot only: replay leaves a directory
     // that holds data to the file system by design, so noting it as a miss
     // would only cost the fstat below, every run.
@@ -171,7 +178,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
             unsafe { libc::dirfd(dir) }
         };
         let mut st = sys::zeroed_stat();
-        let have = fd >= 0 && sys::fstat(fd, &mut st);
+        let have = fd >= 0 && sys::fstat(fd, &mut st).is_ok();
         record::append(
             j,
             &Record::Open {
@@ -209,12 +216,12 @@ fn next_entry(st: &mut Stream) -> *mut libc::dirent64 {
 }
 
 /// `readdir` through the next `f` for libc's streams.
-fn readdir_like(f: &Next, dirp: *mut libc::DIR) -> *mut libc::dirent64 {
+fn readdir_like(f: &Next<ReadDir>, dirp: *mut libc::DIR) -> *mut libc::dirent64 {
     if let Some(st) = ours(dirp) {
         return next_entry(st);
     }
-    // SAFETY: readdir's type (x86_64's `struct dirent` is `dirent64`).
-    match unsafe { next::<ReadDir>(f) } {
+    // Without libc's readdir: the end of the listing (null, errno kept).
+    match f.get() {
         // SAFETY: the next definition; the program's own call, unchanged.
         Some(real) => unsafe { real(dirp) },
         None => core::ptr::null_mut(),
@@ -241,7 +248,7 @@ pub unsafe extern "C" fn readdir64(dirp: *mut libc::DIR) -> *mut libc::dirent64 
 
 /// `readdir_r` through the next `f` for libc's streams.
 fn readdir_r_like(
-    f: &Next,
+    f: &Next<ReadDirR>,
     dirp: *mut libc::DIR,
     entry: *mut libc::dirent64,
     result: *mut *mut libc::dirent64,
@@ -259,8 +266,8 @@ fn readdir_r_like(
         }
         return 0;
     }
-    // SAFETY: readdir_r's type.
-    match unsafe { next::<ReadDirR>(f) } {
+    // Without libc's readdir_r: ENOSYS, its way of failing.
+    match f.get() {
         // SAFETY: the next definition; the program's own call, unchanged.
         Some(real) => unsafe { real(dirp, entry, result) },
         None => libc::ENOSYS,
@@ -306,12 +313,10 @@ pub unsafe extern "C" fn closedir(dirp: *mut libc::DIR) -> c_int {
         release(dirp);
         return 0;
     }
-    // SAFETY: closedir's type.
-    match unsafe { next::<DirOnly>(&CLOSEDIR) } {
+    CLOSEDIR.call(|real| {
         // SAFETY: the next definition; the program's own call, unchanged.
-        Some(real) => unsafe { real(dirp) },
-        None => fail(libc::ENOSYS),
-    }
+        unsafe { real(dirp) }
+    })
 }
 
 /// `dirfd(3)`: for a stream of ours, a real descriptor on the directory,
@@ -324,19 +329,17 @@ pub unsafe extern "C" fn dirfd(dirp: *mut libc::DIR) -> c_int {
     if let Some(st) = ours(dirp) {
         if st.fd < 0 {
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
-            match sys::open_dir(st.path.as_ptr(), flags) {
-                Ok(fd) => st.fd = fd,
-                Err(e) => return fail(e),
+            match sys::open(st.path.as_c_str(), flags, 0) {
+                Ok(fd) => st.fd = fd.into_raw(),
+                Err(e) => return fail(e.0),
             }
         }
         return st.fd;
     }
-    // SAFETY: dirfd's type.
-    match unsafe { next::<DirOnly>(&DIRFD) } {
+    DIRFD.call(|real| {
         // SAFETY: the next definition; the program's own call, unchanged.
-        Some(real) => unsafe { real(dirp) },
-        None => fail(libc::ENOSYS),
-    }
+        unsafe { real(dirp) }
+    })
 }
 
 /// `rewinddir(3)`.
@@ -350,8 +353,7 @@ pub unsafe extern "C" fn rewinddir(dirp: *mut libc::DIR) {
         st.pos = 0;
         return;
     }
-    // SAFETY: rewinddir's type.
-    if let Some(real) = unsafe { next::<DirVoid>(&REWINDDIR) } {
+    if let Some(real) = REWINDDIR.get() {
         // SAFETY: the next definition; the program's own call, unchanged.
         unsafe { real(dirp) }
     }
@@ -366,12 +368,10 @@ pub unsafe extern "C" fn telldir(dirp: *mut libc::DIR) -> c_long {
     if let Some(st) = ours(dirp) {
         return c_long::from(st.pos);
     }
-    // SAFETY: telldir's type.
-    match unsafe { next::<TellDir>(&TELLDIR) } {
+    TELLDIR.call(|real| {
         // SAFETY: the next definition; the program's own call, unchanged.
-        Some(real) => unsafe { real(dirp) },
-        None => c_long::from(fail(libc::ENOSYS)),
-    }
+        unsafe { real(dirp) }
+    })
 }
 
 /// `seekdir(3)`: for a stream of ours, back to entry `loc`.
@@ -386,8 +386,7 @@ pub unsafe extern "C" fn seekdir(dirp: *mut libc::DIR, loc: c_long) {
         while c_long::from(st.pos) < loc && !next_entry(st).is_null() {}
         return;
     }
-    // SAFETY: seekdir's type.
-    if let Some(real) = unsafe { next::<SeekDir>(&SEEKDIR) } {
+    if let Some(real) = SEEKDIR.get() {
         // SAFETY: the next definition; the program's own call, unchanged.
         unsafe { real(dirp, loc) }
     }

@@ -13,11 +13,11 @@ use crate::sys;
 
 /// Opens the node-local copy of the shared cache at `cache`, if the pointer
 /// file says this job checked it and the copy is one this user may trust.
-/// Returns its descriptor and size. `getenv` reads the environment.
+/// Returns it, open. `getenv` reads the environment.
 pub fn open_copy(
     cache: &[u8],
     getenv: impl Fn(&[u8]) -> Option<&'static [u8]>,
-) -> Option<(i32, usize)> {
+) -> Option<sys::Regular> {
     let cfg = staging_policy::config_of(&getenv).ok()?;
     let mut shared = FixedPath::EMPTY;
     if !shared.push_absolute(cache, sys::getcwd) {
@@ -35,27 +35,21 @@ pub fn open_copy(
         return None;
     }
     let mut b = [0u8; Pointer::LEN + 1];
-    let file = sys::open_regular(path.as_ptr(), TRUSTED_OPEN)?;
-    let n = sys::pread(file.fd, &mut b, 0);
-    sys::close(file.fd);
+    let file = sys::open_regular(path.as_c_str(), TRUSTED_OPEN).ok()?;
+    let n = sys::pread(&file.fd, &mut b, 0).ok()?;
     if !staging_policy::trusted(file.uid, file.mode, euid) {
         return None;
     }
-    let pointer = Pointer::read(b.get(..n?)?)?;
+    let pointer = Pointer::read(b.get(..n)?)?;
     if !jobs.accept(&pointer)
         || !staging_policy::node_path(&mut path, cfg.dir, euid, NodeFile::Copy(pointer.content))
     {
         return None;
     }
-    let copy = sys::open_regular(path.as_ptr(), TRUSTED_OPEN)?;
-    if staging_policy::trusted(copy.uid, copy.mode, euid)
-        && copy.size as u64 == pointer.content.file_len
-    {
-        Some((copy.fd, copy.size))
-    } else {
-        sys::close(copy.fd);
-        None
-    }
+    let copy = sys::open_regular(path.as_c_str(), TRUSTED_OPEN).ok()?;
+    (staging_policy::trusted(copy.uid, copy.mode, euid)
+        && copy.size as u64 == pointer.content.file_len)
+        .then_some(copy)
 }
 
 /// How node-local files are opened: never through a symbolic link, never

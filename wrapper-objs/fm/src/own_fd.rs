@@ -37,15 +37,14 @@ impl OwnFd {
 
     /// Takes `fd` (just opened, before it is published); false, and `fd`
     /// closed, if it cannot be stat'ed.
-    pub fn adopt(&self, fd: i32) -> bool {
+    pub fn adopt(&self, fd: sys::OwnedFd) -> bool {
         let mut st = sys::zeroed_stat();
-        if !sys::fstat(fd, &mut st) {
-            sys::close(fd);
+        if sys::fstat(fd.raw(), &mut st).is_err() {
             return false;
         }
         self.dev.store(st.st_dev, Ordering::Relaxed);
         self.ino.store(st.st_ino, Ordering::Relaxed);
-        self.fd.store(fd, Ordering::Release);
+        self.fd.store(fd.into_raw(), Ordering::Release);
         true
     }
 
@@ -61,11 +60,13 @@ impl OwnFd {
             return;
         }
         let mut st = sys::zeroed_stat();
-        let ours = sys::fstat(fd, &mut st)
+        let ours = sys::fstat(fd, &mut st).is_ok()
             && st.st_dev == self.dev.load(Ordering::Relaxed)
             && st.st_ino == self.ino.load(Ordering::Relaxed);
         if ours {
-            sys::write(fd, bytes);
+            // A journal or trace that cannot be written loses a line; the
+            // program goes on.
+            let _lost = sys::write(fd, bytes);
         } else {
             self.fd.store(-1, Ordering::Release);
         }

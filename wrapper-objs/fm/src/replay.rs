@@ -110,17 +110,17 @@ fn served_open(cache: &Cache<'_>, bytes: &[u8], path: &[u8], cloexec: bool) -> O
     let start = usize::try_from(file.data_off).ok()?;
     let data = bytes.get(start..start.checked_add(usize::try_from(file.size).ok()?)?)?;
     let flags = if cloexec { libc::MFD_CLOEXEC } else { 0 };
-    let fd = sys::memfd(c"dlfm", flags)?;
+    let fd = sys::memfd(c"dlfm", flags).ok()?;
     let mut real = sys::zeroed_stat();
-    if usize::try_from(fd).is_ok_and(|i| i < served::MAX_FD)
-        && sys::write_all(fd, data)
-        && sys::fstat(fd, &mut real)
+    if usize::try_from(fd.raw()).is_ok_and(|i| i < served::MAX_FD)
+        && sys::write_all(&fd, data).is_ok()
+        && sys::fstat(fd.raw(), &mut real).is_ok()
     {
         sys::forget_pages(data);
+        let fd = fd.into_raw();
         served::insert(fd, real.st_ino, real.st_dev, file.stat_index);
         return Some(Answer::Ok(fd));
     }
-    sys::close(fd);
     None
 }
 

@@ -139,7 +139,7 @@ fn miss_journal() -> Option<&'static OwnFd> {
                 | libc::O_NOFOLLOW
                 | libc::O_NONBLOCK
                 | libc::O_CLOEXEC;
-            let file = sys::open_regular_mode(path.as_ptr(), flags, 0o644)?;
+            let file = sys::open_regular_mode(path.as_c_str(), flags, 0o644).ok()?;
             JOURNAL.adopt(file.fd).then(|| {
                 JOURNAL_STATE.store(OPEN, Ordering::Release);
                 &JOURNAL
@@ -198,8 +198,8 @@ pub fn init() {
                 return;
             }
             let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NONBLOCK;
-            if let Some(sys::Regular { fd, .. }) = sys::open_regular(cache.as_ptr(), flags) {
-                if JOURNAL.adopt(fd) {
+            if let Ok(file) = sys::open_regular(cache.as_c_str(), flags) {
+                if JOURNAL.adopt(file.fd) {
                     open_trace();
                     MODE.store(Mode::Record as u8, Ordering::Release);
                 }
@@ -209,14 +209,14 @@ pub fn init() {
             // The node-local copy this job's ld.so wrappers use, else the
             // shared cache.
             let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
-            let Some((fd, size)) = node_copy::open_copy(cache.as_bytes(), getenv_bytes)
-                .or_else(|| sys::open_regular(cache.as_ptr(), flags).map(|f| (f.fd, f.size)))
+            let Some(file) = node_copy::open_copy(cache.as_bytes(), getenv_bytes)
+                .or_else(|| sys::open_regular(cache.as_c_str(), flags).ok())
             else {
                 return;
             };
-            let bytes = sys::map_whole(fd, size);
-            sys::close(fd);
-            let Some(bytes) = bytes else {
+            let size = file.size;
+            // The mapping stays; the descriptor is closed when `file` goes.
+            let Ok(bytes) = sys::map_whole(&file.fd, size) else {
                 return;
             };
             match Cache::parse(bytes, size as u64) {

@@ -11,7 +11,7 @@ use core::ffi::{c_char, c_int, c_uint};
 
 use libc::{stat as Stat, statx as Statx};
 
-use crate::calls::{absolute, fail, give, is_empty_path, next, record_stat, result_of, NOFOLLOW};
+use crate::calls::{absolute, give, is_empty_path, record_stat, result_of, NOFOLLOW};
 use crate::real::Next;
 use crate::replay::{self, Answer, Follow};
 use crate::state;
@@ -85,7 +85,8 @@ fn fill(out: *mut Statx, st: &Stat) {
     unsafe { out.write(x) };
 }
 
-static STATX: Next = Next::new(c"statx");
+// SAFETY: `StatxFn` is `statx`'s C type.
+static STATX: Next<StatxFn> = unsafe { Next::new(c"statx") };
 
 /// `statx(2)`.
 ///
@@ -110,12 +111,10 @@ pub unsafe extern "C" fn statx(
             return give(a);
         }
     }
-    // SAFETY: statx's type.
-    let Some(real) = (unsafe { next::<StatxFn>(&STATX) }) else {
-        return fail(libc::ENOSYS);
-    };
-    // SAFETY: the program's own call, unchanged.
-    let r = unsafe { real(dirfd, path, flags, mask, buf) };
+    let r = STATX.call(|real| {
+        // SAFETY: the next definition; the program's own call, unchanged.
+        unsafe { real(dirfd, path, flags, mask, buf) }
+    });
     if r == 0 && is_empty_path(path) && flags & libc::AT_EMPTY_PATH != 0 {
         if let Some((cache, _)) = state::cache() {
             // SAFETY: the successful statx filled `buf`.

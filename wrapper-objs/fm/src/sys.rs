@@ -1,8 +1,19 @@
 //! The interposer's own system calls, through libc's `syscall` (which this
 //! library does not define, so the call cannot come back here). Each
-//! preserves `errno`: the program must see only what its own call did.
+//! preserves `errno` (the program must see only what its own call did) and
+//! reports failure one way: `Err(Errno)`. Paths come in as `&CStr`; a
+//! descriptor this library opens comes back as an [`OwnedFd`], closed when
+//! dropped, so no path forgets to close it. Calls on any descriptor (the
+//! program's too) take its number: a wrong one only gives `EBADF`.
 
-use core::ffi::c_long;
+use core::ffi::{c_long, CStr};
+
+/// An errno value: why a call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+/// A call's result.
+pub type Result<T> = core::result::Result<T, Errno>;
 
 /// Runs `f` and puts `errno` back as it was.
 fn keeping_errno<T>(f: impl FnOnce() -> T) -> T {
@@ -16,15 +27,45 @@ fn keeping_errno<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// A raw system call with up to four arguments: the result, or `None` on
-/// failure.
-fn call(nr: c_long, a: [c_long; 4]) -> Option<c_long> {
+/// A raw system call with up to four arguments: the result or the errno.
+///
+/// # Safety
+/// The arguments must be valid for `nr` (pointers to memory the caller
+/// owns, sized as the call requires).
+unsafe fn call(nr: c_long, a: [c_long; 4]) -> Result<c_long> {
     keeping_errno(|| {
-        // SAFETY: the callers pass arguments valid for `nr` (pointers to
-        // memory they own, sized as the call requires).
+        // SAFETY: the caller vouches for the arguments.
         let r = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) };
-        (r >= 0).then_some(r)
+        if r >= 0 {
+            Ok(r)
+        } else {
+            // SAFETY: this thread's errno slot, just set by syscall().
+            Err(Errno(unsafe { *libc::__errno_location() }))
+        }
     })
+}
+
+/// A descriptor this library opened; closed when dropped.
+pub struct OwnedFd(i32);
+
+impl OwnedFd {
+    /// Its number, while it is owned.
+    pub fn raw(&self) -> i32 {
+        self.0
+    }
+
+    /// Gives the descriptor up (to a table that closes it itself).
+    pub fn into_raw(self) -> i32 {
+        let fd = self.0;
+        core::mem::forget(self);
+        fd
+    }
+}
+
+impl Drop for OwnedFd {
+    fn drop(&mut self) {
+        close(self.0);
+    }
 }
 
 /// A `struct stat` of zeros, for a call to fill.
@@ -33,19 +74,56 @@ pub fn zeroed_stat() -> libc::stat {
     unsafe { core::mem::zeroed() }
 }
 
-/// `fstat(fd)` into `st`.
-pub fn fstat(fd: i32, st: &mut libc::stat) -> bool {
-    call(
-        libc::SYS_fstat,
-        [fd as c_long, st as *mut libc::stat as c_long, 0, 0],
-    )
-    .is_some()
+/// `fstat(fd)` into `st` (any descriptor).
+pub fn fstat(fd: i32, st: &mut libc::stat) -> Result<()> {
+    // SAFETY: `st` is a whole, writable struct stat.
+    unsafe {
+        call(
+            libc::SYS_fstat,
+            [fd as c_long, st as *mut libc::stat as c_long, 0, 0],
+        )
+    }
+    .map(drop)
+}
+
+/// `lstat(path)` into `st`.
+pub fn lstat(path: &CStr, st: &mut libc::stat) -> Result<()> {
+    // SAFETY: `path` is NUL-terminated and `st` a whole struct stat.
+    unsafe {
+        call(
+            libc::SYS_newfstatat,
+            [
+                libc::AT_FDCWD as c_long,
+                path.as_ptr() as c_long,
+                st as *mut libc::stat as c_long,
+                libc::AT_SYMLINK_NOFOLLOW as c_long,
+            ],
+        )
+    }
+    .map(drop)
+}
+
+/// `openat(AT_FDCWD, path, flags, mode)`.
+pub fn open(path: &CStr, flags: i32, mode: u32) -> Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated.
+    unsafe {
+        call(
+            libc::SYS_openat,
+            [
+                libc::AT_FDCWD as c_long,
+                path.as_ptr() as c_long,
+                flags as c_long,
+                mode as c_long,
+            ],
+        )
+    }
+    .map(|fd| OwnedFd(fd as i32))
 }
 
 /// A regular file this library opened.
 pub struct Regular {
     /// The descriptor.
-    pub fd: i32,
+    pub fd: OwnedFd,
     /// The size in bytes.
     pub size: usize,
     /// The owner.
@@ -54,34 +132,26 @@ pub struct Regular {
     pub mode: u32,
 }
 
-/// Opens `path` (NUL-terminated) with `flags`; keeps it only if it is a
-/// regular file.
-pub fn open_regular(path: *const u8, flags: i32) -> Option<Regular> {
+/// Opens `path` with `flags`; keeps it only if it is a regular file
+/// (`ENXIO` otherwise: not a file dlfm uses).
+pub fn open_regular(path: &CStr, flags: i32) -> Result<Regular> {
     open_regular_mode(path, flags, 0)
 }
 
 /// [`open_regular`] with the `mode` a file created by `O_CREAT` gets.
-pub fn open_regular_mode(path: *const u8, flags: i32, mode: u32) -> Option<Regular> {
-    let fd = call(
-        libc::SYS_openat,
-        [
-            libc::AT_FDCWD as c_long,
-            path as c_long,
-            flags as c_long,
-            mode as c_long,
-        ],
-    )? as i32;
+pub fn open_regular_mode(path: &CStr, flags: i32, mode: u32) -> Result<Regular> {
+    let fd = open(path, flags, mode)?;
     let mut st = zeroed_stat();
-    if fstat(fd, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFREG {
-        return Some(Regular {
-            fd,
-            size: st.st_size as usize,
-            uid: st.st_uid,
-            mode: st.st_mode,
-        });
+    fstat(fd.raw(), &mut st)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Errno(libc::ENXIO));
     }
-    close(fd);
-    None
+    Ok(Regular {
+        fd,
+        size: st.st_size as usize,
+        uid: st.st_uid,
+        mode: st.st_mode,
+    })
 }
 
 /// Runs `f` on this machine's node name (uname's nodename field, NUL
@@ -102,37 +172,47 @@ pub fn with_nodename<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
 }
 
 /// `pread64(fd, buf, offset)`: the count read.
-pub fn pread(fd: i32, buf: &mut [u8], offset: u64) -> Option<usize> {
-    call(
-        libc::SYS_pread64,
-        [
-            fd as c_long,
-            buf.as_mut_ptr() as c_long,
-            buf.len() as c_long,
-            offset as c_long,
-        ],
-    )
+pub fn pread(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize> {
+    // SAFETY: `buf` is writable for its length.
+    unsafe {
+        call(
+            libc::SYS_pread64,
+            [
+                fd.raw() as c_long,
+                buf.as_mut_ptr() as c_long,
+                buf.len() as c_long,
+                offset as c_long,
+            ],
+        )
+    }
     .map(|n| n as usize)
 }
 
-/// `getcwd` into `buf`: the length written, NUL included.
+/// `getcwd` into `buf`: the length written, NUL included (the form
+/// `FixedPath::push_absolute` asks for).
 pub fn getcwd(buf: &mut [u8]) -> Option<usize> {
-    call(
-        libc::SYS_getcwd,
-        [buf.as_mut_ptr() as c_long, buf.len() as c_long, 0, 0],
-    )
+    // SAFETY: `buf` is writable for its length.
+    unsafe {
+        call(
+            libc::SYS_getcwd,
+            [buf.as_mut_ptr() as c_long, buf.len() as c_long, 0, 0],
+        )
+    }
+    .ok()
     .map(|n| n as usize)
 }
 
-/// `close(fd)`.
+/// `close(fd)`, for a descriptor this library holds by number (an
+/// [`OwnedFd`] given up to a table).
 pub fn close(fd: i32) {
-    call(libc::SYS_close, [fd as c_long, 0, 0, 0]);
+    // SAFETY: no memory is passed.
+    let _closed_or_already_gone = unsafe { call(libc::SYS_close, [fd as c_long, 0, 0, 0]) };
 }
 
 /// A private read-only mapping of the whole file behind `fd`.
-pub fn map_whole(fd: i32, len: usize) -> Option<&'static [u8]> {
+pub fn map_whole(fd: &OwnedFd, len: usize) -> Result<&'static [u8]> {
     if len == 0 {
-        return None;
+        return Err(Errno(libc::EINVAL));
     }
     let addr = keeping_errno(|| {
         // SAFETY: a fresh mapping; no memory of ours is touched.
@@ -142,24 +222,27 @@ pub fn map_whole(fd: i32, len: usize) -> Option<&'static [u8]> {
                 len,
                 libc::PROT_READ,
                 libc::MAP_PRIVATE,
-                fd,
+                fd.raw(),
                 0,
             )
         }
     });
     if addr == libc::MAP_FAILED {
-        return None;
+        return Err(Errno(libc::ENOMEM));
     }
     // SAFETY: the mapping is `len` readable bytes, never unmapped while in use.
-    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+    Ok(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
 }
 
 /// Unmaps a mapping `map_whole` made.
 pub fn unmap(bytes: &'static [u8]) {
-    call(
-        libc::SYS_munmap,
-        [bytes.as_ptr() as c_long, bytes.len() as c_long, 0, 0],
-    );
+    // SAFETY: a whole mapping of ours, no longer used.
+    let _unmapped = unsafe {
+        call(
+            libc::SYS_munmap,
+            [bytes.as_ptr() as c_long, bytes.len() as c_long, 0, 0],
+        )
+    };
 }
 
 /// Lets go of this process's mapping of the pages holding `bytes`
@@ -170,101 +253,72 @@ pub fn forget_pages(bytes: &[u8]) {
     const PAGE: usize = dlfm_cache::layout::PAGE as usize;
     let start = bytes.as_ptr() as usize & !(PAGE - 1);
     let end = (bytes.as_ptr() as usize + bytes.len() + PAGE - 1) & !(PAGE - 1);
-    call(
-        libc::SYS_madvise,
-        [
-            start as c_long,
-            (end - start) as c_long,
-            libc::MADV_DONTNEED as c_long,
-            0,
-        ],
-    );
+    // SAFETY: advice on pages of a private read-only file mapping, which
+    // are read back from the file on the next access.
+    let _advised = unsafe {
+        call(
+            libc::SYS_madvise,
+            [
+                start as c_long,
+                (end - start) as c_long,
+                libc::MADV_DONTNEED as c_long,
+                0,
+            ],
+        )
+    };
 }
 
-/// A new memfd named `name` (NUL-terminated) with `flags`.
-pub fn memfd(name: &core::ffi::CStr, flags: u32) -> Option<i32> {
-    call(
-        libc::SYS_memfd_create,
-        [name.as_ptr() as c_long, flags as c_long, 0, 0],
-    )
-    .map(|fd| fd as i32)
+/// A new memfd named `name` with `flags`.
+pub fn memfd(name: &CStr, flags: u32) -> Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated.
+    unsafe {
+        call(
+            libc::SYS_memfd_create,
+            [name.as_ptr() as c_long, flags as c_long, 0, 0],
+        )
+    }
+    .map(|fd| OwnedFd(fd as i32))
 }
 
 /// Writes all of `bytes` to `fd` at offset 0 onwards (`pwrite`, so the
 /// descriptor's position stays 0).
-pub fn write_all(fd: i32, bytes: &[u8]) -> bool {
+pub fn write_all(fd: &OwnedFd, bytes: &[u8]) -> Result<()> {
     let mut done = 0usize;
     while let Some(rest) = bytes.get(done..).filter(|r| !r.is_empty()) {
-        match call(
-            libc::SYS_pwrite64,
+        // SAFETY: `rest` is readable for its length.
+        let n = unsafe {
+            call(
+                libc::SYS_pwrite64,
+                [
+                    fd.raw() as c_long,
+                    rest.as_ptr() as c_long,
+                    rest.len() as c_long,
+                    done as c_long,
+                ],
+            )
+        }?;
+        if n == 0 {
+            return Err(Errno(libc::ENOSPC));
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// `write(fd, bytes)` once (journal records: one write each, O_APPEND), on
+/// a descriptor this library holds.
+pub fn write(fd: i32, bytes: &[u8]) -> Result<usize> {
+    // SAFETY: `bytes` is readable for its length.
+    unsafe {
+        call(
+            libc::SYS_write,
             [
                 fd as c_long,
-                rest.as_ptr() as c_long,
-                rest.len() as c_long,
-                done as c_long,
+                bytes.as_ptr() as c_long,
+                bytes.len() as c_long,
+                0,
             ],
-        ) {
-            Some(n) if n > 0 => done += n as usize,
-            _ => return false,
-        }
+        )
     }
-    true
-}
-
-/// `write(fd, bytes)` once (journal records: one write each, O_APPEND).
-pub fn write(fd: i32, bytes: &[u8]) {
-    call(
-        libc::SYS_write,
-        [
-            fd as c_long,
-            bytes.as_ptr() as c_long,
-            bytes.len() as c_long,
-            0,
-        ],
-    );
-}
-
-/// `lstat(path)` (NUL-terminated) into `st`: 0 or -errno.
-pub fn lstat(path: *const u8, st: &mut libc::stat) -> i32 {
-    keeping_errno(|| {
-        // SAFETY: `path` is NUL-terminated and `st` a whole struct stat.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_newfstatat,
-                libc::AT_FDCWD as c_long,
-                path as c_long,
-                st as *mut libc::stat as c_long,
-                libc::AT_SYMLINK_NOFOLLOW as c_long,
-            )
-        };
-        if r == 0 {
-            0
-        } else {
-            // SAFETY: this thread's errno slot, just set by syscall().
-            -unsafe { *libc::__errno_location() }
-        }
-    })
-}
-
-/// Opens the directory `path` (NUL-terminated) with `flags`: the
-/// descriptor, or the errno.
-pub fn open_dir(path: *const u8, flags: i32) -> Result<i32, i32> {
-    keeping_errno(|| {
-        // SAFETY: `path` is NUL-terminated.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat,
-                libc::AT_FDCWD as c_long,
-                path as c_long,
-                flags as c_long,
-                0 as c_long,
-            )
-        };
-        if r >= 0 {
-            Ok(r as i32)
-        } else {
-            // SAFETY: this thread's errno slot, just set by syscall().
-            Err(unsafe { *libc::__errno_location() })
-        }
-    })
+    .map(|n| n as usize)
 }

@@ -40,10 +40,8 @@ pub fn open() {
     }
     // Only the regular file dlfm.pre made: never a symlink, never a FIFO.
     let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    if let Some(sys::Regular { fd, .. }) =
-        sys::open_regular(path.as_ptr(), flags | libc::O_NONBLOCK)
-    {
-        FILE.adopt(fd);
+    if let Ok(file) = sys::open_regular(path.as_c_str(), flags | libc::O_NONBLOCK) {
+        FILE.adopt(file.fd);
     }
 }
 

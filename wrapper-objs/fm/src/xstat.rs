@@ -9,7 +9,7 @@ use core::ffi::{c_char, c_int};
 
 use libc::stat as Stat;
 
-use crate::calls::{at_stat_like, fail, fd_stat_like, next, stat_like};
+use crate::calls::{at_stat_like, fd_stat_like, stat_like};
 use crate::real::Next;
 use crate::replay::Follow;
 
@@ -24,14 +24,18 @@ fn plain(ver: c_int) -> bool {
 }
 
 /// `__xstat`/`__lxstat` through the next `f`.
-fn ver_path(f: &Next, ver: c_int, path: *const c_char, buf: *mut Stat, follow: Follow) -> c_int {
+fn ver_path(
+    f: &Next<VerPath>,
+    ver: c_int,
+    path: *const c_char,
+    buf: *mut Stat,
+    follow: Follow,
+) -> c_int {
     let call = || {
-        // SAFETY: the type of the __xstat family's path functions.
-        let Some(real) = (unsafe { next::<VerPath>(f) }) else {
-            return fail(libc::ENOSYS);
-        };
-        // SAFETY: the program's own call, unchanged.
-        unsafe { real(ver, path, buf) }
+        f.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(ver, path, buf) }
+        })
     };
     if plain(ver) {
         stat_like(path, follow, buf, call)
@@ -41,14 +45,12 @@ fn ver_path(f: &Next, ver: c_int, path: *const c_char, buf: *mut Stat, follow: F
 }
 
 /// `__fxstat` through the next `f`.
-fn ver_fd(f: &Next, ver: c_int, fd: c_int, buf: *mut Stat) -> c_int {
+fn ver_fd(f: &Next<VerFd>, ver: c_int, fd: c_int, buf: *mut Stat) -> c_int {
     let call = || {
-        // SAFETY: __fxstat's type.
-        let Some(real) = (unsafe { next::<VerFd>(f) }) else {
-            return fail(libc::ENOSYS);
-        };
-        // SAFETY: the program's own call, unchanged.
-        unsafe { real(ver, fd, buf) }
+        f.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(ver, fd, buf) }
+        })
     };
     if plain(ver) {
         fd_stat_like(fd, buf, call)
@@ -59,7 +61,7 @@ fn ver_fd(f: &Next, ver: c_int, fd: c_int, buf: *mut Stat) -> c_int {
 
 /// `__fxstatat` through the next `f`.
 fn ver_at(
-    f: &Next,
+    f: &Next<VerAt>,
     ver: c_int,
     dirfd: c_int,
     path: *const c_char,
@@ -67,12 +69,10 @@ fn ver_at(
     flags: c_int,
 ) -> c_int {
     let call = || {
-        // SAFETY: __fxstatat's type.
-        let Some(real) = (unsafe { next::<VerAt>(f) }) else {
-            return fail(libc::ENOSYS);
-        };
-        // SAFETY: the program's own call, unchanged.
-        unsafe { real(ver, dirfd, path, buf, flags) }
+        f.call(|real| {
+            // SAFETY: the next definition; the program's own call, unchanged.
+            unsafe { real(ver, dirfd, path, buf, flags) }
+        })
     };
     if plain(ver) {
         at_stat_like(dirfd, path, buf, flags, call)
@@ -81,14 +81,22 @@ fn ver_at(
     }
 }
 
-static XSTAT: Next = Next::new(c"__xstat");
-static XSTAT64: Next = Next::new(c"__xstat64");
-static LXSTAT: Next = Next::new(c"__lxstat");
-static LXSTAT64: Next = Next::new(c"__lxstat64");
-static FXSTAT: Next = Next::new(c"__fxstat");
-static FXSTAT64: Next = Next::new(c"__fxstat64");
-static FXSTATAT: Next = Next::new(c"__fxstatat");
-static FXSTATAT64: Next = Next::new(c"__fxstatat64");
+// SAFETY: `VerPath` is `__xstat`'s C type.
+static XSTAT: Next<VerPath> = unsafe { Next::new(c"__xstat") };
+// SAFETY: `VerPath` is `__xstat64`'s C type.
+static XSTAT64: Next<VerPath> = unsafe { Next::new(c"__xstat64") };
+// SAFETY: `VerPath` is `__lxstat`'s C type.
+static LXSTAT: Next<VerPath> = unsafe { Next::new(c"__lxstat") };
+// SAFETY: `VerPath` is `__lxstat64`'s C type.
+static LXSTAT64: Next<VerPath> = unsafe { Next::new(c"__lxstat64") };
+// SAFETY: `VerFd` is `__fxstat`'s C type.
+static FXSTAT: Next<VerFd> = unsafe { Next::new(c"__fxstat") };
+// SAFETY: `VerFd` is `__fxstat64`'s C type.
+static FXSTAT64: Next<VerFd> = unsafe { Next::new(c"__fxstat64") };
+// SAFETY: `VerAt` is `__fxstatat`'s C type.
+static FXSTATAT: Next<VerAt> = unsafe { Next::new(c"__fxstatat") };
+// SAFETY: `VerAt` is `__fxstatat64`'s C type.
+static FXSTATAT64: Next<VerAt> = unsafe { Next::new(c"__fxstatat64") };
 
 /// `__xstat`: `stat` with a version.
 ///
