@@ -214,11 +214,15 @@ fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
             width,
             include,
             exclude,
-        } => serde_json::to_value(prepare::read_cache(
-            cache,
-            width,
-            &dlfm_pack::scope::Scope::new(&include, &exclude),
-        )?)?,
+        } => {
+            let summary = prepare::read_cache(
+                cache,
+                width,
+                &dlfm_pack::scope::Scope::new(&include, &exclude),
+            )?;
+            prepare::say_read(&summary);
+            serde_json::to_value(summary)?
+        }
         Op::Check => serde_json::to_value(prepare::check(cache)?)?,
         Op::Report => {
             let r = misses::report(cache)?;

@@ -24,7 +24,8 @@ pub struct WriteSummary {
     pub fm: Option<String>,
 }
 
-/// What `read-cache` did, for `--json`.
+/// What `read-cache` did: computed once, rendered as text by
+/// [`say_read`] and as JSON by `--json`.
 #[derive(Serialize)]
 pub struct ReadSummary {
     /// The cache written.
@@ -33,24 +34,42 @@ pub struct ReadSummary {
     pub bytes: u64,
     /// The width given.
     pub width: u32,
+    /// The programs (and their ld.so) it serves.
+    pub programs: Vec<Program>,
     /// Paths in the index.
     pub paths: usize,
     /// Failed opens recorded (ENOENT probes and others).
     pub failed_opens: usize,
+    /// Stats recorded.
+    pub stats: usize,
+    /// `access` checks recorded.
+    pub accesses: usize,
+    /// Files opened (before de-duplication by inode).
+    pub opened_files: usize,
     /// Files stored.
     pub files: usize,
+    /// Their bytes.
+    pub data_bytes: u64,
     /// Recording processes.
     pub processes: usize,
     /// Journal records.
     pub records: usize,
+    /// Damaged stretches of the journal skipped: (offset, bytes).
+    pub damage: Vec<(usize, usize)>,
     /// Damaged journal bytes skipped.
     pub damaged_bytes: u64,
+    /// The FMCaching interposer replay preloads (None: DLCaching only).
+    pub fm: Option<String>,
     /// The program's own lookups cached, by kind (FMCaching).
     pub fm_cached: Vec<(String, usize)>,
     /// Paths the program looked up that were left to the file system.
     pub fm_left: usize,
+    /// The directories with the most paths left out, with their counts.
+    pub fm_left_largest: Vec<(String, usize)>,
     /// Directory listings cached.
     pub listings: usize,
+    /// Directory listings left to the file system (they hold data).
+    pub listings_left: usize,
     /// Bytecode files taken in as they are now.
     pub bytecode_taken: usize,
     /// Statuses of directories above served paths taken from the disk
@@ -58,10 +77,29 @@ pub struct ReadSummary {
     pub ancestors_from_disk: usize,
     /// Paths left out because the pilot's processes disagreed.
     pub conflicts: usize,
+    /// Opened objects that are not regular files (left to the file system).
+    pub not_regular: usize,
+    /// Lustre striping: what was done.
+    pub striping: String,
     /// Miss journals of the last wide run folded in.
     pub folded: misses::Folded,
+    /// Where the run notes what the cache misses.
+    pub misses_dir: String,
     /// Node-local staging.
     pub staging: Staged,
+    /// Trace files made for DLCACHE_DBG: (count, nodes).
+    pub traces: Option<(usize, Vec<String>)>,
+}
+
+/// A program the cache serves.
+#[derive(Serialize)]
+pub struct Program {
+    /// The name it was run as.
+    pub exe: String,
+    /// Its identity (hex).
+    pub id: String,
+    /// ld.so's identity (hex; empty when the loader was run explicitly).
+    pub ldso_id: String,
 }
 
 /// What `check` found, for `--json` (a failed check is an error instead).
@@ -163,7 +201,7 @@ pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<WriteSummary> {
             std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf()).display()
         );
     }
-    debug_traces()?;
+    say_traces(&debug_traces()?);
     say!("next: run the pilot with DLFM_OP=write-cache (rank 0 records), then `dlfm.pre read-cache WIDTH`");
     Ok(WriteSummary {
         journal: journal.display().to_string(),
@@ -171,7 +209,8 @@ pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<WriteSummary> {
     })
 }
 
-/// Packs the journal into the cache, read-only and striped for `width`.
+/// Packs the journal into the cache, read-only and striped for `width`;
+/// folds the last wide run's misses in first, then stages the cache.
 pub fn read_cache(
     cache: &Path,
     width: u32,
@@ -187,152 +226,39 @@ pub fn read_cache(
     })?;
     fs::set_permissions(cache, fs::Permissions::from_mode(0o444))
         .with_context(|| format!("cannot make {} read-only", cache.display()))?;
-
-    let w = &report.written;
-    say!(
-        "dlfm.pre read-cache: wrote {} ({}) for width {width}",
-        cache.display(),
-        human(w.file_len)
-    );
-    for r in &report.pairs {
-        // Run explicitly (`./ld.so PROG`), ld.so is the program the kernel
-        // started and has no identity of its own apart from the program's.
-        let ldso = if r.ldso_id.is_empty() {
-            "none: the loader was run explicitly".to_string()
-        } else {
-            format!("ld.so id {}", hex(&r.ldso_id))
-        };
-        say!(
-            "  program      {} (id {}, {ldso})",
-            r.exe,
-            hex(&r.program_id)
-        );
-    }
-    say!(
-        "  lookups      {} paths: {} failed opens (ENOENT probes), {} stat, {} access, {} files opened",
-        w.entries, report.failed_opens, report.stats, report.accesses, report.opened_files
-    );
-    say!(
-        "  files        {} stored ({} of data, page aligned)",
-        w.files,
-        human(w.data_bytes)
-    );
-    say!(
-        "  journal      {} records from {} recording process(es)",
-        report.records,
-        report.processes
-    );
-    for d in &report.damage {
-        say!(
-            "  warning      skipped {} damaged journal bytes at offset {} (a pilot process died while writing?)",
-            d.skipped_bytes, d.offset
-        );
-    }
-    match &report.fm_path {
-        None => say!("  fmcaching    off: the pilot recorded ld.so's lookups only"),
-        Some(fm) => {
-            let counts = report.scope.counts();
-            let cached: Vec<String> = counts
-                .iter()
-                .map(|(c, n)| format!("{n} {}", c.name()))
-                .collect();
-            say!(
-                "  fmcaching    replay preloads {fm}; the program's own lookups cached: {}",
-                if cached.is_empty() {
-                    "none".to_string()
-                } else {
-                    cached.join(", ")
-                }
-            );
-            if report.ancestors_from_disk > 0 {
-                say!(
-                    "  fmcaching    directories above served paths: {} status(es) the pilot did not take were taken from the disk now",
-                    report.ancestors_from_disk
-                );
-            }
-            if report.bytecode_taken > 0 {
-                say!(
-                    "  fmcaching    bytecode: {} __pycache__ file(s) the pilot's python wrote or rewrote after looking them up, taken in as they are now",
-                    report.bytecode_taken
-                );
-            }
-            if report.listings + report.listings_left > 0 {
-                say!(
-                    "  fmcaching    directory listings: {} cached (directories of code only), {} left to the file system (they hold data too)",
-                    report.listings, report.listings_left
-                );
-            }
-            let left: usize = report.scope.left_out.values().sum();
-            if left > 0 {
-                let largest: Vec<String> = report
-                    .scope
-                    .largest_left_out(5)
-                    .into_iter()
-                    .map(|(d, n)| format!("{d} ({n})"))
-                    .collect();
-                say!(
-                    "  fmcaching    left to the file system (data, not code): {left} path(s); largest groups: {}",
-                    largest.join(", ")
-                );
-            }
-        }
-    }
-    if report.conflicts > 0 {
-        say!(
-            "  warning      {} path(s) gave different results during the pilot; left to the file system",
-            report.conflicts
-        );
-    }
-    if report.not_regular > 0 {
-        say!(
-            "  note         {} opened object(s) are not regular files; left to the file system",
-            report.not_regular
-        );
-    }
-    match striping {
-        Striping::Skipped => {
-            say!("  lustre       striping skipped: `lfs` not found (not a Lustre client)")
-        }
-        Striping::Set(c) => say!(
-            "  lustre       striped over {} targets",
-            if c < 0 {
-                "all".to_string()
-            } else {
-                c.to_string()
-            }
-        ),
-        Striping::Failed(e) => {
-            say!("  lustre       striping not set: lfs setstripe failed: {e}")
-        }
-    }
-    say!("  permissions  read-only (0444)");
-    if !folded.nodes.is_empty() {
-        say!(
-            "  misses       folded in {} lookup(s) the last wide run missed, from {} node(s): {}",
-            folded.lookups,
-            folded.nodes.len(),
-            folded.nodes.join(", ")
-        );
-    }
     let misses_dir = misses::prepare_dir(cache)?;
-    say!(
-        "  misses       the run records what the cache misses in {}/ (one journal per node; dlfm.pre report)",
-        misses_dir.display()
-    );
     let staging = node_storage::stage(cache)?;
-    say_staged(&staging);
-    debug_traces()?;
-    say!("next: run the program with DLFM_OP=read-cache");
+    let traces = debug_traces()?;
+    let w = &report.written;
     Ok(ReadSummary {
         cache: cache.display().to_string(),
         bytes: w.file_len,
         width,
+        programs: report
+            .pairs
+            .iter()
+            .map(|r| Program {
+                exe: r.exe.clone(),
+                id: hex(&r.program_id),
+                ldso_id: hex(&r.ldso_id),
+            })
+            .collect(),
         paths: w.entries,
         failed_opens: report.failed_opens,
+        stats: report.stats,
+        accesses: report.accesses,
+        opened_files: report.opened_files,
         files: w.files,
+        data_bytes: w.data_bytes,
         processes: report.processes,
         records: report.records,
+        damage: report
+            .damage
+            .iter()
+            .map(|d| (d.offset, d.skipped_bytes))
+            .collect(),
         damaged_bytes: report.damage.iter().map(|d| d.skipped_bytes as u64).sum(),
+        fm: report.fm_path.clone(),
         fm_cached: report
             .scope
             .counts()
@@ -340,13 +266,143 @@ pub fn read_cache(
             .map(|(c, n)| (c.name().to_string(), *n))
             .collect(),
         fm_left: report.scope.left_out.values().sum(),
+        fm_left_largest: report.scope.largest_left_out(5),
         listings: report.listings,
+        listings_left: report.listings_left,
         bytecode_taken: report.bytecode_taken,
         ancestors_from_disk: report.ancestors_from_disk,
         conflicts: report.conflicts,
+        not_regular: report.not_regular,
+        striping: match striping {
+            Striping::Skipped => "skipped: `lfs` not found (not a Lustre client)".to_string(),
+            Striping::Set(c) if c < 0 => "striped over all targets".to_string(),
+            Striping::Set(c) => format!("striped over {c} targets"),
+            Striping::Failed(e) => format!("not set: lfs setstripe failed: {e}"),
+        },
         folded,
+        misses_dir: misses_dir.display().to_string(),
         staging,
+        traces,
     })
+}
+
+/// Prints `s` for a person.
+pub fn say_read(s: &ReadSummary) {
+    say!(
+        "dlfm.pre read-cache: wrote {} ({}) for width {}",
+        s.cache,
+        human(s.bytes),
+        s.width
+    );
+    for p in &s.programs {
+        // Run explicitly (`./ld.so PROG`), ld.so is the program the kernel
+        // started and has no identity of its own apart from the program's.
+        let ldso = if p.ldso_id.is_empty() {
+            "none: the loader was run explicitly".to_string()
+        } else {
+            format!("ld.so id {}", p.ldso_id)
+        };
+        say!("  program      {} (id {}, {ldso})", p.exe, p.id);
+    }
+    say!(
+        "  lookups      {} paths: {} failed opens (ENOENT probes), {} stat, {} access, {} files opened",
+        s.paths, s.failed_opens, s.stats, s.accesses, s.opened_files
+    );
+    say!(
+        "  files        {} stored ({} of data, page aligned)",
+        s.files,
+        human(s.data_bytes)
+    );
+    say!(
+        "  journal      {} records from {} recording process(es)",
+        s.records,
+        s.processes
+    );
+    for (offset, bytes) in &s.damage {
+        say!(
+            "  warning      skipped {bytes} damaged journal bytes at offset {offset} (a pilot process died while writing?)"
+        );
+    }
+    match &s.fm {
+        None => say!("  fmcaching    off: the pilot recorded ld.so's lookups only"),
+        Some(fm) => say_fm(s, fm),
+    }
+    if s.conflicts > 0 {
+        say!(
+            "  warning      {} path(s) gave different results during the pilot; left to the file system",
+            s.conflicts
+        );
+    }
+    if s.not_regular > 0 {
+        say!(
+            "  note         {} opened object(s) are not regular files; left to the file system",
+            s.not_regular
+        );
+    }
+    say!("  lustre       striping {}", s.striping);
+    say!("  permissions  read-only (0444)");
+    if !s.folded.nodes.is_empty() {
+        say!(
+            "  misses       folded in {} lookup(s) the last wide run missed, from {} node(s): {}",
+            s.folded.lookups,
+            s.folded.nodes.len(),
+            s.folded.nodes.join(", ")
+        );
+    }
+    say!(
+        "  misses       the run records what the cache misses in {}/ (one journal per noting process; dlfm.pre report)",
+        s.misses_dir
+    );
+    say_staged(&s.staging);
+    say_traces(&s.traces);
+    say!("next: run the program with DLFM_OP=read-cache");
+}
+
+/// The FMCaching lines of the read-cache summary.
+fn say_fm(s: &ReadSummary, fm: &str) {
+    let cached: Vec<String> = s
+        .fm_cached
+        .iter()
+        .map(|(c, n)| format!("{n} {c}"))
+        .collect();
+    say!(
+        "  fmcaching    replay preloads {fm}; the program's own lookups cached: {}",
+        if cached.is_empty() {
+            "none".to_string()
+        } else {
+            cached.join(", ")
+        }
+    );
+    if s.ancestors_from_disk > 0 {
+        say!(
+            "  fmcaching    directories above served paths: {} status(es) the pilot did not take were taken from the disk now",
+            s.ancestors_from_disk
+        );
+    }
+    if s.bytecode_taken > 0 {
+        say!(
+            "  fmcaching    bytecode: {} __pycache__ file(s) the pilot's python wrote or rewrote after looking them up, taken in as they are now",
+            s.bytecode_taken
+        );
+    }
+    if s.listings + s.listings_left > 0 {
+        say!(
+            "  fmcaching    directory listings: {} cached (directories of code only), {} left to the file system (they hold data too)",
+            s.listings, s.listings_left
+        );
+    }
+    if s.fm_left > 0 {
+        let largest: Vec<String> = s
+            .fm_left_largest
+            .iter()
+            .map(|(d, n)| format!("{d} ({n})"))
+            .collect();
+        say!(
+            "  fmcaching    left to the file system (data, not code): {} path(s); largest groups: {}",
+            s.fm_left,
+            largest.join(", ")
+        );
+    }
 }
 
 /// The `staging` line of a summary.
@@ -400,17 +456,24 @@ pub fn check(cache: &Path) -> Result<CheckSummary> {
     }
 }
 
-/// Creates the DLCACHE_DBG trace files if asked for.
-fn debug_traces() -> Result<()> {
-    if trace_files::requested() {
-        let (count, nodes) = trace_files::create(Path::new("."))?;
+/// Creates the DLCACHE_DBG trace files if asked for: how many there are
+/// and for which nodes.
+fn debug_traces() -> Result<Option<(usize, Vec<String>)>> {
+    if !trace_files::requested() {
+        return Ok(None);
+    }
+    Ok(Some(trace_files::create(Path::new("."))?))
+}
+
+/// The `traces` line of a summary.
+fn say_traces(traces: &Option<(usize, Vec<String>)>) {
+    if let Some((count, nodes)) = traces {
         say!(
             "  traces       {count} empty trace files in {}/ for node(s) {}",
             dlfm_cache::names::TRACE_DIR,
             nodes.join(", ")
         );
     }
-    Ok(())
 }
 
 /// A byte count for people.
