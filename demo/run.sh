@@ -49,7 +49,7 @@ if command -v strace >/dev/null; then
     strace -f -qq -e trace=$calls -o base.strace ./demo >/dev/null
     DLFM_OP=read-cache strace -f -qq -e trace=$calls -o replay.strace ./demo >/dev/null
     # Lookups that reach the file system the program's files are on (not
-    # node-local /dev/shm, where read-cache keeps its one copy per node).
+    # node-local /dev/shm, where read-cache keeps its one copy per node of the cache: a file per library).
     lookups() { grep -E '^[0-9]+ +(openat|newfstatat|access)\(' "$1" | grep -vc '"/dev/shm/' || true; }
     local_lookups() { grep -E '^[0-9]+ +(openat|newfstatat|access)\(' "$1" | grep -c '"/dev/shm/' || true; }
     statxs() { grep -cE '^[0-9]+ +statx\(' "$1" || true; }
@@ -58,7 +58,7 @@ if command -v strace >/dev/null; then
     echo "== file-system lookups (openat/stat/access) before main and at dlopen, from strace"
     printf '   without dlfm:   %4d lookups, %4d of them ENOENT probes\n' "$(lookups base.strace)" "$(enoent base.strace)"
     printf '   with read-cache:%4d lookups, %4d of them ENOENT probes\n' "$(lookups replay.strace)" "$(enoent replay.strace)"
-    printf '   and on node-local /dev/shm: %d (the one copy per node of dlcache.dat, its lock and pointer)\n' "$(local_lookups replay.strace)"
+    printf '   and on node-local /dev/shm: %d (the node's copy: its metadata, each library's own file, its lock and pointers)\n' "$(local_lookups replay.strace)"
     echo "   (with read-cache the files opened are dlfm's own: dlcache.dat's header, its node-local copy, the trace files)"
     printf '   statx of dlfm'"'"'s own open files (identity checks: one per library, one per trace line):\n'
     printf '     without dlfm: %d, with read-cache: %d\n' "$(statxs base.strace)" "$(statxs replay.strace)"

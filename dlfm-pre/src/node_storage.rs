@@ -268,17 +268,25 @@ pub fn clean(all: bool) -> Result<Cleaned> {
         let Ok(meta) = e.path().symlink_metadata() else {
             continue;
         };
-        // Only regular files owned by the user the name says (an
-        // impostor's file is left for its owner), and only one's own
-        // unless root.
-        if !meta.is_file() || meta.uid() != owner || (uid != 0 && owner != uid) {
+        // Only regular files (directories for copies) owned by the user
+        // the name says (an impostor's file is left for its owner), and
+        // only one's own unless root.
+        let is_copy = matches!(file, NodeFile::Tree(_) | NodeFile::TreePart(_));
+        let right_kind = if is_copy {
+            meta.is_dir()
+        } else {
+            meta.is_file()
+        };
+        if !right_kind || meta.uid() != owner || (uid != 0 && owner != uid) {
             continue;
         }
-        found.push(Found {
-            path: e.path(),
-            file,
-            len: meta.len(),
-        });
+        let path = e.path();
+        let len = if is_copy {
+            bytes_under(&path)
+        } else {
+            meta.len()
+        };
+        found.push(Found { path, file, len });
     }
     let doomed: Vec<&Found> = match job {
         None => found.iter().collect(),
@@ -304,18 +312,26 @@ pub fn clean(all: bool) -> Result<Cleaned> {
             found
                 .iter()
                 .filter(|f| match f.file {
-                    NodeFile::Copy(id) if named.contains(&id) => {
+                    NodeFile::Tree(id) | NodeFile::TreePart(id) | NodeFile::Copy(id)
+                        if named.contains(&id) =>
+                    {
                         done.kept += 1;
                         false
                     }
-                    NodeFile::Copy(_) => true,
+                    NodeFile::Tree(_) | NodeFile::TreePart(_) | NodeFile::Copy(_) => true,
                     _ => mine(f) || current(f),
                 })
                 .collect()
         }
     };
     for f in doomed {
-        match fs::remove_file(&f.path) {
+        let removed = match f.file {
+            // A copy is a directory tree of regular files and directories
+            // (remove_dir_all never follows a link).
+            NodeFile::Tree(_) | NodeFile::TreePart(_) => fs::remove_dir_all(&f.path),
+            _ => fs::remove_file(&f.path),
+        };
+        match removed {
             Ok(()) => {
                 done.removed += 1;
                 done.bytes += f.len;
@@ -324,4 +340,19 @@ pub fn clean(all: bool) -> Result<Cleaned> {
         }
     }
     Ok(done)
+}
+
+/// The bytes of the regular files under `dir` (never following a link).
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }

@@ -9,6 +9,7 @@ pub mod aarch64;
 pub mod artifacts;
 pub mod debian;
 pub mod mpi_hello;
+pub mod node_copy;
 pub mod pydeps;
 pub mod scenario;
 pub mod slurm;

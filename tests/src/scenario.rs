@@ -272,15 +272,30 @@ impl Scenario {
         self.shared(&self.traced(cmd, name))
     }
 
-    /// The node-local copies of the cache staged so far.
+    /// The node-local copies of the cache staged so far (complete copies:
+    /// `.d` directories).
     pub fn staged_copies(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(self.stage_dir())
             .expect("stage dir")
             .map(|e| e.expect("dir entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "dat"))
+            .filter(|p| p.extension().is_some_and(|e| e == "d"))
             .collect();
         v.sort();
         v
+    }
+
+    /// Checks that the node copy `copy` holds exactly the cache at `cache`:
+    /// its metadata in `cache`, and under `root` each stored file at its
+    /// canonical path with the bytes the cache stores, and nothing else.
+    pub fn assert_copy_of(&self, copy: &Path, cache: &Path) {
+        crate::node_copy::assert_copy_of(copy, cache);
+    }
+
+    /// The node copy's file for the library at `path` (its canonical path
+    /// under the copy's root).
+    pub fn in_copy(copy: &Path, path: &Path) -> PathBuf {
+        let real = path.canonicalize().expect("the library exists");
+        copy.join("root").join(real.strip_prefix("/").unwrap())
     }
 
     /// The cache file.

@@ -328,7 +328,7 @@ fn a_replay_notes_only_what_the_next_pack_serves() {
     // to / reaches nothing: every directory above a served path is served.
     // (libc's own realpath, which python calls on the script at start-up,
     // reads links inside libc, out of the interposer's reach.)
-    let calls = run("read-cache", false, Some("walk.strace"));
+    let calls = s.shared(&run("read-cache", false, Some("walk.strace")));
     let mut above = Vec::new();
     let mut at = code.join("helper.py");
     while let Some(dir) = at.parent() {
@@ -393,7 +393,7 @@ fn a_replay_notes_only_what_the_next_pack_serves() {
         vec![],
         "a learned miss is not noted again"
     );
-    let calls = run("read-cache", true, Some("learned.strace"));
+    let calls = s.shared(&run("read-cache", true, Some("learned.strace")));
     let touched: Vec<&str> = calls
         .iter()
         .filter(|c| {

@@ -234,10 +234,17 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
         "{text}"
     );
     let cache_bytes = std::fs::read(&cache).unwrap();
+    let meta_len = dlfm_cache::read::Cache::meta_len(&cache_bytes).unwrap();
     for n in 1..=NODES {
+        // sbcast delivered the whole cache; the node's first rank unpacked
+        // it into the node's copy (node-local work) and removed it.
         let files = w.shm(n);
-        let copies: Vec<&String> = files.iter().filter(|f| f.ends_with(".dat")).collect();
+        let copies: Vec<&String> = files.iter().filter(|f| f.ends_with(".d")).collect();
         assert_eq!(copies.len(), 1, "node n{n}: {files:?}");
+        assert!(
+            !files.iter().any(|f| f.ends_with(".dat")),
+            "n{n}: {files:?}"
+        );
         assert_eq!(
             files.iter().filter(|f| f.ends_with(".job")).count(),
             1,
@@ -245,13 +252,19 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
         );
         let same = w.cluster().on_node(
             n,
-            &format!("cmp /dev/shm/{} {}", copies[0], cache.display()),
+            &format!(
+                "head -c {meta_len} {} | cmp - /dev/shm/{}/cache",
+                cache.display(),
+                copies[0]
+            ),
         );
-        assert_ok(&same, "the node's copy is the cache");
+        assert_ok(&same, "the node's copy holds the cache's metadata");
         let lines = w.trace_lines(n);
+        assert_eq!(count(&lines, "unpacked here"), 1, "n{n}: {lines:#?}");
         assert_eq!(
-            count(&lines, "(checked by this job before)"),
-            PER_NODE,
+            count(&lines, "(checked by this job before)")
+                + count(&lines, "(made or checked by another process"),
+            PER_NODE - 1,
             "n{n}: {lines:#?}"
         );
         assert_eq!(count(&lines, "staged here"), 0, "n{n}: {lines:#?}");
@@ -346,6 +359,6 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
             PER_NODE,
             "n{n}: {lines:#?}"
         );
-        assert_eq!(w.shm(n).iter().filter(|f| f.ends_with(".dat")).count(), 1);
+        assert_eq!(w.shm(n).iter().filter(|f| f.ends_with(".d")).count(), 1);
     }
 }

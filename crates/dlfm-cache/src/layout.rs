@@ -67,7 +67,7 @@ pub const NOT_RECORDED: i32 = i32::MIN;
 pub const MAX_ERRNO: i32 = 4095;
 
 // The format's sizes, checked against the structs that are the format.
-const _: () = assert!(HEADER_LEN == 136 && ENTRY_LEN == 40 && FILE_LEN == 32);
+const _: () = assert!(HEADER_LEN == 136 && ENTRY_LEN == 40 && FILE_LEN == 40);
 const _: () = assert!(LIST_LEN == 16 && ID_LEN == 40);
 
 /// A little-endian `u32` as stored (alignment 1).
@@ -444,6 +444,12 @@ pub struct FileRecord {
     /// FNV-1a 32 of its bytes (checked by `dlfm.pre check`, not by replay:
     /// see docs/internals.md).
     pub data_sum: U32,
+    /// The file's canonical path (no symbolic link, `.` or `..`: what the
+    /// kernel names it by in `/proc/self/maps`) in the string table: where
+    /// a node-local copy keeps it.
+    pub real_off: U32,
+    /// Its length.
+    pub real_len: U32,
 }
 
 // SAFETY: repr(C), U32/U64 only: alignment 1, no padding.
@@ -631,12 +637,13 @@ mod tests {
             let rec = FileRecord {
                 data_off: U64::new(data_off), size: U64::new(size), stat_index: U32::new(stat_index),
                 path_off: U32::new(path_off), path_len: U32::new(path_len), data_sum: U32::new(data_sum),
+                real_off: U32::new(path_len ^ 1), real_len: U32::new(path_off ^ 2),
             };
             let b = rec.as_bytes();
             prop_assert_eq!(b.len(), FILE_LEN);
             prop_assert_eq!(FileRecord::from_bytes(b), Some(&rec));
             prop_assert_eq!(&b[..8], &data_off.to_le_bytes()[..]);
-            prop_assert_eq!(&b[28..], &data_sum.to_le_bytes()[..]);
+            prop_assert_eq!(&b[28..32], &data_sum.to_le_bytes()[..]);
         }
 
         #[test]

@@ -7,9 +7,18 @@
 //! ```text
 //! dlfm-<uid>-<path key>-<job>.job   a job's pointer: "dlfm-stage-1 <key> <checksum> <file_len>\n"
 //! dlfm-<uid>-<path key>.lock         flock(2) taken by the process that stages
-//! dlfm-<uid>-<checksum>-<file_len>.dat        a complete copy, read-only
-//! dlfm-<uid>-<checksum>-<file_len>.dat.part   a copy being written
+//! dlfm-<uid>-<checksum>-<file_len>.d/        the node's copy (complete: renamed from .d.part)
+//!     cache                                  the cache's metadata (its first meta_len bytes)
+//!     root/<canonical path>                  each stored file, read-only, under its own path
+//! dlfm-<uid>-<checksum>-<file_len>.d.part/   a copy being written
+//! dlfm-<uid>-<checksum>-<file_len>.dat       the whole cache, as `sbcast` delivers it;
+//!                                            unpacked into the .d copy by its first user
 //! ```
+//! A library mapped from `root/usr/lib/libx.so` shows in `/proc/self/maps`
+//! under a name that ends with the library's own path, and a served open's
+//! `/proc/self/fd/N` likewise: a replayed program sees its own files where
+//! it looks for them, and every process of the node shares one copy of each
+//! in the page cache.
 //! `<path key>` is the FNV-1a 64 of the shared cache's absolute path; a
 //! copy is named by its content (the metadata checksum, which covers every
 //! stored file's size and data checksum, and the file's length), so that
@@ -73,11 +82,19 @@ pub enum NodeFile {
     PointerPart(PointerKey),
     /// The lock of the shared cache with this path key.
     Lock(u64),
-    /// A complete copy.
+    /// The node's copy of this content: a directory (see the module doc).
+    Tree(ContentId),
+    /// The copy being written.
+    TreePart(ContentId),
+    /// The whole cache as `sbcast` delivered it.
     Copy(ContentId),
-    /// A copy being written.
-    CopyPart(ContentId),
 }
+
+/// In a node copy ([`NodeFile::Tree`]): the cache's metadata.
+pub const TREE_CACHE: &str = "cache";
+/// In a node copy: the directory under which every stored file lies at its
+/// canonical path.
+pub const TREE_ROOT: &str = "root";
 
 /// What names a pointer: the shared cache's path key and the job's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,13 +139,14 @@ impl NodeName {
                 n.hex(key);
                 n.push(b".lock");
             }
-            NodeFile::Copy(id) | NodeFile::CopyPart(id) => {
+            NodeFile::Tree(id) | NodeFile::TreePart(id) | NodeFile::Copy(id) => {
                 n.hex(id.checksum);
                 n.push(b"-");
                 n.hex(id.file_len);
-                n.push(b".dat");
-                if let NodeFile::CopyPart(_) = file {
-                    n.push(b".part");
+                match file {
+                    NodeFile::Tree(_) => n.push(b".d"),
+                    NodeFile::TreePart(_) => n.push(b".d.part"),
+                    _ => n.push(b".dat"),
                 }
             }
         }
@@ -197,9 +215,12 @@ pub fn parse_name(name: &[u8]) -> Option<(u32, NodeFile)> {
     } else if let Some(r) = rest.strip_suffix(b".dat") {
         let (checksum, file_len) = two(r)?;
         NodeFile::Copy(ContentId { checksum, file_len })
+    } else if let Some(r) = rest.strip_suffix(b".d") {
+        let (checksum, file_len) = two(r)?;
+        NodeFile::Tree(ContentId { checksum, file_len })
     } else {
-        let (checksum, file_len) = two(rest.strip_suffix(b".dat.part")?)?;
-        NodeFile::CopyPart(ContentId { checksum, file_len })
+        let (checksum, file_len) = two(rest.strip_suffix(b".d.part")?)?;
+        NodeFile::TreePart(ContentId { checksum, file_len })
     };
     Some((uid, file))
 }
@@ -218,7 +239,8 @@ pub fn owner_of(name: &[u8]) -> Option<u32> {
         || name.ends_with(b".job.part")
         || name.ends_with(b".lock")
         || name.ends_with(b".dat")
-        || name.ends_with(b".dat.part");
+        || name.ends_with(b".d")
+        || name.ends_with(b".d.part");
     if !ours {
         return None;
     }
@@ -343,8 +365,12 @@ mod tests {
         );
         assert_eq!(name(0, NodeFile::Lock(1)), "dlfm-0-0000000000000001.lock");
         assert_eq!(
-            name(u32::MAX, NodeFile::CopyPart(ID)),
-            "dlfm-4294967295-0123456789abcdef-0000000000002000.dat.part"
+            name(u32::MAX, NodeFile::TreePart(ID)),
+            "dlfm-4294967295-0123456789abcdef-0000000000002000.d.part"
+        );
+        assert_eq!(
+            name(7, NodeFile::Tree(ID)),
+            "dlfm-7-0123456789abcdef-0000000000002000.d"
         );
         assert_eq!(
             name(7, NodeFile::Copy(ID)),
@@ -362,7 +388,8 @@ mod tests {
         for (uid, f) in [
             (0, NodeFile::Pointer(PK)),
             (1000, NodeFile::Copy(ID)),
-            (u32::MAX, NodeFile::CopyPart(ID)),
+            (u32::MAX, NodeFile::TreePart(ID)),
+            (3, NodeFile::Tree(ID)),
             (42, NodeFile::Lock(9)),
             (42, NodeFile::PointerPart(PK)),
         ] {

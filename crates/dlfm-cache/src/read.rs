@@ -58,6 +58,9 @@ pub struct FileRef<'a> {
     pub path: &'a [u8],
     /// FNV-1a 32 of its bytes, as packed.
     pub data_sum: u32,
+    /// Its canonical path: absolute, with no empty, `.` or `..` component
+    /// (checked by `parse`); a node-local copy keeps the file under it.
+    pub real_path: &'a [u8],
 }
 
 /// Why a cache file was rejected.
@@ -156,7 +159,9 @@ impl<'a> Cache<'a> {
     /// metadata, like the checksum. `bytes` starts at the file's first byte
     /// and holds at least the metadata (the wrapper maps only that);
     /// `file_len` is the whole file's length, which the header must state.
-    #[inline]
+    // Always inlined: returned out of line, the Cache would be copied with
+    // a `memcpy` call, which the wrapper cannot make.
+    #[inline(always)]
     pub fn parse(bytes: &'a [u8], file_len: u64) -> Result<Cache<'a>, CacheError> {
         let h = Header::from_bytes(bytes).ok_or(CacheError::TooShort)?;
         let (magic_ok, version_ok) = h.is_this_version();
@@ -264,7 +269,10 @@ impl<'a> Cache<'a> {
             if f.data_off < data_start {
                 return Err(CacheError::OutOfBounds);
             }
-            if f.data_off < free_from || f.stat_index >= self.stats.count {
+            if f.data_off < free_from
+                || f.stat_index >= self.stats.count
+                || !is_canonical(f.real_path)
+            {
                 return Err(CacheError::BadTable);
             }
             free_from = f
@@ -375,6 +383,7 @@ impl<'a> Cache<'a> {
             stat_index: f.stat_index.get(),
             path: self.string(f.path_off.get(), f.path_len.get())?,
             data_sum: f.data_sum.get(),
+            real_path: self.string(f.real_off.get(), f.real_len.get())?,
         })
     }
 
@@ -433,6 +442,21 @@ impl<'a> Cache<'a> {
     pub fn files(&self) -> u32 {
         self.files.count
     }
+}
+
+/// Whether `path` is absolute with no empty, `.` or `..` component: a
+/// node-local copy puts the file at `<root><path>`, which such a path
+/// cannot leave.
+#[inline]
+pub fn is_canonical(path: &[u8]) -> bool {
+    // (No indexing: the wrapper may not carry a panic path.)
+    let Some((&b'/', rest)) = path.split_first() else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && !dlfm_bytes::equal(c, b".") && !dlfm_bytes::equal(c, b".."))
 }
 
 /// Byte-wise order of two paths (the order the writer sorts by).

@@ -83,6 +83,8 @@ fn build(spec: &Spec) -> Vec<u8> {
             path_off: U32::new(*at),
             path_len: U32::new(path.len() as u32),
             data_sum: U32::new(0),
+            real_off: U32::new(*at),
+            real_len: U32::new(path.len() as u32),
         };
         meta.extend_from_slice(rec.as_bytes());
         placed.push(data_off);

@@ -272,7 +272,7 @@ fn collect(
             Some(OpenFact::File(st)) if StatView(st).is_regular() => {
                 report.opened_files += 1;
                 let stat = b.add_stat(*st);
-                let source = PathBuf::from(std::ffi::OsStr::from_bytes(path));
+                let source = canonical(path);
                 let file = b.add_file(path, stat, StatView(st).size(), source);
                 b.set_open(path, Outcome::Ok(file));
             }
@@ -326,4 +326,12 @@ fn collect(
         }
     }
     b
+}
+
+/// The canonical path of the file at `path` (links, `.` and `..` resolved,
+/// as the kernel names it in `/proc/self/maps`); `path` itself if it cannot
+/// be resolved now (then it must already be canonical to be packed).
+fn canonical(path: &[u8]) -> PathBuf {
+    let p = Path::new(std::ffi::OsStr::from_bytes(path));
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }

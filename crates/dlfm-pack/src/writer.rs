@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use dlfm_cache::hash::fnv1a64;
@@ -31,6 +32,8 @@ pub struct Summary {
 
 struct FileEntry {
     path: Vec<u8>,
+    /// The canonical path (`read::is_canonical`).
+    real: Vec<u8>,
     stat: u32,
     size: u64,
     source: PathBuf,
@@ -86,8 +89,9 @@ impl CacheWriter {
         i
     }
 
-    /// Adds a file whose bytes will be read from `source`; the same file
-    /// (same st_dev and st_ino in its stat) under two paths is stored once.
+    /// Adds a file whose bytes will be read from `source` (its canonical
+    /// path: absolute, no link, `.` or `..`); the same file (same st_dev and
+    /// st_ino in its stat) under two paths is stored once.
     pub fn add_file(&mut self, path: &[u8], stat_index: u32, size: u64, source: PathBuf) -> u32 {
         let st = StatView(&self.stats[stat_index as usize]);
         let key = (st.dev(), st.ino());
@@ -97,6 +101,7 @@ impl CacheWriter {
         let i = index(self.files.len());
         self.files.push(FileEntry {
             path: path.to_vec(),
+            real: source.as_os_str().as_bytes().to_vec(),
             stat: stat_index,
             size,
             source,
@@ -230,7 +235,18 @@ impl CacheWriter {
         let file_paths = self
             .files
             .iter()
-            .map(|f| strings.intern(&f.path))
+            .map(|f| {
+                if !dlfm_cache::read::is_canonical(&f.real) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "cannot pack {}: its canonical path cannot be resolved",
+                            f.source.display()
+                        ),
+                    ));
+                }
+                Ok((strings.intern(&f.path)?, strings.intern(&f.real)?))
+            })
             .collect::<io::Result<Vec<_>>>()?;
         let mut id_bytes = Vec::with_capacity(self.ids.len() * layout::ID_LEN);
         for (kind, id) in &self.ids {
@@ -317,7 +333,7 @@ impl CacheWriter {
     fn metadata(&self, plan: &Plan, sums: &[u32]) -> io::Result<Vec<u8>> {
         let mut meta = plan.header.as_bytes().to_vec();
         meta.extend_from_slice(&plan.entry_bytes);
-        for (((f, (path_off, path_len)), off), sum) in self
+        for (((f, ((path_off, path_len), (real_off, real_len))), off), sum) in self
             .files
             .iter()
             .zip(&plan.file_paths)
@@ -331,6 +347,8 @@ impl CacheWriter {
                 path_off: U32::new(*path_off),
                 path_len: U32::new(*path_len),
                 data_sum: U32::new(*sum),
+                real_off: U32::new(*real_off),
+                real_len: U32::new(*real_len),
             };
             meta.extend_from_slice(rec.as_bytes());
         }
@@ -357,7 +375,8 @@ struct Plan {
     id_bytes: Vec<u8>,
     list_bytes: Vec<u8>,
     strings: Vec<u8>,
-    file_paths: Vec<(u32, u32)>,
+    /// Each file's (path, canonical path) in the string table.
+    file_paths: Vec<((u32, u32), (u32, u32))>,
     placed: Vec<u64>,
     file_len: u64,
 }

@@ -89,6 +89,29 @@ impl FixedPath {
         self.bytes[0] = 0;
     }
 
+    /// Cuts the path to its first `len` bytes (no change if it is shorter).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.len = len;
+            if let Some(nul) = self.bytes.get_mut(len) {
+                *nul = 0;
+            }
+        }
+    }
+
+    /// The path's length in bytes (without its NUL).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the path is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The path without its NUL.
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {

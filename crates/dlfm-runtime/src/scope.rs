@@ -271,14 +271,9 @@ pub fn glob_matches(pattern: &[u8], path: &[u8]) -> bool {
 /// `None` for a path without a `/`.
 #[inline]
 pub fn parent(path: &[u8]) -> Option<&[u8]> {
-    let mut i = path.len();
-    while i > 0 {
-        i -= 1;
-        if path[i] == b'/' {
-            return Some(if i == 0 { b"/" } else { &path[..i] });
-        }
-    }
-    None
+    // (No indexing: the wrapper calls this and may not carry a panic path.)
+    let i = path.iter().rposition(|&b| b == b'/')?;
+    Some(if i == 0 { b"/" } else { path.get(..i)? })
 }
 
 /// The last component of `path`.

@@ -29,6 +29,9 @@ pub struct Slot {
     pub file: u32,
     /// The file position (`read`, `lseek`).
     pub pos: u64,
+    /// The node-local copy of the file the bytes come from, open; -1: they
+    /// come from the cache file, at the file's offset in it.
+    pub fd: i32,
 }
 
 /// The table of virtual descriptors.
@@ -39,21 +42,33 @@ pub struct VfdTable {
 impl VfdTable {
     /// No descriptor open.
     pub const EMPTY: VfdTable = VfdTable {
+        // All zero (a free slot's fd is never read), so that the table
+        // lives in `.bss`: the embedded wrapper carries no initialised data.
         slots: [Slot {
             used: false,
             file: 0,
             pos: 0,
+            fd: 0,
         }; VFD_SLOTS],
     };
 
-    /// Opens a descriptor on cache file `file`; `None` when the table is full.
+    /// Whether a slot is free (an `open` would succeed).
     #[inline]
-    pub fn open(&mut self, file: u32) -> Option<i32> {
+    pub fn has_room(&self) -> bool {
+        self.slots.iter().any(|s| !s.used)
+    }
+
+    /// Opens a descriptor on cache file `file`, whose bytes come from the
+    /// node-local file open on `fd` (-1: from the cache file); `None` when
+    /// the table is full.
+    #[inline]
+    pub fn open(&mut self, file: u32, fd: i32) -> Option<i32> {
         let (i, slot) = self.slots.iter_mut().enumerate().find(|(_, s)| !s.used)?;
         *slot = Slot {
             used: true,
             file,
             pos: 0,
+            fd,
         };
         Some(VFD_BASE + i as i32)
     }
@@ -113,19 +128,23 @@ mod tests {
     #[test]
     fn descriptors_never_collide_with_real_ones_and_are_reused() {
         let mut t = VfdTable::EMPTY;
-        let a = t.open(7).unwrap();
+        let a = t.open(7, -1).unwrap();
         assert_eq!(a, VFD_BASE);
         assert!(t.get(i64::from(VFD_BASE - 1)).is_none());
         assert!(t.get(3).is_none());
-        let b = t.open(8).unwrap();
+        let b = t.open(8, -1).unwrap();
         assert_eq!(t.get(i64::from(b)).unwrap().file, 8);
         t.get(i64::from(a)).unwrap().used = false;
         assert!(t.get(i64::from(a)).is_none());
-        assert_eq!(t.open(9), Some(a));
+        assert_eq!(t.open(9, -1), Some(a));
         for _ in 2..VFD_SLOTS {
-            assert!(t.open(1).is_some());
+            assert!(t.open(1, -1).is_some());
         }
-        assert_eq!(t.open(1), None, "a full table sends opens to the kernel");
+        assert_eq!(
+            t.open(1, -1),
+            None,
+            "a full table sends opens to the kernel"
+        );
     }
 
     #[test]
@@ -134,6 +153,7 @@ mod tests {
             used: true,
             file: 0,
             pos: 10,
+            fd: -1,
         };
         assert_eq!(s.seek(100, 5, nr::SEEK_CUR), 15);
         assert_eq!(s.seek(100, -1, nr::SEEK_END), 99);

@@ -5,7 +5,10 @@
 use dlfm_cache::layout::{Outcome, STAT_SIZE};
 use dlfm_cache::read::Cache;
 
+use dlfm_runtime::fixed_path::FixedPath;
+
 use crate::served;
+use crate::state;
 use crate::sys;
 use crate::trace::{self, Handling};
 
@@ -94,8 +97,10 @@ pub fn access(cache: &Cache<'_>, path: &[u8]) -> Option<Answer> {
     traced(b"access", path, answer())
 }
 
-/// `open(path, O_RDONLY | extra)`: a memfd holding the file's bytes, with
-/// close-on-exec if `cloexec`.
+/// `open(path, O_RDONLY | extra)`, with close-on-exec if `cloexec`: the
+/// file's node-local copy, opened (shared by the node's processes in the
+/// page cache; `/proc/self/fd/N` ends with the file's own path), or without
+/// a node copy a memfd holding the file's bytes.
 pub fn open(cache: &Cache<'_>, bytes: &[u8], path: &[u8], cloexec: bool) -> Option<Answer> {
     traced(b"open", path, served_open(cache, bytes, path, cloexec))
 }
@@ -107,18 +112,33 @@ fn served_open(cache: &Cache<'_>, bytes: &[u8], path: &[u8], cloexec: bool) -> O
         Outcome::Ok(i) => cache.file(i)?,
         Outcome::NotRecorded => return None,
     };
+    let cloexec_flag = if cloexec { libc::O_CLOEXEC } else { 0 };
+    if let Some(root) = state::node_root() {
+        let mut node = FixedPath::EMPTY;
+        if !(node.set(root.as_bytes()) && node.push(file.real_path)) {
+            return None;
+        }
+        let fd = sys::open(node.as_c_str(), libc::O_RDONLY | cloexec_flag, 0).ok()?;
+        return register(fd, file.stat_index);
+    }
     let start = usize::try_from(file.data_off).ok()?;
     let data = bytes.get(start..start.checked_add(usize::try_from(file.size).ok()?)?)?;
     let flags = if cloexec { libc::MFD_CLOEXEC } else { 0 };
     let fd = sys::memfd(c"dlfm", flags).ok()?;
+    sys::write_all(&fd, data).ok()?;
+    sys::forget_pages(data);
+    register(fd, file.stat_index)
+}
+
+/// Hands `fd` to the program as a served file whose recorded stat is
+/// `stat_index` (`fstat` on it answers that), if the table has room for it.
+fn register(fd: sys::OwnedFd, stat_index: u32) -> Option<Answer> {
     let mut real = sys::zeroed_stat();
     if usize::try_from(fd.raw()).is_ok_and(|i| i < served::MAX_FD)
-        && sys::write_all(&fd, data).is_ok()
         && sys::fstat(fd.raw(), &mut real).is_ok()
     {
-        sys::forget_pages(data);
         let fd = fd.into_raw();
-        served::insert(fd, real.st_ino, real.st_dev, file.stat_index);
+        served::insert(fd, real.st_ino, real.st_dev, stat_index);
         return Some(Answer::Ok(fd));
     }
     None

@@ -9,6 +9,7 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use dlfm_cache::names::JOURNAL_SUFFIX;
+use dlfm_cache::node_files::ContentId;
 use dlfm_cache::read::Cache;
 use dlfm_runtime::env::{self, Mode};
 use dlfm_runtime::fixed_path::FixedPath;
@@ -44,6 +45,28 @@ struct JournalPath(UnsafeCell<FixedPath>);
 unsafe impl Sync for JournalPath {}
 
 static MISS_PATH: JournalPath = JournalPath(UnsafeCell::new(FixedPath::EMPTY));
+
+/// The node copy's root (`<copy>/root`, under which each stored file lies
+/// at its canonical path), written once by `init` before MODE is
+/// published; empty when replay reads the shared cache.
+struct NodeRoot(UnsafeCell<FixedPath>);
+
+// SAFETY: written only by `init`, single-threaded, before MODE is published
+// with a release store; read only after an acquire load of MODE saw
+// REPLAY. Never written again.
+unsafe impl Sync for NodeRoot {}
+
+static NODE_ROOT: NodeRoot = NodeRoot(UnsafeCell::new(FixedPath::EMPTY));
+
+/// The node copy's root when replaying from one.
+pub fn node_root() -> Option<&'static FixedPath> {
+    if mode() != Mode::Replay {
+        return None;
+    }
+    // SAFETY: MODE is REPLAY only after `init` wrote NODE_ROOT (see NodeRoot).
+    let root = unsafe { &*NODE_ROOT.0.get() };
+    (!root.is_empty()).then_some(root)
+}
 
 /// The replay's miss journal: not noted by this process.
 const NOT_ARMED: u8 = 0;
@@ -209,8 +232,14 @@ pub fn init() {
             // The node-local copy this job's ld.so wrappers use, else the
             // shared cache.
             let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
-            let Some(file) = node_copy::open_copy(cache.as_bytes(), getenv_bytes)
-                .or_else(|| sys::open_regular(cache.as_c_str(), flags).ok())
+            // SAFETY: single-threaded, before MODE is published (see
+            // NodeRoot).
+            let root = unsafe { &mut *NODE_ROOT.0.get() };
+            let copy = node_copy::open_copy(cache.as_bytes(), getenv_bytes, root);
+            if copy.is_none() {
+                root.truncate(0);
+            }
+            let Some(file) = copy.or_else(|| sys::open_regular(cache.as_c_str(), flags).ok())
             else {
                 return;
             };
@@ -219,7 +248,13 @@ pub fn init() {
             let Ok(bytes) = sys::map_whole(&file.fd, size) else {
                 return;
             };
-            match Cache::parse(bytes, size as u64) {
+            // A node copy's metadata file holds the metadata alone: the
+            // cache's length is its header's.
+            let file_len = match ContentId::of_header(bytes) {
+                Some(id) if !root.is_empty() => id.file_len,
+                _ => size as u64,
+            };
+            match Cache::parse(bytes, file_len) {
                 Ok(c) if c.fm_path().is_some() => {
                     // SAFETY: single-threaded, before MODE is published.
                     unsafe { (*CACHE.0.get()).write((c, bytes)) };

@@ -225,7 +225,7 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
 /// from the shared cache when there is none or replay refuses it.
 fn start_replay(st: &mut State, stack: &InitialStack, euid: u32) -> Result<(), StartError> {
     match st.stage.stage(stack, &st.cache_path, euid) {
-        Ok(how) => match st.replay.start(&st.stage.copy, &st.ids, euid) {
+        Ok(how) => match st.replay.start_copy(&st.stage.copy, &st.ids, euid) {
             Ok(()) => {
                 report::staged(st, how);
                 return Ok(());

@@ -47,6 +47,7 @@ mod stager;
 mod state;
 mod sys;
 mod trace;
+mod tree;
 
 pub use entry::dlfm_entry;
 

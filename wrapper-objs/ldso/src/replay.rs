@@ -1,16 +1,22 @@
 //! Replay (read-cache): answers recorded lookups from `dlcache.dat`.
 //!
-//! The cache file is opened once at ld.so's first file call and its metadata
-//! (header, index, stats) mapped read-only. A recorded `open` returns a
-//! virtual descriptor ([`dlfm_runtime::vfd`]); `fstat` and `lseek` on it are answered
-//! from the metadata; `read` and `pread64` read the library's bytes from the
-//! cache file (`pread64` on the cache descriptor: only the cache file is
-//! touched, and no page of it stays mapped in the process); `mmap` maps the
-//! same pages of the cache file (zero copy: every process on a node shares
-//! them in the page cache); `close` frees it. A lookup the cache does not
-//! hold goes to the kernel (a miss).
+//! The cache's metadata (header, index, stats) is opened once at ld.so's
+//! first file call and mapped read-only: from the node's copy
+//! (`dlfm_cache::node_files`: `<copy>/cache`) when staging made one, else
+//! from the shared cache file. A recorded `open` returns a virtual
+//! descriptor ([`dlfm_runtime::vfd`]); `fstat` and `lseek` on it are
+//! answered from the metadata. With a node copy the library's bytes come
+//! from its own node-local file, `<copy>/root/<its canonical path>`, opened
+//! behind the virtual descriptor: `read`/`pread64` read it, `mmap` maps it,
+//! so `/proc/self/maps` names a file ending with the library's own path and
+//! the node's processes share its pages. Without one they come from the
+//! cache file (`pread64` at the file's offset in it; `mmap` of the same
+//! pages, zero copy). `close` frees it. A lookup the cache does not hold
+//! goes to the kernel (a miss).
 
 use dlfm_cache::layout::{IdKind, Outcome, HEADER_LEN, STAT_SIZE};
+use dlfm_cache::node_files::ContentId;
+use dlfm_cache::node_files::{TREE_CACHE, TREE_ROOT};
 use dlfm_cache::read::{Cache, FileRef};
 use dlfm_cache::stat::{self, KERNEL_STAT_SIZE};
 use dlfm_runtime::elf;
@@ -38,9 +44,17 @@ pub enum Answer {
 /// The cache (its mapped metadata) and the virtual descriptors open on it.
 pub struct Replayer {
     cache: Option<Cache<'static>>,
+    /// The cache's file: the shared cache, or the node copy's metadata.
     data: OwnFile,
     vfds: VfdTable,
     fm: Result<Option<&'static [u8]>, &'static [u8]>,
+    /// With a node copy, `<copy>/root`, under which each file lies at its
+    /// canonical path; empty without one.
+    root: FixedPath,
+    /// A node-local file's path, being built.
+    scratch: FixedPath,
+    /// The node copy's metadata file, `<copy>/cache`.
+    metadata: FixedPath,
 }
 
 /// Why `start` failed: the reason, and a detail for the trace line.
@@ -53,13 +67,52 @@ impl Replayer {
         data: OwnFile::EMPTY,
         vfds: VfdTable::EMPTY,
         fm: Ok(None),
+        root: FixedPath::EMPTY,
+        scratch: FixedPath::EMPTY,
+        metadata: FixedPath::EMPTY,
     };
+
+    /// Starts replay from the node's copy at `copy` (a directory: its
+    /// metadata in `cache`, its files under `root`); see [`Replayer::start`].
+    pub fn start_copy(&mut self, copy: &FixedPath, ids: &Ids, euid: u32) -> Result<(), StartError> {
+        if !(self.metadata.set(copy.as_bytes())
+            && self.metadata.push(b"/")
+            && self.metadata.push(TREE_CACHE.as_bytes())
+            && self.root.set(copy.as_bytes())
+            && self.root.push(b"/")
+            && self.root.push(TREE_ROOT.as_bytes()))
+        {
+            return Err((OffReason::PathTooLong, b""));
+        }
+        // The path moves nowhere: `open_and_check` reads it through `self`.
+        let r = self.open_and_check(None, ids, euid, true);
+        if r.is_err() {
+            self.root.truncate(0);
+        }
+        r
+    }
 
     /// Opens the cache at `path`, maps its metadata and checks it is for this
     /// program and ld.so.
     /// The cache must be owned by `euid` (this process's effective user) or
     /// by root, and writable by nobody else: replay trusts its bytes.
     pub fn start(&mut self, path: &FixedPath, ids: &Ids, euid: u32) -> Result<(), StartError> {
+        self.root.truncate(0);
+        self.open_and_check(Some(path), ids, euid, false)
+    }
+
+    /// [`Replayer::start`]'s work on `path` (None: the node copy's
+    /// metadata file); `metadata_only`: the file holds the cache's metadata
+    /// alone (a node copy's), so its length is the metadata's and the
+    /// cache's is the header's.
+    fn open_and_check(
+        &mut self,
+        path: Option<&FixedPath>,
+        ids: &Ids,
+        euid: u32,
+        metadata_only: bool,
+    ) -> Result<(), StartError> {
+        let path = path.unwrap_or(&self.metadata);
         let (fd, status) = match self.data.open(path, nr::O_RDONLY) {
             Ok(opened) => opened,
             Err(OpenError::Open) => return Err((OffReason::CacheOpen, b"")),
@@ -70,14 +123,17 @@ impl Replayer {
         } else if status.mode & (nr::S_IWGRP | nr::S_IWOTH) != 0 {
             Err((OffReason::CacheUntrusted, b"writable by others" as &[u8]))
         } else {
-            map_and_check(fd, status.size, ids)
+            map_and_check(fd, status.size, ids, metadata_only)
         };
         match checked {
             Ok(cache) => {
                 self.cache = Some(cache);
                 // Decided after the move: borrowing `cache` before it would
                 // make the compiler copy it with a `memcpy` call.
-                self.fm = self.cache.as_ref().map_or(Ok(None), |c| loadable_fm(c, fd));
+                self.fm = match self.cache.as_ref() {
+                    Some(c) => loadable_fm(c, fd, &self.root, &mut self.scratch),
+                    None => Ok(None),
+                };
                 Ok(())
             }
             Err(e) => {
@@ -112,16 +168,31 @@ impl Replayer {
             nr::__NR_openat => match lookup::open_key(a) {
                 Some(path) => match cache.lookup(path).map(|e| e.open) {
                     Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
-                    Some(Outcome::Ok(file)) if cache.file(file).is_some() => {
-                        // Once per library: is the cache's descriptor still ours?
-                        if self.data.ensure().is_none() {
-                            return Answer::Missed;
+                    Some(Outcome::Ok(file)) => match cache.file(file) {
+                        Some(f) if self.vfds.has_room() => {
+                            let fd = if self.root.is_empty() {
+                                // Once per library: is the cache's
+                                // descriptor still ours?
+                                if self.data.ensure().is_none() {
+                                    return Answer::Missed;
+                                }
+                                -1
+                            } else {
+                                // The library's own node-local file; if it
+                                // cannot be opened, the kernel opens the
+                                // real one.
+                                match open_node_file(&self.root, &mut self.scratch, f.real_path) {
+                                    Some(fd) => fd,
+                                    None => return Answer::Missed,
+                                }
+                            };
+                            match self.vfds.open(file, fd) {
+                                Some(vfd) => Answer::Served(i64::from(vfd)),
+                                None => Answer::Missed,
+                            }
                         }
-                        match self.vfds.open(file) {
-                            Some(vfd) => Answer::Served(i64::from(vfd)),
-                            None => Answer::Missed,
-                        }
-                    }
+                        _ => Answer::Missed,
+                    },
                     _ => Answer::Missed,
                 },
                 None => Answer::Pass,
@@ -157,20 +228,23 @@ impl Replayer {
                 None => Answer::Pass,
             },
             nr::__NR_read => self.on_vfd(a[0], |slot, file, data| {
-                let n = data.with(|fd| read_at(fd, file, slot.pos, a[1], a[2]));
+                let n = read_slot(slot, data, file, slot.pos, a[1], a[2]);
                 if n > 0 {
                     slot.pos += n as u64;
                 }
                 n
             }),
-            nr::__NR_pread64 => self.on_vfd(a[0], |_, file, data| {
-                data.with(|fd| read_at(fd, file, a[3], a[1], a[2]))
+            nr::__NR_pread64 => self.on_vfd(a[0], |slot, file, data| {
+                read_slot(slot, data, file, a[3], a[1], a[2])
             }),
             nr::__NR_lseek => self.on_vfd(a[0], |slot, file, _| {
                 slot.seek(file.size, a[1] as i64, a[2] as u32)
             }),
             nr::__NR_close => match self.vfds.get(a[0] as i32 as i64) {
                 Some(slot) => {
+                    if slot.fd >= 0 {
+                        sys::close(slot.fd);
+                    }
                     slot.used = false;
                     Answer::Served(0)
                 }
@@ -203,7 +277,8 @@ impl Replayer {
         }
     }
 
-    /// `mmap` of a virtual descriptor maps the same bytes of the cache file.
+    /// `mmap` of a virtual descriptor maps the library's node-local file, or
+    /// the same bytes of the cache file.
     fn mmap(&mut self, a: &[u64; 6]) -> Answer {
         let flags = a[3] as u32;
         if flags & nr::MAP_ANONYMOUS != 0 {
@@ -216,6 +291,16 @@ impl Replayer {
             return Answer::Pass;
         };
         let offset = a[5];
+        if slot.fd >= 0 {
+            // SAFETY: the same call ld.so asked for, on the library's
+            // node-local copy (the same bytes) instead of the library.
+            return Answer::Served(unsafe {
+                sys::syscall6(
+                    nr::__NR_mmap as u64,
+                    [a[0], a[1], a[2], a[3], slot.fd as u64, offset],
+                )
+            });
+        }
         let Some(file) = cache.file(slot.file) else {
             return Answer::Served(-i64::from(errno::EIO));
         };
@@ -234,9 +319,15 @@ impl Replayer {
     }
 }
 
-/// Maps the metadata of the cache behind `fd` (`size` bytes long) and
-/// checks it is for us.
-fn map_and_check(fd: i32, size: u64, ids: &Ids) -> Result<Cache<'static>, StartError> {
+/// Maps the metadata of the cache behind `fd` (`size` bytes long: the
+/// whole cache, or with `metadata_only` its metadata alone, whose header
+/// then gives the cache's length) and checks it is for us.
+fn map_and_check(
+    fd: i32,
+    size: u64,
+    ids: &Ids,
+    metadata_only: bool,
+) -> Result<Cache<'static>, StartError> {
     // The header says how long the metadata is; map that much (never more
     // than the file), and let the reader judge the rest.
     let mut header = [0u8; HEADER_LEN];
@@ -257,7 +348,20 @@ fn map_and_check(fd: i32, size: u64, ids: &Ids) -> Result<Cache<'static>, StartE
         // unmapped while replay uses it.
         unsafe { core::slice::from_raw_parts(addr as *const u8, meta_len) }
     };
-    let checked = match Cache::parse(meta, size) {
+    let file_len = if metadata_only {
+        match ContentId::of_header(&header) {
+            Some(id) if Cache::meta_len(&header) == Some(size) => id.file_len,
+            _ => {
+                return Err((
+                    OffReason::CacheInvalid,
+                    b"a node copy's metadata is incomplete",
+                ))
+            }
+        }
+    } else {
+        size
+    };
+    let checked = match Cache::parse(meta, file_len) {
         Err(e) => Err((OffReason::CacheInvalid, e.reason())),
         Ok(cache) if !cache.has_id(IdKind::Program, ids.program.as_bytes()) => {
             Err((OffReason::OtherProgram, b"" as &[u8]))
@@ -282,9 +386,15 @@ fn map_and_check(fd: i32, size: u64, ids: &Ids) -> Result<Cache<'static>, StartE
 }
 
 /// The interposer `cache` names, if the pilot loaded it (its bytes are in
-/// the cache, read through `fd` with no file-system lookup) and it is built
+/// the cache, read through `fd`, or in its node-local file under `root` if
+/// that is not empty: no lookup on the shared file system) and it is built
 /// for this machine.
-fn loadable_fm(cache: &Cache<'static>, fd: i32) -> Result<Option<&'static [u8]>, &'static [u8]> {
+fn loadable_fm(
+    cache: &Cache<'static>,
+    fd: i32,
+    root: &FixedPath,
+    scratch: &mut FixedPath,
+) -> Result<Option<&'static [u8]>, &'static [u8]> {
     let Some(fm) = cache.fm_path() else {
         return Ok(None);
     };
@@ -295,7 +405,19 @@ fn loadable_fm(cache: &Cache<'static>, fd: i32) -> Result<Option<&'static [u8]>,
         return Err(b"the pilot did not load the interposer");
     };
     let mut head = [0u8; elf::EHDR];
-    let read = read_at(fd, &file, 0, head.as_mut_ptr() as u64, head.len() as u64);
+    let dst = head.as_mut_ptr() as u64;
+    let read = if root.is_empty() {
+        read_at(fd, &file, 0, dst, head.len() as u64)
+    } else {
+        match open_node_file(root, scratch, file.real_path) {
+            Some(node) => {
+                let n = read_file_at(node, &file, 0, dst, head.len() as u64);
+                sys::close(node);
+                n
+            }
+            None => -1,
+        }
+    };
     if read != head.len() as i64 || !elf::built_for_this_machine(&head) {
         return Err(NOT_FOR_THIS_MACHINE);
     }
@@ -327,4 +449,43 @@ fn read_at(cache_fd: i32, file: &FileRef<'_>, pos: u64, dst: u64, count: u64) ->
     // SAFETY: ld.so passes a buffer of at least `count` writable bytes; `n`
     // is no more, and the offset lies inside the file's bytes in the cache.
     unsafe { sys::pread(cache_fd, dst as *mut u8, n as usize, file.data_off + pos) }
+}
+
+/// [`read_at`] from the file's own node-local copy, open on `fd`.
+fn read_file_at(fd: i32, file: &FileRef<'_>, pos: u64, dst: u64, count: u64) -> i64 {
+    let n = vfd::read_len(file.size, pos, count);
+    if n == 0 {
+        return 0;
+    }
+    // SAFETY: as in read_at; the offset lies inside the file.
+    unsafe { sys::pread(fd, dst as *mut u8, n as usize, pos) }
+}
+
+/// A read through virtual descriptor `slot`: from its node-local file, or
+/// from the cache file through `data`.
+fn read_slot(
+    slot: &Slot,
+    data: &mut OwnFile,
+    file: &FileRef<'_>,
+    pos: u64,
+    dst: u64,
+    count: u64,
+) -> i64 {
+    if slot.fd >= 0 {
+        read_file_at(slot.fd, file, pos, dst, count)
+    } else {
+        data.with(|fd| read_at(fd, file, pos, dst, count))
+    }
+}
+
+/// Opens the node-local copy of the file whose canonical path is `real`,
+/// under the node copy's `root` (`scratch` is room for the path).
+fn open_node_file(root: &FixedPath, scratch: &mut FixedPath, real: &[u8]) -> Option<i32> {
+    if !(scratch.set(root.as_bytes()) && scratch.push(real)) {
+        return None;
+    }
+    let flags = nr::O_RDONLY | nr::O_CLOEXEC | nr::O_NOFOLLOW;
+    // SAFETY: a FixedPath is NUL-terminated.
+    let fd = unsafe { sys::open(scratch.as_ptr(), flags, 0) };
+    sys::errno_of(fd).is_none().then_some(fd as i32)
 }

@@ -122,6 +122,12 @@ pub fn staged(st: &mut State, how: How) {
             .bytes(b" bytes in ")
             .uint(ms)
             .bytes(b" ms)"),
+        How::Unpacked(bytes, ms) => line
+            .bytes(b" (unpacked here from the node's broadcast copy: ")
+            .uint(bytes)
+            .bytes(b" bytes in ")
+            .uint(ms)
+            .bytes(b" ms)"),
     };
     st.trace.write(&mut st.line);
 }

@@ -5,18 +5,24 @@
 //! what the environment asks: `dlfm_runtime::staging_policy`.
 //!
 //! At replay's start, before anything else is opened:
-//! 1. the pointer file names a copy this job (or this Slurm step) already
-//!    checked: use it. No call reaches the shared file system.
+//! 1. this job's pointer names a copy this job (or this Slurm step) already
+//!    checked, and the copy is complete: use it. No call reaches the shared
+//!    file system.
 //! 2. Else take the node's lock for this cache (`flock`, polled on the
 //!    node-local file with short sleeps, for at most `DLFM_STAGE_WAIT`
 //!    seconds), read the pointer again (another process may just have
-//!    written it), and only then open the shared cache, read its header
-//!    (the content id), and either find a complete copy of that content
-//!    or write one: `<copy>.part`, space reserved first, copied in the
-//!    kernel (`sendfile`), made read-only and renamed; then point the
-//!    pointer at it and remove the copy it pointed at before. The lock
-//!    dies with its holder, so a stager killed half way only leaves a
-//!    `.part` that the next stager truncates.
+//!    written it). If it names a copy this job may use but only its
+//!    broadcast form exists (`sbcast` delivered the whole cache as `.dat`),
+//!    unpack that into the copy: node-local work only. Otherwise open the
+//!    shared cache, read its header (the content id), and either find a
+//!    complete copy of that content, unpack a broadcast one, or write one
+//!    from the shared cache: `<copy>.part`, checked for room first, each
+//!    file copied in the kernel (`sendfile`) and made read-only, the whole
+//!    renamed at the end (see `tree`). Then point the job's pointer (and
+//!    the pointer of no job, which says which copy is current) at it and
+//!    remove the copy that was current before. The lock dies with its
+//!    holder, so a stager killed half way only leaves a `.part` that the
+//!    next one writes over.
 //!    A cache that is itself on tmpfs or ramfs is not copied (it is in the
 //!    node's memory already).
 //! 3. Anything that fails (staging off, no space, no permission, someone
@@ -26,19 +32,21 @@
 //! Every file is opened `O_NOFOLLOW | O_NONBLOCK`, checked to be a regular
 //! file, and used only if its owner is this process's effective user (or
 //! root, for copies and pointers) and nobody else may write it: the stage
-//! directory is usually world-writable. Replay then checks the copy as it
-//! checks any cache (checksum, ids), and falls back to the shared cache if
-//! it is refused. This runs once, at the process's first ld.so call, before
-//! any other thread exists.
+//! directory is usually world-writable (and sticky). Replay then checks the
+//! copy's metadata as it checks any cache (checksum, ids), and falls back to
+//! the shared cache if it is refused. This runs once, at the process's
+//! first ld.so call, before any other thread exists.
 
 use dlfm_cache::layout::HEADER_LEN;
-use dlfm_cache::node_files::{path_key, ContentId, NodeFile, Pointer, PointerKey};
+use dlfm_cache::node_files::{path_key, ContentId, NodeFile, Pointer, PointerKey, TREE_CACHE};
+use dlfm_cache::read::Cache;
 use dlfm_runtime::fixed_path::FixedPath;
 use dlfm_runtime::staging_policy::{self, node_path, trusted, JobKeys, NoStaging, StageConfig};
 
 use crate::initial_stack::InitialStack;
 use crate::own_file::open_regular_mode;
 use crate::sys::{self, errno, nr};
+use crate::tree;
 
 /// How the node-local copy was had.
 #[derive(Clone, Copy)]
@@ -50,8 +58,10 @@ pub enum How {
     Waited(u64),
     /// This process found a complete copy of the shared cache's content.
     Checked,
-    /// This process wrote it (bytes, ms).
+    /// This process wrote it from the shared cache (bytes, ms).
     Staged(u64, u64),
+    /// This process unpacked it from the node's broadcast copy (bytes, ms).
+    Unpacked(u64, u64),
 }
 
 /// Why there is no node-local copy.
@@ -103,9 +113,11 @@ pub struct Stager {
     scratch: FixedPath,
     /// A second one, where a rename needs two.
     target: FixedPath,
-    /// The node-local copy replay should use, once [`Stager::stage`]
-    /// succeeded.
+    /// The node-local copy (a directory, `dlfm_cache::node_files`) replay
+    /// should use, once [`Stager::stage`] succeeded.
     pub copy: FixedPath,
+    /// Room for directory entries when a copy is removed.
+    list: tree::ListBuf,
 }
 
 impl Stager {
@@ -115,6 +127,7 @@ impl Stager {
         scratch: FixedPath::EMPTY,
         target: FixedPath::EMPTY,
         copy: FixedPath::EMPTY,
+        list: [0; 1024],
     };
 
     /// Finds or makes the node-local copy of the cache at `cache` for a
@@ -139,7 +152,10 @@ impl Stager {
         if jobs.step.is_some() {
             if let Some(p) = self.pointer(&cfg, euid, pointer) {
                 if jobs.accept(&p) {
-                    return self.name_copy(&cfg, euid, p.content).map(|()| How::Pointed);
+                    self.name_copy(&cfg, euid, p.content)?;
+                    if self.copy_is_complete(euid, p.content) {
+                        return Ok(How::Pointed);
+                    }
                 }
             }
         }
@@ -162,11 +178,14 @@ impl Stager {
         waited: u64,
     ) -> Result<How, Skip> {
         let before = self.pointer(cfg, euid, key);
-        if let Some(p) = before {
-            if jobs.accept(&p) {
-                return self
-                    .name_copy(cfg, euid, p.content)
-                    .map(|()| How::Waited(waited));
+        if let Some(p) = before.filter(|p| jobs.accept(p)) {
+            self.name_copy(cfg, euid, p.content)?;
+            if self.copy_is_complete(euid, p.content) {
+                return Ok(How::Waited(waited));
+            }
+            // The job's broadcast copy: node-local work only.
+            if let Some(how) = self.unpack_broadcast(cfg, euid, p.content)? {
+                return Ok(how);
             }
         }
         let (shared, id) = open_shared(&self.shared, euid)?;
@@ -176,14 +195,17 @@ impl Stager {
             sys::close(shared);
             return Err(Skip::InMemory);
         }
-        let started = sys::now_ms();
-        let how = match self.name_copy(cfg, euid, id) {
-            Ok(()) if copy_is_complete(&self.copy, euid, id) => Ok(How::Checked),
-            Ok(()) => self
-                .write_copy(cfg, euid, shared, id)
-                .map(|bytes| How::Staged(bytes, sys::now_ms().saturating_sub(started))),
-            Err(e) => Err(e),
-        };
+        let how = self.name_copy(cfg, euid, id).and_then(|()| {
+            if self.copy_is_complete(euid, id) {
+                return Ok(How::Checked);
+            }
+            if let Some(how) = self.unpack_broadcast(cfg, euid, id)? {
+                return Ok(how);
+            }
+            let started = sys::now_ms();
+            self.build_copy(cfg, euid, shared, id, false)
+                .map(|bytes| How::Staged(bytes, sys::now_ms().saturating_sub(started)))
+        });
         sys::close(shared);
         let how = how?;
         // Tell the rest of this job (or step) where the copy is, in the
@@ -219,15 +241,86 @@ impl Stager {
             },
         );
         // The copy that was current is not the shared cache's any more: let
-        // it go (processes that mapped it keep their pages; a process of a
-        // job whose pointer still names it finds it gone and maps the
+        // it go (processes that mapped its files keep their pages; a process
+        // of a job whose pointer still names it finds it gone and maps the
         // shared cache).
         if let Some(old) = was.filter(|p| p.content != id) {
+            if self.name(cfg, euid, NodeFile::Tree(old.content)) {
+                tree::remove(&self.scratch, &mut self.list);
+            }
             if self.name(cfg, euid, NodeFile::Copy(old.content)) {
                 sys::unlink(&self.scratch);
             }
         }
         Ok(how)
+    }
+
+    /// Unpacks the node's broadcast copy of content `id` (`sbcast`'s
+    /// `.dat`), if there is a complete, trusted one, into the copy
+    /// ([`Stager::copy`]), freeing its pages as it goes and removing it
+    /// after.
+    fn unpack_broadcast(
+        &mut self,
+        cfg: &StageConfig<'_>,
+        euid: u32,
+        id: ContentId,
+    ) -> Result<Option<How>, Skip> {
+        if !self.name(cfg, euid, NodeFile::Copy(id)) {
+            return Err(Skip::PathTooLong);
+        }
+        let Some((fd, punch)) = open_broadcast(&self.scratch, euid, id) else {
+            return Ok(None);
+        };
+        let started = sys::now_ms();
+        let built = self.build_copy(cfg, euid, fd, id, punch);
+        sys::close(fd);
+        let bytes = built?;
+        if self.name(cfg, euid, NodeFile::Copy(id)) {
+            sys::unlink(&self.scratch);
+        }
+        Ok(Some(How::Unpacked(
+            bytes,
+            sys::now_ms().saturating_sub(started),
+        )))
+    }
+
+    /// Writes the copy of content `id` from the cache open on `src` into
+    /// `<copy>.part` and renames it onto [`Stager::copy`]; a copy that
+    /// fails half way is removed. Returns the bytes written.
+    fn build_copy(
+        &mut self,
+        cfg: &StageConfig<'_>,
+        euid: u32,
+        src: i32,
+        id: ContentId,
+        punch: bool,
+    ) -> Result<u64, Skip> {
+        if !node_path(&mut self.target, cfg.dir, euid, NodeFile::TreePart(id)) {
+            return Err(Skip::PathTooLong);
+        }
+        let r = tree::build(
+            &self.target,
+            &mut self.scratch,
+            src,
+            id.file_len,
+            punch,
+            euid,
+        )
+        .and_then(
+            |built| match sys::errno_of(sys::rename(&self.target, &self.copy)) {
+                None => Ok(built.bytes),
+                Some(e) => Err(Skip::Copy(e)),
+            },
+        );
+        if r.is_err() {
+            tree::remove(&self.target, &mut self.list);
+        }
+        r
+    }
+
+    /// Whether [`Stager::copy`] is a complete, trusted copy of content `id`.
+    fn copy_is_complete(&mut self, euid: u32, id: ContentId) -> bool {
+        copy_is_complete(&self.copy, &mut self.scratch, euid, id)
     }
 
     /// `scratch` = `<dir>/<name of file>`; false if it does not fit.
@@ -237,7 +330,7 @@ impl Stager {
 
     /// `copy` = the path of the copy of `id`.
     fn name_copy(&mut self, cfg: &StageConfig<'_>, euid: u32, id: ContentId) -> Result<(), Skip> {
-        if node_path(&mut self.copy, cfg.dir, euid, NodeFile::Copy(id)) {
+        if node_path(&mut self.copy, cfg.dir, euid, NodeFile::Tree(id)) {
             Ok(())
         } else {
             Err(Skip::PathTooLong)
@@ -320,44 +413,6 @@ impl Stager {
             pause = (pause * 2).min(16);
         }
     }
-
-    /// Writes the copy of the shared cache open on `shared` (content `id`)
-    /// to `copy`, through its `.part`; returns the bytes copied.
-    fn write_copy(
-        &mut self,
-        cfg: &StageConfig<'_>,
-        euid: u32,
-        shared: i32,
-        id: ContentId,
-    ) -> Result<u64, Skip> {
-        if !self.name(cfg, euid, NodeFile::CopyPart(id)) {
-            return Err(Skip::PathTooLong);
-        }
-        let flags = nr::O_WRONLY | nr::O_CREAT | nr::O_TRUNC | nr::O_NOFOLLOW;
-        let (fd, st) = open_regular_mode(&self.scratch, flags, 0o600)
-            .map_err(|_| Skip::Copy(errno::EACCES))?;
-        if st.uid != euid {
-            // Someone else's file under our name: leave it alone.
-            sys::close(fd);
-            return Err(Skip::Copy(errno::EPERM));
-        }
-        let r = copy_all(fd, shared, id.file_len);
-        let r = match r {
-            Ok(()) if sys::fchmod(fd, 0o444) == 0 => {
-                match sys::errno_of(sys::rename(&self.scratch, &self.copy)) {
-                    None => Ok(id.file_len),
-                    Some(e) => Err(Skip::Copy(e)),
-                }
-            }
-            Ok(()) => Err(Skip::Copy(errno::EPERM)),
-            Err(e) => Err(e),
-        };
-        sys::close(fd);
-        if r.is_err() {
-            sys::unlink(&self.scratch);
-        }
-        r
-    }
 }
 
 /// Opens the shared cache and reads its content id; the file's length must
@@ -378,14 +433,63 @@ fn open_shared(path: &FixedPath, euid: u32) -> Result<(i32, ContentId), Skip> {
     }
 }
 
-/// Whether `path` is a complete, trusted copy of content `id`.
-fn copy_is_complete(path: &FixedPath, euid: u32, id: ContentId) -> bool {
-    let Ok((fd, st)) = open_regular_mode(path, nr::O_RDONLY | nr::O_NOFOLLOW, 0) else {
+/// Whether `copy` is a complete, trusted copy of content `id`: a directory
+/// (never a link) of this user's (or root's) that nobody else may write,
+/// whose metadata `<copy>/cache` is trusted too and holds that content's
+/// header and exactly its metadata. `scratch` is room for a path.
+pub fn copy_is_complete(
+    copy: &FixedPath,
+    scratch: &mut FixedPath,
+    euid: u32,
+    id: ContentId,
+) -> bool {
+    let flags = nr::O_RDONLY | nr::O_DIRECTORY | nr::O_NOFOLLOW | nr::O_CLOEXEC;
+    // SAFETY: a FixedPath is NUL-terminated.
+    let dir = unsafe { sys::open(copy.as_ptr(), flags, 0) };
+    if sys::errno_of(dir).is_some() {
+        return false;
+    }
+    let dir_ok = sys::status(dir as i32, false).is_some_and(|st| trusted(st.uid, st.mode, euid));
+    sys::close(dir as i32);
+    if !(dir_ok
+        && scratch.set(copy.as_bytes())
+        && scratch.push(b"/")
+        && scratch.push(TREE_CACHE.as_bytes()))
+    {
+        return false;
+    }
+    let Ok((fd, st)) = open_regular_mode(scratch, nr::O_RDONLY | nr::O_NOFOLLOW, 0) else {
         return false;
     };
-    let found = header_id(fd);
+    let mut h = [0u8; HEADER_LEN];
+    // SAFETY: `h` is writable for its length.
+    let n = unsafe { sys::pread(fd, h.as_mut_ptr(), HEADER_LEN, 0) };
     sys::close(fd);
-    trusted(st.uid, st.mode, euid) && st.size == id.file_len && found == Some(id)
+    n == HEADER_LEN as i64
+        && trusted(st.uid, st.mode, euid)
+        && ContentId::of_header(&h) == Some(id)
+        && Cache::meta_len(&h) == Some(st.size)
+}
+
+/// Opens the node's broadcast copy at `path` if it is a complete, trusted
+/// copy of content `id`: read-write when it can (to free its pages as they
+/// are unpacked), else read-only. Returns the descriptor and whether it is
+/// writable.
+fn open_broadcast(path: &FixedPath, euid: u32, id: ContentId) -> Option<(i32, bool)> {
+    let (opened, writable) = match open_regular_mode(path, nr::O_RDWR | nr::O_NOFOLLOW, 0) {
+        Ok(opened) => (opened, true),
+        Err(_) => (
+            open_regular_mode(path, nr::O_RDONLY | nr::O_NOFOLLOW, 0).ok()?,
+            false,
+        ),
+    };
+    let (fd, st) = opened;
+    if trusted(st.uid, st.mode, euid) && st.size == id.file_len && header_id(fd) == Some(id) {
+        Some((fd, writable))
+    } else {
+        sys::close(fd);
+        None
+    }
 }
 
 /// The content id in the header of the cache open on `fd`.
@@ -398,27 +502,4 @@ fn header_id(fd: i32) -> Option<ContentId> {
     } else {
         None
     }
-}
-
-/// Copies `len` bytes from `input` to `out` (both at offset 0), after
-/// reserving the room for them.
-fn copy_all(out: i32, input: i32, len: u64) -> Result<(), Skip> {
-    match sys::errno_of(sys::reserve(out, len)) {
-        Some(errno::ENOSPC) | Some(errno::EDQUOT) => return Err(Skip::NoSpace),
-        // A file system without fallocate: find out while copying.
-        _ => {}
-    }
-    let mut offset = 0u64;
-    while offset < len {
-        let count = (len - offset).min(1 << 30);
-        let r = sys::sendfile(out, input, &mut offset, count);
-        match sys::errno_of(r) {
-            None if r > 0 => {}
-            None => return Err(Skip::Copy(errno::EIO)),
-            Some(errno::EINTR) => {}
-            Some(errno::ENOSPC) | Some(errno::EDQUOT) => return Err(Skip::NoSpace),
-            Some(e) => return Err(Skip::Copy(e)),
-        }
-    }
-    Ok(())
 }

@@ -391,6 +391,100 @@ pub fn unlink(path: &FixedPath) -> i64 {
     unsafe { syscall3(nr::__NR_unlinkat, AT_FDCWD as u64, path.as_ptr() as u64, 0) }
 }
 
+/// `mkdirat(AT_FDCWD, path, mode)`.
+pub fn mkdir(path: &FixedPath, mode: u32) -> i64 {
+    // SAFETY: a FixedPath is always NUL-terminated.
+    unsafe {
+        syscall3(
+            nr::__NR_mkdirat,
+            AT_FDCWD as u64,
+            path.as_ptr() as u64,
+            u64::from(mode),
+        )
+    }
+}
+
+/// `getdents64(fd, buf)`: the directory's next entries into `buf`; the
+/// bytes filled (0 at the end) or -errno.
+pub fn getdents(fd: i32, buf: &mut [u8]) -> i64 {
+    // SAFETY: `buf` is writable for its length.
+    unsafe {
+        syscall3(
+            nr::__NR_getdents64,
+            fd as u64,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+        )
+    }
+}
+
+/// `unlinkat(dir, name, flags)` of the NUL-terminated `name` in the
+/// directory open on `dir` (`AT_REMOVEDIR` for a directory).
+///
+/// # Safety
+/// `name` must point at a NUL-terminated string.
+pub unsafe fn unlink_in(dir: i32, name: *const u8, flags: u32) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { syscall3(nr::__NR_unlinkat, dir as u64, name as u64, u64::from(flags)) }
+}
+
+/// `renameat2(dir, from, dir, to, 0)` of NUL-terminated names in the
+/// directory open on `dir`.
+///
+/// # Safety
+/// `from` and `to` must point at NUL-terminated strings.
+pub unsafe fn rename_in(dir: i32, from: *const u8, to: *const u8) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        syscall6(
+            nr::__NR_renameat2 as u64,
+            [dir as u64, from as u64, dir as u64, to as u64, 0, 0],
+        )
+    }
+}
+
+/// `openat(dir, name, flags)` of the NUL-terminated `name` in the directory
+/// open on `dir`.
+///
+/// # Safety
+/// `name` must point at a NUL-terminated string.
+pub unsafe fn open_in(dir: i32, name: *const u8, flags: u32) -> i64 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        syscall6(
+            nr::__NR_openat as u64,
+            [dir as u64, name as u64, u64::from(flags), 0, 0, 0],
+        )
+    }
+}
+
+/// `fallocate(fd, PUNCH_HOLE | KEEP_SIZE, offset, len)`: frees the file's
+/// blocks (on tmpfs, its memory) in that range; the size stays.
+pub fn punch_hole(fd: i32, offset: u64, len: u64) -> i64 {
+    let mode = nr::FALLOC_FL_PUNCH_HOLE | nr::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate takes no pointer.
+    unsafe {
+        syscall6(
+            nr::__NR_fallocate as u64,
+            [fd as u64, u64::from(mode), offset, len, 0, 0],
+        )
+    }
+}
+
+/// The bytes free to an unprivileged user on the file system holding the
+/// file open on `fd` (`fstatfs`), if they can be known.
+pub fn free_bytes(fd: i32) -> Option<u64> {
+    let mut st = MaybeUninit::<nr::statfs>::uninit();
+    // SAFETY: the kernel writes one struct statfs into `st`.
+    let r = unsafe { syscall3(nr::__NR_fstatfs, fd as u64, st.as_mut_ptr() as u64, 0) };
+    if errno_of(r).is_some() {
+        return None;
+    }
+    // SAFETY: a successful fstatfs filled the struct.
+    let st = unsafe { st.assume_init_ref() };
+    Some((st.f_bavail as u64).saturating_mul(st.f_bsize as u64))
+}
+
 /// Milliseconds on the monotonic clock (0 if it cannot be read).
 pub fn now_ms() -> u64 {
     let mut ts = [0i64; 2];
