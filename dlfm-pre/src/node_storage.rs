@@ -86,6 +86,12 @@ pub fn stage(cache: &Path) -> Result<Staged> {
             bail!("DLFM_STAGE_DIR must be an absolute path (the ranks would not stage either)")
         }
     };
+    if !dir.is_dir() {
+        return Ok(skipped(&format!(
+            "the stage directory {} does not exist: every rank will map the shared cache (create it, or unset DLFM_STAGE_DIR for /dev/shm)",
+            dir.display()
+        )));
+    }
     let Some(job_id) = std::env::var("SLURM_JOB_ID").ok().filter(|v| !v.is_empty()) else {
         return Ok(skipped(
             "not inside a Slurm allocation (SLURM_JOB_ID unset): the first process on each node stages the cache itself",

@@ -221,3 +221,67 @@ print(own, "dlcache" in maps, "/lib-dynload/_json." in maps, helper.VALUE)
     assert_eq!(run(Some("read-cache")), expected, "replay");
     assert_eq!(s.staged_copies().len(), 1);
 }
+
+/// A RUNPATH with an empty entry (`$ORIGIN:`, as CUDA's libraries carry)
+/// makes ld.so look up libraries relative to the working directory: those
+/// lookups are recorded with the directory they were relative to, served
+/// when the replay runs there (no relative lookup reaches the file system),
+/// and passed to the kernel in another directory.
+#[test]
+fn lookups_relative_to_the_working_directory_are_served_there_only() {
+    let s = Scenario::new(Spec::small());
+    let src = "int here(void) { return 42; }\n";
+    let lib = s.shared_lib("here", src);
+    // The library lies in the run directory (the working directory) and in
+    // another one; the program finds it through the empty RUNPATH entry.
+    std::fs::copy(&lib, s.run_dir.join("libhere.so")).unwrap();
+    let elsewhere = s.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(&lib, elsewhere.join("libhere.so")).unwrap();
+    let origin_only = s.root.join("empty");
+    std::fs::create_dir_all(&origin_only).unwrap();
+    let prog = s.build_c(
+        "relative",
+        "#include <dlfcn.h>\n#include <stdio.h>\n\
+         int main(void) { void *h = dlopen(\"libhere.so\", RTLD_NOW);\n\
+         int (*f)(void) = h ? (int (*)(void))dlsym(h, \"here\") : 0;\n\
+         printf(\"%d\\n\", f ? f() : -1); return 0; }\n",
+        &[&format!(
+            "-Wl,--enable-new-dtags,-rpath,{}:",
+            origin_only.display()
+        )],
+    );
+    let run = |op: Option<&str>, dir: &Path, log: &str| {
+        let mut c = s.cmd_for(&prog, op);
+        c.current_dir(dir);
+        let (out, calls) = s.traced_output(&c, log, &format!("{op:?} in {}", dir.display()));
+        assert_eq!(out, "42\n");
+        calls
+    };
+    let relative = |calls: &[dlfm_tests::strace::Call]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.name == "openat" && c.path.as_deref() == Some("libhere.so"))
+            .map(|c| c.raw.clone())
+            .collect()
+    };
+    let base = run(None, &s.run_dir, "base.strace");
+    assert!(
+        !relative(&base).is_empty(),
+        "ld.so looks in the working directory"
+    );
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    run(Some("write-cache"), &s.run_dir, "pilot.strace");
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
+    let here = run(Some("read-cache"), &s.run_dir, "here.strace");
+    assert!(relative(&here).is_empty(), "{:#?}", relative(&here));
+    // Elsewhere the same relative name is another file: to the kernel.
+    let mut c = s.cmd_for(&prog, Some("read-cache"));
+    c.current_dir(&elsewhere).env("DLFM_CACHE", s.cache());
+    let (out, calls) = s.traced_output(&c, "elsewhere.strace", "replay elsewhere");
+    assert_eq!(out, "42\n");
+    assert!(
+        !relative(&calls).is_empty(),
+        "passed to the kernel elsewhere"
+    );
+}

@@ -222,6 +222,25 @@ fn without_staging_or_without_room_replay_uses_the_shared_cache() {
         skipped(&s, "301", &[(var, OsStr::new(value))], reason);
     }
     assert!(stage_names(&s).is_empty(), "{:?}", stage_names(&s));
+    // A stage directory that does not exist: said per process and by
+    // dlfm.pre, not silently off.
+    let missing = s.root.join("no-such-dir");
+    skipped(
+        &s,
+        "301",
+        &[("DLFM_STAGE_DIR", missing.as_os_str())],
+        "the stage directory (DLFM_STAGE_DIR) does not exist",
+    );
+    let out = s.pre(&["stage"], &[("DLFM_STAGE_DIR", missing.to_str().unwrap())]);
+    assert_ok(&out, "dlfm.pre stage");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "the stage directory {} does not exist",
+            missing.display()
+        )),
+        "{said}"
+    );
 
     // A stage directory too small for the cache: no copy, no half-written
     // file, the program served from the shared cache.

@@ -2,8 +2,9 @@
 //! records in the pilot and answers in replay. Record and replay share these
 //! filters so that whatever is recorded is exactly what can be replayed.
 //!
-//! Only absolute paths are lookups (a relative name depends on the working
-//! directory of the moment), and only read-only opens, plain `stat`
+//! A path is a lookup when absolute; a relative one only as the ld.so
+//! wrapper joins it to the working directory of the moment
+//! (`wrapper-objs/ldso/src/lookup.rs`). Only read-only opens, plain `stat`
 //! (`newfstatat(AT_FDCWD, path, buf, 0)`) and `access(path, R_OK)`. The
 //! wrapper reads the path out of the caller's memory; these functions judge
 //! the call's other arguments and the path's bytes.

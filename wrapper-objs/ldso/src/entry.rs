@@ -54,7 +54,7 @@ pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const
         Mode::Record => {
             // SAFETY: ld.so's own call, unchanged.
             let r = unsafe { sys::syscall6(nr, a) };
-            let outcome = if st.record.after(nr, &a, r) {
+            let outcome = if st.record.after(nr, &a, r, &mut st.relative) {
                 Handling::Recorded
             } else {
                 Handling::Passed
@@ -63,13 +63,18 @@ pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const
             r
         }
         Mode::Replay => {
-            let (outcome, r) = match st.replay.answer(nr, &a) {
+            let (outcome, r) = match st.replay.answer(nr, &a, &mut st.relative) {
                 Answer::Served(r) => (Handling::Served, r),
                 Answer::Missed => {
                     // SAFETY: ld.so's own call, unchanged.
                     let r = unsafe { sys::syscall6(nr, a) };
-                    st.misses
-                        .note(&mut st.record, &st.ids, st.stack, (nr, &a, r));
+                    st.misses.note(
+                        &mut st.record,
+                        &st.ids,
+                        st.stack,
+                        (nr, &a, r),
+                        &mut st.relative,
+                    );
                     (Handling::Missed, r)
                 }
                 // SAFETY: ld.so's own call, unchanged.

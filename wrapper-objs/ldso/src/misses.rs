@@ -63,6 +63,7 @@ impl Misses {
         ids: &Ids,
         stack: Option<InitialStack>,
         call: (u64, &[u64; 6], i64),
+        rel: &mut FixedPath,
     ) {
         if !self.armed || self.noted >= env::MAX_NOTED_MISSES {
             return;
@@ -78,6 +79,6 @@ impl Misses {
             }
         }
         let (nr, a, result) = call;
-        record.after(nr, a, result);
+        record.after(nr, a, result, rel);
     }
 }

@@ -91,7 +91,7 @@ impl Preload {
     ) -> Preloaded {
         match (self.stage, nr as u32) {
             (Stage::Armed, sys::ACCESS)
-                if is_preload_file(lookup::access_key(a).map(|(path, _)| path)) =>
+                if is_preload_file(lookup::access_key(a, None).map(|(path, _)| path)) =>
             {
                 if real_file_exists() {
                     self.stage = Stage::RealFileExists;
@@ -100,7 +100,7 @@ impl Preload {
                 self.stage = Stage::Answered;
                 Preloaded::Served(0)
             }
-            (Stage::Answered, nr::__NR_openat) if is_preload_file(lookup::open_key(a)) => {
+            (Stage::Answered, nr::__NR_openat) if is_preload_file(lookup::open_key(a, None)) => {
                 self.stage = Stage::Open;
                 Preloaded::Served(i64::from(PRELOAD_FD))
             }

@@ -98,16 +98,17 @@ impl Recorder {
 
     /// Journals call `nr` with arguments `a` that returned `result`; returns
     /// whether it was a lookup worth a record.
-    pub fn after(&mut self, nr: u64, a: &[u64; 6], result: i64) -> bool {
+    /// A relative path's key is joined to the working directory in `rel`.
+    pub fn after(&mut self, nr: u64, a: &[u64; 6], result: i64, rel: &mut FixedPath) -> bool {
         match nr as u32 {
-            nr::__NR_openat => match lookup::open_key(a) {
+            nr::__NR_openat => match lookup::open_key(a, Some(rel)) {
                 Some(path) => {
                     self.opened(path, a[2] as u32, result);
                     true
                 }
                 None => false,
             },
-            nr::__NR_newfstatat => match lookup::stat_key(a) {
+            nr::__NR_newfstatat => match lookup::stat_key(a, Some(rel)) {
                 Some(path) => {
                     let mut stored = [0u8; STAT_SIZE];
                     if result == 0 {
@@ -128,7 +129,7 @@ impl Recorder {
                 }
                 None => false,
             },
-            sys::ACCESS => match lookup::access_key(a) {
+            sys::ACCESS => match lookup::access_key(a, Some(rel)) {
                 Some((path, mode)) => {
                     self.append(&Record::Access {
                         mode,

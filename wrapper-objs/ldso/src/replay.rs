@@ -159,13 +159,14 @@ impl Replayer {
         }
     }
 
-    /// Decides how to handle system call `nr` with arguments `a`.
-    pub fn answer(&mut self, nr: u64, a: &[u64; 6]) -> Answer {
+    /// Decides how to handle system call `nr` with arguments `a`; a
+    /// relative path's key is joined to the working directory in `rel`.
+    pub fn answer(&mut self, nr: u64, a: &[u64; 6], rel: &mut FixedPath) -> Answer {
         let Some(cache) = self.cache.as_ref() else {
             return Answer::Pass;
         };
         match nr as u32 {
-            nr::__NR_openat => match lookup::open_key(a) {
+            nr::__NR_openat => match lookup::open_key(a, Some(&mut *rel)) {
                 Some(path) => match cache.lookup(path).map(|e| e.open) {
                     Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
                     Some(Outcome::Ok(file)) => match cache.file(file) {
@@ -206,7 +207,7 @@ impl Replayer {
                         }
                         None => Answer::Pass,
                     }
-                } else if let Some(path) = lookup::stat_key(a) {
+                } else if let Some(path) = lookup::stat_key(a, Some(&mut *rel)) {
                     match cache.lookup(path).map(|e| e.stat) {
                         Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
                         Some(Outcome::Ok(index)) => match cache.stat(index) {
@@ -219,7 +220,7 @@ impl Replayer {
                     Answer::Pass
                 }
             }
-            sys::ACCESS => match lookup::access_key(a) {
+            sys::ACCESS => match lookup::access_key(a, Some(rel)) {
                 Some((path, _)) => match cache.lookup(path).map(|e| e.access) {
                     Some(Outcome::Err(errno)) => Answer::Served(-i64::from(errno)),
                     Some(Outcome::Ok(_)) => Answer::Served(0),

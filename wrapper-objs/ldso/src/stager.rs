@@ -73,6 +73,8 @@ pub enum Skip {
     PathTooLong,
     /// The lock file could not be opened, or is someone else's.
     Lock,
+    /// The stage directory does not exist (or is not a directory).
+    NoDir,
     /// Another process held the lock for the whole wait.
     WaitRanOut,
     /// The shared cache could not be opened or has no valid header.
@@ -95,6 +97,7 @@ impl Skip {
             Skip::Config(NoStaging::DirNotAbsolute) => b"DLFM_STAGE_DIR is not an absolute path",
             Skip::PathTooLong => b"a path is too long",
             Skip::Lock => b"cannot use the node's lock file (no permission, or another user's)",
+            Skip::NoDir => b"the stage directory (DLFM_STAGE_DIR) does not exist",
             Skip::WaitRanOut => b"another process was still staging when DLFM_STAGE_WAIT ran out",
             Skip::Shared => b"cannot read the shared cache's header",
             Skip::Untrusted => b"the shared cache is not trusted",
@@ -387,7 +390,25 @@ impl Stager {
             return Err(Skip::PathTooLong);
         }
         let flags = nr::O_RDWR | nr::O_CREAT | nr::O_NOFOLLOW;
-        let (fd, st) = open_regular_mode(&self.scratch, flags, 0o600).map_err(|_| Skip::Lock)?;
+        let target = &mut self.target;
+        let (fd, st) = open_regular_mode(&self.scratch, flags, 0o600).map_err(|_| {
+            // The usual reason: the stage directory does not exist (say so:
+            // staging would otherwise be off without a word).
+            if !target.set(cfg.dir) {
+                return Skip::PathTooLong;
+            }
+            let dir = nr::O_RDONLY | nr::O_DIRECTORY | nr::O_CLOEXEC;
+            // SAFETY: a FixedPath is NUL-terminated.
+            let fd = unsafe { sys::open(target.as_ptr(), dir, 0) };
+            match sys::errno_of(fd) {
+                Some(errno::ENOENT) | Some(errno::ENOTDIR) => Skip::NoDir,
+                Some(_) => Skip::Lock,
+                None => {
+                    sys::close(fd as i32);
+                    Skip::Lock
+                }
+            }
+        })?;
         if st.uid != euid {
             sys::close(fd);
             return Err(Skip::Lock);

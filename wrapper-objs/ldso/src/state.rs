@@ -68,6 +68,9 @@ pub struct State {
     pub counts: Counts,
     /// Scratch buffer for trace lines.
     pub line: Line,
+    /// A relative lookup's path joined to the working directory (see
+    /// `lookup`).
+    pub relative: FixedPath,
 }
 
 struct Global(UnsafeCell<State>);
@@ -97,6 +100,7 @@ static GLOBAL: Global = Global(UnsafeCell::new(State {
         passed: 0,
     },
     line: Line::EMPTY,
+    relative: FixedPath::EMPTY,
 }));
 
 /// The wrapper's state.
