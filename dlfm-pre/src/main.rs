@@ -45,7 +45,7 @@ mod node_storage;
 mod prepare;
 mod trace_files;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Prepare a dlfm pilot run, or pack its recording into the cache file.
 #[derive(Parser)]
@@ -94,8 +94,11 @@ struct Cli {
     /// Print one JSON object (the summary) instead of the human lines.
     #[arg(long, global = true)]
     json: bool,
+    /// Write the man pages into DIR and exit.
+    #[arg(long = dlfm_cli::man::OPTION, value_name = "DIR", hide = true)]
+    man: Option<PathBuf>,
     #[command(subcommand)]
-    op: Op,
+    op: Option<Op>,
 }
 
 #[derive(Subcommand)]
@@ -133,12 +136,20 @@ enum Op {
         /// over --include and the defaults). Repeatable.
         #[arg(long, value_name = "GLOB")]
         exclude: Vec<String>,
+        /// Do not broadcast the cache to the nodes (`stage` does it later).
+        #[arg(long)]
+        no_stage: bool,
     },
     /// Before each large run: check that every stored file's bytes are
     /// intact and that no file changed on disk since the pilot (replay
     /// trusts the cache and does not look at the disk). Exit 2 naming the
     /// files if not.
-    Check,
+    Check {
+        /// Compare with the disk only, without reading the stored bytes
+        /// back (O(files) metadata requests, no data read).
+        #[arg(long)]
+        quick: bool,
+    },
     /// After a large run: what its caches missed (lookups the pilot never
     /// saw), from the miss journals one process per node writes in
     /// <cache>.misses/ and the DLCACHE_DBG trace summaries; the next
@@ -163,30 +174,37 @@ enum Op {
 }
 
 /// Which interposer the pilot preloads: none with `--no-fm`, the one given,
-/// or libdlfm_fm.so beside this executable.
+/// or libdlfm_fm.so beside this executable or in `../lib`.
 fn fm_choice(no_fm: bool, fm: Option<PathBuf>) -> Option<PathBuf> {
     if no_fm {
         return None;
     }
-    fm.or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("libdlfm_fm.so")))
-    })
+    Some(fm.unwrap_or_else(|| dlfm_cli::install::library(dlfm_cli::install::INTERPOSER)))
 }
 
 fn main() -> ExitCode {
-    // SAFETY: restoring SIGPIPE's default action (Rust ignores it) touches no
-    // memory; output piped into `head` then ends the tool quietly.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    dlfm_cli::reset_sigpipe();
     let cli = Cli::parse();
+    if let Some(dir) = &cli.man {
+        return match dlfm_cli::man::write(Cli::command(), dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dlfm.pre: error: cannot write the man pages: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let Some(op) = cli.op else {
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
     let cache = cli
         .cache
         .or_else(|| std::env::var_os(dlfm_runtime::env::CACHE).map(PathBuf::from))
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from(dlfm_cache::names::DEFAULT_CACHE));
     JSON.store(cli.json, Ordering::Relaxed);
-    let result = run(cli.op, &cache);
+    let result = run(op, &cache);
     match result {
         Ok(summary) => {
             if cli.json {
@@ -196,7 +214,11 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             if cli.json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                let problems = e.downcast_ref::<prepare::Stale>().map(|s| &s.problems);
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": format!("{e:#}"), "problems": problems })
+                );
             }
             eprintln!("dlfm.pre: error: {e:#}");
             ExitCode::from(2)
@@ -214,16 +236,25 @@ fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
             width,
             include,
             exclude,
+            no_stage,
         } => {
             let summary = prepare::read_cache(
                 cache,
                 width,
                 &dlfm_pack::scope::Scope::new(&include, &exclude),
+                !no_stage,
             )?;
             prepare::say_read(&summary);
             serde_json::to_value(summary)?
         }
-        Op::Check => serde_json::to_value(prepare::check(cache)?)?,
+        Op::Check { quick } => {
+            let sums = if quick {
+                dlfm_pack::Sums::Skip
+            } else {
+                dlfm_pack::Sums::Verify
+            };
+            serde_json::to_value(prepare::check(cache, sums)?)?
+        }
         Op::Report => {
             let r = misses::report(cache)?;
             say!("dlfm.pre report: {}", cache.display());
@@ -242,7 +273,7 @@ fn run(op: Op, cache: &std::path::Path) -> anyhow::Result<serde_json::Value> {
                 "dlfm.pre clean ({}): removed {} node-local file(s) ({}) from {}",
                 cleaned.scope,
                 cleaned.removed,
-                prepare::human(cleaned.bytes),
+                dlfm_cli::human(cleaned.bytes),
                 cleaned.dir
             );
             if cleaned.kept > 0 {

@@ -35,6 +35,14 @@ pub enum Staged {
         /// How many nodes (`SLURM_JOB_NUM_NODES`), if Slurm said.
         nodes: Option<u32>,
     },
+    /// This job broadcast this cache before (its pointer on this node, a
+    /// node of the allocation, names it): nothing was sent again.
+    Present {
+        /// The node-local copy's path on every node.
+        copy: String,
+        /// The job the pointer names.
+        job: String,
+    },
     /// Nothing was broadcast; the ranks stage the cache themselves.
     Skipped {
         /// Why.
@@ -122,6 +130,12 @@ pub fn stage(cache: &Path) -> Result<Staged> {
     ));
     let mut bytes = [0u8; Pointer::LEN];
     Pointer { job, content: id }.write(&mut bytes);
+    if fs::read(&pointer_path).is_ok_and(|b| b == bytes) {
+        return Ok(Staged::Present {
+            copy: copy.display().to_string(),
+            job: job_id,
+        });
+    }
     let tmp = tempfile::NamedTempFile::new().context("cannot write the pointer file")?;
     fs::write(tmp.path(), bytes)?;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))?;

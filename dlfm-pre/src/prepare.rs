@@ -7,6 +7,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use dlfm_cli::human;
 
 use serde::Serialize;
 
@@ -113,6 +114,8 @@ pub struct CheckSummary {
     pub bytes: u64,
     /// Directory listings checked.
     pub listings: usize,
+    /// Files only looked up (their status is served) checked.
+    pub looked_up: usize,
 }
 
 /// The journal that goes with `cache`.
@@ -210,11 +213,13 @@ pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<WriteSummary> {
 }
 
 /// Packs the journal into the cache, read-only and striped for `width`;
-/// folds the last wide run's misses in first, then stages the cache.
+/// folds the last wide run's misses in first, then stages the cache unless
+/// `stage` is false.
 pub fn read_cache(
     cache: &Path,
     width: u32,
     scope: &dlfm_pack::scope::Scope,
+    stage: bool,
 ) -> Result<ReadSummary> {
     let journal = journal_of(cache);
     must_be_file_or_absent(cache, "the cache")?;
@@ -227,7 +232,13 @@ pub fn read_cache(
     fs::set_permissions(cache, fs::Permissions::from_mode(0o444))
         .with_context(|| format!("cannot make {} read-only", cache.display()))?;
     let misses_dir = misses::prepare_dir(cache)?;
-    let staging = node_storage::stage(cache)?;
+    let staging = if stage {
+        node_storage::stage(cache)?
+    } else {
+        Staged::Skipped {
+            reason: "--no-stage".into(),
+        }
+    };
     let traces = debug_traces()?;
     let w = &report.written;
     Ok(ReadSummary {
@@ -412,48 +423,65 @@ pub fn say_staged(staged: &Staged) {
             "  staging      sbcast to {} node(s) of job {job}: {copy} (every step of this job uses it)",
             nodes.map_or("every".to_string(), |n| n.to_string())
         ),
+        Staged::Present { copy, job } => say!(
+            "  staging      already broadcast for job {job}: {copy}"
+        ),
         Staged::Skipped { reason } => say!("  staging      broadcast skipped: {reason}"),
     }
 }
 
-/// Checks the cache against its checksums and the disk; refuses (naming the
+/// A cache that no longer matches the disk (or is damaged): each problem,
+/// one line each. Its message tells the user what to do.
+#[derive(Debug)]
+pub struct Stale {
+    /// What changed or is damaged, one line each.
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.problems;
+        match p.len() {
+            0 | 1 => write!(f, "{}", p.first().map_or("", String::as_str))?,
+            n => write!(f, "{} (and {} more: {})", p[0], n - 1, p[1..].join("; "))?,
+        }
+        f.write_str(": run the pilot again, then dlfm.pre read-cache")
+    }
+}
+
+impl std::error::Error for Stale {}
+
+/// Checks the cache against the disk, and against its checksums unless
+/// `sums` is [`dlfm_pack::Sums::Skip`]; refuses (a [`Stale`] naming the
 /// files) if anything changed.
-pub fn check(cache: &Path) -> Result<CheckSummary> {
+pub fn check(cache: &Path, sums: dlfm_pack::Sums) -> Result<CheckSummary> {
     must_be_file_or_absent(cache, "the cache")?;
-    let report = dlfm_pack::check(cache)?;
+    let report = dlfm_pack::check(cache, sums)?;
     let mut problems: Vec<String> = report
         .damaged
         .iter()
         .map(|p| format!("{p} is damaged in the cache (checksum mismatch)"))
         .collect();
     problems.extend(report.changed.iter().cloned());
-    match problems.len() {
-        0 => {
-            say!(
-                "dlfm.pre check: {} is good: {} files ({}) intact and unchanged on disk, {} directory listings unchanged",
-                cache.display(),
-                report.files,
-                human(report.data_bytes),
-                report.listings
-            );
-            Ok(CheckSummary {
-                cache: cache.display().to_string(),
-                files: report.files,
-                bytes: report.data_bytes,
-                listings: report.listings,
-            })
-        }
-        1 => bail!(
-            "{}: run the pilot again, then dlfm.pre read-cache",
-            problems[0]
-        ),
-        n => bail!(
-            "{} (and {} more: {}): run the pilot again, then dlfm.pre read-cache",
-            problems[0],
-            n - 1,
-            problems[1..].join("; ")
-        ),
+    if !problems.is_empty() {
+        return Err(Stale { problems }.into());
     }
+    say!(
+        "dlfm.pre check: {} is good: {} files ({}) {}unchanged on disk, {} more files looked up unchanged, {} directory listings unchanged",
+        cache.display(),
+        report.files,
+        human(report.data_bytes),
+        if sums == dlfm_pack::Sums::Verify { "intact and " } else { "" },
+        report.looked_up,
+        report.listings
+    );
+    Ok(CheckSummary {
+        cache: cache.display().to_string(),
+        files: report.files,
+        bytes: report.data_bytes,
+        listings: report.listings,
+        looked_up: report.looked_up,
+    })
 }
 
 /// Creates the DLCACHE_DBG trace files if asked for: how many there are
@@ -473,22 +501,6 @@ fn say_traces(traces: &Option<(usize, Vec<String>)>) {
             dlfm_cache::names::TRACE_DIR,
             nodes.join(", ")
         );
-    }
-}
-
-/// A byte count for people.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use dlfm_elf::{PatchError, Patched};
 
 /// Write a patched copy of ld.so for dlfm.
@@ -33,7 +33,7 @@ Refusals print one line and exit with status 2; nothing is written then."
 )]
 struct Cli {
     /// A program linked with target/release/libdlfm_wrap.a (not with --embed).
-    #[arg(required_unless_present = "embed", conflicts_with = "embed")]
+    #[arg(required_unless_present_any = ["embed", "man"], conflicts_with = "embed")]
     linked_program: Option<PathBuf>,
     /// Embed the wrapper in the ld.so copy, so no program needs relinking.
     #[arg(long)]
@@ -54,20 +54,33 @@ struct Cli {
     /// system's].
     #[arg(long, value_name = "PATH")]
     ldso: Option<PathBuf>,
-    /// The wrapper archive to embed [default: libdlfm_wrap.a beside dlpatch].
+    /// The wrapper archive to embed [default: libdlfm_wrap.a beside dlpatch,
+    /// else in ../lib].
     #[arg(long, value_name = "PATH", requires = "embed")]
     wrapper: Option<PathBuf>,
     /// Print the sites without writing anything.
     #[arg(long)]
     dry_run: bool,
+    /// Write the man pages into DIR and exit.
+    #[arg(long = dlfm_cli::man::OPTION, value_name = "DIR", hide = true)]
+    man: Option<PathBuf>,
 }
 
 /// The system's ld.so.
 const SYSTEM_LDSO: &str = "/lib64/ld-linux-x86-64.so.2";
 
 fn main() -> ExitCode {
-    reset_sigpipe();
+    dlfm_cli::reset_sigpipe();
     let cli = Cli::parse();
+    if let Some(dir) = &cli.man {
+        return match dlfm_cli::man::write(Cli::command(), dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dlpatch: error: cannot write the man pages: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -250,19 +263,10 @@ fn left_alone(others: usize, unknown: &[u64]) {
     );
 }
 
-/// Restores the default SIGPIPE action (Rust ignores it), so that output
-/// piped into `head` ends the tool quietly instead of a panic.
-fn reset_sigpipe() {
-    // SAFETY: setting a signal's disposition to the default touches no memory.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-}
-
-/// libdlfm_wrap.a beside this executable (both live in target/release).
+/// libdlfm_wrap.a beside this executable (both live in target/release)
+/// or in `../lib` (installed).
 fn default_wrapper() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join("libdlfm_wrap.a")))
-        .unwrap_or_else(|| PathBuf::from("libdlfm_wrap.a"))
+    dlfm_cli::install::library(dlfm_cli::install::WRAPPER_ARCHIVE)
 }
 
 /// `p` made absolute, with its directory resolved (no `..` left in what

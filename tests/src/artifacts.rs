@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 /// Paths of the built tools.
 #[derive(Debug)]
 pub struct Artifacts {
+    /// `dlfm` (`dlfm run`).
+    pub dlfm: PathBuf,
     /// `dlpatch`.
     pub dlpatch: PathBuf,
     /// `dlfm-pre` (what `dlfm.pre` links to).
@@ -44,6 +46,8 @@ pub fn artifacts() -> &'static Artifacts {
             "build",
             "--quiet",
             "-p",
+            "dlfm",
+            "-p",
             "dlpatch",
             "-p",
             "dlfm-pre",
@@ -65,13 +69,14 @@ pub fn artifacts() -> &'static Artifacts {
         );
         let dir = target_dir().join(if release { "release" } else { "debug" });
         let a = Artifacts {
+            dlfm: dir.join("dlfm"),
             dlpatch: dir.join("dlpatch"),
             // `dlfm.pre` is a link to this binary (README); the tests run it directly.
             dlfm_pre: dir.join("dlfm-pre"),
             wrapper: dir.join("libdlfm_wrap.a"),
             interposer: dir.join("libdlfm_fm.so"),
         };
-        for p in [&a.dlpatch, &a.dlfm_pre, &a.wrapper, &a.interposer] {
+        for p in [&a.dlfm, &a.dlpatch, &a.dlfm_pre, &a.wrapper, &a.interposer] {
             assert!(p.exists(), "{} missing after the build", p.display());
         }
         a

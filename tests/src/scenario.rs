@@ -11,7 +11,7 @@ use crate::debian::{self, Glibc};
 use crate::strace::{self, Call};
 
 /// Variables a test run must not inherit from the machine it runs on.
-const ISOLATE: [&str; 18] = [
+pub const ISOLATE: [&str; 18] = [
     "DLFM_OP",
     "DLFM_CACHE",
     "DLCACHE_DBG",

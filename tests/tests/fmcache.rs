@@ -915,3 +915,45 @@ fn a_program_closing_our_descriptors_keeps_its_files_intact() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"mine\n");
 }
+
+/// A module edited after packing, whose bytecode python finds valid (so
+/// the pilot only looked the source up): `dlfm.pre check`, with or without
+/// `--quick`, names it. Replay answers the source's status from the cache,
+/// and python would run the old bytecode.
+#[test]
+fn check_names_a_module_edited_after_packing() {
+    let (s, copy) = Scenario::python();
+    let tree = generate_package_tree(&python(), &s.root.join("py"), 1, 1, 3, 5).unwrap();
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    let pilot = run_python(
+        &s,
+        &copy,
+        &tree.script,
+        Some("write-cache"),
+        &tree.expected_stdout,
+        "pilot.strace",
+    );
+    let module = tree.root.join("app00/part00/mod01.py");
+    let opened = pilot.iter().any(|c| {
+        c.name == "openat"
+            && c.path.as_deref() == module.to_str()
+            && c.result.is_some_and(|r| r >= 0)
+    });
+    assert!(!opened, "the pilot reads the bytecode, not the source");
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
+    assert_ok(
+        &s.pre(&["check", "--quick"], &[]),
+        "check --quick before the edit",
+    );
+    let text = std::fs::read_to_string(&module).unwrap();
+    std::fs::write(&module, format!("{text}# edited after packing\n")).unwrap();
+    for args in [&["check"][..], &["check", "--quick"]] {
+        let r = s.pre(args, &[]);
+        let err = String::from_utf8_lossy(&r.stderr).into_owned();
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(module.to_str().unwrap()) && err.contains("changed since the pilot"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -19,6 +19,7 @@ mod sites;
 pub use error::PatchError;
 pub use patch::{patch_ldso, patch_ldso_embedded, Patched, PatchedSite};
 pub use program::{
-    arch_of, check_program, origin_search_paths, program_interp, with_interp, ProgramInfo,
+    arch_of, check_program, identity, origin_search_paths, program_interp, with_interp, Identity,
+    ProgramInfo,
 };
 pub use sites::{Arch, Call, CALLS};

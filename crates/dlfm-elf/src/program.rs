@@ -53,6 +53,39 @@ pub fn check_program(bytes: &[u8]) -> Result<ProgramInfo, PatchError> {
     })
 }
 
+/// What `dlfm run` needs to know of a program or loader, read from its
+/// first bytes (`bytes` may be a prefix of the file: what lies past it is
+/// treated as absent).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Its machine.
+    pub arch: Arch,
+    /// Its PT_INTERP, if any.
+    pub interp: Option<String>,
+    /// Its GNU build-id as hex, if it has one.
+    pub build_id: Option<String>,
+    /// Whether it carries the dlfm wrapper (the note of docs/internals.md §2).
+    pub wrapper: bool,
+}
+
+/// The [`Identity`] of the ELF file whose first bytes are `bytes`.
+pub fn identity(bytes: &[u8]) -> Result<Identity, PatchError> {
+    let elf = Elf::parse(bytes, "the program")?;
+    if elf.kind != ET_EXEC && elf.kind != ET_DYN {
+        return Err(PatchError::NotElf {
+            what: "the program",
+            detail: "not an executable".into(),
+        });
+    }
+    let build_id = Some(elf.build_id()).filter(|b| b != "none");
+    Ok(Identity {
+        arch: elf.arch,
+        interp: elf.interp()?.map(|i| i.name),
+        build_id,
+        wrapper: note_entry(&elf).is_some(),
+    })
+}
+
 /// The architecture of the program in `bytes`.
 pub fn arch_of(bytes: &[u8]) -> Result<Arch, PatchError> {
     Ok(Elf::parse(bytes, "the program")?.arch)

@@ -20,6 +20,17 @@ impl Arch {
             Arch::Aarch64 => "aarch64",
         }
     }
+
+    /// The machine this code was built for, if dlpatch reads its loaders.
+    pub fn host() -> Option<Arch> {
+        if cfg!(target_arch = "x86_64") {
+            Some(Arch::X86_64)
+        } else if cfg!(target_arch = "aarch64") {
+            Some(Arch::Aarch64)
+        } else {
+            None
+        }
+    }
 }
 
 /// One system call that dlpatch routes to the wrapper.

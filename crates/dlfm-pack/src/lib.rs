@@ -18,6 +18,6 @@ pub mod scan;
 pub mod scope;
 pub mod writer;
 
-pub use check::{check, CheckReport};
+pub use check::{check, CheckReport, Sums};
 pub use error::PackError;
 pub use pack::{pack, PackReport};

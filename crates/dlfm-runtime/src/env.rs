@@ -12,6 +12,7 @@
 //! | `DLFM_STAGE`, `DLFM_STAGE_DIR`, `DLFM_STAGE_WAIT` ([`STAGE`], [`STAGE_DIR`], [`STAGE_WAIT`]) | `staging_policy::config_of` |
 //! | the local rank variables | [`local_rank`] |
 //! | the launchers' job variables | [`job_variable`] |
+//! | `DLFM_CACHE_DIR`, `DLFM_CONFIG` ([`CACHE_DIR`], [`CONFIG`]) | `dlfm run`'s store (`dlfm/src/store.rs`) |
 
 use dlfm_cache::names::DEFAULT_CACHE;
 
@@ -27,6 +28,10 @@ pub const STAGE: &str = "DLFM_STAGE";
 pub const STAGE_DIR: &str = "DLFM_STAGE_DIR";
 /// Seconds a process waits for its node's copy (default 60).
 pub const STAGE_WAIT: &str = "DLFM_STAGE_WAIT";
+/// `dlfm run`'s store directory (default `~/.cache/dlfm`).
+pub const CACHE_DIR: &str = "DLFM_CACHE_DIR";
+/// The site's configuration file for `dlfm run` (default `/etc/dlfm.conf`).
+pub const CONFIG: &str = "DLFM_CONFIG";
 
 /// The mode `DLFM_OP` asks for in this process, given its rank.
 #[inline]
