@@ -32,9 +32,10 @@ if [ "$mode" != demo ]; then
     # The tests: gdb for every architecture, the aarch64 cross toolchain and
     # qemu-user (the aarch64 wrapper), pip (numpy, scipy, pandas for the
     # FMCaching tests), Slurm and munge (a real cluster in network
-    # namespaces: iproute2 for ip, util-linux for nsenter and unshare).
+    # namespaces: iproute2 for ip, util-linux for nsenter and unshare), Lmod
+    # (dlfm's modulefile after `make install`).
     packages+=(gdb-multiarch binutils gcc-aarch64-linux-gnu qemu-user-static python3-pip
-        slurm-wlm munge util-linux iproute2)
+        slurm-wlm munge util-linux iproute2 lmod)
 fi
 missing=()
 for p in "${packages[@]}"; do

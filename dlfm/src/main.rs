@@ -49,7 +49,7 @@ Environment:
     DLFM_OP=off     run every command plain (as does --off)"
 )]
 struct Cli {
-    /// The store directory (default: see Environment below).
+    /// The store directory (default: DLFM_CACHE_DIR, see dlfm(1)).
     #[arg(long, global = true, value_name = "DIR")]
     store: Option<PathBuf>,
     /// Write the man pages into DIR and exit.

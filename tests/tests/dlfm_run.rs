@@ -671,3 +671,80 @@ fn ls_gc_and_rm_manage_the_store() {
     assert_ok(&gc, "dlfm gc --older-than 0s");
     assert!(w.entries().is_empty(), "{}", stdout(&gc));
 }
+
+/// `make install PREFIX=...` lays out the tools, libraries, man pages and
+/// the Lmod modulefile; with Debian's Lmod, `module load dlfm` puts `dlfm`
+/// on PATH, and the installed `dlfm run` records then replays (finding its
+/// libraries in PREFIX/lib).
+#[test]
+fn an_installed_dlfm_runs_after_module_load() {
+    let w = World::new();
+    let prefix = w.root.join("prefix");
+    let root = dlfm_tests::artifacts::workspace_root();
+    artifacts();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(root)
+        .arg("install")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("CARGO={}", cargo.to_string_lossy()))
+        .arg(format!(
+            "CARGO_TARGET_DIR={}",
+            dlfm_tests::artifacts::target_dir().display()
+        ))
+        .output()
+        .unwrap();
+    assert_ok(&out, "make install");
+    for f in [
+        "bin/dlfm",
+        "bin/dlpatch",
+        "bin/dlfm.pre",
+        "bin/dlfm-pfs",
+        "lib/libdlfm_wrap.a",
+        "lib/libdlfm_fm.so",
+    ] {
+        assert!(prefix.join(f).is_file(), "{f} installed");
+    }
+    let man = prefix.join("share/man/man1");
+    for page in [
+        "dlfm.1",
+        "dlfm-run.1",
+        "dlfm-ls.1",
+        "dlpatch.1",
+        "dlfm.pre.1",
+        "dlfm.pre-read-cache.1",
+        "dlfm-pfs.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap_or_default();
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text:.200}"
+        );
+    }
+    let run_page = std::fs::read_to_string(man.join("dlfm-run.1")).unwrap();
+    assert!(
+        run_page.contains("program\\-at"),
+        "dlfm-run(1) documents --program-at"
+    );
+
+    let script = format!(
+        "source /usr/share/lmod/lmod/init/bash && module use {} && module load dlfm && \
+         command -v dlfm && dlfm run python3 -c \"{EXITS_3}\"; echo status=$?",
+        prefix.join("share/modulefiles").display()
+    );
+    for round in ["recording", "replaying"] {
+        let out = w
+            .dlfm_at(Path::new("/bin/bash"), &["-c", &script])
+            .output()
+            .unwrap();
+        let said = stdout(&out);
+        assert!(
+            said.contains(&format!("{}\n", prefix.join("bin/dlfm").display())),
+            "module load puts the installed dlfm first: {said}\n{}",
+            stderr(&out)
+        );
+        assert!(said.contains("out\nstatus=3"), "{said}\n{}", stderr(&out));
+        assert!(stderr(&out).contains(round), "{}", stderr(&out));
+    }
+}

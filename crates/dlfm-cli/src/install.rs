@@ -6,7 +6,7 @@
 //! | `dlfm`, `dlpatch`, `dlfm.pre`, `dlfm-pfs` | `PREFIX/bin/` | beside each other (`dlfm.pre` is `dlfm-pre` there) |
 //! | `libdlfm_wrap.a`, `libdlfm_fm.so` | `PREFIX/lib/` | beside the tools |
 //! | man pages | `PREFIX/share/man/man1/` | `target/man/` after `make man` |
-//! | the Lmod modulefile | `PREFIX/share/modulefiles/dlfm/` | `jobscripts/modulefile.lua` |
+//! | the Lmod modulefile | `PREFIX/share/modulefiles/dlfm/` | `packaging/modulefile.lua.in` (filled in by `make install`) |
 //!
 //! A tool finds a library beside itself first, then in `../lib`.
 

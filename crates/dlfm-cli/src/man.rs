@@ -14,7 +14,10 @@ pub fn write(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
     let mut cmd = cmd;
     cmd.build();
     let name = cmd.get_name().to_string();
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let full = format!("{name}-{}", sub.get_name());
         let page = sub.clone().name(full.clone());
         render(page, &dir.join(format!("{full}.1")))?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Serve a directory through a simulated parallel file system's metadata
 /// server (FUSE), counting every request.
@@ -14,9 +14,11 @@ use clap::Parser;
 #[command(name = "dlfm-pfs", version)]
 struct Cli {
     /// The directory to serve.
-    backing: PathBuf,
+    #[arg(required_unless_present = "man")]
+    backing: Option<PathBuf>,
     /// Where to mount it (an empty directory).
-    mountpoint: PathBuf,
+    #[arg(required_unless_present = "man")]
+    mountpoint: Option<PathBuf>,
     /// Microseconds each metadata request takes.
     #[arg(long, default_value_t = 200)]
     latency_us: u64,
@@ -29,28 +31,37 @@ struct Cli {
     /// Also write the counts to this file at unmount.
     #[arg(long)]
     stats: Option<PathBuf>,
+    /// Write the man page into DIR and exit.
+    #[arg(long = dlfm_cli::man::OPTION, value_name = "DIR", hide = true)]
+    man: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.man {
+        return Ok(dlfm_cli::man::write(Cli::command(), dir)?);
+    }
+    let (Some(backing), Some(mountpoint)) = (cli.backing, cli.mountpoint) else {
+        anyhow::bail!("give the directory to serve and where to mount it");
+    };
     let model = dlfm_pfs::Model {
         metadata_latency: Duration::from_micros(cli.latency_us),
         read_latency: Duration::from_micros(cli.read_latency_us),
         threads: cli.threads,
         ..dlfm_pfs::Model::default()
     };
-    dlfm_pfs::clean_stale(&cli.mountpoint);
-    let mount = dlfm_pfs::Mount::new(&cli.backing, &cli.mountpoint, &model)?;
+    dlfm_pfs::clean_stale(&mountpoint);
+    let mount = dlfm_pfs::Mount::new(&backing, &mountpoint, &model)?;
     eprintln!(
         "dlfm-pfs: serving {} at {} ({} µs per metadata request, {} thread(s)); unmount with fusermount3 -u {}",
-        cli.backing.display(),
-        cli.mountpoint.display(),
+        backing.display(),
+        mountpoint.display(),
         cli.latency_us,
         cli.threads,
-        cli.mountpoint.display()
+        mountpoint.display()
     );
     // Wait until the mount goes away (unmounted from outside).
-    let target = std::fs::canonicalize(&cli.mountpoint)?;
+    let target = std::fs::canonicalize(&mountpoint)?;
     while std::fs::read_to_string("/proc/self/mounts")?
         .lines()
         .any(|l| l.split_whitespace().nth(1) == target.to_str())
