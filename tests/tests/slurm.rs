@@ -20,6 +20,15 @@ use dlfm_workload::{generate, Link, Spec};
 const NODES: usize = 4;
 const PER_NODE: usize = 4;
 
+/// One cluster at a time (its bridge, namespaces and directory have fixed
+/// names): each test holds this while its cluster lives.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`ONE_CLUSTER`], also after another test failed holding it.
+fn one_cluster() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Everything the test set up, in the order it must be undone (the cluster
 /// before the mount its nodes use).
 struct World {
@@ -211,6 +220,7 @@ fn count(lines: &[String], what: &str) -> usize {
 
 #[test]
 fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
+    let _one = one_cluster();
     let w = world();
     let cache = w.job.join("dlcache.dat");
 
@@ -361,4 +371,147 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
         );
         assert_eq!(w.shm(n).iter().filter(|f| f.ends_with(".d")).count(), 1);
     }
+}
+
+/// `sbatch --wrap "dlfm run srun -n 8 python3 app.py"`, twice, with a
+/// Python package tree on the simulated parallel file system: the first job
+/// records (rank 0) while every rank runs; the second checks once, sbcasts
+/// the cache once to the four nodes, and its ranks make no request on the
+/// tree (the simulated file system sees only the check's).
+#[test]
+fn dlfm_run_in_a_batch_job_records_then_replays_with_one_broadcast() {
+    let _one = one_cluster();
+    let art = artifacts();
+    let root = tempfile::Builder::new()
+        .prefix("dlfm-slurm-run-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let (pfs, backing, job) = (
+        root.path().join("pfs"),
+        root.path().join("backing"),
+        root.path().join("job"),
+    );
+    for d in [&pfs, &job] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let tree = dlfm_workload::generate_package_tree(
+        &dlfm_tests::scenario::python(),
+        &pfs.join("py"),
+        3,
+        3,
+        6,
+        3,
+    )
+    .unwrap();
+    let app = job.join("app.py");
+    std::fs::copy(&tree.script, &app).unwrap();
+    std::fs::rename(&pfs, &backing).unwrap();
+    std::fs::create_dir_all(&pfs).unwrap();
+    let mount = Mount::new(&backing, &pfs, &Model::default()).expect("mount dlfm-pfs");
+    let files = walk(&backing).len();
+    let cluster = Cluster::start(NODES);
+    let ranks = 2 * NODES;
+    let sbatch = |name: &str| {
+        let out_file = job.join(format!("{name}.out"));
+        let wrap = format!(
+            "{} run srun -n {ranks} python3 {}",
+            art.dlfm.display(),
+            app.display()
+        );
+        let mut c = cluster.cmd("sbatch");
+        c.args([
+            "-W",
+            "-N",
+            &NODES.to_string(),
+            "-n",
+            &ranks.to_string(),
+            "-o",
+        ])
+        .arg(&out_file)
+        .args(["--wrap", &wrap])
+        .current_dir(&job)
+        .env("DLFM_CACHE_DIR", job.join("store"))
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin");
+        for v in dlfm_tests::scenario::ISOLATE {
+            c.env_remove(v);
+        }
+        mount.reset();
+        let out = output_within(c, Duration::from_secs(300));
+        assert_ok(
+            &out,
+            &format!("sbatch {name} (logs in {})", cluster.logs().display()),
+        );
+        let text = std::fs::read_to_string(&out_file).unwrap();
+        assert_eq!(
+            text.matches(tree.expected_stdout.as_str()).count(),
+            ranks,
+            "{name}: {text}"
+        );
+        (text, mount.counts().total())
+    };
+    let (first, requests_first) = sbatch("first");
+    assert!(first.contains("recording"), "{first}");
+    assert!(!first.contains("sbcast"), "{first}");
+    let (second, requests_second) = sbatch("second");
+    assert_eq!(
+        second
+            .matches(&format!("staged by sbcast to {NODES} node(s)"))
+            .count(),
+        1,
+        "{second}"
+    );
+    assert!(second.contains("replaying"), "{second}");
+    for n in 1..=NODES {
+        let out = cluster.on_node(n, "ls /dev/shm");
+        let copies = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("dlfm-") && l.ends_with(".d"))
+            .count();
+        assert_eq!(copies, 1, "node n{n} holds the cache once");
+    }
+    // The replaying job's requests are the one check's (a status per file
+    // and a listing per directory): the same check alone makes as many.
+    let cache = walk(&job.join("store"))
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "dlcache.dat"))
+        .expect("the store holds the cache");
+    mount.reset();
+    assert_ok(
+        &Command::new(&art.dlfm_pre)
+            .arg("--cache")
+            .arg(&cache)
+            .args(["check", "--quick"])
+            .output()
+            .unwrap(),
+        "dlfm.pre check --quick",
+    );
+    let check_alone = mount.counts().total();
+    eprintln!(
+        "dlfm run srun -n {ranks}: requests on the simulated file system {requests_first} \
+         (recording job) -> {requests_second} (replaying job; the check alone {check_alone}, \
+         {files} files and directories in the tree)"
+    );
+    assert_eq!(
+        requests_second, check_alone,
+        "the replaying job's ranks reached the simulated file system"
+    );
+    assert!(
+        requests_first > (ranks * tree.imports) as u64,
+        "{requests_first} requests while recording"
+    );
+    drop(cluster);
+    drop(mount);
+}
+
+/// Every file and directory under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }
