@@ -373,8 +373,8 @@ fn job_scripts_run_on_a_slurm_cluster_with_one_copy_per_node() {
     }
 }
 
-/// `sbatch --wrap "dlfm run srun -n 8 python3 app.py"`, twice, with a
-/// Python package tree on the simulated parallel file system: the first job
+/// `sbatch --wrap "dlfm run srun -n 8 python3 app.py"`, then the same by
+/// `jobscripts/run.slurm`, with a Python package tree on the simulated parallel file system: the first job
 /// records (rank 0) while every rank runs; the second checks once, sbcasts
 /// the cache once to the four nodes, and its ranks make no request on the
 /// tree (the simulated file system sees only the check's).
@@ -411,35 +411,44 @@ fn dlfm_run_in_a_batch_job_records_then_replays_with_one_broadcast() {
     let files = walk(&backing).len();
     let cluster = Cluster::start(NODES);
     let ranks = 2 * NODES;
-    let sbatch = |name: &str| {
+    // The first job by `--wrap`, the second by the job script users copy.
+    let sbatch = |name: &str, wrapped: bool| {
         let out_file = job.join(format!("{name}.out"));
-        let wrap = format!(
-            "{} run srun -n {ranks} python3 {}",
-            art.dlfm.display(),
-            app.display()
-        );
         let mut c = cluster.cmd("sbatch");
         c.args([
             "-W",
             "-N",
             &NODES.to_string(),
-            "-n",
-            &ranks.to_string(),
+            "--ntasks-per-node",
+            &(ranks / NODES).to_string(),
             "-o",
         ])
-        .arg(&out_file)
-        .args(["--wrap", &wrap])
-        .current_dir(&job)
-        .env("DLFM_CACHE_DIR", job.join("store"))
-        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin");
+        .arg(&out_file);
+        if wrapped {
+            let wrap = format!(
+                "{} run srun -n {ranks} python3 {}",
+                art.dlfm.display(),
+                app.display()
+            );
+            c.args(["--wrap", &wrap]);
+        } else {
+            c.arg(workspace_root().join("jobscripts/run.slurm"))
+                .arg(&app)
+                .env("DLFM_INSTALL_DIR", art.dlfm.parent().unwrap())
+                .env("DLFM_APP", "python3");
+        }
+        c.current_dir(&job)
+            .env("DLFM_CACHE_DIR", job.join("store"))
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin");
         for v in dlfm_tests::scenario::ISOLATE {
             c.env_remove(v);
         }
         mount.reset();
+        let shown = format!("{c:?}");
         let out = output_within(c, Duration::from_secs(300));
         assert_ok(
             &out,
-            &format!("sbatch {name} (logs in {})", cluster.logs().display()),
+            &format!("{shown} (logs in {})", cluster.logs().display()),
         );
         let text = std::fs::read_to_string(&out_file).unwrap();
         assert_eq!(
@@ -449,10 +458,10 @@ fn dlfm_run_in_a_batch_job_records_then_replays_with_one_broadcast() {
         );
         (text, mount.counts().total())
     };
-    let (first, requests_first) = sbatch("first");
+    let (first, requests_first) = sbatch("first", true);
     assert!(first.contains("recording"), "{first}");
     assert!(!first.contains("sbcast"), "{first}");
-    let (second, requests_second) = sbatch("second");
+    let (second, requests_second) = sbatch("second", false);
     assert_eq!(
         second
             .matches(&format!("staged by sbcast to {NODES} node(s)"))
