@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The dlfm demo: builds a small program against the wrapper, patches ld.so,
-# runs the pilot, packs the cache, replays it, and reports how many file calls
-# the cache served and how many reached the file system.
+# The dlfm demo. Part 1, one word: `dlfm run` in front of an unmodified
+# program records on the first run and replays on the second; strace counts
+# the lookups that reach the file system. Part 2, the manual's four steps
+# underneath: builds the program against the wrapper, patches ld.so, runs the
+# pilot, packs the cache, replays it, and reports what the cache served.
 # Run from anywhere after `cargo build --release`; works in demo/out/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 rel="${DLFM_BIN:-$here/../target/release}"
 out="$here/out"
-for f in dlpatch dlfm-pre libdlfm_wrap.a; do
+for f in dlfm dlpatch dlfm-pre libdlfm_wrap.a libdlfm_fm.so; do
     [ -e "$rel/$f" ] || { echo "demo: $rel/$f missing: run 'cargo build --release' first" >&2; exit 2; }
 done
 rm -rf "$out"; mkdir -p "$out"/{lib/a,lib/b,lib/c,lib/plugins}; cd "$out"
@@ -23,9 +25,35 @@ cc main.o "$rel/libdlfm_wrap.a" -Llib/c -lgreet -lshapes -lunits \
    -Wl,--enable-new-dtags,-rpath,"$out/lib/a:$out/lib/b:$out/lib/c:$out/lib/plugins" \
    -Wl,--dynamic-linker="$out/ld.so" -o demo
 
+# The same program, unmodified (no wrapper, the system's loader).
+cc main.o -Llib/c -lgreet -lshapes -lunits \
+   -Wl,--enable-new-dtags,-rpath,"$out/lib/a:$out/lib/b:$out/lib/c:$out/lib/plugins" -o plain
+
 # The DLFM interface names the tool `dlfm.pre`; cargo cannot (a dot in a
 # binary name), so the name is a link.
 ln -sf dlfm-pre "$rel/dlfm.pre"
+
+echo
+echo "== part 1: dlfm run ./plain (an unmodified program), twice"
+export DLFM_CACHE_DIR="$out/store"
+"$rel/dlfm" run ./plain
+"$rel/dlfm" run ./plain
+"$rel/dlfm" ls
+if command -v strace >/dev/null; then
+    # Lookups of the program's own process (the one that runs through the
+    # store's loader copy), not dlfm's per-job check, nor node-local /dev/shm.
+    strace -f -qq -e trace=openat,newfstatat,access -o plain.strace ./plain >/dev/null
+    strace -f -qq -e trace=execve,openat,newfstatat,access -o run.strace "$rel/dlfm" run -q ./plain >/dev/null
+    pid=$(awk '/execve\("[^"]*\/store\// && / = 0$/ {print $1; exit}' run.strace)
+    program_lookups() { grep -E '^[0-9]+ +(openat|newfstatat|access)\(' "$1" | grep -v '"/dev/shm/' | grep -c "${2:-}" || true; }
+    printf '   lookups reaching the file system: %d without dlfm (%d ENOENT), %d in the replaying run (%d ENOENT)\n' \
+        "$(program_lookups plain.strace)" "$(grep -c ENOENT plain.strace || true)" \
+        "$(grep -E "^$pid " run.strace | program_lookups /dev/stdin)" "$(grep -E "^$pid " run.strace | grep -c ENOENT || true)"
+fi
+unset DLFM_CACHE_DIR
+
+echo
+echo "== part 2: the manual's steps underneath, for a program linked with the wrapper"
 
 echo "== dlpatch demo"
 "$rel/dlpatch" demo

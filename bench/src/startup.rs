@@ -13,7 +13,15 @@
 //! - `dlfm-shm`: read-cache, cache file put on /dev/shm beforehand (what
 //!   `dlfm.pre read-cache` does with sbcast inside Slurm);
 //! - `copy-shm`: the library tree copied to /dev/shm first (copy time
-//!   included) and found there through LD_LIBRARY_PATH, what users do by hand.
+//!   included) and found there through LD_LIBRARY_PATH, what users do by hand;
+//! - `run-job1`, `run-job2`, `run-job3`: three consecutive jobs of `dlfm run
+//!   mpirun ...` with the unmodified program and an empty store before the
+//!   first: job 1 records (and packs after the launcher returns), jobs 2 and
+//!   3 check, stage and replay (and learn, if they missed anything). Their
+//!   times include all of that; the node-local stage directory is emptied
+//!   before each job, as an epilog's `dlfm.pre clean` would. The store lies
+//!   on local storage (the simulated file system is read-only); the check's
+//!   requests on the program's files are counted.
 //!
 //! The program and its ld.so copy live on local storage in every
 //! configuration, so the requests counted are the libraries' (and the cache
@@ -90,7 +98,16 @@ struct Args {
 }
 
 /// The configurations compared.
-const CONFIGS: [&str; 5] = ["baseline", "dlfm-pfs", "dlfm-stage", "dlfm-shm", "copy-shm"];
+const CONFIGS: [&str; 8] = [
+    "baseline",
+    "dlfm-pfs",
+    "dlfm-stage",
+    "dlfm-shm",
+    "copy-shm",
+    "run-job1",
+    "run-job2",
+    "run-job3",
+];
 
 /// One measured run.
 struct Measure {
@@ -233,6 +250,7 @@ fn main() -> Result<()> {
         "{:>4} {:<9} {:>12} {:>10} {:>10} {:>10} {:>11} {:>10}",
         "R", "config", "all in main", "job end", "vs base", "requests", "per rank", "RSS KiB"
     );
+    let mut ratios = Vec::new();
     for (r, config, m) in &rows {
         let base = rows
             .iter()
@@ -250,6 +268,23 @@ fn main() -> Result<()> {
             m.ops as f64 / *r as f64,
             m.rss_kib
         );
+        let of = |c: &str| rows.iter().find(|x| x.0 == *r && x.1 == c).map(|x| &x.2);
+        match (*config, of("baseline"), of("dlfm-shm")) {
+            ("run-job1", Some(b), _) => ratios.push(format!(
+                "R={r}: run-job1 (records) / baseline: all in main {:.2}x, job end {:.2}x",
+                m.startup.as_secs_f64() / b.startup.as_secs_f64(),
+                m.job.as_secs_f64() / b.job.as_secs_f64()
+            )),
+            (c, _, Some(shm)) if c.starts_with("run-job") => ratios.push(format!(
+                "R={r}: {c} (replays) / dlfm-shm: all in main {:.2}x, job end {:.2}x",
+                m.startup.as_secs_f64() / shm.startup.as_secs_f64(),
+                m.job.as_secs_f64() / shm.job.as_secs_f64()
+            )),
+            _ => {}
+        }
+    }
+    for line in ratios {
+        println!("{line}");
     }
     if let Some(path) = &args.plot {
         plot(&rows, &args, &job.what, path)?;
@@ -606,8 +641,24 @@ fn measure(
     let mut program = &job.dlfm_program;
     let mut ld_library_path = job.ld_library_path.clone();
     let mut env = job.env.clone();
+    let mut launcher = Command::new("mpirun");
     match (config, &job.tree) {
         ("baseline", _) => program = &job.program,
+        (job_n, _) if job_n.starts_with("run-job") => {
+            program = &job.program;
+            let store = run.join("store");
+            if job_n == "run-job1" {
+                let _ = std::fs::remove_dir_all(&store);
+            }
+            let stage = shm.join("run-stage");
+            let _ = std::fs::remove_dir_all(&stage);
+            std::fs::create_dir_all(&stage)?;
+            launcher = Command::new(&artifacts().dlfm);
+            launcher
+                .args(["run", "--quiet", "mpirun"])
+                .env("DLFM_CACHE_DIR", &store)
+                .env("DLFM_STAGE_DIR", &stage);
+        }
         ("dlfm-pfs", _) => {
             // Every rank maps the cache on the shared file system.
             env.push(("DLFM_OP", "read-cache".into()));
@@ -661,7 +712,7 @@ fn measure(
     // libraries would be looked up in the simulated file system too.
     env.push(("LD_LIBRARY_PATH", ld_library_path));
     env.push(("DLFM_WORKLOAD_STAMP", "1".into()));
-    let mut cmd = Command::new("mpirun");
+    let mut cmd = launcher;
     cmd.args([
         "--allow-run-as-root",
         "--oversubscribe",
@@ -679,7 +730,30 @@ fn measure(
         .args(&job.args)
         .output()
         .context("mpirun (apt-get install openmpi-bin)")?;
-    ranks_done(config, ranks, job, &out, t0, start)
+    let m = ranks_done(config, ranks, job, &out, t0, start)?;
+    if config.starts_with("run-job") {
+        did_what_dlfm_run_should(config, &run.join("store"), &out)?;
+    }
+    Ok(m)
+}
+
+/// A `dlfm run` job measured what it should: job 1 recorded, later jobs
+/// replayed (the entry's `uses`: one letter per run, r or p), not a run
+/// that fell back to plain.
+fn did_what_dlfm_run_should(config: &str, store: &Path, out: &std::process::Output) -> Result<()> {
+    let uses: Vec<String> = std::fs::read_dir(store)?
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("uses")).ok())
+        .collect();
+    let wanted = if config == "run-job1" { 'r' } else { 'p' };
+    match uses.as_slice() {
+        [one] if one.ends_with(wanted) => Ok(()),
+        _ => bail!(
+            "{config}: dlfm run did not {} (store uses {uses:?}):\n{}",
+            if wanted == 'r' { "record" } else { "replay" },
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
 
 /// Reads what `ranks` ranks of `job` printed (`out`, the launcher's output)

@@ -600,7 +600,38 @@ fn the_program_sees_what_it_sees_without_dlfm() {
         std::fs::set_permissions(s, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let venv_python = venv.join("bin/python");
+    // A C program that finds its library through `$ORIGIN/../lib`.
+    let origin = w.root.join("origin");
+    std::fs::create_dir_all(origin.join("bin")).unwrap();
+    std::fs::create_dir_all(origin.join("lib")).unwrap();
+    std::fs::write(origin.join("l.c"), "int f(void) { return 42; }\n").unwrap();
+    std::fs::write(
+        origin.join("m.c"),
+        "#include <stdio.h>\nint f(void);\nint main(void) { printf(\"%d\\n\", f()); return 0; }\n",
+    )
+    .unwrap();
+    let gcc = |args: &[&str]| {
+        assert_ok(
+            &Command::new("gcc")
+                .args(args)
+                .current_dir(&origin)
+                .output()
+                .unwrap(),
+            "gcc",
+        )
+    };
+    gcc(&["-shared", "-fPIC", "-o", "lib/libf.so", "l.c"]);
+    gcc(&[
+        "-o",
+        "bin/m",
+        "m.c",
+        "-Llib",
+        "-lf",
+        "-Wl,-rpath,$ORIGIN/../lib",
+    ]);
+    let with_origin = origin.join("bin/m");
     let commands: Vec<Vec<&OsStr>> = vec![
+        vec![with_origin.as_os_str()],
         vec![
             venv_python.as_os_str(),
             OsStr::new("-c"),

@@ -7,7 +7,7 @@ use dlfm_cache::layout::{IdKind, Outcome};
 use dlfm_cache::stat::StatView;
 
 use crate::bytecode::take_in_present_bytecode;
-use crate::disk::{disk_change, stat_of};
+use crate::disk::{disk_change, stat_of, Prober};
 use crate::error::PackError;
 use crate::listing::pack_listing;
 use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact, ENOENT};
@@ -189,6 +189,7 @@ fn check_unchanged(
     cached: &impl Fn(&[u8], &PathFacts) -> bool,
 ) -> Result<(), PackError> {
     let mut changed = Vec::new();
+    let mut prober = Prober::new();
     for (path, facts) in &merged.paths {
         if !cached(path, facts) {
             continue;
@@ -215,7 +216,7 @@ fn check_unchanged(
         else {
             continue;
         };
-        if let Some(change) = disk_change(path, &then, "the pilot") {
+        if let Some(change) = disk_change(&mut prober, path, &then, "the pilot") {
             changed.push(change);
         }
     }

@@ -6,7 +6,10 @@
 //! segment whose `p_align` is 8 holds 8-byte aligned notes (the gABI's
 //! SHT_NOTE with 8-byte alignment, as `.note.gnu.property` uses); any other
 //! holds 4-byte aligned ones. (`dlfm-elf` reads notes with goblin, which
-//! applies the same rule.)
+//! agrees for `p_align` 0-4 and 8 but finds no note in a segment of any
+//! other alignment: there dlpatch would refuse a program whose note the
+//! wrapper could still read, never the other way round. Linkers write
+//! note segments aligned to 4 or 8.)
 
 use core::mem::{offset_of, size_of};
 
