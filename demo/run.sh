@@ -86,7 +86,7 @@ if command -v strace >/dev/null; then
     echo "== file-system lookups (openat/stat/access) before main and at dlopen, from strace"
     printf '   without dlfm:   %4d lookups, %4d of them ENOENT probes\n' "$(lookups base.strace)" "$(enoent base.strace)"
     printf '   with read-cache:%4d lookups, %4d of them ENOENT probes\n' "$(lookups replay.strace)" "$(enoent replay.strace)"
-    printf '   and on node-local /dev/shm: %d (the node's copy: its metadata, each library's own file, its lock and pointers)\n' "$(local_lookups replay.strace)"
+    printf "   and on node-local /dev/shm: %d (the node's copy: its metadata, each library's own file, its lock and pointers)\n" "$(local_lookups replay.strace)"
     echo "   (with read-cache the files opened are dlfm's own: dlcache.dat's header, its node-local copy, the trace files)"
     printf '   statx of dlfm'"'"'s own open files (identity checks: one per library, one per trace line):\n'
     printf '     without dlfm: %d, with read-cache: %d\n' "$(statxs base.strace)" "$(statxs replay.strace)"
