@@ -19,6 +19,8 @@ DEST := $(DESTDIR)$(PREFIX)
 
 all: build
 
+# tests/src/artifacts.rs builds the same packages (cargo unifies features over
+# the packages named: another set would build libdlfm_fm.so again).
 build:
 	$(CARGO) build --locked --release -p dlfm -p dlpatch -p dlfm-pre -p dlfm-pfs -p dlfm-wrap -p dlfm-fm
 

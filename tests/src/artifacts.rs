@@ -42,6 +42,10 @@ pub fn artifacts() -> &'static Artifacts {
         let release = !cfg!(debug_assertions);
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
+        // The same packages as the Makefile's `build`: cargo unifies
+        // features over the packages named, so another set would build
+        // libdlfm_fm.so again and replace it under the tests running beside
+        // the `make install` test.
         cmd.current_dir(root).args([
             "build",
             "--quiet",
@@ -51,6 +55,8 @@ pub fn artifacts() -> &'static Artifacts {
             "dlpatch",
             "-p",
             "dlfm-pre",
+            "-p",
+            "dlfm-pfs",
             "-p",
             "dlfm-wrap",
             "-p",
