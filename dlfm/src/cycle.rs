@@ -53,7 +53,9 @@ enum Plan {
 /// What a recording or replaying run knows.
 struct Job {
     line: Line,
-    words: Vec<OsString>,
+    /// The program, and the command's word that named it.
+    target: Target,
+    word: OsString,
     entry: Entry,
     info: EntryInfo,
     key: Key,
@@ -123,7 +125,12 @@ fn spawn(
         (dlfm_runtime::env::OP, OsString::from(op)),
         (dlfm_runtime::env::CACHE, cache.as_os_str().to_os_string()),
     ];
-    let rewritten = match job.line.rewritten(job.words.clone(), &vars) {
+    let program = job.target.invocation(
+        &job.entry.loader(&job.target.comm),
+        job.info.argv0,
+        &job.word,
+    );
+    let rewritten = match job.line.rewritten(program, &vars) {
         Ok(w) => w,
         Err(launcher::Unsupported(why)) => {
             eprintln!("dlfm: {why}; running without dlfm");
@@ -141,6 +148,14 @@ fn spawn(
             });
         }
     }
+}
+
+/// What the entry of the key asks this run to do.
+enum Decision {
+    /// Replay the entry as it is.
+    Replay,
+    /// Record, saying why.
+    Record(String),
 }
 
 /// Decides what this run does (see the module doc); Err: run plain, why.
@@ -165,52 +180,78 @@ fn plan(words: Vec<OsString>, opts: &Options) -> Result<Plan, String> {
         .or(line.width)
         .or_else(|| std::env::var("SLURM_NTASKS").ok()?.parse().ok())
         .unwrap_or(1);
-    let (info, why_record) = match entry.info() {
-        Ok(Some(info)) => {
-            if let Some(refused) = &info.refused {
-                entry.note_use(b'-');
-                return Err(format!("{}: {refused}", target.elf.display()));
-            }
-            let checked = match &info.current {
-                Some(g) if entry.loader(&target.comm).is_file() || target.identity.linked => {
-                    tools.check(&entry.cache(g))
-                }
-                Some(_) => Err(vec!["its patched loader is missing".into()]),
-                None => Err(vec!["no recording finished yet".into()]),
-            };
-            match checked {
-                Ok(()) => {
-                    let job = Job {
-                        words: invocation(&target, &entry, &info, &word),
-                        line,
-                        entry,
-                        info,
-                        key,
-                        tools,
-                        width,
-                    };
-                    let how = if std::env::var_os("SLURM_JOB_ID").is_some() {
-                        let cache = job.entry.cache(job.info.current.as_deref().unwrap_or(""));
-                        job.tools.stage(&cache).unwrap_or_else(|e| {
-                            format!("not broadcast ({e:#}): {}", steps::staged_by_ranks())
-                        })
-                    } else {
-                        steps::staged_by_ranks()
-                    };
-                    return Ok(Plan::Replay { job, how });
-                }
-                Err(problems) => (info, changed_line(&problems)),
-            }
-        }
-        Ok(None) => (
-            new_info(&target, &interp, &key),
-            "first run of this program and environment: recording".to_string(),
-        ),
-        Err(e) => (
-            new_info(&target, &interp, &key),
-            format!("{e:#}: recording again"),
-        ),
+    let (info, decision) = decide(&entry, &target, &interp, &key, &tools)?;
+    let job = Job {
+        line,
+        target,
+        word,
+        entry,
+        info,
+        key,
+        tools,
+        width,
     };
+    match decision {
+        Decision::Replay => {
+            let how = if std::env::var_os("SLURM_JOB_ID").is_some() {
+                let cache = job.entry.cache(job.info.current.as_deref().unwrap_or(""));
+                job.tools.stage(&cache).unwrap_or_else(|e| {
+                    format!("not broadcast ({e:#}): {}", steps::staged_by_ranks())
+                })
+            } else {
+                steps::staged_by_ranks()
+            };
+            Ok(Plan::Replay { job, how })
+        }
+        Decision::Record(why) => start_recording(job, &interp, &why, opts.quiet),
+    }
+}
+
+/// The entry's description (a new one if it has none or a damaged one) and
+/// what it asks for; Err: run plain (its loader was refused).
+fn decide(
+    entry: &Entry,
+    target: &Target,
+    interp: &str,
+    key: &Key,
+    tools: &Tools,
+) -> Result<(EntryInfo, Decision), String> {
+    let info = match entry.info() {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            return Ok((
+                new_info(target, interp, key),
+                Decision::Record("first run of this program and environment: recording".into()),
+            ))
+        }
+        Err(e) => {
+            return Ok((
+                new_info(target, interp, key),
+                Decision::Record(format!("{e:#}: recording again")),
+            ))
+        }
+    };
+    if let Some(refused) = &info.refused {
+        entry.note_use(b'-');
+        return Err(format!("{}: {refused}", target.elf.display()));
+    }
+    let checked = match &info.current {
+        Some(g) if entry.loader(&target.comm).is_file() || target.identity.linked => {
+            tools.check(&entry.cache(g))
+        }
+        Some(_) => Err(vec!["its patched loader is missing".into()]),
+        None => Err(vec!["no recording finished yet".into()]),
+    };
+    Ok(match checked {
+        Ok(()) => (info, Decision::Replay),
+        Err(problems) => (info, Decision::Record(changed_line(&problems))),
+    })
+}
+
+/// Takes the entry's lock, makes the patched loader if the entry has none,
+/// starts a new generation's journal; Err: run plain, why.
+fn start_recording(mut job: Job, interp: &str, why: &str, quiet: bool) -> Result<Plan, String> {
+    let entry = &job.entry;
     entry.create().map_err(|e| format!("{e:#}"))?;
     let lock = match lock::try_take(&entry.dir) {
         Ok(Taken::Yes(l)) => l,
@@ -220,50 +261,31 @@ fn plan(words: Vec<OsString>, opts: &Options) -> Result<Plan, String> {
         }
         Err(e) => return Err(format!("cannot lock {}: {e}", entry.dir.display())),
     };
-    let mut info = info;
-    let loader = entry.loader(&target.comm);
-    if !target.identity.linked && !loader.is_file() {
-        if let Err(e) = tools.patch_loader(&interp, &loader) {
-            if let Some(why) = tools.loader_refusal(&interp) {
-                info.refused = Some(why.clone());
-                let _ = entry.write_info(&info);
-                return Err(format!("{}: {why}", target.elf.display()));
+    let loader = entry.loader(&job.target.comm);
+    if !job.target.identity.linked && !loader.is_file() {
+        if let Err(e) = job.tools.patch_loader(interp, &loader) {
+            if let Some(refusal) = job.tools.loader_refusal(interp) {
+                job.info.refused = Some(refusal.clone());
+                let _ = entry.write_info(&job.info);
+                return Err(format!("{}: {refusal}", job.target.elf.display()));
             }
             return Err(format!("cannot write the patched loader: {e:#}"));
         }
-        info.argv0 = steps::loader_takes_argv0(&loader);
-        entry.write_info(&info).map_err(|e| format!("{e:#}"))?;
+        job.info.argv0 = steps::loader_takes_argv0(&loader);
+        entry.write_info(&job.info).map_err(|e| format!("{e:#}"))?;
     }
     let generation = entry.new_generation().map_err(|e| format!("{e:#}"))?;
-    tools
+    job.tools
         .write_cache(&entry.cache(&generation))
         .map_err(|e| format!("cannot start the recording: {e:#}"))?;
-    if !opts.quiet {
-        eprintln!("dlfm: {why_record} ({})", key.name);
+    if !quiet {
+        eprintln!("dlfm: {why} ({})", job.key.name);
     }
     Ok(Plan::Record {
-        job: Job {
-            words: invocation(&target, &entry, &info, &word),
-            line,
-            entry,
-            info,
-            key,
-            tools,
-            width,
-        },
+        job,
         lock,
         generation,
     })
-}
-
-/// The words that start the program through the entry's loader.
-fn invocation(
-    target: &Target,
-    entry: &Entry,
-    info: &EntryInfo,
-    word: &std::ffi::OsStr,
-) -> Vec<OsString> {
-    target.invocation(&entry.loader(&target.comm), info.argv0, word)
 }
 
 /// The start line of a run that records again: what changed.

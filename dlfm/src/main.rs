@@ -124,14 +124,8 @@ enum Op {
 fn main() -> ExitCode {
     dlfm_cli::reset_sigpipe();
     let cli = Cli::parse();
-    if let Some(dir) = &cli.man {
-        return match dlfm_cli::man::write(Cli::command(), dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("dlfm: error: cannot write the man pages: {e}");
-                ExitCode::from(2)
-            }
-        };
+    if let Some(code) = dlfm_cli::man::write_if_asked(cli.man.as_deref(), Cli::command(), "dlfm") {
+        return code;
     }
     let Some(op) = cli.op else {
         let _ = Cli::command().print_help();

@@ -72,14 +72,9 @@ const SYSTEM_LDSO: &str = "/lib64/ld-linux-x86-64.so.2";
 fn main() -> ExitCode {
     dlfm_cli::reset_sigpipe();
     let cli = Cli::parse();
-    if let Some(dir) = &cli.man {
-        return match dlfm_cli::man::write(Cli::command(), dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("dlpatch: error: cannot write the man pages: {e}");
-                ExitCode::from(2)
-            }
-        };
+    if let Some(code) = dlfm_cli::man::write_if_asked(cli.man.as_deref(), Cli::command(), "dlpatch")
+    {
+        return code;
     }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,6 +82,37 @@ pub struct Call {
     pub raw: String,
 }
 
+impl Call {
+    /// Whether the call names a path under `dir`, or works on a descriptor
+    /// of a file under it.
+    pub fn is_under(&self, dir: &str) -> bool {
+        self.path
+            .as_deref()
+            .or(self.fd_path.as_deref())
+            .is_some_and(|p| p.starts_with(dir))
+    }
+}
+
+/// The calls of each process that executed (successfully) a program whose
+/// path `started` accepts, by pid: the ranks of a launcher line.
+pub fn per_process(
+    calls: Vec<Call>,
+    started: impl Fn(&str) -> bool,
+) -> std::collections::BTreeMap<u32, Vec<Call>> {
+    let pids: BTreeSet<u32> = calls
+        .iter()
+        .filter(|c| {
+            c.name == "execve" && c.result == Some(0) && c.path.as_deref().is_some_and(&started)
+        })
+        .map(|c| c.pid)
+        .collect();
+    let mut per = std::collections::BTreeMap::new();
+    for c in calls.into_iter().filter(|c| pids.contains(&c.pid)) {
+        per.entry(c.pid).or_insert_with(Vec::new).push(c);
+    }
+    per
+}
+
 /// Runs `cmd` (its program, arguments, environment and directory) under
 /// strace -f, writing the trace to `log`.
 pub fn run_traced(cmd: &Command, log: &Path) -> Output {

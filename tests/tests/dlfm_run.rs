@@ -89,6 +89,16 @@ impl World {
     }
 }
 
+/// The generation directory an entry's `entry.json` names as current.
+fn current_generation(entry: &Path) -> String {
+    let info = std::fs::read_to_string(entry.join("entry.json")).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    info["current"]
+        .as_str()
+        .expect("a current generation")
+        .to_string()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -102,21 +112,8 @@ fn stdout(o: &Output) -> String {
 fn traced(w: &World, cmd: &Command, log: &str) -> (Output, BTreeMap<u32, Vec<Call>>) {
     let path = w.root.join(log);
     let out = strace::run_traced(cmd, &path);
-    let calls = strace::parse(&path);
     let store = w.store.to_str().unwrap();
-    let programs: BTreeSet<u32> = calls
-        .iter()
-        .filter(|c| {
-            c.name == "execve"
-                && c.result == Some(0)
-                && c.path.as_deref().is_some_and(|p| p.starts_with(store))
-        })
-        .map(|c| c.pid)
-        .collect();
-    let mut per: BTreeMap<u32, Vec<Call>> = BTreeMap::new();
-    for c in calls.into_iter().filter(|c| programs.contains(&c.pid)) {
-        per.entry(c.pid).or_default().push(c);
-    }
+    let per = strace::per_process(strace::parse(&path), |p| p.starts_with(store));
     (out, per)
 }
 
@@ -125,12 +122,7 @@ fn under<'a>(calls: &'a [Call], dir: &Path) -> Vec<&'a str> {
     let dir = dir.to_str().unwrap();
     calls
         .iter()
-        .filter(|c| {
-            c.path
-                .as_deref()
-                .or(c.fd_path.as_deref())
-                .is_some_and(|p| p.starts_with(dir))
-        })
+        .filter(|c| c.is_under(dir))
         .map(|c| c.raw.as_str())
         .collect()
 }
@@ -368,11 +360,7 @@ fn a_damaged_entry_is_recorded_again() {
     let w = World::new();
     runs_plain_with_status(&w, &[], "recording");
     let entry = w.entries().remove(0);
-    let info = std::fs::read_to_string(entry.join("entry.json")).unwrap();
-    let generation = serde_json::from_str::<serde_json::Value>(&info).unwrap()["current"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let generation = current_generation(&entry);
 
     // The cache cut short.
     let cache = entry.join(&generation).join("dlcache.dat");
@@ -396,10 +384,7 @@ fn a_lock_of_a_live_run_is_respected_and_a_stale_one_taken_over() {
     let entry = w.entries().remove(0);
     // A changed program environment is another key; make this key's cache
     // stale instead, so that the next run wants to record.
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(entry.join("entry.json")).unwrap()).unwrap();
-    let generation = info["current"].as_str().unwrap();
-    std::fs::remove_dir_all(entry.join(generation)).unwrap();
+    std::fs::remove_dir_all(entry.join(current_generation(&entry))).unwrap();
 
     let lock = entry.join("lock");
     let hold = |owner: &str, age_secs: i64| {
@@ -429,17 +414,7 @@ fn a_lock_of_a_live_run_is_respected_and_a_stale_one_taken_over() {
     runs_plain_with_status(&w, &[], "recording again");
     assert!(!lock.exists(), "released after recording");
     // A dead process of this host: taken over at once.
-    std::fs::remove_dir_all(
-        entry.join(
-            serde_json::from_str::<serde_json::Value>(
-                &std::fs::read_to_string(entry.join("entry.json")).unwrap(),
-            )
-            .unwrap()["current"]
-                .as_str()
-                .unwrap(),
-        ),
-    )
-    .unwrap();
+    std::fs::remove_dir_all(entry.join(current_generation(&entry))).unwrap();
     let mut dead = Command::new("true").spawn().unwrap();
     let pid = dead.id();
     dead.wait().unwrap();
@@ -461,47 +436,21 @@ fn lines_dlfm_cannot_follow_run_plain_with_their_status() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let out = w
-        .dlfm(&[
-            OsStr::new("run"),
-            launcher.as_os_str(),
-            OsStr::new("-n"),
-            OsStr::new("2"),
-            OsStr::new("python3"),
-            OsStr::new("-c"),
-            OsStr::new(EXITS_3),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        (stdout(&out).as_str(), out.status.code()),
-        ("out\n", Some(3))
-    );
-    assert!(
-        stderr(&out).contains("runs in the shell"),
-        "{}",
-        stderr(&out)
-    );
+    let through_launcher = |before: &[&str], why: &str| {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("run")];
+        args.extend(before.iter().map(OsStr::new));
+        args.push(launcher.as_os_str());
+        args.extend(["-n", "2", "python3", "-c", EXITS_3].map(OsStr::new));
+        let out = w.dlfm(&args).output().unwrap();
+        assert_eq!(
+            (stdout(&out).as_str(), out.status.code()),
+            ("out\n", Some(3))
+        );
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+    };
+    through_launcher(&[], "runs in the shell");
     // --program-at names the program in it.
-    let out = w
-        .dlfm(&[
-            OsStr::new("run"),
-            OsStr::new("--program-at"),
-            OsStr::new("3"),
-            launcher.as_os_str(),
-            OsStr::new("-n"),
-            OsStr::new("2"),
-            OsStr::new("python3"),
-            OsStr::new("-c"),
-            OsStr::new(EXITS_3),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        (stdout(&out).as_str(), out.status.code()),
-        ("out\n", Some(3))
-    );
-    assert!(stderr(&out).contains("recording ("), "{}", stderr(&out));
+    through_launcher(&["--program-at", "3"], "recording (");
     // A line that starts several programs.
     let out = w
         .dlfm(&[

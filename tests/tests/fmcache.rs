@@ -838,16 +838,7 @@ fn numpy_scipy_and_pandas_import_from_the_cache() {
     assert_eq!(replayed, expected);
     let tree = pydeps.to_str().unwrap();
     let under = |calls: &[Call]| -> Vec<Call> {
-        calls
-            .iter()
-            .filter(|c| {
-                c.path
-                    .as_deref()
-                    .or(c.fd_path.as_deref())
-                    .is_some_and(|p| p.starts_with(tree))
-            })
-            .cloned()
-            .collect()
+        calls.iter().filter(|c| c.is_under(tree)).cloned().collect()
     };
     let (before, after) = (under(&base), under(&replay));
     // What may be left: listings of the few package directories that also

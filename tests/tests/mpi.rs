@@ -3,7 +3,7 @@
 //! every `mca_*.so`, then ld.so's opens of the ones it loads) served from
 //! the cache on every rank of `mpirun -np 4`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use dlfm_tests::mpi_hello;
@@ -25,18 +25,11 @@ fn mpirun(
     let out = strace::run_traced(&cmd, &path);
     assert_ok(&out, &format!("mpirun {op:?}"));
     let lines = mpi_hello::sorted_lines(&out.stdout);
-    let calls = strace::parse(&path);
     let program = program.to_str().unwrap();
-    let ranks: BTreeSet<u32> = calls
-        .iter()
-        .filter(|c| c.name == "execve" && c.path.as_deref() == Some(program) && c.result == Some(0))
-        .map(|c| c.pid)
-        .collect();
-    let mut per_rank: BTreeMap<u32, Vec<Call>> = BTreeMap::new();
-    for c in calls.into_iter().filter(|c| ranks.contains(&c.pid)) {
-        per_rank.entry(c.pid).or_default().push(c);
-    }
-    (lines, per_rank)
+    (
+        lines,
+        strace::per_process(strace::parse(&path), |p| p == program),
+    )
 }
 
 /// Open MPI's component directory (where `mca_*.so` lie).
@@ -53,15 +46,7 @@ fn component_dir(calls: &[Call]) -> String {
 
 /// The calls in `calls` on Open MPI's component directory or anything in it.
 fn on_components<'a>(calls: &'a [Call], dir: &str) -> Vec<&'a Call> {
-    calls
-        .iter()
-        .filter(|c| {
-            c.path
-                .as_deref()
-                .or(c.fd_path.as_deref())
-                .is_some_and(|p| p.starts_with(dir))
-        })
-        .collect()
+    calls.iter().filter(|c| c.is_under(dir)).collect()
 }
 
 #[test]

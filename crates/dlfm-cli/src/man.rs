@@ -25,6 +25,24 @@ pub fn write(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
     render(cmd, &dir.join(format!("{name}.1")))
 }
 
+/// For a tool's `main`: when `--write-man-pages DIR` was given (`dir`),
+/// writes `cmd`'s pages and gives the exit code (`tool` names the tool in
+/// the error line); None when it was not given.
+pub fn write_if_asked(
+    dir: Option<&Path>,
+    cmd: clap::Command,
+    tool: &str,
+) -> Option<std::process::ExitCode> {
+    let dir = dir?;
+    Some(match write(cmd, dir) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: error: cannot write the man pages: {e}");
+            std::process::ExitCode::from(2)
+        }
+    })
+}
+
 fn render(cmd: clap::Command, path: &Path) -> std::io::Result<()> {
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd).render(&mut out)?;

@@ -24,13 +24,7 @@ pub struct ProgramInfo {
 
 /// Checks `bytes` is an x86_64 or aarch64 program linked with the wrapper.
 pub fn check_program(bytes: &[u8]) -> Result<ProgramInfo, PatchError> {
-    let elf = Elf::parse(bytes, "the program")?;
-    if elf.kind != ET_EXEC && elf.kind != ET_DYN {
-        return Err(PatchError::NotElf {
-            what: "the program",
-            detail: "not an executable".into(),
-        });
-    }
+    let elf = executable(bytes)?;
     let interp = elf.interp()?.map(|i| i.name);
     let entry_vaddr = note_entry(&elf).ok_or_else(|| PatchError::NoWrapper {
         detail: "no dlfm note found".into(),
@@ -70,13 +64,7 @@ pub struct Identity {
 
 /// The [`Identity`] of the ELF file whose first bytes are `bytes`.
 pub fn identity(bytes: &[u8]) -> Result<Identity, PatchError> {
-    let elf = Elf::parse(bytes, "the program")?;
-    if elf.kind != ET_EXEC && elf.kind != ET_DYN {
-        return Err(PatchError::NotElf {
-            what: "the program",
-            detail: "not an executable".into(),
-        });
-    }
+    let elf = executable(bytes)?;
     let build_id = Some(elf.build_id()).filter(|b| b != "none");
     Ok(Identity {
         arch: elf.arch,
@@ -84,6 +72,18 @@ pub fn identity(bytes: &[u8]) -> Result<Identity, PatchError> {
         build_id,
         wrapper: note_entry(&elf).is_some(),
     })
+}
+
+/// `bytes` parsed as an executable (ET_EXEC or ET_DYN).
+fn executable(bytes: &[u8]) -> Result<Elf<'_>, PatchError> {
+    let elf = Elf::parse(bytes, "the program")?;
+    if elf.kind != ET_EXEC && elf.kind != ET_DYN {
+        return Err(PatchError::NotElf {
+            what: "the program",
+            detail: "not an executable".into(),
+        });
+    }
+    Ok(elf)
 }
 
 /// The architecture of the program in `bytes`.
