@@ -23,8 +23,8 @@
 //!    remove the copy that was current before. The lock dies with its
 //!    holder, so a stager killed half way only leaves a `.part` that the
 //!    next one writes over.
-//!    A cache that is itself on tmpfs or ramfs is not copied (it is in the
-//!    node's memory already).
+//!    A cache that is itself on tmpfs or ramfs is copied too: only the
+//!    copy's tree gives each file its own name in the program's mappings.
 //! 3. Anything that fails (staging off, no space, no permission, someone
 //!    else's file under our name, the wait ran out) leaves the shared cache
 //!    to replay, as without staging; the trace says why.
@@ -81,8 +81,6 @@ pub enum Skip {
     Shared,
     /// The shared cache is another user's, or others may write it.
     Untrusted,
-    /// The cache itself is on tmpfs or ramfs: node-local memory already.
-    InMemory,
     /// The stage directory has no room for the copy.
     NoSpace,
     /// Writing the copy failed (the errno).
@@ -101,7 +99,6 @@ impl Skip {
             Skip::WaitRanOut => b"another process was still staging when DLFM_STAGE_WAIT ran out",
             Skip::Shared => b"cannot read the shared cache's header",
             Skip::Untrusted => b"the shared cache is not trusted",
-            Skip::InMemory => b"the cache is in node-local memory already (tmpfs)",
             Skip::NoSpace => b"no room in the stage directory",
             Skip::Copy(_) => b"writing the copy failed",
         }
@@ -192,12 +189,6 @@ impl Stager {
             }
         }
         let (shared, id) = open_shared(&self.shared, euid)?;
-        if sys::in_memory(shared) {
-            // Already node-local memory (the cache put on /dev/shm by
-            // hand): a copy would only double the memory it takes.
-            sys::close(shared);
-            return Err(Skip::InMemory);
-        }
         let how = self.name_copy(cfg, euid, id).and_then(|()| {
             if self.copy_is_complete(euid, id) {
                 return Ok(How::Checked);

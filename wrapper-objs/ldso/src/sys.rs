@@ -347,20 +347,6 @@ pub fn sendfile(out: i32, input: i32, offset: &mut u64, count: u64) -> i64 {
     }
 }
 
-/// Whether the file open on `fd` lives in memory (tmpfs or ramfs, by
-/// `fstatfs`): such a file is already node-local.
-pub fn in_memory(fd: i32) -> bool {
-    let mut st = MaybeUninit::<nr::statfs>::uninit();
-    // SAFETY: the kernel writes one struct statfs into `st`.
-    let r = unsafe { syscall3(nr::__NR_fstatfs, fd as u64, st.as_mut_ptr() as u64, 0) };
-    if errno_of(r).is_some() {
-        return false;
-    }
-    // SAFETY: a successful fstatfs filled the struct.
-    let kind = unsafe { st.assume_init_ref() }.f_type as u32;
-    kind == nr::TMPFS_MAGIC || kind == nr::RAMFS_MAGIC
-}
-
 /// `fchmod(fd, mode)`.
 pub fn fchmod(fd: i32, mode: u32) -> i64 {
     // SAFETY: fchmod takes no pointer.
