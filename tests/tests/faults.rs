@@ -314,14 +314,22 @@ fn a_pilot_killed_at_a_hundred_moments_always_packs_or_is_refused_cleanly() {
     };
     let journal = s.run_dir.join("dlcache.dat.journal");
     let journal_len = || std::fs::metadata(&journal).map_or(0, |m| m.len());
-    // How much a whole pilot records.
-    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
-    let empty = journal_len();
-    assert_ok(
-        &output_within(pilot(), Duration::from_secs(60)),
-        "whole pilot",
-    );
-    let whole = journal_len() - empty;
+    // How much a whole pilot records: the least of five, as the forked
+    // children's records vary from run to run (790 KB to 1.16 MB seen) and
+    // a moment past a pilot's whole recording is never reached.
+    let mut wholes = Vec::new();
+    let mut empty = 0;
+    for _ in 0..5 {
+        let _ = std::fs::remove_file(&journal);
+        assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+        empty = journal_len();
+        assert_ok(
+            &output_within(pilot(), Duration::from_secs(60)),
+            "whole pilot",
+        );
+        wholes.push(journal_len() - empty);
+    }
+    let whole = *wholes.iter().min().unwrap();
     let (mut packed, mut refused, mut finished, mut killed) = (0, 0, 0, 0);
     for i in 0..100u64 {
         let _ = std::fs::remove_file(s.cache());
@@ -366,7 +374,7 @@ fn a_pilot_killed_at_a_hundred_moments_always_packs_or_is_refused_cleanly() {
             refused += 1;
         }
     }
-    eprintln!("100 kills over a {whole}-byte recording: {killed} pilots killed, {packed} packed, {refused} refused, {finished} pilots finished first");
+    eprintln!("100 kills over a {whole}-byte recording (whole pilots: {wholes:?}): {killed} pilots killed, {packed} packed, {refused} refused, {finished} pilots finished first");
     // Every moment lies inside a whole pilot's recording: most kills must
     // have happened, or the test tested nothing.
     assert!(
