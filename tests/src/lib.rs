@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod debian;
 pub mod mpi_hello;
 pub mod node_copy;
+pub mod old_loader;
 pub mod pydeps;
 pub mod scenario;
 pub mod slurm;

@@ -79,9 +79,59 @@ fn dlfm_pre_refuses_with_one_line() {
     refused(pre().args(["read-cache", "24"]), "holds no recording");
     std::fs::write(dir.path().join("dlcache.dat.journal"), vec![7u8; 1000]).unwrap();
     refused(pre().args(["read-cache", "24"]), "holds no recording");
+    // A pilot whose ld.so probed and stat'ed but opened no file (a loader
+    // whose opens dlpatch did not patch): refused, nothing packed.
+    std::fs::write(
+        dir.path().join("dlcache.dat.journal"),
+        journal_without_opens(),
+    )
+    .unwrap();
+    refused(
+        pre().args(["read-cache", "24"]),
+        "the pilot's ld.so opened no file through the wrapper (1 process(es) recorded",
+    );
     let bad_width = pre().args(["read-cache", "0"]).output().unwrap();
     assert_eq!(bad_width.status.code(), Some(2));
     assert!(!dir.path().join("dlcache.dat").exists());
+}
+
+/// A journal of one process whose ld.so stat'ed, probed and checked
+/// access, but opened no file.
+fn journal_without_opens() -> Vec<u8> {
+    use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
+    let st = dlfm_cache::stat::to_bytes(&dlfm_cache::stat::blank());
+    let records = [
+        Record::Process {
+            pid: 42,
+            program_id: b"prog",
+            ldso_id: b"ld",
+            exe: b"./app",
+        },
+        Record::Open {
+            flags: 0o2000000,
+            result: -2,
+            stat: None,
+            path: b"/nope/libc.so.6",
+        },
+        Record::Stat {
+            flags: 0,
+            result: 0,
+            stat: &st,
+            path: b"/lib",
+        },
+        Record::Access {
+            mode: 4,
+            result: -2,
+            path: b"/etc/ld.so.preload",
+        },
+    ];
+    let mut out = Vec::new();
+    for r in &records {
+        let mut buf = vec![0u8; MAX_RECORD];
+        let n = encode(r, Origin::Ldso, &mut buf).unwrap();
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
 }
 
 /// Everything in `dir` whose name ends with `suffix`.

@@ -9,10 +9,11 @@
 
 use std::process::Command;
 
+use dlfm_elf::{patch_ldso, PatchError};
 use dlfm_tests::aarch64;
 use dlfm_tests::debian::{self, glibc, Glibc, SUITES};
-use dlfm_tests::strace::{looked_up, touches};
-use dlfm_tests::{artifacts, Scenario};
+use dlfm_tests::strace::{self, looked_up, touches};
+use dlfm_tests::{artifacts, old_loader, Scenario};
 use dlfm_workload::Spec;
 
 fn records_and_replays(g: &Glibc, embed: bool) {
@@ -24,6 +25,7 @@ fn records_and_replays(g: &Glibc, embed: bool) {
     let s = Scenario::on_glibc(Spec::small(), g, embed);
     let base = s.traced(s.cmd(None), "base.strace");
     let libc = g.libdir().join("libc.so.6");
+    // The patched loader passes an `open` on as `openat` too.
     assert!(
         base.iter()
             .any(|c| c.name == "openat" && c.path.as_deref() == libc.to_str()),
@@ -49,6 +51,80 @@ fn suite(name: &str) {
     let g = glibc(name, "amd64");
     records_and_replays(&g, false);
     records_and_replays(&g, true);
+}
+
+/// glibc before 2.26 (RHEL 7's 2.17) opens libraries with `open` and has an
+/// `openat` only in opendir: its loader is patched for `open` too, and
+/// served. bookworm's loader made so (`dlfm_tests::old_loader`): unpatched,
+/// it opens libc with `open` and never with `openat`.
+#[test]
+fn a_loader_that_opens_libraries_with_open_is_served() {
+    let g = glibc("bookworm", "amd64");
+    let dir = tempfile::tempdir().unwrap();
+    let old = old_loader::glibc_opening_with_open(&g, dir.path());
+    let mut plain = Command::new(old.ldso());
+    plain
+        .arg("--library-path")
+        .arg(old.libdir())
+        .arg("/bin/true");
+    let log = dir.path().join("plain.strace");
+    let out = strace::run_traced(&plain, &log);
+    assert!(out.status.success(), "{out:?}");
+    let calls = strace::parse(&log);
+    let libc = old.libdir().join("libc.so.6");
+    let opened_with = |name: &str| {
+        calls
+            .iter()
+            .any(|c| c.name == name && c.path.as_deref() == libc.to_str())
+    };
+    assert!(opened_with("open") && !opened_with("openat"), "{calls:#?}");
+    records_and_replays(&old, false);
+    records_and_replays(&old, true);
+}
+
+/// The finder on such a loader: the rewritten call is a site of `open`, the
+/// loader's remaining `openat`s are sites too, and a loader with neither
+/// is refused in one line.
+#[test]
+fn the_finder_patches_open_and_refuses_a_loader_with_no_open_call() {
+    let g = glibc("bookworm", "amd64");
+    let original = std::fs::read(g.ldso()).unwrap();
+    let (bytes, syscall_at) = old_loader::opening_with_open(&original).expect("bookworm's call");
+    let count =
+        |p: &dlfm_elf::Patched, name: &str| p.sites.iter().filter(|s| s.name == name).count();
+    let before = patch_ldso(&original).unwrap();
+    let after = patch_ldso(&bytes).unwrap();
+    assert_eq!(count(&before, "open"), 0);
+    assert_eq!(count(&after, "open"), 1);
+    assert_eq!(count(&after, "openat"), count(&before, "openat") - 1);
+    let open = after.sites.iter().find(|s| s.name == "open").unwrap();
+    let window = open.window_offset..open.window_offset + open.window_len;
+    assert!(window.contains(&(syscall_at as u64)), "{open:?}");
+    // No open and no openat left (each made a getpid): refused.
+    let mut none = bytes.clone();
+    let mut made = 0;
+    for (from, to) in [
+        ([0xb8, 0x02, 0, 0, 0], [0xb8, 0x27, 0, 0, 0]),
+        ([0xb8, 0x01, 0x01, 0, 0], [0xb8, 0x27, 0, 0, 0]),
+    ] {
+        let mut at = 0;
+        while let Some(i) = none[at..].windows(5).position(|w| w == from) {
+            none[at + i..at + i + 5].copy_from_slice(&to);
+            at += i + 5;
+            made += 1;
+        }
+    }
+    assert!(made >= 3, "{made} calls rewritten");
+    match patch_ldso(&none) {
+        Err(e @ PatchError::UnknownLdso { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("no openat or open call was found") && !msg.contains('\n'),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
 
 /// The suite's arm64 loader, with a small program built against bullseye's

@@ -71,11 +71,13 @@ const fn x86_64_only(name: &'static str, x86_64: u32) -> Call {
 }
 
 /// Every call dlpatch patches, wherever ld.so makes it. On x86_64, `stat`,
-/// `fstat` and `lstat` are how glibc before 2.33 asks for file status (the
-/// wrapper turns them into `newfstatat`) and `access` is its own call;
-/// aarch64 has only `newfstatat`, `fstat` and `faccessat`.
+/// `fstat` and `lstat` are how glibc before 2.33 asks for file status, and
+/// `open` how glibc before 2.26 opens libraries (the wrapper turns them into
+/// `newfstatat` and `openat`); `access` is its own call. aarch64 has only
+/// `openat`, `newfstatat`, `fstat` and `faccessat`.
 pub const CALLS: &[Call] = &[
     both("openat", 257, 56),
+    x86_64_only("open", 2),
     both("read", 0, 63),
     both("pread64", 17, 67),
     both("newfstatat", 262, 79),
@@ -96,7 +98,7 @@ pub const CALLS: &[Call] = &[
 /// Calls a loader must make somewhere for replay to work: one name of each
 /// group. A loader where none is found is not read right, and is refused.
 pub const NEEDED: &[&[&str]] = &[
-    &["openat"],
+    &["openat", "open"],
     &["read"],
     &["mmap"],
     &["close"],

@@ -19,6 +19,12 @@ pub enum PackError {
     /// The journal holds no recording.
     #[error("the journal {} holds no recording: was the pilot run with DLFM_OP=write-cache, linked with libdlfm_wrap.a and started through the ld.so that dlpatch wrote?", .0.display())]
     EmptyJournal(PathBuf),
+    /// ld.so opened no file in the pilot: its opens were not intercepted.
+    #[error("the pilot's ld.so opened no file through the wrapper ({processes} process(es) recorded, not even libc): its library opens were not intercepted (a loader whose open call dlpatch does not patch?); nothing packed. `dlpatch --embed --dry-run --ldso LDSO` lists the calls it patches")]
+    NoFileOpened {
+        /// Recording processes in the journal.
+        processes: usize,
+    },
     /// Recorded files changed since the pilot: the first, and how many more.
     #[error("{first}{}: rerun the pilot to record {} again", more_files(*.more), if *.more == 0 { "it" } else { "them" })]
     Changed {

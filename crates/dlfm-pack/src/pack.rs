@@ -80,6 +80,15 @@ pub fn pack(
     if merged.processes == 0 || merged.paths.is_empty() {
         return Err(PackError::EmptyJournal(journal.to_path_buf()));
     }
+    // Every dynamically linked program's ld.so opens libc: a pilot whose
+    // ld.so opened nothing was not intercepted, and its cache would serve
+    // nothing.
+    let ldso_opened = |f: &PathFacts| f.by_ldso && matches!(f.open, Some(OpenFact::File(_)));
+    if !merged.paths.values().any(ldso_opened) {
+        return Err(PackError::NoFileOpened {
+            processes: merged.processes,
+        });
+    }
     let mut decision = scope.decide(
         merged
             .paths

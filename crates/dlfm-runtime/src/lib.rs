@@ -12,7 +12,8 @@
 //! std, no allocation, no panics, no relocations, every function
 //! `#[inline]` so that it is compiled into the wrapper's own object.
 //!
-//! - [`legacy_stat`]: older glibc's stat, fstat and lstat as newfstatat;
+//! - [`legacy_calls`]: older glibc's stat, fstat, lstat and open as
+//!   newfstatat and openat;
 //! - [`keys`]: which calls are lookups (the filters record and replay share);
 //! - [`vfd`]: virtual descriptors, and the read/seek/map arithmetic on them;
 //! - [`env`]: every environment variable dlfm reads, and what it asks for;
@@ -34,7 +35,7 @@ pub mod entry_abi;
 pub mod env;
 pub mod fixed_path;
 pub mod keys;
-pub mod legacy_stat;
+pub mod legacy_calls;
 pub mod line;
 pub mod scope;
 pub mod staging_policy;

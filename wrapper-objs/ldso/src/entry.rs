@@ -6,7 +6,7 @@ use linux_raw_sys::auxvec::AT_EUID;
 use dlfm_runtime::elf;
 use dlfm_runtime::env::Mode;
 use dlfm_runtime::fixed_path::FixedPath;
-use dlfm_runtime::legacy_stat;
+use dlfm_runtime::legacy_calls;
 
 use crate::config;
 use crate::ident::Ids;
@@ -33,7 +33,7 @@ static EMPTY: [u8; 1] = [0];
 pub unsafe extern "C" fn dlfm_entry(nr: u64, args: *const u64, stack_end: *const u64) -> i64 {
     // SAFETY: the trampoline passes six saved argument registers.
     let a = unsafe { core::ptr::read(args as *const [u64; 6]) };
-    let (nr, a) = legacy_stat::as_newfstatat(nr, a, EMPTY.as_ptr() as u64);
+    let (nr, a) = legacy_calls::as_at_call(nr, a, EMPTY.as_ptr() as u64);
     // SAFETY: calls are serialised by ld.so (see `state`).
     let st = unsafe { state::get() };
     if !st.ready {
