@@ -30,7 +30,7 @@ packages=(build-essential ca-certificates strace gdb procps python3 python3-dev 
     openmpi-bin libopenmpi-dev fonts-dejavu-core)
 if [ "$mode" != demo ]; then
     # The tests: gdb for every architecture, the aarch64 cross toolchain and
-    # qemu-user (the aarch64 wrapper), pip (numpy, scipy, pandas for the
+    # qemu-user (the aarch64 wrapper), pip (numpy, scipy, pandas, matplotlib for the
     # FMCaching tests), Slurm and munge (a real cluster in network
     # namespaces: iproute2 for ip, util-linux for nsenter and unshare), Lmod
     # (dlfm's modulefile after `make install`).
@@ -63,9 +63,9 @@ fi
 rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$' ||
     rustup target add aarch64-unknown-linux-gnu
 
-# numpy, scipy and pandas from PyPI for FMCaching's scientific-stack test
+# numpy, scipy, pandas and matplotlib from PyPI for FMCaching's scientific-stack test
 # (tests/tests/fmcache.rs, tests/src/pydeps.rs), kept under target/pydeps.
-pydeps="numpy scipy pandas"
+pydeps="numpy scipy pandas matplotlib"
 if ! PYTHONPATH=target/pydeps /usr/bin/python3 -c "import ${pydeps// /, }" 2>/dev/null; then
     # shellcheck disable=SC2086
     /usr/bin/python3 -m pip install -q --disable-pip-version-check --break-system-packages \

@@ -74,6 +74,11 @@ struct Args {
     /// is then "every rank has imported everything".
     #[arg(long)]
     python: bool,
+    /// With `--python`: the ranks import numpy, scipy, pandas and
+    /// matplotlib from PyPI (target/pydeps, copied onto the simulated file
+    /// system) and draw a figure, instead of the generated modules.
+    #[arg(long, requires = "python")]
+    scientific: bool,
     /// Top-level packages of the Python configuration's tree.
     #[arg(long, default_value_t = 10)]
     tree_packages: usize,
@@ -151,7 +156,9 @@ fn main() -> Result<()> {
     // then move it to the backing directory and mount that there. The
     // program and its ld.so copy stay on local storage: what reaches the
     // simulated file system is then the libraries' (and modules') traffic.
-    let job = if args.python {
+    let job = if args.scientific {
+        scientific_job(&pfs, &local)?
+    } else if args.python {
         python_job(&args, &pfs, &local)?
     } else {
         c_job(&args, &pfs, &local)?
@@ -606,6 +613,68 @@ fn python_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
         args: vec![driver.display().to_string()],
         ld_library_path: String::new(),
         env: vec![("PYTHONDONTWRITEBYTECODE", "1".into())],
+        expected: "imports-ok\n".into(),
+        tree: None,
+    })
+}
+
+/// An unmodified python3 importing numpy, scipy, pandas and matplotlib
+/// from a copy of target/pydeps on the simulated file system and drawing a
+/// figure (style sheets, matplotlibrc, a font: package data).
+fn scientific_job(pfs: &Path, local: &Path) -> Result<Job> {
+    let art = artifacts();
+    let python = Path::new("/usr/bin/python3").canonicalize()?;
+    let Some(pydeps) = dlfm_tests::pydeps::pydeps() else {
+        bail!("--scientific needs target/pydeps (scripts/setup-debian.sh test installs it)");
+    };
+    eprintln!(
+        "copying {} onto the simulated file system ...",
+        pydeps.display()
+    );
+    let site = pfs.join("pydeps");
+    ok(
+        Command::new("cp").arg("-a").arg(&pydeps).arg(&site),
+        "cp -a target/pydeps",
+    )?;
+    let copy = local.join("python3.dlfm");
+    ok(
+        Command::new(&art.dlpatch)
+            .args(["--embed", "--program"])
+            .arg(&python)
+            .arg("-o")
+            .arg(&copy)
+            .arg("--loader")
+            .arg(local.join("ld.so")),
+        "dlpatch --embed --program",
+    )?;
+    let driver = local.join("driver.py");
+    std::fs::write(
+        &driver,
+        "import numpy as np, scipy.linalg, scipy.sparse, scipy.optimize, pandas as pd\n\
+         import matplotlib\n\
+         matplotlib.use('Agg')\n\
+         import matplotlib.pyplot as plt\n\
+         fig, ax = plt.subplots(figsize=(2, 2), dpi=50)\n\
+         ax.plot([1, 3, 2]); ax.set_title('dlfm'); fig.canvas.draw()\n\
+         import os, resource, time\n\
+         os.write(2, f'main-reached {time.time_ns()}\\n'.encode())\n\
+         os.write(2, f'peak-rss-kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'.encode())\n\
+         print('imports-ok' if int(np.asarray(fig.canvas.buffer_rgba()).sum()) > 0 else 'wrong')\n",
+    )?;
+    Ok(Job {
+        what: "python3 importing numpy, scipy, pandas and matplotlib and drawing a figure".into(),
+        program: python,
+        dlfm_program: copy,
+        args: vec![driver.display().to_string()],
+        ld_library_path: String::new(),
+        env: vec![
+            ("PYTHONDONTWRITEBYTECODE", "1".into()),
+            ("PYTHONPATH", site.display().to_string()),
+            (
+                "MPLCONFIGDIR",
+                local.join("mplconfig").display().to_string(),
+            ),
+        ],
         expected: "imports-ok\n".into(),
         tree: None,
     })

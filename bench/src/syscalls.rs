@@ -13,7 +13,8 @@
 //! against the original python3 without dlfm; and the same python3
 //! importing a generated pure-Python package tree (`--tree-packages`, 55
 //! modules each), which FMCaching (the interposer the pilot preloads)
-//! serves; and with `--scientific`, numpy, scipy and pandas from PyPI.
+//! serves; and with `--scientific`, numpy, scipy, pandas and matplotlib
+//! from PyPI.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -154,7 +155,7 @@ fn main() -> Result<()> {
     if args.scientific {
         match scientific_case()? {
             Some(case) => python_case(case, args.runs)?,
-            None => println!("\nnumpy/scipy/pandas case skipped: not in target/pydeps"),
+            None => println!("\nnumpy/scipy/pandas/matplotlib case skipped: not in target/pydeps"),
         }
     }
     Ok(())
@@ -191,8 +192,8 @@ fn is_python_file(c: &Call) -> bool {
 }
 
 /// Runs `case` through a copy of python3 made by `dlpatch --embed
-/// --program`: pilot, pack, one traced run of python3 and of the copy in
-/// read-cache, then `runs` timed runs of each, interleaved; prints a table.
+/// --program`: pilot, pack, one run that stages the node copy, one traced
+/// run of python3 and of the copy in read-cache, then `runs` timed runs of each, interleaved; prints a table.
 fn python_case(case: PyCase, runs: usize) -> Result<()> {
     let python = Path::new("/usr/bin/python3").canonicalize()?;
     let s = &case.s;
@@ -221,6 +222,9 @@ fn python_case(case: PyCase, runs: usize) -> Result<()> {
         strace::run_traced(&c, &log);
         strace::parse(&log)
     };
+    // The node's first process stages the node copy; the traced one is a
+    // later rank's.
+    timed(cmd(&copy, Some("read-cache")), &case.expected)?;
     let base = trace(cmd(&python, None), "py-base.strace");
     let replay = trace(cmd(&copy, Some("read-cache")), "py-replay.strace");
     eprintln!("timing {runs} runs of each, interleaved ...");
@@ -243,6 +247,17 @@ fn python_case(case: PyCase, runs: usize) -> Result<()> {
     };
     let (bt, rt) = count(&|_| true);
     println!("  {:<40}{:>14}{:>14}", "total", bt, rt);
+    let (bl, rl) = count(&|c| s.is_node_local(c));
+    println!(
+        "  {:<40}{:>14}{:>14}",
+        "  on the node's copy (node-local)", bl, rl
+    );
+    println!(
+        "  {:<40}{:>14}{:>14}",
+        "  elsewhere (the file systems)",
+        bt - bl,
+        rt - rl
+    );
     for (label, f) in &case.rows {
         let (b, r) = count(f.as_ref());
         let share = if b > 0 {
@@ -287,6 +302,10 @@ fn tree_rows(root: String) -> Vec<Row> {
             Box::new(is_python_file),
         ),
         (
+            "on the standard library (/usr/lib/python3*)",
+            Box::new(|c: &Call| target(c).starts_with("/usr/lib/python3")),
+        ),
+        (
             "getdents64 (directory listings)",
             Box::new(|c: &Call| c.name == "getdents64"),
         ),
@@ -320,19 +339,29 @@ fn package_tree_case(args: &Args) -> Result<PyCase> {
     })
 }
 
-/// numpy, scipy and pandas from PyPI in target/pydeps (`.ci/run` installs
-/// them), if there.
+/// numpy, scipy, pandas and matplotlib from PyPI in target/pydeps
+/// (`.ci/run` installs them), if there: imported, and a figure drawn
+/// (matplotlib reads its style sheets, its matplotlibrc and a font: package
+/// data).
 fn scientific_case() -> Result<Option<PyCase>> {
     let Some(pydeps) = dlfm_tests::pydeps::pydeps() else {
         return Ok(None);
     };
     let script = "import numpy as np, scipy.linalg, scipy.sparse, scipy.optimize, pandas as pd; \
+                  import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt; \
+                  fig, ax = plt.subplots(figsize=(2, 2), dpi=50); ax.plot([1, 3, 2]); \
+                  ax.set_title('dlfm'); fig.canvas.draw(); \
                   print(np.__version__, round(float(scipy.linalg.det(np.eye(3) * 2)), 3), \
-                  int(pd.DataFrame({'a': range(10)})['a'].sum()))";
+                  int(pd.DataFrame({'a': range(10)})['a'].sum()), \
+                  int(np.asarray(fig.canvas.buffer_rgba()).sum()))";
     let python = Path::new("/usr/bin/python3").canonicalize()?;
+    let s = Scenario::embedded(Spec::small());
+    // matplotlib's font cache: written by the first run, read by the rest.
+    let mplconfig = s.root.join("mplconfig");
     let out = Command::new(&python)
         .args(["-c", script])
         .env("PYTHONPATH", &pydeps)
+        .env("MPLCONFIGDIR", &mplconfig)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()?;
     if !out.status.success() {
@@ -342,11 +371,14 @@ fn scientific_case() -> Result<Option<PyCase>> {
         );
     }
     Ok(Some(PyCase {
-        title: "unmodified python3 importing numpy, scipy.{linalg,sparse,optimize} and pandas from PyPI (FMCaching)"
+        title: "unmodified python3 importing numpy, scipy.{linalg,sparse,optimize}, pandas and matplotlib from PyPI, drawing a figure (FMCaching)"
             .to_string(),
-        s: Scenario::embedded(Spec::small()),
+        s,
         args: vec!["-c".into(), script.into()],
-        env: vec![("PYTHONPATH", pydeps.clone().into())],
+        env: vec![
+            ("PYTHONPATH", pydeps.clone().into()),
+            ("MPLCONFIGDIR", mplconfig.into()),
+        ],
         expected: String::from_utf8(out.stdout)?,
         rows: tree_rows(pydeps.display().to_string()),
     }))

@@ -117,12 +117,17 @@ enum Op {
     /// Before the large run: pack the pilot's journal into the cache file.
     ///
     /// ld.so's lookups are always packed. Of the program's own lookups only
-    /// code and its metadata are: names ending in .py, .pyc, .so, .so.N,
-    /// .la, .pth, .egg-link, pyvenv.cfg, anything in a *.dist-info or
-    /// *.egg-info directory (found or not), and every directory above a
+    /// installed content is: code and its metadata by name (.py, .pyc, .so,
+    /// .so.N, .la, .pth, .egg-link, pyvenv.cfg, anything in a *.dist-info
+    /// or *.egg-info directory, found or not); any file an installed
+    /// package's manifest names (pip's RECORD, egg-info's
+    /// installed-files.txt, conda-meta, Spack's install manifest, dpkg's
+    /// lists: package data, shipped config), a directory holding such files
+    /// and the names found missing in it; and every directory above a
     /// served path (for stat and lstat). Everything else (input files,
-    /// output, configuration) is left to the file system. A replay notes
-    /// only what this rule would serve; the next read-cache folds it in.
+    /// output, configuration in HOME, /proc, /sys) is left to the file
+    /// system. A replay notes the code it missed; the next read-cache folds
+    /// it in.
     ReadCache {
         /// The number of processes of the large run (sets Lustre striping).
         #[arg(value_parser = clap::value_parser!(u32).range(1..))]

@@ -63,13 +63,16 @@ pub struct ReadSummary {
     pub fm: Option<String>,
     /// The program's own lookups cached, by kind (FMCaching).
     pub fm_cached: Vec<(String, usize)>,
+    /// Installed packages' manifests read, by kind (pip RECORD, dpkg, ...).
+    pub manifests: Vec<(String, usize)>,
     /// Paths the program looked up that were left to the file system.
     pub fm_left: usize,
     /// The directories with the most paths left out, with their counts.
     pub fm_left_largest: Vec<(String, usize)>,
     /// Directory listings cached.
     pub listings: usize,
-    /// Directory listings left to the file system (they hold data).
+    /// Directory listings left to the file system (they hold files that
+    /// are neither code nor an installed package's).
     pub listings_left: usize,
     /// Bytecode files taken in as they are now.
     pub bytecode_taken: usize,
@@ -276,6 +279,11 @@ pub fn read_cache(
             .iter()
             .map(|(c, n)| (c.name().to_string(), *n))
             .collect(),
+        manifests: report
+            .manifests
+            .iter()
+            .map(|(k, n)| (k.to_string(), *n))
+            .collect(),
         fm_left: report.scope.left_out.values().sum(),
         fm_left_largest: report.scope.largest_left_out(5),
         listings: report.listings,
@@ -384,6 +392,18 @@ fn say_fm(s: &ReadSummary, fm: &str) {
             cached.join(", ")
         }
     );
+    if !s.manifests.is_empty() {
+        let read: Vec<String> = s
+            .manifests
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        say!(
+            "  fmcaching    installed packages: files named by {} manifest(s) ({}) are served as package data",
+            s.manifests.iter().map(|(_, n)| n).sum::<usize>(),
+            read.join(", ")
+        );
+    }
     if s.ancestors_from_disk > 0 {
         say!(
             "  fmcaching    directories above served paths: {} status(es) the pilot did not take were taken from the disk now",
@@ -398,7 +418,7 @@ fn say_fm(s: &ReadSummary, fm: &str) {
     }
     if s.listings + s.listings_left > 0 {
         say!(
-            "  fmcaching    directory listings: {} cached (directories of code only), {} left to the file system (they hold data too)",
+            "  fmcaching    directory listings: {} cached (code and installed files only), {} left to the file system (they hold other files too)",
             s.listings, s.listings_left
         );
     }
@@ -409,7 +429,7 @@ fn say_fm(s: &ReadSummary, fm: &str) {
             .map(|(d, n)| format!("{d} ({n})"))
             .collect();
         say!(
-            "  fmcaching    left to the file system (data, not code): {} path(s); largest groups: {}",
+            "  fmcaching    left to the file system (neither code nor an installed package's): {} path(s); largest groups: {}",
             s.fm_left,
             largest.join(", ")
         );

@@ -1,11 +1,11 @@
-//! The PyPI packages some tests import (numpy, scipy, pandas), installed by
+//! The PyPI packages some tests import (numpy, scipy, pandas, matplotlib), installed by
 //! `.ci/run` into `target/pydeps`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 /// The modules `.ci/run` installs.
-pub const MODULES: [&str; 3] = ["numpy", "scipy", "pandas"];
+pub const MODULES: [&str; 4] = ["numpy", "scipy", "pandas", "matplotlib"];
 
 /// `target/pydeps` when Debian's python3 imports every one of [`MODULES`]
 /// from it. Without them: a panic when `DLFM_REQUIRE_NUMPY` is set (as in
@@ -27,8 +27,8 @@ pub fn pydeps() -> Option<PathBuf> {
     }
     assert!(
         std::env::var_os("DLFM_REQUIRE_NUMPY").is_none(),
-        "numpy, scipy and pandas are required here: {install}"
+        "numpy, scipy, pandas and matplotlib are required here: {install}"
     );
-    eprintln!("numpy, scipy or pandas missing ({install}): not checked");
+    eprintln!("numpy, scipy, pandas or matplotlib missing ({install}): not checked");
     None
 }

@@ -50,7 +50,21 @@ fn generate(s: &Scenario) -> PackageTree {
 fn python_imports_a_package_tree_from_the_cache() {
     let (s, copy) = Scenario::python();
     let tree = generate(&s);
-    tree_replays(&s, &copy, &tree);
+    tree_replays(&s, &copy, &tree, &[stdlib()]);
+}
+
+/// Debian's python3's standard library directory (an installed tree:
+/// dpkg's lists name its files).
+fn stdlib() -> PathBuf {
+    let out = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out, "python3 sysconfig");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// A virtual environment's python, the tree reached through a `.pth` file
@@ -76,13 +90,14 @@ fn a_virtual_environments_python_imports_a_package_tree_from_the_cache() {
         .path()
         .join("site-packages");
     std::fs::write(site.join("tree.pth"), format!("{}\n", tree.root.display())).unwrap();
-    tree_replays(&s, &copy, &tree);
+    tree_replays(&s, &copy, &tree, &[stdlib(), site]);
 }
 
 /// Takes `copy` through a pilot and a replay of the tree's script, checks
-/// that the replay's imports made no call on a Python file of the tree and
-/// that DLCACHE_DBG says the interposer was preloaded.
-fn tree_replays(s: &Scenario, copy: &Path, tree: &PackageTree) {
+/// that the replay's imports made no call on a Python file of the tree, and
+/// none at all under the `installed` trees (the standard library, a venv's
+/// site-packages), and that DLCACHE_DBG says the interposer was preloaded.
+fn tree_replays(s: &Scenario, copy: &Path, tree: &PackageTree, installed: &[PathBuf]) {
     assert!(tree.imports >= 500, "{} imports", tree.imports);
     let out = &tree.expected_stdout;
     let base = run_python(s, copy, &tree.script, None, out, "base.strace");
@@ -112,15 +127,17 @@ fn tree_replays(s: &Scenario, copy: &Path, tree: &PackageTree) {
     );
 
     let before = on_python_files(&base, &tree.root);
-    // glibc's realpath (Python's for the script, to set sys.path[0]) calls
-    // readlink inside libc, where no interposer reaches: the one call left.
-    // The node-local copy (staging) is not the shared file system.
+    // The node-local copy (staging) is not the shared file system. glibc's
+    // realpath (Python's for the script, to set sys.path[0]) calls readlink
+    // inside libc: the interposer answers realpath as a whole.
     let script = tree.script.to_str().unwrap();
+    assert!(
+        base.iter()
+            .any(|c| c.name == "readlink" && c.path.as_deref() == Some(script)),
+        "without dlfm glibc's realpath reads the script's link"
+    );
     let replay = s.shared(&replay);
-    let after: Vec<&Call> = on_python_files(&replay, &tree.root)
-        .into_iter()
-        .filter(|c| !(c.name == "readlink" && c.path.as_deref() == Some(script)))
-        .collect();
+    let after = on_python_files(&replay, &tree.root);
     assert!(
         before.len() >= 4 * tree.imports,
         "without dlfm python looks up and reads its modules: {} calls",
@@ -155,6 +172,23 @@ fn tree_replays(s: &Scenario, copy: &Path, tree: &PackageTree) {
             .map(|c| c.raw.as_str())
             .collect::<Vec<_>>()
     );
+    for dir in installed {
+        let d = dir.to_str().unwrap();
+        let (was, left): (Vec<&Call>, Vec<&Call>) = (
+            base.iter().filter(|c| c.is_under(d)).collect(),
+            replay.iter().filter(|c| c.is_under(d)).collect(),
+        );
+        eprintln!("{d}: calls {} -> {}", was.len(), left.len());
+        assert!(!was.is_empty(), "python looks under {d} without dlfm");
+        assert!(
+            left.is_empty(),
+            "read-cache reached {d}:\n{}",
+            left.iter()
+                .map(|c| c.raw.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     eprintln!(
         "package tree: file calls without dlfm {} / read-cache {} (all calls {} / {}); \
          directories still reached in read-cache: {}",
@@ -800,11 +834,14 @@ fn only_code_directories_are_listed_from_the_cache() {
     );
 }
 
-/// numpy, scipy and pandas from PyPI (`.ci/run` installs them into
-/// target/pydeps): identical output, and in read-cache no lookup, open,
-/// read, mapping, listing or ENOENT probe under their tree.
+/// numpy, scipy, pandas and matplotlib from PyPI (`.ci/run` installs them
+/// into target/pydeps): identical output (a figure rendered with
+/// matplotlib's style sheets and fonts, package data), and in read-cache no
+/// lookup, open, read, mapping, listing or ENOENT probe under their tree:
+/// code and package data (the files each `*.dist-info/RECORD` names) come
+/// from the cache.
 #[test]
-fn numpy_scipy_and_pandas_import_from_the_cache() {
+fn numpy_scipy_pandas_and_matplotlib_import_from_the_cache() {
     let Some(pydeps) = dlfm_tests::pydeps::pydeps() else {
         return;
     };
@@ -813,17 +850,27 @@ fn numpy_scipy_and_pandas_import_from_the_cache() {
     std::fs::write(
         &script,
         "import numpy as np, scipy, scipy.linalg, scipy.sparse, scipy.optimize, pandas as pd\n\
+         import matplotlib\n\
+         matplotlib.use('Agg')\n\
+         import matplotlib.pyplot as plt\n\
          a = np.arange(1, 10, dtype=float).reshape(3, 3) + np.eye(3)\n\
-         print(np.__version__, scipy.__version__, pd.__version__,\n\
+         plt.style.use('ggplot')\n\
+         fig, ax = plt.subplots(figsize=(2, 2), dpi=50)\n\
+         ax.plot([1, 3, 2]); ax.set_title('dlfm')\n\
+         fig.canvas.draw()\n\
+         print(np.__version__, scipy.__version__, pd.__version__, matplotlib.__version__,\n\
          \x20     round(float(scipy.linalg.det(a)), 6), scipy.sparse.identity(4).nnz,\n\
          \x20     round(float(scipy.optimize.brentq(lambda x: x * x - 2, 0, 2)), 6),\n\
-         \x20     int(pd.DataFrame({'a': range(10)})['a'].sum()))\n",
+         \x20     int(pd.DataFrame({'a': range(10)})['a'].sum()),\n\
+         \x20     int(np.asarray(fig.canvas.buffer_rgba()).sum()))\n",
     )
     .unwrap();
+    let mplconfig = s.root.join("mplconfig");
     let run = |program: &Path, op: Option<&str>, log: &str| -> (String, Vec<Call>) {
         let mut cmd = s.cmd_for(program, op);
         cmd.arg(&script)
             .env("PYTHONPATH", &pydeps)
+            .env("MPLCONFIGDIR", &mplconfig)
             .env("PYTHONDONTWRITEBYTECODE", "1");
         s.traced_output(&cmd, log, &format!("science {op:?}"))
     };
@@ -841,43 +888,19 @@ fn numpy_scipy_and_pandas_import_from_the_cache() {
         calls.iter().filter(|c| c.is_under(tree)).cloned().collect()
     };
     let (before, after) = (under(&base), under(&replay));
-    // What may be left: listings of the few package directories that also
-    // hold a file whose name is not code (a LICENSE, a README), which the
-    // file system lists by design.
-    let listed: BTreeSet<&str> = after
-        .iter()
-        .filter(|c| c.name == "getdents64")
-        .filter_map(|c| c.fd_path.as_deref())
-        .collect();
-    let not_listing: Vec<&str> = after
-        .iter()
-        .filter(|c| {
-            let dir_open = c.name == "openat" && c.raw.contains("O_DIRECTORY");
-            let on_listed = c.fd_path.as_deref().is_some_and(|p| listed.contains(p));
-            !(dir_open || (on_listed && ["getdents64", "close"].contains(&c.name.as_str())))
-        })
-        .map(|c| c.raw.as_str())
-        .collect();
     eprintln!(
-        "numpy+scipy+pandas: calls under their tree {} -> {} ({} directories listed by the \
-         file system); all file calls {} -> {}",
+        "numpy+scipy+pandas+matplotlib: calls under their tree {} -> {}; all file calls {} -> {}",
         before.len(),
         after.len(),
-        listed.len(),
         base.len(),
         replay.len()
     );
     assert!(before.len() > 1000, "{} calls", before.len());
+    let left: Vec<&str> = after.iter().map(|c| c.raw.as_str()).collect();
     assert!(
-        not_listing.is_empty(),
-        "read-cache looked up or read under {tree}:\n{}",
-        not_listing.join("\n")
-    );
-    assert!(
-        after.len() * 50 <= before.len(),
-        "more than 2% left: {} of {}",
-        after.len(),
-        before.len()
+        left.is_empty(),
+        "read-cache looked up, listed or read under {tree}:\n{}",
+        left.join("\n")
     );
 }
 
@@ -952,4 +975,144 @@ fn check_names_a_module_edited_after_packing() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// A package installed by pip (a `*.dist-info/RECORD` naming its files)
+/// whose module reads its data at import: a table and a style it lists, a
+/// probe for an optional override that is absent. In read-cache strace
+/// shows no call at all under the site directory (code, data, listings,
+/// the absent name). A data file of the package changed after the pilot is
+/// refused by the pack; one changed after packing, or a name that appears
+/// in its data directory, is named by `dlfm.pre check`. A data file the
+/// program writes beside its input, outside the package, is seen as it is.
+#[test]
+fn installed_package_data_is_served_and_checked() {
+    let (s, copy) = Scenario::python();
+    let site = s.root.join("site");
+    let data = site.join("mypkg/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        site.join("mypkg/__init__.py"),
+        "import os\n\
+         HERE = os.path.join(os.path.dirname(__file__), 'data')\n\
+         NAMES = sorted(os.listdir(HERE))\n\
+         with open(os.path.join(HERE, 'table.txt')) as f:\n\
+         \x20   TABLE = f.read().split()\n\
+         STYLE = open(os.path.join(HERE, 'style.css')).read().strip()\n\
+         OVERRIDE = os.path.exists(os.path.join(HERE, 'override.css'))\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("table.txt"), "1 2 3 5 8\n").unwrap();
+    std::fs::write(data.join("style.css"), "body { color: teal }\n").unwrap();
+    let info = site.join("mypkg-1.0.dist-info");
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(info.join("METADATA"), "Name: mypkg\nVersion: 1.0\n").unwrap();
+    std::fs::write(
+        info.join("RECORD"),
+        "mypkg/__init__.py,sha256=x,1\nmypkg/data/table.txt,sha256=y,2\n\
+         \"mypkg/data/style.css\",sha256=z,3\nmypkg-1.0.dist-info/METADATA,,\n\
+         mypkg-1.0.dist-info/RECORD,,\n",
+    )
+    .unwrap();
+    let input = s.run_dir.join("input.txt");
+    std::fs::write(&input, "first\n").unwrap();
+    let script = s.root.join("uses_data.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import mypkg\n\
+             print(mypkg.NAMES, mypkg.TABLE, mypkg.STYLE, mypkg.OVERRIDE)\n\
+             print(open({input:?}).read().strip())\n",
+            input = input.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |op: Option<&str>, log: &str| -> (String, Vec<Call>) {
+        let mut cmd = s.cmd_for(&copy, op);
+        cmd.arg(&script)
+            .env("PYTHONPATH", &site)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        s.traced_output(&cmd, log, &format!("uses_data {op:?}"))
+    };
+    let expected =
+        "['style.css', 'table.txt'] ['1', '2', '3', '5', '8'] body { color: teal } False\n";
+    let pilot = |log: &str| {
+        assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+        let (out, _) = run(Some("write-cache"), log);
+        assert_eq!(out, format!("{expected}first\n"));
+    };
+    pilot("pilot.strace");
+    let packed = s.pre(&["read-cache", "4"], &[]);
+    assert_ok(&packed, "read-cache");
+    let summary = String::from_utf8_lossy(&packed.stdout);
+    assert!(
+        summary.contains("pip RECORD") && summary.contains("package data (manifests)"),
+        "{summary}"
+    );
+    std::fs::write(&input, "second\n").unwrap();
+    let (out, base) = run(None, "base.strace");
+    assert_eq!(out, format!("{expected}second\n"));
+    let (out, replay) = run(Some("read-cache"), "replay.strace");
+    assert_eq!(out, format!("{expected}second\n"), "the input as it is now");
+    let tree = site.to_str().unwrap();
+    let under = |calls: &[Call]| -> Vec<String> {
+        s.shared(calls)
+            .iter()
+            .filter(|c| c.is_under(tree))
+            .map(|c| c.raw.clone())
+            .collect()
+    };
+    let (before, after) = (under(&base), under(&replay));
+    for probe in ["table.txt", "style.css", "override.css", "getdents64"] {
+        assert!(
+            before.iter().any(|c| c.contains(probe)),
+            "without dlfm python reaches {probe}"
+        );
+    }
+    assert!(
+        after.is_empty(),
+        "read-cache reached the installed package:\n{}",
+        after.join("\n")
+    );
+    assert!(
+        s.shared(&replay)
+            .iter()
+            .any(|c| c.path.as_deref() == input.to_str()),
+        "the program's input is read from the file system"
+    );
+    eprintln!(
+        "installed package data: calls under the site {} -> 0",
+        before.len()
+    );
+
+    // A name that appears in the data directory after packing, and a data
+    // file changed after packing: `check` names both.
+    assert_ok(&s.pre(&["check", "--quick"], &[]), "check before changes");
+    let style = data.join("style.css");
+    std::fs::write(&style, "body { color: red }\n").unwrap();
+    std::fs::write(data.join("override.css"), "body {}\n").unwrap();
+    let r = s.pre(&["check", "--quick"], &[]);
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(style.to_str().unwrap()) && err.contains("changed since the pilot"),
+        "{err}"
+    );
+    assert!(
+        err.contains(data.to_str().unwrap()) && err.contains("entries changed"),
+        "{err}"
+    );
+    // The pack refuses a data file changed since the pilot.
+    std::fs::remove_file(data.join("override.css")).unwrap();
+    std::fs::write(&style, "body { color: teal }\n").unwrap();
+    std::fs::write(&input, "first\n").unwrap();
+    pilot("pilot2.strace");
+    std::fs::write(&style, "body { color: blue }\n").unwrap();
+    let r = s.pre(&["read-cache", "4"], &[]);
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(style.to_str().unwrap()) && err.contains("changed since the pilot"),
+        "{err}"
+    );
 }

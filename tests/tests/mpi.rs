@@ -1,7 +1,8 @@
 //! FMCaching for an MPI program: Open MPI's start-up (`MPI_Init`'s
 //! component discovery: a listing of its component directory, a `stat` of
 //! every `mca_*.so`, then ld.so's opens of the ones it loads) served from
-//! the cache on every rank of `mpirun -np 4`.
+//! the cache on every rank of `mpirun -np 4`, and its installed config
+//! files (package content, as dpkg's lists say) with it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,6 +45,21 @@ fn component_dir(calls: &[Call]) -> String {
         .to_string()
 }
 
+/// The directories of the installed `*mca-params*.conf` files that a rank
+/// looked up (Open MPI's and PMIx's), outside the user's home.
+fn installed_config_dirs(calls: &[Call]) -> Vec<String> {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let mut dirs: Vec<String> = calls
+        .iter()
+        .filter_map(|c| c.path.as_deref())
+        .filter(|p| p.contains("mca-params") && p.ends_with(".conf") && !p.starts_with(&home))
+        .filter_map(|p| Some(Path::new(p).parent()?.display().to_string()))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
 /// The calls in `calls` on Open MPI's component directory or anything in it.
 fn on_components<'a>(calls: &'a [Call], dir: &str) -> Vec<&'a Call> {
     calls.iter().filter(|c| c.is_under(dir)).collect()
@@ -75,6 +91,26 @@ fn mpi_init_finds_its_components_in_the_cache_on_every_rank() {
     for (pid, calls) in &base {
         let n = on_components(calls, &dir).len();
         assert!(n > 100, "rank {pid} without dlfm: {n} calls on {dir}");
+    }
+    // Open MPI's and PMIx's installed config files (dpkg's lists name
+    // them): read, and their `-override.conf` variants probed, by every
+    // rank without dlfm; from the cache with it.
+    let config_dirs = installed_config_dirs(base.values().next().unwrap());
+    assert!(
+        config_dirs.iter().any(|d| d.starts_with("/etc/openmpi")),
+        "ranks read Open MPI's config: {config_dirs:?}"
+    );
+    for (pid, calls) in &replay {
+        let left: Vec<&str> = calls
+            .iter()
+            .filter(|c| config_dirs.iter().any(|d| c.is_under(d)))
+            .map(|c| c.raw.as_str())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "rank {pid} reached Open MPI's installed config in read-cache:\n{}",
+            left.join("\n")
+        );
     }
     for (pid, calls) in &replay {
         let left: Vec<&str> = on_components(calls, &dir)

@@ -10,6 +10,7 @@ pub mod check;
 pub mod data_sum;
 pub mod disk;
 pub mod error;
+pub mod installed;
 pub mod listing;
 pub mod merge;
 pub mod metadata;

@@ -1,11 +1,12 @@
 //! Directory listings for FMCaching: read from the disk when packing (as
 //! file contents are), laid out as `dlfm_cache::layout::DirEntry`s.
 //!
-//! A listing is cached only for a directory of code: every regular file in
-//! it must be one the scope takes (code or package metadata, or an
-//! `--include`), so a directory that holds any data file (a job's working
-//! directory, a package's data directory) is always listed by the file
-//! system. Subdirectories, links and other entries do not count against it.
+//! A listing is cached only for a directory of installed content: every
+//! regular file in it must be one the scope takes (code or package
+//! metadata, a file an installed package's manifest names, or an
+//! `--include`), so a directory that holds any other file (a job's working
+//! directory, a source tree with its build files) is always listed by the
+//! file system. Subdirectories, links and other entries do not count against it.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -16,6 +17,7 @@ use std::path::Path;
 
 use dlfm_cache::layout::DirEntry;
 
+use crate::installed::Installed;
 use crate::scope::Scope;
 
 /// `d_type` values (`<dirent.h>`).
@@ -39,7 +41,11 @@ pub struct Packed {
 
 /// Lists `dir` for the cache: `None` when it holds a regular file the
 /// scope does not take, or a name the format cannot hold.
-pub fn pack_listing(dir: &[u8], scope: &Scope) -> io::Result<Option<Packed>> {
+pub fn pack_listing(
+    dir: &[u8],
+    scope: &Scope,
+    installed: &Installed,
+) -> io::Result<Option<Packed>> {
     let path = Path::new(OsStr::from_bytes(dir));
     let mut out = Packed {
         data: Vec::new(),
@@ -62,7 +68,7 @@ pub fn pack_listing(dir: &[u8], scope: &Scope) -> io::Result<Option<Packed>> {
         let t = e.file_type()?;
         let name = e.file_name();
         let full = path.join(&name);
-        if t.is_file() && !scope.takes_file(full.as_os_str().as_bytes()) {
+        if t.is_file() && !scope.takes_file(full.as_os_str().as_bytes(), installed) {
             return Ok(None);
         }
         if !push(e.ino(), d_type(&t), name.as_bytes(), &mut out) {

@@ -9,6 +9,7 @@ use dlfm_cache::stat::StatView;
 use crate::bytecode::take_in_present_bytecode;
 use crate::disk::{disk_change, stat_of, Prober};
 use crate::error::PackError;
+use crate::installed::{Installed, DPKG_INFO};
 use crate::listing::pack_listing;
 use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact, ENOENT};
 use crate::scan::{scan, Damage};
@@ -42,9 +43,9 @@ pub struct PackReport {
     pub conflicts: usize,
     /// Opened objects that are not regular files (left to the file system).
     pub not_regular: usize,
-    /// Directory listings cached (directories of code only).
+    /// Directory listings cached (code and installed files only).
     pub listings: usize,
-    /// Directories the program listed that hold data too: left to the file
+    /// Directories the program listed that hold other files too: left to the file
     /// system.
     pub listings_left: usize,
     /// `__pycache__/*.pyc` files written or rewritten since the pilot
@@ -58,6 +59,8 @@ pub struct PackReport {
     /// What the FMCaching scope took in and left out of the program's own
     /// lookups.
     pub scope: Decision,
+    /// Installed packages' manifests read (kind, how many).
+    pub manifests: Vec<(&'static str, usize)>,
 }
 
 /// Packs the journal at `journal` into the cache at `cache` for `width`
@@ -89,18 +92,21 @@ pub fn pack(
             processes: merged.processes,
         });
     }
+    let program_only = || merged.paths.iter().filter(|(_, f)| !f.by_ldso);
+    let installed = Installed::gather(
+        program_only().map(|(p, _)| p.as_slice()),
+        Path::new(DPKG_INFO),
+    );
     let mut decision = scope.decide(
-        merged
-            .paths
-            .iter()
-            .filter(|(_, f)| !f.by_ldso)
-            .map(|(p, f)| (p.as_slice(), is_directory(f))),
+        program_only().map(|(p, f)| (p.as_slice(), is_directory(f))),
         merged
             .paths
             .iter()
             .filter(|(_, f)| f.by_ldso)
             .map(|(p, _)| p.as_slice()),
+        &installed,
     );
+    serve_absent(&mut merged, &mut decision, scope, &installed);
     let ancestors_from_disk = serve_ancestors(&mut merged, &mut decision);
     let cached =
         |path: &[u8], facts: &PathFacts| facts.by_ldso || decision.admitted.contains_key(path);
@@ -127,8 +133,13 @@ pub fn pack(
             .as_deref()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         scope: Decision::default(),
+        manifests: installed
+            .manifests()
+            .iter()
+            .map(|(k, n)| (k.name(), *n))
+            .collect(),
     };
-    let writer = collect(&merged, width, scope, &cached, &mut report);
+    let writer = collect(&merged, width, scope, &installed, &cached, &mut report);
     report.scope = decision;
     report.written = writer
         .write_with(cache, prepare)
@@ -146,6 +157,84 @@ fn is_directory(f: &PathFacts) -> bool {
         || matches!(&f.lstat, Some(StatFact::Ok(st)) if dir(st))
         || matches!(&f.open, Some(OpenFact::File(st)) if dir(st))
         || matches!(&f.listed, Some(OpenFact::File(st)) if dir(st))
+}
+
+/// Serves the names the program found missing (every lookup of it failed
+/// with ENOENT) in a directory of an installed package: the nearest
+/// existing directory above the name must directly hold a file a manifest
+/// names, and every regular file in it must be one the scope takes, so its
+/// listing is cached too (added here when the pilot did not list it).
+/// `dlfm.pre check` then compares that listing with the disk, and the pack
+/// refuses a name that exists now: a name that appears later is never
+/// hidden. A job's own directory holds no package's file, so what a job
+/// looks for before writing it stays with the file system.
+fn serve_absent(
+    merged: &mut Merged,
+    decision: &mut Decision,
+    scope: &Scope,
+    installed: &Installed,
+) {
+    let rules = scope.rules();
+    let missing_only = |f: &PathFacts| {
+        let err = |e: &Option<StatFact>| matches!(e, None | Some(StatFact::Err(ENOENT)));
+        let open_err = |e: &Option<OpenFact>| matches!(e, None | Some(OpenFact::Err(ENOENT)));
+        !f.by_ldso
+            && err(&f.stat)
+            && err(&f.lstat)
+            && open_err(&f.open)
+            && open_err(&f.listed)
+            && matches!(f.access, None | Some(ENOENT))
+            && (f.stat.is_some()
+                || f.lstat.is_some()
+                || f.open.is_some()
+                || f.listed.is_some()
+                || f.access.is_some())
+    };
+    let candidates: Vec<Vec<u8>> = merged
+        .paths
+        .iter()
+        .filter(|(p, f)| {
+            missing_only(f) && !decision.admitted.contains_key(*p) && !rules.excludes(p)
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    // Directory -> its status when it is one whose missing names are served.
+    let mut verdicts: std::collections::HashMap<Vec<u8>, Option<std::fs::Metadata>> =
+        std::collections::HashMap::new();
+    for p in candidates {
+        let mut at = p.as_slice();
+        let dir = loop {
+            let Some(dir) = dlfm_runtime::scope::parent(at) else {
+                break None;
+            };
+            match std::fs::symlink_metadata(Path::new(std::ffi::OsStr::from_bytes(dir))) {
+                Ok(m) => break Some((dir.to_vec(), m)),
+                Err(_) => at = dir,
+            }
+        };
+        let Some((dir, meta)) = dir else { continue };
+        let verdict = verdicts.entry(dir.clone()).or_insert_with(|| {
+            let of_a_package = meta.is_dir()
+                && !rules.excludes(&dir)
+                && installed.holds_owned(&dir)
+                && matches!(pack_listing(&dir, scope, installed), Ok(Some(_)));
+            of_a_package.then_some(meta)
+        });
+        let Some(meta) = verdict else { continue };
+        let listed = &mut merged.paths.entry(dir.clone()).or_default().listed;
+        if listed.is_none() {
+            *listed = Some(OpenFact::File(stat_of(meta)));
+        }
+        decision.admitted.insert(p.clone(), Class::Absent);
+        decision.serve_ancestors_of(&p);
+        if let Some(n) = decision
+            .left_out
+            .get_mut(dlfm_runtime::scope::parent(&p).unwrap_or(b"/"))
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+    decision.left_out.retain(|_, n| *n > 0);
 }
 
 /// Serves every directory above a served path for `stat` and `lstat`
@@ -258,6 +347,7 @@ fn collect(
     merged: &Merged,
     width: u32,
     scope: &Scope,
+    installed: &Installed,
     cached: &impl Fn(&[u8], &PathFacts) -> bool,
     report: &mut PackReport,
 ) -> CacheWriter {
@@ -303,7 +393,7 @@ fn collect(
         }
         match &facts.listed {
             Some(OpenFact::Err(errno)) => b.set_list(path, Outcome::Err(*errno)),
-            Some(OpenFact::File(_)) => match pack_listing(path, scope) {
+            Some(OpenFact::File(_)) => match pack_listing(path, scope, installed) {
                 Ok(Some(l)) => {
                     report.listings += 1;
                     let i = b.add_listing(l.data, l.count);

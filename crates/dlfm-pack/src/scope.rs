@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use dlfm_runtime::scope::Class;
 use dlfm_runtime::scope::{self as rule, Rules, EXCLUDE, INCLUDE};
 
+use crate::installed::Installed;
+
 /// The user's scope: the default rule, widened by `--include` and narrowed
 /// by `--exclude` patterns, held in the encoding the cache stores.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +38,17 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Adds every directory above `path` to [`Decision::ancestors`].
+    pub fn serve_ancestors_of(&mut self, path: &[u8]) {
+        let mut at = path;
+        while let Some(dir) = rule::parent(at) {
+            if !self.ancestors.insert(dir.to_vec()) {
+                break;
+            }
+            at = dir;
+        }
+    }
+
     /// How many admitted paths there are of each class.
     pub fn counts(&self) -> BTreeMap<Class, usize> {
         let mut out = BTreeMap::new();
@@ -84,38 +97,48 @@ impl Scope {
         &self.encoded
     }
 
-    /// Whether a regular file at `path` is one the scope takes (by name or
-    /// `--include`, and not `--exclude`d): what a directory of code holds.
-    pub fn takes_file(&self, path: &[u8]) -> bool {
-        rule::takes_file(path, &self.rules())
+    /// Whether a regular file at `path` is one the scope takes (by name,
+    /// `--include` or an installed package's manifest, and not
+    /// `--exclude`d): what a directory the cache lists may hold.
+    pub fn takes_file(&self, path: &[u8], installed: &Installed) -> bool {
+        let rules = self.rules();
+        rule::takes_file(path, &rules) || (!rules.excludes(path) && installed.owns(path))
     }
 
     /// Decides for each path only the program looked up (`paths`, with
     /// whether the pilot saw a directory there) whether it is cached.
-    /// `by_loader` are the paths ld.so looked up (always cached).
+    /// `by_loader` are the paths ld.so looked up (always cached); a file
+    /// that `installed` owns is cached as package data, and a directory
+    /// that holds such a file is cached too.
     pub fn decide<'a>(
         &self,
         paths: impl Iterator<Item = (&'a [u8], bool)>,
         by_loader: impl Iterator<Item = &'a [u8]>,
+        installed: &Installed,
     ) -> Decision {
         let rules = self.rules();
         let paths: Vec<(&[u8], bool)> = paths.collect();
         let mut d = Decision::default();
         let mut served: Vec<&[u8]> = by_loader.collect();
         for &(p, is_dir) in &paths {
-            if let Some(c) = rule::takes(p, is_dir, &rules) {
+            let class = rule::takes(p, is_dir, &rules).or_else(|| {
+                if rules.excludes(p) {
+                    None
+                } else if !is_dir {
+                    installed.owns(p).then_some(Class::PackageData)
+                } else {
+                    // A directory of an installed package (`lib-dynload`
+                    // listed, nothing taken from it): its status and listing.
+                    installed.holds_owned(p).then_some(Class::Directory)
+                }
+            });
+            if let Some(c) = class {
                 d.admitted.insert(p.to_vec(), c);
                 served.push(p);
             }
         }
         for p in served {
-            let mut at = p;
-            while let Some(dir) = rule::parent(at) {
-                if !d.ancestors.insert(dir.to_vec()) {
-                    break;
-                }
-                at = dir;
-            }
+            d.serve_ancestors_of(p);
         }
         let excluded = |p: &[u8]| rules.excludes(p);
         // The directories the pilot looked up among them, and a walk's `.`
@@ -151,18 +174,20 @@ mod tests {
 
     #[test]
     fn a_directory_of_modules_ld_so_loaded_is_in_scope() {
+        let none = Installed::default();
         let paths: Vec<(&[u8], bool)> = vec![(b"/app/ext", true), (b"/app", true)];
         let loaded: Vec<&[u8]> = vec![b"/app/ext/mod_a.cpython-311-x86_64-linux-gnu.so"];
-        let d = Scope::default().decide(paths.iter().copied(), loaded.iter().copied());
+        let d = Scope::default().decide(paths.iter().copied(), loaded.iter().copied(), &none);
         assert_eq!(d.admitted.get(&b"/app/ext"[..]), Some(&Class::Directory));
         assert_eq!(d.admitted.get(&b"/app"[..]), Some(&Class::Directory));
-        let d = Scope::default().decide(paths.iter().copied(), std::iter::empty());
+        let d = Scope::default().decide(paths.iter().copied(), std::iter::empty(), &none);
         assert!(d.admitted.is_empty(), "{:?}", d.admitted);
         assert!(d.ancestors.is_empty());
     }
 
     #[test]
     fn every_directory_above_served_paths_is_served_and_globs_adjust() {
+        let none = Installed::default();
         let paths: Vec<(&[u8], bool)> = vec![
             (b"/lib/py/pkg/__init__.py", false),
             (b"/lib/py/pkg", true),
@@ -178,7 +203,7 @@ mod tests {
             (b"/job/out.log", false),
             (b"/lib/py/pkg/data.bin", false),
         ];
-        let d = Scope::default().decide(paths.iter().copied(), std::iter::empty());
+        let d = Scope::default().decide(paths.iter().copied(), std::iter::empty(), &none);
         for dir in [&b"/lib/py/pkg"[..], b"/lib/py", b"/lib"] {
             assert_eq!(d.admitted.get(dir), Some(&Class::Directory));
         }
@@ -193,7 +218,7 @@ mod tests {
         assert_eq!(d.largest_left_out(1), vec![("/job".to_string(), 4)]);
 
         let scope = Scope::new(&["*.yaml".into()], &["/lib/py/pkg/*".into()]);
-        let d = scope.decide(paths.iter().copied(), std::iter::empty());
+        let d = scope.decide(paths.iter().copied(), std::iter::empty(), &none);
         assert_eq!(
             d.admitted.get(&b"/job/conf.yaml"[..]),
             Some(&Class::Included)
@@ -207,8 +232,9 @@ mod tests {
     fn the_encoding_is_the_rules() {
         let scope = Scope::new(&["/data/*".into()], &["*.tmp".into()]);
         assert_eq!(scope.encoded(), b"+/data/*\0-*.tmp\0");
-        assert!(scope.takes_file(b"/data/x.csv"));
-        assert!(!scope.takes_file(b"/data/x.tmp"));
-        assert!(scope.takes_file(b"/a/b.py"));
+        let none = Installed::default();
+        assert!(scope.takes_file(b"/data/x.csv", &none));
+        assert!(!scope.takes_file(b"/data/x.tmp", &none));
+        assert!(scope.takes_file(b"/a/b.py", &none));
     }
 }

@@ -37,6 +37,7 @@ pub mod fixed_path;
 pub mod keys;
 pub mod legacy_calls;
 pub mod line;
+pub mod name_walk;
 pub mod scope;
 pub mod staging_policy;
 pub mod summary;

@@ -12,6 +12,12 @@
 //!   package metadata ([`class_of_name`]), whatever the result (so the
 //!   ENOENT probes of such names are served too); an `--exclude` wins over
 //!   both.
+//! - The pack widens this with what it alone can know (`dlfm-pack`'s
+//!   `installed`): files an installed package's manifest names
+//!   ([`Class::PackageData`]) and names missing in a directory of an
+//!   installed package ([`Class::Absent`]). A replay that misses one of
+//!   those does not note it (the noting side cannot read manifests); the
+//!   next pilot's pack takes it in.
 //! - Directories: every existing ancestor directory of a served path is
 //!   served for `stat` and `lstat` (importlib's directory checks, a
 //!   `realpath` walk up to `/`); the pack takes their status from the pilot
@@ -48,6 +54,12 @@ pub enum Class {
     /// Type stubs, Cython declarations and C headers beside code: `.pyi`,
     /// `.pxd`, `.pyx`, `.h`, `py.typed`.
     Declarations,
+    /// A file an installed package's manifest names (pip's `RECORD`, dpkg's
+    /// lists, ...; the pack reads them): package data, shipped config.
+    PackageData,
+    /// A name found missing in a directory of an installed package (site's
+    /// `dist-packages`, a config file's `-override` variant).
+    Absent,
     /// A directory above a served path.
     Directory,
     /// An `--include` pattern took it in.
@@ -64,6 +76,8 @@ impl Class {
             Class::SharedObject => "shared objects",
             Class::PackageMetadata => "package metadata",
             Class::Declarations => "stubs and headers",
+            Class::PackageData => "package data (manifests)",
+            Class::Absent => "absent names in package directories",
             Class::Directory => "directories",
             Class::Included => "--include",
         }

@@ -329,8 +329,12 @@ pub unsafe extern "C" fn fstat64(fd: c_int, buf: *mut Stat) -> c_int {
 
 // ---- access ---------------------------------------------------------------
 
-/// Answers or records `access(path, R_OK)`; `call` makes the real call.
+/// Answers or records `access(path, R_OK)` (and `F_OK`, [`exists_like`]);
+/// `call` makes the real call.
 fn access_like(path: *const c_char, mode: c_int, call: impl FnOnce() -> c_int) -> c_int {
+    if mode == libc::F_OK {
+        return exists_like(path, call);
+    }
     let key = absolute(path).filter(|_| keys::access_is_lookup(mode as u32));
     if let (Some(p), Some((cache, _))) = (key, state::cache()) {
         if let Some(a) = replay::access(&cache, p) {
@@ -348,6 +352,37 @@ fn access_like(path: *const c_char, mode: c_int, call: impl FnOnce() -> c_int) -
                 path: p,
             },
         );
+    }
+    r
+}
+
+/// Answers or records `access(path, F_OK)` as the `stat` it amounts to: it
+/// fails exactly where `stat` fails, with the same errno (the cache keeps
+/// one `access` result per path, the `R_OK` one, which a file without read
+/// permission would make wrong for `F_OK`). The pilot records the `stat`
+/// (one more call, with errno kept) only when it agrees with the real
+/// `access`; `call` makes the real call.
+fn exists_like(path: *const c_char, call: impl FnOnce() -> c_int) -> c_int {
+    let key = absolute(path);
+    if let (Some(p), Some((cache, _))) = (key, state::cache()) {
+        if let Some(a) = replay::exists(&cache, p) {
+            return give(a);
+        }
+    }
+    let r = call();
+    if let Some((p, j)) = key.and_then(|p| Some((p, state::sink_for(p)?))) {
+        let kept = errno();
+        let mut st = sys::zeroed_stat();
+        // SAFETY: `absolute` read it as a NUL-terminated path.
+        let c_path = unsafe { CStr::from_ptr(path) };
+        let result = match sys::stat(c_path, &mut st) {
+            Ok(()) => 0,
+            Err(sys::Errno(e)) => -e,
+        };
+        if result == result_of(r) {
+            record_stat(j, p, Follow::Yes, result, &st);
+        }
+        fail(kept);
     }
     r
 }

@@ -16,7 +16,9 @@
 //! - no locks and no allocation: state is set once by the constructor
 //!   before `main` (published with a release store, read with acquire
 //!   loads) and the table of served descriptors is made of atomics, so
-//!   every function here is thread-safe and async-signal-safe;
+//!   every function here is thread-safe and async-signal-safe (the one
+//!   exception is libc's own: `realpath(path, NULL)` returns memory from
+//!   `malloc`, as libc's does, and is no more signal-safe than libc's);
 //! - after `fork` the child inherits the same state and the same
 //!   descriptors, so the table stays true in both processes;
 //! - every descriptor handed to the program is a real one the kernel knows
@@ -35,6 +37,7 @@ mod dirs;
 mod node_copy;
 mod own_fd;
 mod real;
+mod realpath;
 mod record;
 mod replay;
 mod served;

@@ -97,6 +97,24 @@ pub fn access(cache: &Cache<'_>, path: &[u8]) -> Option<Answer> {
     traced(b"access", path, answer())
 }
 
+/// `access(path, F_OK)`: the recorded `stat`'s outcome (0 or its errno),
+/// else a successful open (it followed the path to a file), else an open
+/// that failed for a missing name.
+pub fn exists(cache: &Cache<'_>, path: &[u8]) -> Option<Answer> {
+    let answer = || {
+        let e = cache.lookup(path)?;
+        match (e.stat, e.open) {
+            (Outcome::Err(errno), _) => Some(Answer::Err(errno)),
+            (Outcome::Ok(_), _) | (_, Outcome::Ok(_)) => Some(Answer::Ok(0)),
+            (_, Outcome::Err(errno)) if errno == libc::ENOENT || errno == libc::ENOTDIR => {
+                Some(Answer::Err(errno))
+            }
+            _ => None,
+        }
+    };
+    traced(b"access", path, answer())
+}
+
 /// `open(path, O_RDONLY | extra)`, with close-on-exec if `cloexec`: the
 /// file's node-local copy, opened (shared by the node's processes in the
 /// page cache; `/proc/self/fd/N` ends with the file's own path), or without

@@ -88,6 +88,16 @@ pub fn fstat(fd: i32, st: &mut libc::stat) -> Result<()> {
 
 /// `lstat(path)` into `st`.
 pub fn lstat(path: &CStr, st: &mut libc::stat) -> Result<()> {
+    stat_at(path, st, libc::AT_SYMLINK_NOFOLLOW)
+}
+
+/// `stat(path)` into `st`.
+pub fn stat(path: &CStr, st: &mut libc::stat) -> Result<()> {
+    stat_at(path, st, 0)
+}
+
+/// `fstatat(AT_FDCWD, path, st, flags)`.
+fn stat_at(path: &CStr, st: &mut libc::stat, flags: i32) -> Result<()> {
     // SAFETY: `path` is NUL-terminated and `st` a whole struct stat.
     unsafe {
         call(
@@ -96,7 +106,7 @@ pub fn lstat(path: &CStr, st: &mut libc::stat) -> Result<()> {
                 libc::AT_FDCWD as c_long,
                 path.as_ptr() as c_long,
                 st as *mut libc::stat as c_long,
-                libc::AT_SYMLINK_NOFOLLOW as c_long,
+                flags as c_long,
             ],
         )
     }
