@@ -87,7 +87,25 @@ impl Filesystem for SimFs {
         match std::fs::symlink_metadata(&path) {
             Ok(m) => {
                 let ino = self.inodes.ino(&path);
-                reply.entry(&self.model.ttl, &self.attr(ino, &m), Generation(0));
+                reply.entry(
+                    &self.model.client.entry_ttl,
+                    &self.attr(ino, &m),
+                    Generation(0),
+                );
+            }
+            // A negative entry (node id 0) with a timeout: the kernel's
+            // client believes the name missing for that long.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && !self.model.client.negative_ttl.is_zero() =>
+            {
+                match std::fs::symlink_metadata(&dir) {
+                    Ok(dm) => {
+                        let none = self.attr(0, &dm);
+                        reply.entry(&self.model.client.negative_ttl, &none, Generation(0));
+                    }
+                    Err(_) => reply.error(Errno::ENOENT),
+                }
             }
             Err(e) => reply.error(Errno::from(e)),
         }
@@ -96,7 +114,7 @@ impl Filesystem for SimFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.metadata("getattr");
         match self.inodes.path(ino.0).map(std::fs::symlink_metadata) {
-            Some(Ok(m)) => reply.attr(&self.model.ttl, &self.attr(ino.0, &m)),
+            Some(Ok(m)) => reply.attr(&self.model.client.entry_ttl, &self.attr(ino.0, &m)),
             Some(Err(e)) => reply.error(Errno::from(e)),
             None => reply.error(Errno::ENOENT),
         }

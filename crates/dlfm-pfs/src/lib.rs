@@ -55,9 +55,8 @@ pub struct Model {
     pub read_latency: Duration,
     /// Requests served at once.
     pub threads: usize,
-    /// How long the kernel may cache an entry or attribute (0: every lookup
-    /// reaches the server, as on a parallel file system under load).
-    pub ttl: Duration,
+    /// The client's cache on this mount (one mount: one node's client).
+    pub client: Client,
 }
 
 impl Default for Model {
@@ -66,7 +65,52 @@ impl Default for Model {
             metadata_latency: Duration::from_micros(200),
             read_latency: Duration::ZERO,
             threads: 1,
-            ttl: Duration::ZERO,
+            client: Client::NONE,
+        }
+    }
+}
+
+/// What the node's file-system client caches (the kernel's FUSE client
+/// does it, from the timeouts the server gives with each answer). Opens
+/// always reach the server, as on every parallel file system's client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// How long a found entry and its attributes are believed without
+    /// asking the server again.
+    pub entry_ttl: Duration,
+    /// How long a missing name is believed missing (0: every failed lookup
+    /// reaches the server).
+    pub negative_ttl: Duration,
+}
+
+impl Client {
+    /// No client caching: every lookup reaches the server (a parallel file
+    /// system under contention, where the client's locks are called back).
+    pub const NONE: Client = Client {
+        entry_ttl: Duration::ZERO,
+        negative_ttl: Duration::ZERO,
+    };
+    /// Lustre-like: found entries and attributes stay cached while the
+    /// client holds their locks (an hour here: the job), failed lookups are
+    /// not cached, opens go to the metadata server.
+    pub const LUSTRE: Client = Client {
+        entry_ttl: Duration::from_secs(3600),
+        negative_ttl: Duration::ZERO,
+    };
+    /// GPFS-like: found and missing names both cached (tokens held), opens
+    /// to the server.
+    pub const GPFS: Client = Client {
+        entry_ttl: Duration::from_secs(3600),
+        negative_ttl: Duration::from_secs(3600),
+    };
+
+    /// The named setting: `none`, `lustre` or `gpfs`.
+    pub fn named(name: &str) -> Option<Client> {
+        match name {
+            "none" => Some(Client::NONE),
+            "lustre" => Some(Client::LUSTRE),
+            "gpfs" => Some(Client::GPFS),
+            _ => None,
         }
     }
 }

@@ -28,6 +28,20 @@ struct Cli {
     /// Requests served at once.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// The client's cache: `none` (every lookup reaches the server: a
+    /// parallel file system under contention), `lustre` (found entries and
+    /// attributes cached, failed lookups not), `gpfs` (both cached). Opens
+    /// always reach the server.
+    #[arg(long, default_value = "none", value_parser = ["none", "lustre", "gpfs"])]
+    client: String,
+    /// Milliseconds a found entry and its attributes stay cached
+    /// (overrides --client's).
+    #[arg(long, value_name = "MS")]
+    entry_ttl_ms: Option<u64>,
+    /// Milliseconds a missing name stays cached as missing (overrides
+    /// --client's; 0: never cached).
+    #[arg(long, value_name = "MS")]
+    negative_ttl_ms: Option<u64>,
     /// Also write the counts to this file at unmount.
     #[arg(long)]
     stats: Option<PathBuf>,
@@ -44,20 +58,29 @@ fn main() -> Result<()> {
     let (Some(backing), Some(mountpoint)) = (cli.backing, cli.mountpoint) else {
         anyhow::bail!("give the directory to serve and where to mount it");
     };
+    let mut client = dlfm_pfs::Client::named(&cli.client).unwrap_or(dlfm_pfs::Client::NONE);
+    if let Some(ms) = cli.entry_ttl_ms {
+        client.entry_ttl = Duration::from_millis(ms);
+    }
+    if let Some(ms) = cli.negative_ttl_ms {
+        client.negative_ttl = Duration::from_millis(ms);
+    }
     let model = dlfm_pfs::Model {
         metadata_latency: Duration::from_micros(cli.latency_us),
         read_latency: Duration::from_micros(cli.read_latency_us),
         threads: cli.threads,
-        ..dlfm_pfs::Model::default()
+        client,
     };
     dlfm_pfs::clean_stale(&mountpoint);
     let mount = dlfm_pfs::Mount::new(&backing, &mountpoint, &model)?;
     eprintln!(
-        "dlfm-pfs: serving {} at {} ({} µs per metadata request, {} thread(s)); unmount with fusermount3 -u {}",
+        "dlfm-pfs: serving {} at {} ({} µs per metadata request, {} thread(s), client cache: entries {} ms, missing names {} ms); unmount with fusermount3 -u {}",
         backing.display(),
         mountpoint.display(),
         cli.latency_us,
         cli.threads,
+        client.entry_ttl.as_millis(),
+        client.negative_ttl.as_millis(),
         mountpoint.display()
     );
     // Wait until the mount goes away (unmounted from outside).

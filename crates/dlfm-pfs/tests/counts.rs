@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dlfm_pfs::{Model, Mount};
+use dlfm_pfs::{Client, Model, Mount};
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -102,4 +102,55 @@ fn one_service_thread_makes_requests_queue() {
     );
     drop(m);
     assert!(!mounted(&mnt));
+}
+
+/// Lookups of one found and one missing name, three times, and opens of the
+/// found file, on a mount with `client`: the requests the server saw
+/// (lookup, open).
+fn repeated_lookups(client: Client) -> (u64, u64) {
+    let (_dir, backing, mnt) = setup();
+    let model = Model {
+        metadata_latency: Duration::ZERO,
+        client,
+        ..Model::default()
+    };
+    let m = Mount::new(&backing, &mnt, &model).unwrap();
+    let _ = std::fs::metadata(&mnt);
+    m.reset();
+    for _ in 0..3 {
+        assert!(std::fs::metadata(mnt.join("lib/data.bin")).is_ok());
+        assert!(std::fs::metadata(mnt.join("lib/missing.so")).is_err());
+        assert_eq!(
+            std::fs::read(mnt.join("lib/data.bin")).unwrap().len(),
+            10000
+        );
+    }
+    let c = m.counts();
+    eprintln!("{client:?}:\n{}", c.report());
+    let got = (c.get("lookup"), c.get("open"));
+    drop(m);
+    got
+}
+
+/// The client-cache settings: without caching every lookup reaches the
+/// server; a Lustre-like client sends each found name once but every failed
+/// lookup; a GPFS-like one sends each name once; opens always reach it.
+#[test]
+fn client_settings_cache_what_they_say() {
+    let (lookups, opens) = repeated_lookups(Client::NONE);
+    assert!(
+        lookups >= 3 * 4,
+        "none: every lookup reaches the server ({lookups})"
+    );
+    assert_eq!(opens, 3);
+    let (lookups, opens) = repeated_lookups(Client::LUSTRE);
+    assert_eq!(
+        lookups,
+        2 + 3,
+        "lustre: lib/ and data.bin once, missing.so each time"
+    );
+    assert_eq!(opens, 3, "opens reach the server");
+    let (lookups, opens) = repeated_lookups(Client::GPFS);
+    assert_eq!(lookups, 3, "gpfs: lib/, data.bin and missing.so once each");
+    assert_eq!(opens, 3);
 }
