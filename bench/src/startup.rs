@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use dlfm_pfs::{Model, Mount};
+use dlfm_pfs::{Client, Model, Mount};
 use dlfm_tests::artifacts;
 use dlfm_workload::{generate, generate_package_tree, generate_python, Link, Spec};
 
@@ -86,7 +86,13 @@ struct Args {
     /// configuration.
     #[arg(long, default_value_t = 50)]
     python_modules: usize,
-    /// Write a PNG plot of startup time against ranks here.
+    /// The client-cache settings to measure under, each from a cold cache
+    /// (dlfm-pfs `--client`): none (every lookup reaches the server),
+    /// lustre (found entries cached, failed lookups not), gpfs (both).
+    #[arg(long, value_delimiter = ',', default_value = "none,lustre")]
+    clients: Vec<String>,
+    /// Write a PNG plot of startup time against ranks here (the first
+    /// client setting's).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Measure learning instead (issue 13): the program's dlopen libraries
@@ -113,6 +119,9 @@ const CONFIGS: [&str; 8] = [
     "run-job2",
     "run-job3",
 ];
+
+/// One measured configuration: ranks, configuration, what was measured.
+type Row = (usize, &'static str, Measure);
 
 /// One measured run.
 struct Measure {
@@ -226,31 +235,54 @@ fn main() -> Result<()> {
         return Ok(());
     }
 
-    let mut rows = Vec::new();
-    for &r in &args.ranks {
-        for config in CONFIGS {
-            if config == "copy-shm" && job.tree.is_none() {
-                continue;
+    // Each measurement on a fresh mount: the node's client cache starts
+    // cold, as for a new job, under each client setting.
+    drop(mount);
+    let mut all: Vec<(&str, Vec<Row>)> = Vec::new();
+    for name in &args.clients {
+        let client =
+            Client::named(name).with_context(|| format!("--clients: no setting {name:?}"))?;
+        let model = Model {
+            client,
+            ..model.clone()
+        };
+        let mut rows = Vec::new();
+        for &r in &args.ranks {
+            for config in CONFIGS {
+                if config == "copy-shm" && job.tree.is_none() {
+                    continue;
+                }
+                let mount = Mount::new(&backing, &pfs, &model)?;
+                let m = measure(config, r, &job, &pfs, &shm, &run)?;
+                let m = Measure {
+                    ops: mount.unmount().total(),
+                    ..m
+                };
+                eprintln!(
+                    "client {name:<6} R={r:<3} {config:<9} startup {:>9.1} ms, {} requests",
+                    ms(m.startup),
+                    m.ops
+                );
+                rows.push((r, config, m));
             }
-            mount.reset();
-            let m = measure(config, r, &job, &pfs, &shm, &run)?;
-            let m = Measure {
-                ops: mount.counts().total(),
-                ..m
-            };
-            eprintln!(
-                "R={r:<3} {config:<9} startup {:>9.1} ms, {} requests",
-                ms(m.startup),
-                m.ops
-            );
-            rows.push((r, config, m));
         }
+        all.push((name.as_str(), rows));
     }
-    let counts = mount.unmount();
-    eprintln!("simulated file system totals:\n{}", counts.report());
+    for (name, rows) in &all {
+        print_table(name, rows, &job, &args);
+    }
+    if let (Some(path), Some((_, rows))) = (&args.plot, all.first()) {
+        plot(rows, &args, &job.what, path)?;
+        println!("plot: {}", path.display());
+    }
+    Ok(())
+}
 
+/// Prints the table of one client setting's measurements, and the ratios
+/// of `dlfm run`'s jobs.
+fn print_table(client: &str, rows: &[Row], job: &Job, args: &Args) {
     println!(
-        "bench/startup: {}, {} µs per metadata request, {} service thread(s), mpirun --oversubscribe",
+        "bench/startup: {}, {} µs per metadata request, {} service thread(s), client cache: {client}, mpirun --oversubscribe",
         job.what, args.latency_us, args.threads
     );
     println!(
@@ -258,7 +290,7 @@ fn main() -> Result<()> {
         "R", "config", "all in main", "job end", "vs base", "requests", "per rank", "RSS KiB"
     );
     let mut ratios = Vec::new();
-    for (r, config, m) in &rows {
+    for (r, config, m) in rows {
         let base = rows
             .iter()
             .find(|x| x.0 == *r && x.1 == "baseline")
@@ -293,11 +325,6 @@ fn main() -> Result<()> {
     for line in ratios {
         println!("{line}");
     }
-    if let Some(path) = &args.plot {
-        plot(&rows, &args, &job.what, path)?;
-        println!("plot: {}", path.display());
-    }
-    Ok(())
 }
 
 /// One R of a `--learn` run: requests to the simulated file system.
@@ -439,7 +466,7 @@ fn print_nodes(nodes: usize, rows: &[slurm_nodes::Row], job: &Job, args: &Args) 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Startup time against ranks, one line per configuration.
-fn plot(rows: &[(usize, &str, Measure)], args: &Args, what: &str, path: &Path) -> Result<()> {
+fn plot(rows: &[Row], args: &Args, what: &str, path: &Path) -> Result<()> {
     use plotters::prelude::*;
     let font = std::fs::read(FONT)
         .with_context(|| format!("{FONT} (apt-get install fonts-dejavu-core)"))?;
