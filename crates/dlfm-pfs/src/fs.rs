@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,12 +31,13 @@ pub struct SimFs {
 }
 
 impl SimFs {
-    /// Serves `backing` with `model`'s latencies, counting into `counters`.
-    pub fn new(backing: PathBuf, model: Model, counters: Arc<Counters>) -> SimFs {
+    /// Serves `backing` (whose own inode number is `backing_ino`) with
+    /// `model`'s latencies, counting into `counters`.
+    pub fn new(backing: PathBuf, backing_ino: u64, model: Model, counters: Arc<Counters>) -> SimFs {
         SimFs {
             model,
             counters,
-            inodes: Inodes::new(backing),
+            inodes: Inodes::new(backing, backing_ino),
             files: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
         }
@@ -86,7 +87,7 @@ impl Filesystem for SimFs {
         let path = dir.join(name);
         match std::fs::symlink_metadata(&path) {
             Ok(m) => {
-                let ino = self.inodes.ino(&path);
+                let ino = self.inodes.ino(&path, m.ino());
                 reply.entry(
                     &self.model.client.entry_ttl,
                     &self.attr(ino, &m),
@@ -205,7 +206,7 @@ impl Filesystem for SimFs {
                 Ok(t) if t.is_symlink() => FileType::Symlink,
                 _ => FileType::RegularFile,
             };
-            let child = self.inodes.ino(&e.path());
+            let child = self.inodes.ino(&e.path(), e.ino());
             if reply.add(INodeNo(child), i as u64 + 1, kind, e.file_name()) {
                 break;
             }

@@ -12,6 +12,7 @@ mod counters;
 mod fs;
 mod inodes;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -136,7 +137,13 @@ impl Mount {
             return Err(MountError::NoThreads);
         }
         let counters = std::sync::Arc::new(Counters::default());
-        let fs = SimFs::new(backing, model.clone(), counters.clone());
+        let backing_ino = std::fs::metadata(&backing)
+            .map_err(|source| MountError::Backing {
+                path: backing.clone(),
+                source,
+            })?
+            .ino();
+        let fs = SimFs::new(backing, backing_ino, model.clone(), counters.clone());
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("dlfm-pfs".into()),
