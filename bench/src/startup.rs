@@ -593,7 +593,6 @@ fn c_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
 /// generated scripts, checks what they print, prints one line and stamps
 /// the moment everything was imported.
 fn python_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
-    let art = artifacts();
     let python = Path::new("/usr/bin/python3").canonicalize()?;
     eprintln!(
         "generating a package tree of {} packages and {} extension modules ...",
@@ -601,17 +600,7 @@ fn python_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
     );
     let tree = generate_package_tree(&python, &pfs.join("py"), args.tree_packages, 5, 10, 3)?;
     let ext = generate_python(&python, args.python_modules, 11, &pfs.join("ext"))?;
-    let copy = local.join("python3.dlfm");
-    ok(
-        Command::new(&art.dlpatch)
-            .args(["--embed", "--program"])
-            .arg(&python)
-            .arg("-o")
-            .arg(&copy)
-            .arg("--loader")
-            .arg(local.join("ld.so")),
-        "dlpatch --embed --program",
-    )?;
+    let copy = python_copy(&python, local)?;
     let driver = local.join("driver.py");
     std::fs::write(
         &driver,
@@ -645,11 +634,27 @@ fn python_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
     })
 }
 
+/// A copy of `python` made by `dlpatch --embed --program` in `local`
+/// (its loader beside it).
+fn python_copy(python: &Path, local: &Path) -> Result<PathBuf> {
+    let copy = local.join("python3.dlfm");
+    ok(
+        Command::new(&artifacts().dlpatch)
+            .args(["--embed", "--program"])
+            .arg(python)
+            .arg("-o")
+            .arg(&copy)
+            .arg("--loader")
+            .arg(local.join("ld.so")),
+        "dlpatch --embed --program",
+    )?;
+    Ok(copy)
+}
+
 /// An unmodified python3 importing numpy, scipy, pandas and matplotlib
 /// from a copy of target/pydeps on the simulated file system and drawing a
 /// figure (style sheets, matplotlibrc, a font: package data).
 fn scientific_job(pfs: &Path, local: &Path) -> Result<Job> {
-    let art = artifacts();
     let python = Path::new("/usr/bin/python3").canonicalize()?;
     let Some(pydeps) = dlfm_tests::pydeps::pydeps() else {
         bail!("--scientific needs target/pydeps (scripts/setup-debian.sh test installs it)");
@@ -663,17 +668,7 @@ fn scientific_job(pfs: &Path, local: &Path) -> Result<Job> {
         Command::new("cp").arg("-a").arg(&pydeps).arg(&site),
         "cp -a target/pydeps",
     )?;
-    let copy = local.join("python3.dlfm");
-    ok(
-        Command::new(&art.dlpatch)
-            .args(["--embed", "--program"])
-            .arg(&python)
-            .arg("-o")
-            .arg(&copy)
-            .arg("--loader")
-            .arg(local.join("ld.so")),
-        "dlpatch --embed --program",
-    )?;
+    let copy = python_copy(&python, local)?;
     let driver = local.join("driver.py");
     std::fs::write(
         &driver,
