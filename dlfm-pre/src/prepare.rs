@@ -1,6 +1,7 @@
 //! The two job-script steps: `write-cache` before the pilot, `read-cache
 //! WIDTH` before the large run.
 
+use dlfm_cli::progress::ProgressLine;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -229,9 +230,15 @@ pub fn read_cache(
     must_be_file_or_absent(&journal, "the journal")?;
     let folded = misses::fold(cache, &journal, scope)?;
     let mut striping = Striping::Skipped;
-    let report = dlfm_pack::pack(&journal, cache, width, scope, |empty| {
-        striping = lustre::stripe(empty, width);
-    })?;
+    let mut line = ProgressLine::new("dlfm.pre read-cache: stored");
+    let report = dlfm_pack::pack(
+        &journal,
+        cache,
+        width,
+        scope,
+        |empty| striping = lustre::stripe(empty, width),
+        &mut |done, total| line.update(done, total),
+    )?;
     fs::set_permissions(cache, fs::Permissions::from_mode(0o444))
         .with_context(|| format!("cannot make {} read-only", cache.display()))?;
     let misses_dir = misses::prepare_dir(cache)?;
@@ -476,7 +483,8 @@ impl std::error::Error for Stale {}
 /// files) if anything changed.
 pub fn check(cache: &Path, sums: dlfm_pack::Sums) -> Result<CheckSummary> {
     must_be_file_or_absent(cache, "the cache")?;
-    let report = dlfm_pack::check(cache, sums)?;
+    let mut line = ProgressLine::new("dlfm.pre check: read back");
+    let report = dlfm_pack::check(cache, sums, &mut |done, total| line.update(done, total))?;
     let mut problems: Vec<String> = report
         .damaged
         .iter()

@@ -1,10 +1,12 @@
 //! What dlfm's command-line tools (`dlfm`, `dlpatch`, `dlfm.pre`) share:
 //! where an installed dlfm's pieces lie ([`install`]), their man pages
 //! written from the clap definitions ([`man`]), and the SIGPIPE convention
-//! ([`reset_sigpipe`]), byte counts for people ([`human`]).
+//! ([`reset_sigpipe`]), byte counts for people ([`human`]), and the
+//! progress line of long work ([`progress`]).
 
 pub mod install;
 pub mod man;
+pub mod progress;
 
 /// A byte count for people: `512 B`, `1.5 KiB`, `580.0 MiB`.
 pub fn human(bytes: u64) -> String {

@@ -49,8 +49,13 @@ pub enum Sums {
     Skip,
 }
 
-/// Checks the cache at `path` (see the module doc).
-pub fn check(path: &Path, sums: Sums) -> Result<CheckReport, PackError> {
+/// Checks the cache at `path` (see the module doc); `progress` hears the
+/// stored bytes read back so far and in all ([`Sums::Verify`]).
+pub fn check(
+    path: &Path,
+    sums: Sums,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CheckReport, PackError> {
     let m = Metadata::read(path)?;
     let file = &m.file;
     let read_err = |source| PackError::Read {
@@ -59,6 +64,10 @@ pub fn check(path: &Path, sums: Sums) -> Result<CheckReport, PackError> {
     };
     let cache = m.parse(path)?;
     let mut report = CheckReport::default();
+    let stored: u64 = (0..cache.files())
+        .filter_map(|i| cache.file(i))
+        .map(|f| f.size)
+        .sum();
     // What to compare with the disk: (path, recorded status), each path once.
     let mut compare: Vec<(&[u8], &[u8; STAT_SIZE])> = Vec::new();
     let mut compared: BTreeSet<&[u8]> = BTreeSet::new();
@@ -73,6 +82,7 @@ pub fn check(path: &Path, sums: Sums) -> Result<CheckReport, PackError> {
         report.data_bytes += f.size;
         if sums == Sums::Verify {
             verify_sum(file, &f, &mut report).map_err(read_err)?;
+            progress(report.data_bytes, stored);
         }
         let stat = cache
             .stat(f.stat_index)

@@ -65,13 +65,15 @@ pub struct PackReport {
 
 /// Packs the journal at `journal` into the cache at `cache` for `width`
 /// processes. `prepare` runs on the new, still empty cache file before any
-/// data is written (Lustre striping must be set on an empty file).
+/// data is written (Lustre striping must be set on an empty file);
+/// `progress` hears the bytes of file data stored so far and in all.
 pub fn pack(
     journal: &Path,
     cache: &Path,
     width: u32,
     scope: &Scope,
     prepare: impl FnOnce(&Path),
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PackReport, PackError> {
     let bytes = std::fs::read(journal).map_err(|source| PackError::ReadJournal {
         path: journal.to_path_buf(),
@@ -142,7 +144,7 @@ pub fn pack(
     let writer = collect(&merged, width, scope, &installed, &cached, &mut report);
     report.scope = decision;
     report.written = writer
-        .write_with(cache, prepare)
+        .write_with(cache, prepare, progress)
         .map_err(|source| PackError::Write {
             path: cache.to_path_buf(),
             source,

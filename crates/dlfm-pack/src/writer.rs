@@ -159,8 +159,14 @@ impl CacheWriter {
     }
 
     /// Writes the cache to `out` (through `out.tmp`, renamed at the end).
-    /// `prepare` runs on the new, empty temporary file first.
-    pub fn write_with(&self, out: &Path, prepare: impl FnOnce(&Path)) -> io::Result<Summary> {
+    /// `prepare` runs on the new, empty temporary file first; `progress`
+    /// hears the bytes of file data written so far and in all.
+    pub fn write_with(
+        &self,
+        out: &Path,
+        prepare: impl FnOnce(&Path),
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> io::Result<Summary> {
         let mut tmp_name = out.as_os_str().to_os_string();
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
@@ -169,7 +175,7 @@ impl CacheWriter {
         let written = (|| {
             prepare(&tmp);
             let file = std::fs::OpenOptions::new().write(true).open(&tmp)?;
-            let summary = self.write_into(file)?;
+            let summary = self.write_into(file, progress)?;
             // A new file renamed over the old one: processes that still map
             // the old cache keep their pages (truncating it in place would
             // kill them with SIGBUS).
@@ -185,10 +191,10 @@ impl CacheWriter {
     /// Lays the cache out and writes it: the files' data first (each
     /// file's checksum goes into its record), then the sealed metadata at
     /// offset 0.
-    fn write_into(&self, file: File) -> io::Result<Summary> {
+    fn write_into(&self, file: File, progress: &mut dyn FnMut(u64, u64)) -> io::Result<Summary> {
         let plan = self.plan()?;
         let mut out = BufWriter::new(file);
-        let sums = self.write_data(&mut out, &plan.placed)?;
+        let sums = self.write_data(&mut out, &plan.placed, progress)?;
         let meta = self.metadata(&plan, &sums)?;
         out.seek(SeekFrom::Start(0))?;
         out.write_all(&meta)?;
@@ -307,8 +313,15 @@ impl CacheWriter {
     /// Streams every file's bytes from its source to its place; returns
     /// their checksums. A file whose size differs from the pilot's is an
     /// error (it changed while packing).
-    fn write_data(&self, out: &mut BufWriter<File>, placed: &[u64]) -> io::Result<Vec<u32>> {
+    fn write_data(
+        &self,
+        out: &mut BufWriter<File>,
+        placed: &[u64],
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> io::Result<Vec<u32>> {
         let mut sums = Vec::with_capacity(self.files.len());
+        let total: u64 = self.files.iter().map(|f| f.size).sum();
+        let mut done = 0;
         for (f, off) in self.files.iter().zip(placed) {
             out.seek(SeekFrom::Start(*off))?;
             let src = File::open(&f.source).map_err(|e| annotate(e, &f.source))?;
@@ -324,6 +337,8 @@ impl CacheWriter {
                 ));
             }
             sums.push(sum);
+            done += f.size;
+            progress(done, total);
         }
         Ok(sums)
     }

@@ -51,7 +51,7 @@ fn sample_cache(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     cb.set_stat(b"/nope/0", Outcome::Err(2));
     cb.set_access(b"/etc/ld.so.preload", Outcome::Err(2));
     let out = dir.join("cache.dat");
-    let summary = cb.write_with(&out, |_| {}).unwrap();
+    let summary = cb.write_with(&out, |_| {}, &mut |_, _| {}).unwrap();
     assert_eq!(summary.files, 2);
     (std::fs::read(out).unwrap(), a, b)
 }
@@ -317,7 +317,7 @@ fn sources_that_changed_length_while_packing_are_refused() {
     let f = cb.add_file(b"/x.so", s, 10, PathBuf::from(&src));
     cb.set_open(b"/x.so", Outcome::Ok(f));
     let out = dir.path().join("c.dat");
-    let err = cb.write_with(&out, |_| {}).unwrap_err();
+    let err = cb.write_with(&out, |_| {}, &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("changed while packing"), "{err}");
     assert!(!out.exists());
 }
