@@ -70,7 +70,7 @@ impl Installed {
     /// not exist).
     pub fn gather<'a>(looked_up: impl Iterator<Item = &'a [u8]>, dpkg_info: &Path) -> Installed {
         let mut dirs = BTreeSet::new();
-        for p in looked_up {
+        for p in looked_up.filter(|p| !in_pseudo_file_system(p)) {
             let mut at = normalise(p);
             while let Some(dir) = dlfm_runtime::scope::parent(&at).map(<[u8]>::to_vec) {
                 if !dirs.insert(dir.clone()) {
@@ -282,6 +282,14 @@ impl Installed {
     }
 }
 
+/// Whether `path` lies in `/proc`, `/sys` or `/dev`, which hold no
+/// package's manifest (and listing `/proc` would be work for nothing).
+fn in_pseudo_file_system(path: &[u8]) -> bool {
+    [&b"/proc"[..], b"/sys", b"/dev"]
+        .iter()
+        .any(|top| path.starts_with(top) && matches!(path.get(top.len()), None | Some(b'/')))
+}
+
 /// `path` with repeated slashes, `.` and `..` resolved by name (no lookup),
 /// absolute if it started with `/`.
 pub fn normalise(path: &[u8]) -> Vec<u8> {
@@ -349,6 +357,15 @@ mod tests {
         assert_eq!(normalise(b"/a/../../b"), b"/b");
         assert_eq!(normalise(b"/"), b"/");
         assert_eq!(normalise(b"/site/../../bin/x"), b"/bin/x");
+    }
+
+    #[test]
+    fn pseudo_file_systems_are_not_searched_for_manifests() {
+        assert!(in_pseudo_file_system(b"/proc/self/maps"));
+        assert!(in_pseudo_file_system(b"/sys"));
+        assert!(in_pseudo_file_system(b"/dev/shm/x"));
+        assert!(!in_pseudo_file_system(b"/devel/x"));
+        assert!(!in_pseudo_file_system(b"/usr/lib/x"));
     }
 
     #[test]
