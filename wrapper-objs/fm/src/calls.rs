@@ -117,6 +117,17 @@ pub(crate) fn stat_like(
     r
 }
 
+/// `stat` or `lstat` of `path` by a system call of the interposer's own
+/// (errno untouched, as every `sys` call): 0 or -errno, and the status.
+pub(crate) fn own_status(path: &CStr, follow: Follow) -> (i32, Stat) {
+    let mut st = sys::zeroed_stat();
+    let r = match follow {
+        Follow::Yes => sys::stat(path, &mut st),
+        Follow::No => sys::lstat(path, &mut st),
+    };
+    (r.map_or_else(|e| -e.0, |()| 0), st)
+}
+
 /// Journals a `stat` or `lstat` that gave `result` (0 or -errno) and, on
 /// success, `buf`.
 pub(crate) fn record_stat(
@@ -371,18 +382,11 @@ fn exists_like(path: *const c_char, call: impl FnOnce() -> c_int) -> c_int {
     }
     let r = call();
     if let Some((p, j)) = key.and_then(|p| Some((p, state::sink_for(p)?))) {
-        let kept = errno();
-        let mut st = sys::zeroed_stat();
         // SAFETY: `absolute` read it as a NUL-terminated path.
-        let c_path = unsafe { CStr::from_ptr(path) };
-        let result = match sys::stat(c_path, &mut st) {
-            Ok(()) => 0,
-            Err(sys::Errno(e)) => -e,
-        };
+        let (result, st) = own_status(unsafe { CStr::from_ptr(path) }, Follow::Yes);
         if result == result_of(r) {
             record_stat(j, p, Follow::Yes, result, &st);
         }
-        fail(kept);
     }
     r
 }
@@ -698,15 +702,10 @@ fn readlink_like(path: *const c_char, call: impl FnOnce() -> isize) -> isize {
         .and_then(|p| Some((p, state::sink_for(p)?)))
         .filter(|(_, sink)| *sink == Sink::Pilot || r < 0);
     if let Some((p, j)) = sink {
-        let saved = errno();
-        let mut st = sys::zeroed_stat();
         // SAFETY: `key` is Some only for a non-null path, NUL-terminated
         // as libc's callers pass it.
-        let path = unsafe { CStr::from_ptr(path) };
-        let result = sys::lstat(path, &mut st).map_or_else(|e| -e.0, |()| 0);
+        let (result, st) = own_status(unsafe { CStr::from_ptr(path) }, Follow::No);
         record_stat(j, p, Follow::No, result, &st);
-        // SAFETY: this thread's errno slot.
-        unsafe { *libc::__errno_location() = saved };
     }
     r
 }

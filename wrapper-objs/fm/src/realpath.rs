@@ -11,7 +11,8 @@
 //! component not recorded or missing, a relative path) is libc's. The pilot
 //! records the `lstat` of each component it walks (stopping at a link), so
 //! that the pack can serve them; the program's call is made first and its
-//! result and errno are what it gets.
+//! result and errno are what it gets (the interposer's own system calls
+//! leave errno alone).
 
 use core::ffi::c_char;
 
@@ -20,11 +21,10 @@ use dlfm_cache::read::Cache;
 use dlfm_runtime::fixed_path::{FixedPath, PATH_MAX};
 use dlfm_runtime::name_walk::{walk, Step};
 
-use crate::calls::{absolute, errno, fail, record_stat};
+use crate::calls::{absolute, own_status, record_stat};
 use crate::real::Next;
 use crate::replay::{traced, Answer, Follow};
 use crate::state::{self, Sink};
-use crate::sys;
 
 type Realpath = unsafe extern "C" fn(*const c_char, *mut c_char) -> *mut c_char;
 type RealpathChk = unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> *mut c_char;
@@ -49,7 +49,12 @@ fn recorded(cache: &Cache<'_>, p: &[u8]) -> Step {
     else {
         return Step::Stop;
     };
-    match view.mode() & libc::S_IFMT {
+    step_of(view.mode())
+}
+
+/// What a walk makes of a component of mode `mode`: a link stops it.
+fn step_of(mode: u32) -> Step {
+    match mode & libc::S_IFMT {
         libc::S_IFDIR => Step::Directory,
         libc::S_IFLNK => Step::Stop,
         _ => Step::Other,
@@ -68,21 +73,16 @@ fn resolve(cache: &Cache<'_>, path: &[u8], out: &mut FixedPath) -> bool {
 fn record_walk(path: &[u8], journal: Sink) {
     let mut out = FixedPath::EMPTY;
     walk(path, &mut out, |p| {
-        let mut st = sys::zeroed_stat();
         let mut c = FixedPath::EMPTY;
         if !c.set(p) {
             return Step::Stop;
         }
-        let result = sys::lstat(c.as_c_str(), &mut st).map_or_else(|e| -e.0, |()| 0);
+        let (result, st) = own_status(c.as_c_str(), Follow::No);
         record_stat(journal, p, Follow::No, result, &st);
         if result != 0 {
             return Step::Stop;
         }
-        match st.st_mode & libc::S_IFMT {
-            libc::S_IFDIR => Step::Directory,
-            libc::S_IFLNK => Step::Stop,
-            _ => Step::Other,
-        }
+        step_of(st.st_mode)
     });
 }
 
@@ -103,12 +103,8 @@ fn realpath_like(
         }
     }
     let r = call();
-    if let Some(p) = key {
-        if let Some(Sink::Pilot) = state::sink_for(p) {
-            let kept = errno();
-            record_walk(p, Sink::Pilot);
-            fail(kept);
-        }
+    if let Some(p) = key.filter(|&p| state::sink_for(p) == Some(Sink::Pilot)) {
+        record_walk(p, Sink::Pilot);
     }
     r
 }
