@@ -23,6 +23,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use dlfm_runtime::scope::{each_new_ancestor, parent};
+
 /// Where Debian's package database keeps each package's list of files.
 pub const DPKG_INFO: &str = "/var/lib/dpkg/info";
 
@@ -71,13 +73,7 @@ impl Installed {
     pub fn gather<'a>(looked_up: impl Iterator<Item = &'a [u8]>, dpkg_info: &Path) -> Installed {
         let mut dirs = BTreeSet::new();
         for p in looked_up.filter(|p| !in_pseudo_file_system(p)) {
-            let mut at = normalise(p);
-            while let Some(dir) = dlfm_runtime::scope::parent(&at).map(<[u8]>::to_vec) {
-                if !dirs.insert(dir.clone()) {
-                    break;
-                }
-                at = dir;
-            }
+            each_new_ancestor(&normalise(p), |dir| dirs.insert(dir.to_vec()));
         }
         let mut me = Installed::default();
         for dir in &dirs {
@@ -110,7 +106,7 @@ impl Installed {
     }
 
     fn add(&mut self, path: Vec<u8>) {
-        if let Some(dir) = dlfm_runtime::scope::parent(&path) {
+        if let Some(dir) = parent(&path) {
             if !self.holding.contains(dir) {
                 self.holding.insert(dir.to_vec());
             }
@@ -247,13 +243,7 @@ impl Installed {
             // A list names directories too: those some other line lies in.
             let mut dirs: HashSet<&[u8]> = HashSet::new();
             for l in &lines {
-                let mut at = l.as_slice();
-                while let Some(dir) = dlfm_runtime::scope::parent(at) {
-                    if !dirs.insert(dir) {
-                        break;
-                    }
-                    at = dir;
-                }
+                each_new_ancestor(l, |dir| dirs.insert(dir));
             }
             let files: Vec<&Vec<u8>> = lines
                 .iter()

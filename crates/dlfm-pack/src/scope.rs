@@ -40,13 +40,7 @@ pub struct Decision {
 impl Decision {
     /// Adds every directory above `path` to [`Decision::ancestors`].
     pub fn serve_ancestors_of(&mut self, path: &[u8]) {
-        let mut at = path;
-        while let Some(dir) = rule::parent(at) {
-            if !self.ancestors.insert(dir.to_vec()) {
-                break;
-            }
-            at = dir;
-        }
+        rule::each_new_ancestor(path, |dir| self.ancestors.insert(dir.to_vec()));
     }
 
     /// How many admitted paths there are of each class.

@@ -290,6 +290,21 @@ pub fn parent(path: &[u8]) -> Option<&[u8]> {
     Some(if i == 0 { b"/" } else { path.get(..i)? })
 }
 
+/// Calls `insert` with each directory above `path`, nearest first, until it
+/// returns false (that directory, and so every one above it, was already
+/// known): how a set of every ancestor of many paths is filled.
+#[inline]
+pub fn each_new_ancestor<'p>(path: &'p [u8], mut insert: impl FnMut(&'p [u8]) -> bool) {
+    let mut at = path;
+    // (`/` is its own parent: the walk ends there.)
+    while let Some(dir) = parent(at).filter(|&dir| dir != at) {
+        if !insert(dir) {
+            break;
+        }
+        at = dir;
+    }
+}
+
 /// The last component of `path`.
 #[inline]
 fn last_component(path: &[u8]) -> &[u8] {
@@ -477,5 +492,21 @@ mod tests {
         assert_eq!(parent(b"/a/b"), Some(&b"/a"[..]));
         assert_eq!(parent(b"/a"), Some(&b"/"[..]));
         assert_eq!(parent(b"a"), None);
+    }
+
+    #[test]
+    fn ancestors_stop_at_the_first_known_one() {
+        let mut seen: Vec<&[u8]> = Vec::new();
+        each_new_ancestor(b"/a/b/c", |d| {
+            seen.push(d);
+            true
+        });
+        assert_eq!(seen, [&b"/a/b"[..], b"/a", b"/"]);
+        seen.clear();
+        each_new_ancestor(b"/a/b/c", |d| {
+            seen.push(d);
+            d != b"/a"
+        });
+        assert_eq!(seen, [&b"/a/b"[..], b"/a"]);
     }
 }
