@@ -105,14 +105,18 @@ struct Cli {
 enum Op {
     /// Before the pilot: start an empty, writable journal. The pilot also
     /// records the program's own lookups (FMCaching: Python imports, MPI
-    /// component discovery) through libdlfm_fm.so, found beside this tool.
+    /// component discovery) through libdlfm_fm.so, found beside this tool
+    /// (or in ../lib), with those built for other machines in
+    /// ../lib/<machine>/: each process preloads the one built for its
+    /// machine.
     WriteCache {
         /// Record ld.so's lookups only (DLCaching alone).
         #[arg(long)]
         no_fm: bool,
-        /// The FMCaching interposer (default: libdlfm_fm.so beside dlfm.pre).
+        /// An FMCaching interposer; give one per machine (default: every
+        /// libdlfm_fm.so of this install, this machine's first).
         #[arg(long, value_name = "PATH", conflicts_with = "no_fm")]
-        fm: Option<PathBuf>,
+        fm: Vec<PathBuf>,
     },
     /// Before the large run: pack the pilot's journal into the cache file.
     ///
@@ -178,13 +182,16 @@ enum Op {
     },
 }
 
-/// Which interposer the pilot preloads: none with `--no-fm`, the one given,
-/// or libdlfm_fm.so beside this executable or in `../lib`.
-fn fm_choice(no_fm: bool, fm: Option<PathBuf>) -> Option<PathBuf> {
+/// Which interposers the pilot's processes choose from: none with
+/// `--no-fm`, those given, or this install's (`install::interposers`).
+fn fm_choice(no_fm: bool, fm: Vec<PathBuf>) -> Vec<PathBuf> {
     if no_fm {
-        return None;
+        Vec::new()
+    } else if fm.is_empty() {
+        dlfm_cli::install::interposers()
+    } else {
+        fm
     }
-    Some(fm.unwrap_or_else(|| dlfm_cli::install::library(dlfm_cli::install::INTERPOSER)))
 }
 
 fn main() -> ExitCode {

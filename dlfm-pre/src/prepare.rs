@@ -22,8 +22,9 @@ use crate::trace_files;
 pub struct WriteSummary {
     /// The journal started.
     pub journal: String,
-    /// The FMCaching interposer the pilot preloads, if any.
-    pub fm: Option<String>,
+    /// The FMCaching interposers the pilot's processes choose from (each
+    /// preloads the one built for its machine; empty: FMCaching off).
+    pub fm: Vec<String>,
 }
 
 /// What `read-cache` did: computed once, rendered as text by
@@ -159,46 +160,69 @@ fn kind_of(m: &fs::Metadata) -> &'static str {
 }
 
 /// Starts a writable journal for the pilot, whose one record names the
-/// FMCaching interposer `fm` (None: DLCaching only); creates trace files
-/// when DLCACHE_DBG asks for them.
-pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<WriteSummary> {
+/// FMCaching interposers `fm` (one per machine; none: DLCaching only);
+/// creates trace files when DLCACHE_DBG asks for them.
+pub fn write_cache(cache: &Path, fm: Vec<PathBuf>) -> Result<WriteSummary> {
     let journal = journal_of(cache);
     must_be_file_or_absent(cache, "the cache")?;
     must_be_file_or_absent(&journal, "the journal")?;
-    let fm = match fm {
-        Some(p) => {
-            let abs = std::path::absolute(&p).unwrap_or(p);
-            if !abs.is_file() {
-                bail!(
-                    "the FMCaching interposer {} does not exist: build it (cargo build --release) \
-                     or pass --no-fm to record ld.so's lookups only",
-                    abs.display()
-                );
-            }
-            Some(abs)
+    let mut fm_paths = Vec::new();
+    let mut fm_abs = Vec::new();
+    for p in fm {
+        let abs = std::path::absolute(&p).unwrap_or(p);
+        if !abs.is_file() {
+            bail!(
+                "the FMCaching interposer {} does not exist: build it (cargo build --release) \
+                 or pass --no-fm to record ld.so's lookups only",
+                abs.display()
+            );
         }
-        None => None,
-    };
-    let fm_bytes = fm.as_ref().map_or(&[][..], |p| p.as_os_str().as_bytes());
+        if abs.as_os_str().as_bytes().contains(&0) {
+            bail!(
+                "the FMCaching interposer's path {} holds a NUL byte",
+                abs.display()
+            );
+        }
+        if !fm_paths.is_empty() {
+            fm_paths.push(0);
+        }
+        fm_paths.extend_from_slice(abs.as_os_str().as_bytes());
+        fm_abs.push(abs);
+    }
     let mut setup = vec![0u8; dlfm_cache::journal::MAX_RECORD];
     let n = dlfm_cache::journal::encode(
-        &dlfm_cache::journal::Record::Setup { fm_path: fm_bytes },
+        &dlfm_cache::journal::Record::Setup {
+            fm_paths: &fm_paths,
+        },
         dlfm_cache::journal::Origin::Ldso,
         &mut setup,
     )
-    .context("the FMCaching interposer's path is too long")?;
+    .context("the FMCaching interposers' paths are too long")?;
     setup.truncate(n);
     fs::write(&journal, &setup)
         .with_context(|| format!("cannot create the journal {}", journal.display()))?;
     fs::set_permissions(&journal, fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot make {} writable", journal.display()))?;
     say!("dlfm.pre write-cache: journal {} ready", journal.display());
-    match &fm {
-        Some(p) => say!(
+    match fm_abs.as_slice() {
+        [] => say!("  fmcaching    off (--no-fm): ld.so's lookups only"),
+        [p] => say!(
             "  fmcaching    on: the recording process preloads {} and records the program's own lookups",
             p.display()
         ),
-        None => say!("  fmcaching    off (--no-fm): ld.so's lookups only"),
+        all => {
+            let named: Vec<String> = all
+                .iter()
+                .map(|p| {
+                    let m = dlfm_cli::install::machine_of(p).unwrap_or("another machine");
+                    format!("{m}: {}", p.display())
+                })
+                .collect();
+            say!(
+                "  fmcaching    on: each recording process preloads the interposer built for its machine ({}) and records the program's own lookups",
+                named.join(", ")
+            )
+        }
     }
     if cache.is_relative() {
         say!(
@@ -212,7 +236,7 @@ pub fn write_cache(cache: &Path, fm: Option<PathBuf>) -> Result<WriteSummary> {
     say!("next: run the pilot with DLFM_OP=write-cache (rank 0 records), then `dlfm.pre read-cache WIDTH`");
     Ok(WriteSummary {
         journal: journal.display().to_string(),
-        fm: fm.map(|p| p.display().to_string()),
+        fm: fm_abs.iter().map(|p| p.display().to_string()).collect(),
     })
 }
 

@@ -15,7 +15,7 @@ pub struct Tools {
     dlpatch: PathBuf,
     dlfm_pre: PathBuf,
     wrapper: PathBuf,
-    interposer: PathBuf,
+    interposers: Vec<PathBuf>,
 }
 
 impl Tools {
@@ -31,9 +31,9 @@ impl Tools {
             dlpatch: install::tool(&[install::DLPATCH]).ok_or_else(|| missing("dlpatch"))?,
             dlfm_pre: install::tool(&install::DLFM_PRE).ok_or_else(|| missing("dlfm.pre"))?,
             wrapper: install::library(install::WRAPPER_ARCHIVE),
-            interposer: install::library(install::INTERPOSER),
+            interposers: install::interposers(),
         };
-        for lib in [&tools.wrapper, &tools.interposer] {
+        for lib in [&tools.wrapper].into_iter().chain(&tools.interposers) {
             if !lib.is_file() {
                 return Err(missing(&lib.display().to_string()));
             }
@@ -99,11 +99,16 @@ impl Tools {
         })
     }
 
-    /// `dlfm.pre write-cache` naming the interposer: a new journal beside
-    /// `cache`.
+    /// `dlfm.pre write-cache` naming the interposers (one per machine): a
+    /// new journal beside `cache`.
     pub fn write_cache(&self, cache: &Path) -> Result<()> {
-        let fm = self.interposer.to_string_lossy().into_owned();
-        self.pre(cache, &["write-cache", "--fm", &fm])?;
+        let mut args = vec!["write-cache".to_string()];
+        for fm in &self.interposers {
+            args.push("--fm".into());
+            args.push(fm.to_string_lossy().into_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.pre(cache, &args)?;
         Ok(())
     }
 

@@ -55,6 +55,27 @@ pub fn wrapper() -> &'static PathBuf {
     })
 }
 
+/// FMCaching's interposer built for aarch64 (`libdlfm_fm.so` in
+/// `target/aarch64-unknown-linux-gnu/release/`, where `dlfm.pre
+/// write-cache` finds it beside the host's), once per test process.
+pub fn interposer() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = cargo("build")
+            .args(["--quiet", "-p", "dlfm-fm"])
+            .output()
+            .expect("run cargo");
+        assert!(
+            out.status.success(),
+            "building the aarch64 interposer failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let so = target_dir().join(TARGET).join("release/libdlfm_fm.so");
+        assert!(so.exists(), "{} missing after the build", so.display());
+        so
+    })
+}
+
 /// An aarch64 loader and the glibc it belongs to.
 pub struct Loader {
     /// The loader to patch.
@@ -84,9 +105,20 @@ impl Loader {
 /// Runs `prog` under qemu with `-strace` and `env`, in `dir`: its stdout
 /// and the calls it made. Fails on a failed run or a complaint from ld.so.
 fn qemu(dir: &Path, prog: &Path, env: &[(&str, &str)]) -> (String, Vec<Call>) {
+    qemu_args(dir, prog, &[], env)
+}
+
+/// [`qemu`] with arguments for `prog`.
+fn qemu_args(
+    dir: &Path,
+    prog: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> (String, Vec<Call>) {
     let out = Command::new("qemu-aarch64-static")
         .arg("-strace")
         .arg(prog)
+        .args(args)
         .current_dir(dir)
         .env_remove("LD_LIBRARY_PATH")
         .envs(env.iter().copied())
@@ -104,8 +136,8 @@ fn qemu(dir: &Path, prog: &Path, env: &[(&str, &str)]) -> (String, Vec<Call>) {
     (stdout, parse_qemu(&stderr))
 }
 
-/// `dlfm.pre` with `args`, in `dir`.
-fn pre(dir: &Path, args: &[&str]) {
+/// `dlfm.pre` with `args`, in `dir`: what it printed.
+fn pre(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(&artifacts().dlfm_pre)
         .args(args)
         .current_dir(dir)
@@ -117,6 +149,7 @@ fn pre(dir: &Path, args: &[&str]) {
         "dlfm.pre {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 /// The generated 20-library program with a dlopen (`Spec::small`, built
@@ -125,8 +158,10 @@ fn pre(dir: &Path, args: &[&str]) {
 /// replay, the program under qemu-aarch64-static `-strace`. Checks the
 /// expected output each time with no complaint from ld.so, that the replay
 /// looks up nothing the baseline did (no ENOENT), and that the trace shows
-/// the dlopen'ed library and libc served, and FMCaching off (its
-/// interposer is an x86_64 library).
+/// the dlopen'ed library and libc served. Linked, the pilot is given the
+/// host's interposer only, which the aarch64 wrapper leaves out (FMCaching
+/// off); embedded, it is given this install's two, and preloads the aarch64
+/// one.
 pub fn records_and_replays(loader: &Loader, embed: bool) {
     let what = format!(
         "{} ({})",
@@ -170,9 +205,13 @@ pub fn records_and_replays(loader: &Loader, embed: bool) {
     let stage = root.join("stage");
     std::fs::create_dir_all(&stage).unwrap();
     let stage_s = stage.display().to_string();
+    // The program finds its libc through its RUNPATH; the interposer (which
+    // has none) finds libdl.so.2 beside it on this path, as it does in the
+    // system's directories on an aarch64 machine.
+    let lib_path = format!("{}:{}", w.ld_library_path, loader.libc_dir.display());
     let env = |op: &'static str| {
         vec![
-            ("LD_LIBRARY_PATH", w.ld_library_path.as_str()),
+            ("LD_LIBRARY_PATH", lib_path.as_str()),
             ("DLFM_OP", op),
             ("DLFM_CACHE", cache_s.as_str()),
             ("DLFM_STAGE_DIR", stage_s.as_str()),
@@ -195,9 +234,16 @@ pub fn records_and_replays(loader: &Loader, embed: bool) {
         "{what}: the baseline made no ENOENT probe"
     );
 
-    // FMCaching's interposer is built for x86_64 only: the aarch64 wrapper
-    // must leave it out (ld.so would print an error).
-    pre(root, &["write-cache", "--cache", &cache_s]);
+    let aarch64_fm = interposer().display().to_string();
+    let host_fm = artifacts().interposer.display().to_string();
+    if embed {
+        pre(root, &["write-cache", "--cache", &cache_s]);
+    } else {
+        pre(
+            root,
+            &["write-cache", "--cache", &cache_s, "--fm", &host_fm],
+        );
+    }
     let (pilot_out, _) = qemu(root, &w.program, &env("write-cache"));
     assert_eq!(pilot_out, w.expected_stdout, "{what}: pilot");
     pre(root, &["read-cache", "4", "--cache", &cache_s]);
@@ -214,21 +260,249 @@ pub fn records_and_replays(loader: &Loader, embed: bool) {
         bad.join("\n")
     );
 
-    let mut traces = String::new();
-    for e in std::fs::read_dir(root.join("dlcache.dbg"))
-        .expect("trace directory")
-        .flatten()
-    {
-        traces.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-    }
+    let traces = traces(root);
     for lib in w.dlopen_libs.iter().chain([&libc]) {
         let line = format!("openat served {}", lib.display());
         assert!(traces.contains(&line), "{what}: no `{line}` in:\n{traces}");
     }
-    // (The pilot left the interposer out: ld.so did not complain above.)
-    let fm_off = "fmcaching off: the pilot did not load the interposer";
+    // (Linked, the pilot left the x86_64 interposer out: ld.so did not
+    // complain above.)
+    let fm = if embed {
+        format!("fmcaching: ld.so preloads {aarch64_fm}")
+    } else {
+        "fmcaching off: the pilot did not load the interposer".into()
+    };
+    assert!(traces.contains(&fm), "{what}: no `{fm}` in:\n{traces}");
+}
+
+/// The script the aarch64 Python test runs: the package tree's and the
+/// extension modules' drivers, standard-library imports in threads and in a
+/// forked child, then the job's input file (never served: it is read as it
+/// is now).
+const PYTHON_APP: &str = r#"import os, runpy, sys, threading
+runpy.run_path(sys.argv[1], run_name="__main__")
+runpy.run_path(sys.argv[2], run_name="__main__")
+errors = []
+def load(name):
+    try:
+        __import__(name)
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=load, args=(n,)) for n in ("json", "csv", "string", "textwrap", "difflib", "pprint")]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("threads", "ok" if not errors else errors)
+pid = os.fork()
+if pid == 0:
+    import base64, email.utils
+    os._exit(0 if email.utils.quote("a") == "a" and base64.b64encode(b"x") == b"eA==" else 5)
+_, status = os.waitpid(pid, 0)
+print("child", "ok" if os.waitstatus_to_exitcode(status) == 0 else status)
+with open(sys.argv[3]) as f:
+    print("input", f.read().strip())
+"#;
+
+/// Calls on the recorded trees in one run: those naming a path under one
+/// of `trees`, and the ENOENT results among them.
+pub struct OnTrees {
+    /// Every call naming a path under the trees.
+    pub calls: Vec<String>,
+    /// Those that failed with ENOENT.
+    pub enoent: usize,
+}
+
+/// The calls of `calls` on the trees `trees`.
+pub fn on_trees(calls: &[Call], trees: &[&Path]) -> OnTrees {
+    let under: Vec<&Call> = calls
+        .iter()
+        .filter(|c| {
+            trees.iter().any(|t| {
+                c.path
+                    .as_deref()
+                    .is_some_and(|p| Path::new(p).starts_with(t))
+            })
+        })
+        .collect();
+    OnTrees {
+        enoent: under
+            .iter()
+            .filter(|c| c.errno.as_deref() == Some("ENOENT"))
+            .count(),
+        calls: under.iter().map(|c| c.raw.clone()).collect(),
+    }
+}
+
+/// Debian 12's arm64 python3.11 (from Debian's packages) through its own
+/// loader patched by `dlpatch --embed` (a `dlpatch --embed --program`
+/// copy), under qemu-aarch64-static: a generated package tree, extension
+/// modules built with the cross compiler, standard-library imports in
+/// threads and in a forked child. Baseline, pilot (FMCaching's aarch64
+/// interposer preloaded), `dlfm.pre read-cache`, replay: the same output
+/// each time; in the replay qemu's `-strace` shows no call on the tree and
+/// the modules and no ENOENT on the recorded trees. An input file changed
+/// after the pilot is read as it is now; a module changed after packing is
+/// named by `dlfm.pre check`. Returns the calls on the trees without dlfm
+/// and in the replay.
+pub fn python_records_and_replays() -> (OnTrees, OnTrees) {
+    let py = crate::debian::python_arm64();
+    let fm = interposer();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let patched = root.join("ld.so");
+    let copy = root.join("python3.dlfm");
+    let dlpatch = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&artifacts().dlpatch)
+            .args(args)
+            .output()
+            .expect("dlpatch");
+        assert!(
+            out.status.success(),
+            "dlpatch {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    dlpatch(&[
+        "--embed".as_ref(),
+        "--wrapper".as_ref(),
+        wrapper().as_os_str(),
+        "--program".as_ref(),
+        py.python().as_os_str(),
+        "-o".as_ref(),
+        copy.as_os_str(),
+        "--loader".as_ref(),
+        patched.as_os_str(),
+        "--ldso".as_ref(),
+        py.ldso().as_os_str(),
+    ]);
+
+    let tree = dlfm_workload::generate_package_tree(
+        &crate::scenario::python(),
+        &root.join("py"),
+        4,
+        3,
+        5,
+        7,
+    )
+    .expect("generate the package tree");
+    let build = dlfm_workload::ExtensionBuild {
+        cc: CC.into(),
+        includes: py.includes(),
+    };
+    let ext = dlfm_workload::generate_extensions(&build, 5, 3, &root.join("ext"))
+        .expect("build the extension modules with the cross compiler");
+    let job = root.join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    let input = job.join("input.txt");
+    std::fs::write(&input, "first\n").unwrap();
+    let app = job.join("app.py");
+    std::fs::write(&app, PYTHON_APP).unwrap();
+    let expected = |input: &str| {
+        format!(
+            "{}{}threads ok\nchild ok\ninput {input}\n",
+            tree.expected_stdout, ext.expected_stdout
+        )
+    };
+
+    let cache = root.join("dlcache.dat");
+    let cache_s = cache.display().to_string();
+    let stage = root.join("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    let home = py.home().display().to_string();
+    let lib_path = py.lib_path();
+    let run = |op: &str| {
+        let stage_s = stage.display().to_string();
+        let env = [
+            ("LD_LIBRARY_PATH", lib_path.as_str()),
+            ("PYTHONHOME", home.as_str()),
+            ("DLFM_OP", op),
+            ("DLFM_CACHE", cache_s.as_str()),
+            ("DLFM_STAGE_DIR", stage_s.as_str()),
+            ("DLCACHE_DBG", "1"),
+        ];
+        let args = [
+            app.as_os_str(),
+            tree.script.as_os_str(),
+            ext.script.as_os_str(),
+            input.as_os_str(),
+        ];
+        qemu_args(root, &copy, &args, &env)
+    };
+    let trees = [tree.root.as_path(), ext.module_dir.as_path(), &py.stdlib()];
+    let code_trees = [tree.root.as_path(), ext.module_dir.as_path()];
+
+    let (out, base) = run("off");
+    assert_eq!(out, expected("first"), "aarch64 python: baseline");
+    let base = on_trees(&base, &trees);
     assert!(
-        traces.contains(fm_off),
-        "{what}: no `{fm_off}` in:\n{traces}"
+        base.enoent > 0 && base.calls.len() > 100,
+        "the baseline made too few calls on the trees to show anything: {}",
+        base.calls.len()
     );
+    pre(root, &["write-cache", "--cache", &cache_s]);
+    let (out, _) = run("write-cache");
+    assert_eq!(out, expected("first"), "aarch64 python: pilot");
+    let packed = pre(root, &["read-cache", "4", "--cache", &cache_s]);
+    assert!(
+        packed.contains(&format!("preloads {}", fm.display())),
+        "the pack does not name the aarch64 interposer:\n{packed}"
+    );
+    std::fs::write(&input, "second\n").unwrap();
+    let (out, replay) = run("read-cache");
+    assert_eq!(out, expected("second"), "aarch64 python: replay");
+    let left = on_trees(&replay, &trees);
+    let on_code = on_trees(&replay, &code_trees);
+    let traces = traces(root);
+    assert!(
+        on_code.calls.is_empty() && left.enoent == 0,
+        "the replay reached the recorded trees:\n{}\ntraces:\n{traces}",
+        left.calls.join("\n")
+    );
+    for m in tree.sources.iter().take(3) {
+        let stem = m.file_stem().unwrap().to_string_lossy();
+        let pyc = m.with_file_name(format!("__pycache__/{stem}.cpython-311.pyc"));
+        let line = format!("fm open served {}", pyc.display());
+        assert!(traces.contains(&line), "no `{line}` in the traces");
+    }
+
+    let module = &tree.sources[tree.sources.len() / 2];
+    let text = std::fs::read_to_string(module).unwrap();
+    std::fs::write(module, text.replace("VALUE = ", "VALUE = 1 + ")).unwrap();
+    let out = Command::new(&artifacts().dlfm_pre)
+        .args(["check", "--quick", "--cache", &cache_s])
+        .current_dir(root)
+        .output()
+        .expect("dlfm.pre check");
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && said.contains(&module.display().to_string()),
+        "check did not name the changed module {}:\n{said}",
+        module.display()
+    );
+    let out = Command::new(&artifacts().dlfm_pre)
+        .args(["read-cache", "4", "--cache", &cache_s])
+        .current_dir(root)
+        .output()
+        .expect("dlfm.pre read-cache");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains(&module.display().to_string()),
+        "the pack did not refuse the changed module {}:\n{said}",
+        module.display()
+    );
+    (base, left)
+}
+
+/// Everything in the DLCACHE_DBG trace files under `dir`.
+fn traces(dir: &Path) -> String {
+    let mut text = String::new();
+    for e in std::fs::read_dir(dir.join("dlcache.dbg"))
+        .expect("trace directory")
+        .flatten()
+    {
+        text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+    }
+    text
 }

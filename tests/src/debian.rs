@@ -23,7 +23,149 @@ const PACKAGES: &[&str] = &[
     "libc6-dev:arm64",
     "linux-libc-dev:amd64",
     "linux-libc-dev:arm64",
+    "python3.11-minimal:arm64",
+    "libpython3.11-minimal:arm64",
+    "libpython3.11-stdlib:arm64",
+    "libpython3.11-dev:arm64",
+    "zlib1g:arm64",
+    "libexpat1:arm64",
+    "libffi8:arm64",
+    "libbz2-1.0:arm64",
+    "liblzma5:arm64",
+    "libuuid1:arm64",
+    "libcrypt1:arm64",
 ];
+
+/// Debian 12's arm64 packages that [`python_arm64`] unpacks: python3.11,
+/// its standard library and headers, and the libraries they need.
+const PYTHON_ARM64: &[&str] = &[
+    "libc6",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libpython3.11-dev",
+    "zlib1g",
+    "libexpat1",
+    "libffi8",
+    "libbz2-1.0",
+    "liblzma5",
+    "libuuid1",
+    "libcrypt1",
+];
+
+/// Debian 12's python3.11 for arm64, unpacked (not installed: run it
+/// through its loader with [`ArmPython::lib_path`] and
+/// [`ArmPython::home`]).
+#[derive(Debug, Clone)]
+pub struct ArmPython {
+    /// Where the packages are unpacked.
+    pub root: PathBuf,
+}
+
+impl ArmPython {
+    /// The interpreter.
+    pub fn python(&self) -> PathBuf {
+        self.root.join("usr/bin/python3.11")
+    }
+
+    /// Its dynamic loader (bookworm's libc6 is not /usr-merged).
+    pub fn ldso(&self) -> PathBuf {
+        let link = self
+            .root
+            .join("lib/aarch64-linux-gnu/ld-linux-aarch64.so.1");
+        fs::canonicalize(&link).unwrap_or(link)
+    }
+
+    /// The library search path its libraries are found on.
+    pub fn lib_path(&self) -> String {
+        let r = self.root.display();
+        format!("{r}/lib/aarch64-linux-gnu:{r}/usr/lib/aarch64-linux-gnu")
+    }
+
+    /// Its PYTHONHOME (the interpreter is run from elsewhere).
+    pub fn home(&self) -> PathBuf {
+        self.root.join("usr")
+    }
+
+    /// Its standard library.
+    pub fn stdlib(&self) -> PathBuf {
+        self.root.join("usr/lib/python3.11")
+    }
+
+    /// The include directories an extension module is built with (Python.h
+    /// and the arm64 pyconfig.h it includes).
+    pub fn includes(&self) -> Vec<PathBuf> {
+        vec![
+            self.root.join("usr/include/python3.11"),
+            self.root.join("usr/include"),
+        ]
+    }
+}
+
+/// Debian 12's arm64 python3.11, downloaded and unpacked on first use.
+pub fn python_arm64() -> ArmPython {
+    let _one = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let apt = Apt::new();
+    let _lock = apt.lock();
+    let packages: Vec<(&str, String)> = PYTHON_ARM64
+        .iter()
+        .map(|p| (*p, apt.version(p, "arm64", "bookworm")))
+        .collect();
+    let refs: Vec<(&str, &str, &str)> = packages
+        .iter()
+        .map(|(p, v)| (*p, "arm64", v.as_str()))
+        .collect();
+    let root = apt.dir.join("python-bookworm-arm64");
+    apt.unpack(&root, &refs);
+    let py = ArmPython { root };
+    // Debian compiles the standard library when it installs the package;
+    // the host's python3 is the same version, whose bytecode is the same.
+    let out = Command::new("python3")
+        .args(["-m", "compileall", "-q", "-j", "0"])
+        .arg(py.stdlib())
+        .output()
+        .expect("run python3 -m compileall");
+    assert!(
+        out.status.success(),
+        "compiling the arm64 standard library failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    write_conda_manifest(&py.home());
+    py
+}
+
+/// Names every file under `prefix` in a conda-style manifest
+/// (`prefix/conda-meta/python.json`, `"files"` relative to `prefix`), as
+/// an installed Python on an aarch64 cluster (conda's, Spack's) is named:
+/// what tells dlfm its data files are package content. (Unpacked, the
+/// packages have no entry in the machine's dpkg database.)
+fn write_conda_manifest(prefix: &Path) {
+    fn walk(dir: &Path, prefix: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).expect("read the unpacked tree").flatten() {
+            let path = e.path();
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => walk(&path, prefix, out),
+                Ok(_) => out.push(path.strip_prefix(prefix).unwrap().display().to_string()),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(prefix, prefix, &mut files);
+    files.retain(|f| !f.starts_with("conda-meta/"));
+    files.sort();
+    let quoted: Vec<String> = files.iter().map(|f| format!("{f:?}")).collect();
+    let meta = prefix.join("conda-meta");
+    fs::create_dir_all(&meta).expect("create conda-meta");
+    fs::write(
+        meta.join("python-3.11.json"),
+        format!(
+            "{{\"name\": \"python\", \"files\": [{}]}}\n",
+            quoted.join(", ")
+        ),
+    )
+    .expect("write the conda manifest");
+}
 
 /// Debian's suites in the matrix: (suite, release name for messages).
 pub const SUITES: [(&str, &str); 4] = [

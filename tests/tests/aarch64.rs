@@ -45,3 +45,21 @@ fn a_program_records_and_replays_on_aarch64_linked() {
 fn a_program_records_and_replays_on_aarch64_embedded() {
     records_and_replays(&Loader::cross_toolchain(), true);
 }
+
+/// FMCaching on aarch64: Debian 12's arm64 python3 imports a generated
+/// package tree, extension modules built with the cross compiler and its
+/// standard library (in threads and a forked child) from the cache, under
+/// qemu-aarch64-static; qemu's `-strace` shows no call on the tree and the
+/// modules and no ENOENT on the recorded trees (see
+/// `aarch64::python_records_and_replays`).
+#[test]
+fn python_imports_from_the_cache_on_aarch64() {
+    let (base, replay) = aarch64::python_records_and_replays();
+    eprintln!(
+        "calls on the recorded trees: {} without dlfm ({} ENOENT), {} in the replay ({} ENOENT)",
+        base.calls.len(),
+        base.enoent,
+        replay.calls.len(),
+        replay.enoent
+    );
+}

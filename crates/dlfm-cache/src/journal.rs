@@ -7,11 +7,15 @@
 //! u16, FNV-1a 32 of kind, origin and payload u32), then the payload:
 //! - Process: pid u32, program id length u8, ld.so id length u8, zero u16,
 //!   program id [32], ld.so id [32], executable name;
-//! - Open: flags u32, result i32, has_stat u32, zero u32, stat [144], path;
+//! - Open: flags u32 (x86_64's open flags on every machine:
+//!   [`stored_open_flags`]), result i32, has_stat u32, zero u32, stat [144],
+//!   path;
 //! - Stat: flags u32, result i32, stat [144], path;
 //! - Access: mode u32, result i32, path;
-//! - Setup: the FMCaching interposer's path (written by `dlfm.pre
-//!   write-cache` as the journal's first record; empty: no FMCaching).
+//! - Setup: the FMCaching interposers' paths, NUL-separated, one per
+//!   machine (written by `dlfm.pre write-cache` as the journal's first
+//!   record; each process preloads the first built for its machine; empty:
+//!   no FMCaching).
 //!
 //! The origin says who made the lookup: 0 ld.so (DLCaching), 1 the program
 //! through libc (FMCaching), which `dlfm.pre` scopes to code and metadata.
@@ -101,8 +105,9 @@ pub enum Record<'a> {
     },
     /// How the pilot is set up (the journal's first record).
     Setup {
-        /// The FMCaching interposer's absolute path (empty: none).
-        fm_path: &'a [u8],
+        /// The FMCaching interposers' absolute paths, NUL-separated (empty:
+        /// none); read them with [`interposers`].
+        fm_paths: &'a [u8],
     },
 }
 
@@ -233,8 +238,8 @@ pub fn encode(rec: &Record<'_>, origin: Origin, buf: &mut [u8]) -> Option<usize>
             w.bytes(path);
             KIND_ACCESS
         }
-        Record::Setup { fm_path } => {
-            w.bytes(fm_path);
+        Record::Setup { fm_paths } => {
+            w.bytes(fm_paths);
             KIND_SETUP
         }
     };
@@ -341,10 +346,53 @@ pub fn decode(bytes: &[u8]) -> Option<(Record<'_>, Origin, usize)> {
             result: i32_at(4)?,
             path: p.get(8..)?,
         },
-        KIND_SETUP => Record::Setup { fm_path: p },
+        KIND_SETUP => Record::Setup { fm_paths: p },
         _ => return None,
     };
     Some((rec, origin, len))
+}
+
+/// An Open record's flag for a directory opened to be listed (`opendir`):
+/// x86_64's `O_DIRECTORY`, as every stored flag is.
+pub const OPEN_DIRECTORY: u32 = 0o200000;
+
+/// The stored form of this target's `open` flags: x86_64's values, so that
+/// a journal reads the same on any host. aarch64 (the generic layout) has
+/// four flags elsewhere; they swap places, every other flag is the same.
+#[inline]
+pub fn stored_open_flags(flags: u32) -> u32 {
+    #[cfg(target_arch = "aarch64")]
+    {
+        // (aarch64's value, x86_64's): O_DIRECTORY, O_NOFOLLOW, O_DIRECT,
+        // O_LARGEFILE.
+        const MOVED: [(u32, u32); 4] = [
+            (0o40000, OPEN_DIRECTORY),
+            (0o100000, 0o400000),
+            (0o200000, 0o40000),
+            (0o400000, 0o100000),
+        ];
+        let mut out = flags;
+        for &(here, _) in MOVED.iter() {
+            out &= !here;
+        }
+        for &(here, stored) in MOVED.iter() {
+            if flags & here != 0 {
+                out |= stored;
+            }
+        }
+        out
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        flags
+    }
+}
+
+/// The interposer paths of a Setup record's `fm_paths`, in order (one
+/// per machine, host's first).
+#[inline]
+pub fn interposers(fm_paths: &[u8]) -> impl Iterator<Item = &[u8]> {
+    fm_paths.split(|&b| b == 0).filter(|p| !p.is_empty())
 }
 
 #[cfg(test)]
@@ -435,7 +483,7 @@ mod tests {
             round_trip(Record::Open { flags, result, stat: None, path: &path });
             round_trip(Record::Stat { flags, result, stat, path: &path });
             round_trip(Record::Access { mode: flags, result, path: &path });
-            round_trip(Record::Setup { fm_path: &path });
+            round_trip(Record::Setup { fm_paths: &path });
         }
 
         #[test]
@@ -478,5 +526,26 @@ mod tests {
                 prop_assert!(false, "a damaged record decoded as {back:?}");
             }
         }
+    }
+
+    #[test]
+    fn open_flags_are_stored_as_x86_64s() {
+        use linux_raw_sys::general as here;
+        // x86_64's values, whatever this target's are.
+        let cases = [
+            (here::O_DIRECTORY, OPEN_DIRECTORY),
+            (here::O_NOFOLLOW, 0o400000),
+            (here::O_DIRECT, 0o40000),
+            (here::O_CLOEXEC, 0o2000000),
+            (here::O_RDONLY, 0),
+        ];
+        for (flag, stored) in cases {
+            assert_eq!(stored_open_flags(flag), stored, "{flag:#o}");
+        }
+        let all = here::O_DIRECTORY | here::O_NOFOLLOW | here::O_CLOEXEC;
+        assert_eq!(
+            stored_open_flags(all),
+            OPEN_DIRECTORY | 0o400000 | 0o2000000
+        );
     }
 }

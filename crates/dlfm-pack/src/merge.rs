@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use dlfm_cache::journal::{Origin, Record};
+use dlfm_cache::journal::{interposers, Origin, Record, OPEN_DIRECTORY};
 use dlfm_cache::layout::STAT_SIZE;
 use dlfm_cache::stat::StatView;
 
@@ -72,7 +72,8 @@ pub struct Merged {
     pub processes: usize,
     /// Records read.
     pub records: usize,
-    /// The FMCaching interposer the pilot was set up with, if any.
+    /// The FMCaching interposer the pilot loaded: of those it was set up
+    /// with (one per machine), the first one ld.so opened, else the first.
     pub fm_path: Option<Vec<u8>>,
 }
 
@@ -83,13 +84,14 @@ pub fn merge(records: &[(Record<'_>, Origin)]) -> Merged {
         ..Merged::default()
     };
     let mut conflicted = std::collections::BTreeSet::new();
+    let mut fm_paths: &[u8] = &[];
     for (rec, origin) in records {
         if let Some(path) = lookup_path(rec) {
             m.paths.entry(path.to_vec()).or_default().by_ldso |= *origin == Origin::Ldso;
         }
         let ok = match rec {
-            Record::Setup { fm_path } => {
-                m.fm_path = (!fm_path.is_empty()).then(|| fm_path.to_vec());
+            Record::Setup { fm_paths: p } => {
+                fm_paths = p;
                 continue;
             }
             Record::Process {
@@ -118,7 +120,7 @@ pub fn merge(records: &[(Record<'_>, Origin)]) -> Merged {
                 result,
                 stat,
                 path,
-            } if flags & O_DIRECTORY != 0 => {
+            } if flags & OPEN_DIRECTORY != 0 => {
                 let fact = match (*result, stat) {
                     (r, _) if r < 0 => OpenFact::Err(-r),
                     (_, Some(st)) => OpenFact::File(**st),
@@ -177,11 +179,16 @@ pub fn merge(records: &[(Record<'_>, Origin)]) -> Merged {
         m.paths.remove(path);
     }
     m.conflicts = conflicted.into_iter().collect();
+    let opened = |p: &&[u8]| {
+        m.paths
+            .get(*p)
+            .is_some_and(|f| f.by_ldso && matches!(f.open, Some(OpenFact::File(_))))
+    };
+    let mut candidates = interposers(fm_paths);
+    let first = interposers(fm_paths).next();
+    m.fm_path = candidates.find(opened).or(first).map(<[u8]>::to_vec);
     m
 }
-
-/// `open`'s flag for a directory (`opendir`'s open, as FMCaching records it).
-const O_DIRECTORY: u32 = 0o200000;
 
 /// Two `opendir`s agree when they failed alike or found the same directory
 /// (its times change as the pilot runs; its entries are read at packing).

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use build::generate;
 pub use error::WorkloadError;
 pub use package_tree::{generate_package_tree, PackageTree};
-pub use python::{generate_python, PythonWorkload};
+pub use python::{generate_extensions, generate_python, ExtensionBuild, PythonWorkload};
 
 /// The shape of a workload.
 #[derive(Clone, Debug)]

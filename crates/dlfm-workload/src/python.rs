@@ -47,6 +47,27 @@ fn include_dir(python: &Path) -> Result<String> {
     Ok(dir)
 }
 
+/// How extension modules are built: the C compiler and the include
+/// directories that hold Python.h (and the pyconfig.h it includes).
+#[derive(Clone, Debug)]
+pub struct ExtensionBuild {
+    /// The compiler (`cc`, or a cross compiler such as
+    /// `aarch64-linux-gnu-gcc`).
+    pub cc: String,
+    /// Passed as `-I`, in order.
+    pub includes: Vec<PathBuf>,
+}
+
+impl ExtensionBuild {
+    /// Modules for `python`, built with `cc` against its headers.
+    pub fn for_python(python: &Path) -> Result<ExtensionBuild> {
+        Ok(ExtensionBuild {
+            cc: "cc".into(),
+            includes: vec![include_dir(python)?.into()],
+        })
+    }
+}
+
 /// Generates and builds `count` extension modules for `python` in `dir`.
 pub fn generate_python(
     python: &Path,
@@ -54,7 +75,17 @@ pub fn generate_python(
     seed: u64,
     dir: &Path,
 ) -> Result<PythonWorkload> {
-    let include = include_dir(python)?;
+    generate_extensions(&ExtensionBuild::for_python(python)?, count, seed, dir)
+}
+
+/// Generates `count` extension modules in `dir` and builds them as `build`
+/// says.
+pub fn generate_extensions(
+    build: &ExtensionBuild,
+    count: usize,
+    seed: u64,
+    dir: &Path,
+) -> Result<PythonWorkload> {
     let dir = std::path::absolute(dir)?;
     let module_dir = dir.join("modules");
     let lib_dir = dir.join("pylibs");
@@ -76,7 +107,7 @@ pub fn generate_python(
         )?;
         let dep = lib_dir.join(format!("libpyd_{i:03}.so"));
         run_tool(
-            Command::new("cc")
+            Command::new(&build.cc)
                 .args(["-shared", "-fPIC", "-O1", "-o"])
                 .arg(&dep)
                 .arg(&dep_c),
@@ -94,11 +125,11 @@ pub fn generate_python(
         fs::write(&c, src)?;
         let module = module_dir.join(format!("ext_{i:03}.so"));
         run_tool(
-            Command::new("cc")
+            Command::new(&build.cc)
                 .args(["-shared", "-fPIC", "-O1", "-o"])
                 .arg(&module)
                 .arg(&c)
-                .arg(format!("-I{include}"))
+                .args(build.includes.iter().map(|d| format!("-I{}", d.display())))
                 .arg(format!("-L{}", lib_dir.display()))
                 .arg(format!("-lpyd_{i:03}"))
                 .arg(format!(

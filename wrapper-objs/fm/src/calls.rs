@@ -10,15 +10,15 @@
 
 use core::ffi::{c_char, c_int, c_long, CStr};
 
-use dlfm_cache::journal::Record;
+use dlfm_cache::journal::{stored_open_flags, Record};
 use dlfm_runtime::keys;
 use libc::{mode_t, stat as Stat};
 
 use crate::real::Next;
-use crate::record::{self, stat_bytes};
+use crate::record;
 use crate::replay::{self, Answer, Follow};
 use crate::state::Sink;
-use crate::{served, state, sys};
+use crate::{served, state, stored_stat, sys};
 
 type PathStat = unsafe extern "C" fn(*const c_char, *mut Stat) -> c_int;
 type AtStat = unsafe extern "C" fn(c_int, *const c_char, *mut Stat, c_int) -> c_int;
@@ -137,12 +137,11 @@ pub(crate) fn record_stat(
     result: i32,
     buf: *const Stat,
 ) {
-    let zeros = [0u8; dlfm_cache::layout::STAT_SIZE];
     let stat = if result == 0 {
         // SAFETY: a successful stat filled the caller's buffer.
-        stat_bytes(unsafe { &*buf })
+        stored_stat::store(unsafe { &*buf })
     } else {
-        &zeros
+        [0u8; dlfm_cache::layout::STAT_SIZE]
     };
     let flags = match follow {
         Follow::Yes => 0,
@@ -153,7 +152,7 @@ pub(crate) fn record_stat(
         &Record::Stat {
             flags,
             result,
-            stat,
+            stat: &stat,
             path,
         },
     );
@@ -456,9 +455,9 @@ fn open_like(path: *const c_char, flags: c_int, call: impl FnOnce() -> c_int) ->
         record::append(
             j,
             &Record::Open {
-                flags: flags as u32,
+                flags: stored_open_flags(flags as u32),
                 result,
-                stat: have.then(|| stat_bytes(&st)),
+                stat: have.then(|| stored_stat::store(&st)).as_ref(),
                 path: p,
             },
         );
@@ -649,7 +648,7 @@ fn fopen_like(f: &Next<Fopen>, path: *const c_char, mode: *const c_char) -> *mut
             &Record::Open {
                 flags: libc::O_RDONLY as u32,
                 result: if stream.is_null() { -saved } else { fd },
-                stat: have.then(|| stat_bytes(&st)),
+                stat: have.then(|| stored_stat::store(&st)).as_ref(),
                 path: p,
             },
         );

@@ -14,15 +14,16 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_long};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use dlfm_cache::journal::Record;
+use dlfm_cache::journal::{stored_open_flags, Record};
 use dlfm_cache::layout::Outcome;
 use dlfm_cache::read::Listing;
 use dlfm_runtime::fixed_path::FixedPath;
 
 use crate::calls::{absolute, errno, fail};
 use crate::real::Next;
-use crate::record::{self, stat_bytes};
+use crate::record;
 use crate::replay::{self, Answer};
+use crate::stored_stat;
 use crate::{state, sys};
 
 /// Streams of ours open at once; past that `opendir` goes to libc.
@@ -182,9 +183,11 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         record::append(
             j,
             &Record::Open {
-                flags: (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u32,
+                flags: stored_open_flags(
+                    (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) as u32,
+                ),
                 result: if dir.is_null() { -saved } else { fd },
-                stat: have.then(|| stat_bytes(&st)),
+                stat: have.then(|| stored_stat::store(&st)).as_ref(),
                 path: p,
             },
         );
@@ -207,7 +210,7 @@ fn next_entry(st: &mut Stream) -> *mut libc::dirent64 {
     ent.d_type = e.d_type;
     // SAFETY: c_char and u8 have one size; the array is initialised.
     let name = unsafe {
-        core::slice::from_raw_parts_mut(ent.d_name.as_mut_ptr() as *mut u8, ent.d_name.len())
+        core::slice::from_raw_parts_mut(ent.d_name.as_mut_ptr().cast::<u8>(), ent.d_name.len())
     };
     let room = name.len() - 1;
     let n = dlfm_bytes::copy(&mut name[..room], e.name);

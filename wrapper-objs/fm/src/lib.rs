@@ -43,6 +43,7 @@ mod replay;
 mod served;
 mod state;
 mod statx;
+mod stored_stat;
 mod sys;
 mod trace;
 mod xstat;
@@ -70,6 +71,20 @@ static INIT: extern "C" fn() = init;
 #[link(name = "c")]
 extern "C" {}
 
+/// An instruction that traps, for a routine that must never run.
+#[cfg(target_arch = "x86_64")]
+macro_rules! trap {
+    () => {
+        "ud2"
+    };
+}
+#[cfg(target_arch = "aarch64")]
+macro_rules! trap {
+    () => {
+        "udf #0"
+    };
+}
+
 // core, precompiled for unwinding, names Rust's personality routine in the
 // unwind tables of what it contributes; nothing here unwinds (panic =
 // abort), so it is never called. Defined hidden, so that the library does
@@ -79,5 +94,5 @@ core::arch::global_asm!(
     ".hidden rust_eh_personality",
     ".type rust_eh_personality, @function",
     "rust_eh_personality:",
-    "ud2",
+    trap!(),
 );

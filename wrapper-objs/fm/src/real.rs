@@ -5,9 +5,9 @@
 //! ([`Next::call`]): a missing definition makes the call fail with ENOSYS
 //! as the program would see it.
 //!
-//! `dlsym` is bound by its first version, GLIBC_2.2.5: libdl.so.2 defines it
-//! before glibc 2.34 and libc.so.6 keeps it since, so the library loads with
-//! every glibc (the default `dlsym@GLIBC_2.34` exists only from 2.34 on, and
+//! `dlsym` is bound by its first version (GLIBC_2.2.5 on x86_64, GLIBC_2.17
+//! on aarch64): libdl.so.2 defines it before glibc 2.34 and libc.so.6 keeps
+//! it since, so the library loads with every glibc (the default `dlsym@GLIBC_2.34` exists only from 2.34 on, and
 //! a preloaded library that needs a missing version stops the program).
 //! libdl.so.2 (a stub since 2.34) is a needed library for the same reason
 //! (`build.rs`).
@@ -19,7 +19,8 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use crate::calls::fail;
 
 extern "C" {
-    #[link_name = "dlsym@GLIBC_2.2.5"]
+    #[cfg_attr(target_arch = "x86_64", link_name = "dlsym@GLIBC_2.2.5")]
+    #[cfg_attr(target_arch = "aarch64", link_name = "dlsym@GLIBC_2.17")]
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
 }
 

@@ -5,7 +5,6 @@
 //! lookups `state::sink_for` finds worth noting.
 
 use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
-use dlfm_cache::layout::STAT_SIZE;
 
 use crate::state::{self, Sink};
 use crate::trace::{self, Handling};
@@ -37,11 +36,4 @@ pub fn append(sink: Sink, rec: &Record<'_>) {
         Record::Process { .. } | Record::Setup { .. } => return,
     };
     trace::lookup(call, Handling::Recorded, path, Some(i64::from(result)));
-}
-
-/// The bytes of a `struct stat`.
-pub fn stat_bytes(st: &libc::stat) -> &[u8; STAT_SIZE] {
-    // SAFETY: `libc::stat` is STAT_SIZE bytes of plain integers (asserted
-    // in `replay`), all initialised.
-    unsafe { &*(st as *const libc::stat as *const [u8; STAT_SIZE]) }
 }

@@ -2,13 +2,14 @@
 //! recorded path gave in the pilot. `None` means a miss: the caller asks
 //! libc. Each answer and each miss is traced (DLCACHE_DBG).
 
-use dlfm_cache::layout::{Outcome, STAT_SIZE};
+use dlfm_cache::layout::Outcome;
 use dlfm_cache::read::Cache;
 
 use dlfm_runtime::fixed_path::FixedPath;
 
 use crate::served;
 use crate::state;
+use crate::stored_stat;
 use crate::sys;
 use crate::trace::{self, Handling};
 
@@ -44,10 +45,7 @@ pub fn stat(
         };
         match outcome {
             Outcome::Err(errno) => Some(Answer::Err(errno)),
-            Outcome::Ok(i) => {
-                copy_stat(cache.stat(i)?, out);
-                Some(Answer::Ok(0))
-            }
+            Outcome::Ok(i) => stored_stat::load(cache.stat(i)?, out).then_some(Answer::Ok(0)),
             Outcome::NotRecorded => None,
         }
     };
@@ -165,20 +163,7 @@ fn register(fd: sys::OwnedFd, stat_index: u32) -> Option<Answer> {
 /// `fstat(fd)` into `out` when `fd` is a descriptor replay served (the
 /// kernel's answer for it is in `real`).
 pub fn fstat(cache: &Cache<'_>, fd: i32, real: &libc::stat, out: *mut libc::stat) -> bool {
-    match served::stat_of(fd, real).and_then(|i| cache.stat(i)) {
-        Some(st) => {
-            copy_stat(st, out);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Copies a stored stat to the caller's `struct stat` (the same layout: the
-/// kernel's, which glibc's x86_64 `struct stat` and `stat64` are).
-fn copy_stat(st: &[u8], out: *mut libc::stat) {
-    const _: () = assert!(core::mem::size_of::<libc::stat>() == STAT_SIZE);
-    // SAFETY: the caller passed a buffer for a whole struct stat.
-    let dst = unsafe { core::slice::from_raw_parts_mut(out as *mut u8, STAT_SIZE) };
-    dlfm_bytes::copy(dst, st);
+    served::stat_of(fd, real)
+        .and_then(|i| cache.stat(i))
+        .is_some_and(|st| stored_stat::load(st, out))
 }

@@ -41,13 +41,13 @@ fn stat_of(x: &Statx) -> Stat {
     let mut st = zeroed_stat();
     st.st_dev = libc::makedev(x.stx_dev_major, x.stx_dev_minor);
     st.st_ino = x.stx_ino;
-    st.st_nlink = x.stx_nlink.into();
+    st.st_nlink = x.stx_nlink as libc::nlink_t;
     st.st_mode = x.stx_mode.into();
     st.st_uid = x.stx_uid;
     st.st_gid = x.stx_gid;
     st.st_rdev = libc::makedev(x.stx_rdev_major, x.stx_rdev_minor);
     st.st_size = x.stx_size as i64;
-    st.st_blksize = x.stx_blksize.into();
+    st.st_blksize = x.stx_blksize as _;
     st.st_blocks = x.stx_blocks as i64;
     st.st_atime = x.stx_atime.tv_sec;
     st.st_atime_nsec = x.stx_atime.tv_nsec.into();
@@ -66,7 +66,7 @@ fn fill(out: *mut Statx, st: &Stat) {
     x.stx_dev_major = libc::major(st.st_dev);
     x.stx_dev_minor = libc::minor(st.st_dev);
     x.stx_ino = st.st_ino;
-    x.stx_nlink = st.st_nlink as u32;
+    x.stx_nlink = st.st_nlink as libc::c_uint;
     x.stx_mode = st.st_mode as u16;
     x.stx_uid = st.st_uid;
     x.stx_gid = st.st_gid;

@@ -176,7 +176,7 @@ pub fn with_nodename<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     // SAFETY: `c_char` and `u8` have one size and alignment; the array is
     // initialised.
     let node: &[u8] = unsafe {
-        core::slice::from_raw_parts(uts.nodename.as_ptr() as *const u8, uts.nodename.len())
+        core::slice::from_raw_parts(uts.nodename.as_ptr().cast::<u8>(), uts.nodename.len())
     };
     Some(f(node))
 }

@@ -1,9 +1,10 @@
 //! glibc's stat entry points before 2.33 (`__xstat`, `__lxstat`,
 //! `__fxstat`, `__fxstatat` and their `64` twins): programs and extension
 //! modules built against an older glibc (conda's Python, manylinux wheels)
-//! still call these. Each takes a version first; on x86_64 versions 0 and 1
-//! both mean the kernel's `struct stat`, the one the cache holds, and are
-//! served like `stat`; any other version goes to libc unchanged.
+//! still call these. Each takes a version first: on x86_64 versions 0 and 1
+//! both mean the kernel's `struct stat`, on aarch64 version 0 does (its
+//! glibc 2.17-2.32 exports the family too); those are served like `stat`,
+//! any other version goes to libc unchanged.
 
 use core::ffi::{c_char, c_int};
 
@@ -18,9 +19,9 @@ type VerFd = unsafe extern "C" fn(c_int, c_int, *mut Stat) -> c_int;
 type VerAt = unsafe extern "C" fn(c_int, c_int, *const c_char, *mut Stat, c_int) -> c_int;
 
 /// Whether `ver` names the kernel's `struct stat` (`_STAT_VER_KERNEL` or
-/// `_STAT_VER_LINUX` on x86_64).
+/// `_STAT_VER_LINUX`, which are 0 and 1 on x86_64 and both 0 on aarch64).
 fn plain(ver: c_int) -> bool {
-    ver == 0 || ver == 1
+    ver == 0 || (cfg!(target_arch = "x86_64") && ver == 1)
 }
 
 /// `__xstat`/`__lxstat` through the next `f`.

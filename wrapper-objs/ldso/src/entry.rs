@@ -3,6 +3,7 @@
 
 use linux_raw_sys::auxvec::AT_EUID;
 
+use dlfm_cache::journal::interposers;
 use dlfm_runtime::elf;
 use dlfm_runtime::env::Mode;
 use dlfm_runtime::fixed_path::FixedPath;
@@ -195,11 +196,17 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
         Ok(()) => {
             let fm = match st.asked {
                 Mode::Record => {
-                    if let Some(fm) = st.record.setup() {
+                    // The first interposer built for this machine.
+                    let mut named = false;
+                    for fm in interposers(st.record.setup().unwrap_or_default()) {
+                        named = true;
                         st.preload.arm(fm);
-                    }
-                    if st.preload.stage == Stage::Armed && !loadable_here(&st.preload.fm_path) {
+                        if st.preload.stage == Stage::Armed && loadable_here(&st.preload.fm_path) {
+                            break;
+                        }
                         st.preload.stage = Stage::Off;
+                    }
+                    if named && st.preload.stage == Stage::Off {
                         Err(NOT_FOR_THIS_MACHINE)
                     } else {
                         Ok(())

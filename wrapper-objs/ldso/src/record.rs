@@ -3,7 +3,7 @@
 //! `O_APPEND` descriptor so that concurrent recorders (a pilot and its
 //! children) never interleave inside a record.
 
-use dlfm_cache::journal::{decode, encode, Origin, Record, MAX_RECORD};
+use dlfm_cache::journal::{decode, encode, stored_open_flags, Origin, Record, MAX_RECORD};
 use dlfm_cache::layout::STAT_SIZE;
 use dlfm_cache::stat::{self, KERNEL_STAT_SIZE};
 
@@ -83,15 +83,16 @@ impl Recorder {
         });
     }
 
-    /// The FMCaching interposer the journal's Setup record (written by
-    /// `dlfm.pre write-cache`) names, if any.
+    /// The FMCaching interposers the journal's Setup record (written by
+    /// `dlfm.pre write-cache`) names, NUL-separated (`journal::interposers`
+    /// reads them), if any.
     pub fn setup(&mut self) -> Option<&[u8]> {
         let fd = self.journal.ensure()?;
         // SAFETY: `buf` is MAX_RECORD writable bytes.
         let n = unsafe { sys::pread(fd, self.buf.as_mut_ptr(), MAX_RECORD, 0) };
         let got = self.buf.get(..usize::try_from(n).ok()?)?;
         match decode(got)? {
-            (Record::Setup { fm_path }, ..) => Some(fm_path),
+            (Record::Setup { fm_paths }, ..) => Some(fm_paths),
             _ => None,
         }
     }
@@ -165,7 +166,7 @@ impl Recorder {
             stat::store(&kernel, &mut stored);
         }
         self.append(&Record::Open {
-            flags,
+            flags: stored_open_flags(flags),
             result: result as i32,
             stat: have_stat.then_some(&stored),
             path,
