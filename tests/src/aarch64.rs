@@ -105,17 +105,23 @@ impl Loader {
 /// Runs `prog` under qemu with `-strace` and `env`, in `dir`: its stdout
 /// and the calls it made. Fails on a failed run or a complaint from ld.so.
 fn qemu(dir: &Path, prog: &Path, env: &[(&str, &str)]) -> (String, Vec<Call>) {
-    qemu_args(dir, prog, &[], env)
+    qemu_args(dir, prog, &[], env, None)
 }
 
-/// [`qemu`] with arguments for `prog`.
+/// [`qemu`] with arguments for `prog`, and a page size for the guest
+/// (qemu's `-p`, which its `AT_PAGESZ` then says; default 4 KiB).
 fn qemu_args(
     dir: &Path,
     prog: &Path,
     args: &[&std::ffi::OsStr],
     env: &[(&str, &str)],
+    page: Option<u64>,
 ) -> (String, Vec<Call>) {
-    let out = Command::new("qemu-aarch64-static")
+    let mut cmd = Command::new("qemu-aarch64-static");
+    if let Some(p) = page {
+        cmd.arg("-p").arg(p.to_string());
+    }
+    let out = cmd
         .arg("-strace")
         .arg(prog)
         .args(args)
@@ -273,6 +279,53 @@ pub fn records_and_replays(loader: &Loader, embed: bool) {
         "fmcaching off: the pilot did not load the interposer".into()
     };
     assert!(traces.contains(&fm), "{what}: no `{fm}` in:\n{traces}");
+
+    // aarch64 kernels run with 16 and 64 KiB pages too: without a node
+    // copy, ld.so maps the libraries from the cache file itself, at offsets
+    // that must be multiples of the page size.
+    for page in [16384u64, 65536] {
+        let mut env = env("read-cache");
+        env.push(("DLFM_STAGE", "off"));
+        let (out, calls) = qemu_args(root, &w.program, &[], &env, Some(page));
+        assert_eq!(
+            out, w.expected_stdout,
+            "{what}: replay with {page}-byte pages"
+        );
+        let maps = file_maps(&calls);
+        assert!(
+            maps.len() >= w.all_libs().count(),
+            "{what}: {} file mappings with {page}-byte pages",
+            maps.len()
+        );
+        let bad: Vec<&String> = maps
+            .iter()
+            .filter(|(_, offset, _)| offset % page != 0)
+            .map(|(_, _, raw)| raw)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{what}: mappings off a {page}-byte page:\n{bad:?}"
+        );
+    }
+}
+
+/// The successful mappings of files in `calls` (qemu's `-strace` lines):
+/// (descriptor, offset, the line).
+fn file_maps(calls: &[Call]) -> Vec<(i64, u64, String)> {
+    calls
+        .iter()
+        .filter(|c| c.name == "mmap" && c.errno.is_none())
+        .filter_map(|c| {
+            let args = c.raw.split_once('(')?.1.rsplit_once(')')?.0;
+            let fields: Vec<&str> = args.split(',').collect();
+            let fd = fields.get(4)?.trim().parse::<i64>().ok()?;
+            let offset = fields.get(5)?.trim();
+            let offset = offset
+                .strip_prefix("0x")
+                .map_or_else(|| offset.parse().ok(), |h| u64::from_str_radix(h, 16).ok())?;
+            (fd >= 0).then(|| (fd, offset, c.raw.clone()))
+        })
+        .collect()
 }
 
 /// The script the aarch64 Python test runs: the package tree's and the
@@ -411,14 +464,18 @@ pub fn python_records_and_replays() -> (OnTrees, OnTrees) {
     std::fs::create_dir_all(&stage).unwrap();
     let home = py.home().display().to_string();
     let lib_path = py.lib_path();
-    let run = |op: &str| {
+    // `page`: the guest's page size, and no node copy (served files come
+    // from the cache file).
+    let run_with = |op: &str, page: Option<u64>| {
         let stage_s = stage.display().to_string();
+        let staging = if page.is_some() { "off" } else { "on" };
         let env = [
             ("LD_LIBRARY_PATH", lib_path.as_str()),
             ("PYTHONHOME", home.as_str()),
             ("DLFM_OP", op),
             ("DLFM_CACHE", cache_s.as_str()),
             ("DLFM_STAGE_DIR", stage_s.as_str()),
+            ("DLFM_STAGE", staging),
             ("DLCACHE_DBG", "1"),
         ];
         let args = [
@@ -427,8 +484,9 @@ pub fn python_records_and_replays() -> (OnTrees, OnTrees) {
             ext.script.as_os_str(),
             input.as_os_str(),
         ];
-        qemu_args(root, &copy, &args, &env)
+        qemu_args(root, &copy, &args, &env, page)
     };
+    let run = |op: &str| run_with(op, None);
     let trees = [tree.root.as_path(), ext.module_dir.as_path(), &py.stdlib()];
     let code_trees = [tree.root.as_path(), ext.module_dir.as_path()];
 
@@ -453,6 +511,16 @@ pub fn python_records_and_replays() -> (OnTrees, OnTrees) {
     assert_eq!(out, expected("second"), "aarch64 python: replay");
     let left = on_trees(&replay, &trees);
     let on_code = on_trees(&replay, &code_trees);
+    for page in [16384u64, 65536] {
+        let (out, calls) = run_with("read-cache", Some(page));
+        assert_eq!(out, expected("second"), "aarch64 python: {page}-byte pages");
+        let on = on_trees(&calls, &trees);
+        assert!(
+            on.calls.is_empty(),
+            "the replay with {page}-byte pages reached the recorded trees:\n{}",
+            on.calls.join("\n")
+        );
+    }
     let traces = traces(root);
     assert!(
         on_code.calls.is_empty() && left.enoent == 0,

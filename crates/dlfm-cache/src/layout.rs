@@ -18,7 +18,9 @@
 //! strings         strings_len bytes at strings_off: paths, listings, the
 //!                 interposer's path, the scope's patterns
 //! data            from the first page boundary after the metadata, each
-//!                 stored file's bytes at a page-aligned offset, zero padded
+//!                 stored file's bytes at a page-aligned offset (a file
+//!                 ld.so opened, which it may map, at a MAP_ALIGN-aligned
+//!                 one), zero padded
 //! ```
 //!
 //! Beyond the checksum, [`crate::read::Cache::parse`] insists that the
@@ -43,8 +45,9 @@ use crate::hash::{fnv1a64_continue, FNV64_OFFSET};
 
 /// The file's first 8 bytes.
 pub const MAGIC: [u8; 8] = *b"DLFMCACH";
-/// The format version this code reads and writes.
-pub const VERSION: u32 = 3;
+/// The format version this code reads and writes (4: files ld.so opened
+/// are aligned to [`MAP_ALIGN`]).
+pub const VERSION: u32 = 4;
 /// Length of the header.
 pub const HEADER_LEN: usize = size_of::<Header>();
 /// Length of an index entry.
@@ -59,8 +62,15 @@ pub const ID_LEN: usize = size_of::<IdRecord>();
 pub const ID_MAX: usize = 32;
 /// Size of a stored stat: the kernel's x86_64 `struct stat`.
 pub const STAT_SIZE: usize = 144;
-/// File data is aligned to this (the page size).
+/// File data is aligned to this (the smallest page size).
 pub const PAGE: u64 = 4096;
+/// The data of a file ld.so opened is aligned to this: the largest page
+/// size of an x86_64 or aarch64 kernel (4, 16 and 64 KiB exist on
+/// aarch64), so that ld.so's mappings of it from the cache file, at
+/// offsets that are multiples of the kernel's page size, are valid under
+/// any of them. A kernel with larger pages does not replay from the cache
+/// file (`dlfm_runtime::vfd::map_at`).
+pub const MAP_ALIGN: u64 = 65536;
 /// An entry's field for a lookup the pilot did not make.
 pub const NOT_RECORDED: i32 = i32::MIN;
 /// The largest errno an entry may hold (the kernel's `MAX_ERRNO`).

@@ -376,6 +376,9 @@ fn collect(
                 let stat = b.add_stat(*st);
                 let source = canonical(path);
                 let file = b.add_file(path, stat, StatView(st).size(), source);
+                if facts.by_ldso {
+                    b.mark_mapped(file);
+                }
                 b.set_open(path, Outcome::Ok(file));
             }
             Some(OpenFact::File(_)) => report.not_regular += 1,

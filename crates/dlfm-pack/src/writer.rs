@@ -37,6 +37,9 @@ struct FileEntry {
     stat: u32,
     size: u64,
     source: PathBuf,
+    /// ld.so opened it, so it may map it: its data goes at a
+    /// `layout::MAP_ALIGN` boundary.
+    mapped: bool,
 }
 
 /// Collects what goes into a cache file, then writes it.
@@ -105,9 +108,18 @@ impl CacheWriter {
             stat: stat_index,
             size,
             source,
+            mapped: false,
         });
         self.file_by_inode.insert(key, i);
         i
+    }
+
+    /// Marks file `file` as one ld.so opened (and may map from the cache
+    /// file): its data is aligned for any kernel's page size.
+    pub fn mark_mapped(&mut self, file: u32) {
+        if let Some(f) = self.files.get_mut(file as usize) {
+            f.mapped = true;
+        }
     }
 
     fn lookups(&mut self, path: &[u8]) -> &mut Lookups {
@@ -272,6 +284,9 @@ impl CacheWriter {
         let mut data_off = meta_len.div_ceil(PAGE) * PAGE;
         let mut placed = Vec::with_capacity(self.files.len());
         for f in &self.files {
+            if f.mapped {
+                data_off = data_off.div_ceil(layout::MAP_ALIGN) * layout::MAP_ALIGN;
+            }
             placed.push(data_off);
             data_off += f.size.div_ceil(PAGE) * PAGE;
         }

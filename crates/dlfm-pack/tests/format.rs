@@ -321,3 +321,47 @@ fn sources_that_changed_length_while_packing_are_refused() {
     assert!(err.to_string().contains("changed while packing"), "{err}");
     assert!(!out.exists());
 }
+
+/// A file ld.so opened lies at a `MAP_ALIGN` (64 KiB) boundary, so that its
+/// mappings from the cache file are valid under 4, 16 and 64 KiB pages;
+/// the program's own files keep 4 KiB alignment (the cache stays small).
+#[test]
+fn loader_files_are_aligned_for_every_page_size() {
+    use dlfm_cache::layout::MAP_ALIGN;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cb = CacheWriter::new(4);
+    let mut files = Vec::new();
+    for (i, mapped) in [false, true, false, true].into_iter().enumerate() {
+        let src = dir.path().join(format!("f{i}"));
+        std::fs::write(&src, vec![i as u8; 5000]).unwrap();
+        let s = cb.add_stat(stat(1, 100 + i as u64, 5000));
+        let path = format!("/lib/f{i}");
+        let f = cb.add_file(path.as_bytes(), s, 5000, src);
+        if mapped {
+            cb.mark_mapped(f);
+        }
+        cb.set_open(path.as_bytes(), Outcome::Ok(f));
+        files.push((f, mapped));
+    }
+    let out = dir.path().join("cache.dat");
+    cb.write_with(&out, |_| {}, &mut |_, _| {}).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let c = Cache::parse(&bytes, bytes.len() as u64).unwrap();
+    for (f, mapped) in files {
+        let file = c.file(f).unwrap();
+        let data = &bytes[file.data_off as usize..][..5000];
+        assert!(data.iter().all(|&b| b == f as u8), "file {f}'s bytes");
+        if mapped {
+            assert_eq!(file.data_off % MAP_ALIGN, 0, "file {f}");
+            for page in [4096u64, 16384, 65536] {
+                let at = dlfm_runtime::vfd::map_at(file.data_off, page, page).unwrap();
+                assert_eq!(at % page, 0, "file {f}, page {page}");
+            }
+        } else {
+            assert_eq!(file.data_off % PAGE, 0, "file {f}");
+        }
+    }
+    // The program's file after the first loader file is not pushed to the
+    // next 64 KiB boundary.
+    assert_ne!(c.file(2).unwrap().data_off % MAP_ALIGN, 0);
+}

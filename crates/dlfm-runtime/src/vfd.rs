@@ -9,9 +9,6 @@
 use linux_raw_sys::errno::EINVAL;
 use linux_raw_sys::general as nr;
 
-/// The cache's file data is aligned to pages; so must a mapping's offset be.
-const PAGE: u64 = 4096;
-
 /// The first virtual descriptor.
 pub const VFD_BASE: i32 = 0x7fff_ffc0;
 /// How many virtual descriptors can be open at once (ld.so opens one library
@@ -111,14 +108,18 @@ pub fn read_len(size: u64, pos: u64, count: u64) -> u64 {
 }
 
 /// Where in the cache file a mapping at `offset` of a file whose bytes start
-/// at `data_off` begins, or `-EINVAL` (an offset that is not page-aligned
-/// or that overflows), as `mmap` answers.
+/// at `data_off` begins, under a kernel whose pages are `page` bytes, or
+/// `-EINVAL` as `mmap` answers: an offset that is not page-aligned, one
+/// that overflows, or a place in the cache file that is not (ld.so's files
+/// lie at `layout::MAP_ALIGN` boundaries, so that never happens for pages
+/// up to 64 KiB).
 #[inline]
-pub fn map_at(data_off: u64, offset: u64) -> Result<u64, i64> {
-    if !offset.is_multiple_of(PAGE) {
-        return Err(-i64::from(EINVAL));
+pub fn map_at(data_off: u64, offset: u64, page: u64) -> Result<u64, i64> {
+    let aligned = |v: u64| page != 0 && v.is_multiple_of(page);
+    match data_off.checked_add(offset) {
+        Some(at) if aligned(offset) && aligned(at) => Ok(at),
+        _ => Err(-i64::from(EINVAL)),
     }
-    data_off.checked_add(offset).ok_or(-i64::from(EINVAL))
 }
 
 #[cfg(test)]
@@ -173,8 +174,25 @@ mod tests {
         assert_eq!(read_len(100, 0, 4096), 100);
         assert_eq!(read_len(100, 90, 4096), 10);
         assert_eq!(read_len(100, 200, 4096), 0);
-        assert_eq!(map_at(8192, 4096), Ok(12288));
-        assert_eq!(map_at(8192, 100), Err(-i64::from(EINVAL)));
-        assert_eq!(map_at(u64::MAX - 4095, 4096), Err(-i64::from(EINVAL)));
+        assert_eq!(map_at(8192, 4096, 4096), Ok(12288));
+        assert_eq!(map_at(8192, 100, 4096), Err(-i64::from(EINVAL)));
+        assert_eq!(map_at(u64::MAX - 4095, 4096, 4096), Err(-i64::from(EINVAL)));
+    }
+
+    /// A library at a `MAP_ALIGN` boundary maps under 4, 16 and 64 KiB
+    /// pages (aarch64's kernels); one at a 4 KiB boundary only (a version 3
+    /// cache's) would be refused as mmap refuses it, not mapped wrong.
+    #[test]
+    fn maps_of_loader_files_are_valid_for_every_page_size() {
+        let lib = 7 * dlfm_cache::layout::MAP_ALIGN;
+        for page in [4096u64, 16384, 65536] {
+            for k in 0..4 {
+                let at = map_at(lib, k * page, page).unwrap();
+                assert_eq!(at % page, 0, "page {page}");
+            }
+            assert_eq!(map_at(lib, page / 2, page), Err(-i64::from(EINVAL)));
+        }
+        assert_eq!(map_at(3 * 4096, 0, 16384), Err(-i64::from(EINVAL)));
+        assert_eq!(map_at(lib, 0, 0), Err(-i64::from(EINVAL)));
     }
 }

@@ -260,9 +260,15 @@ pub fn unmap(bytes: &'static [u8]) {
 /// process on the node, and a later read maps them again. Keeps the cache
 /// pages a served open copied from out of the process's resident set.
 pub fn forget_pages(bytes: &[u8]) {
-    const PAGE: usize = dlfm_cache::layout::PAGE as usize;
-    let start = bytes.as_ptr() as usize & !(PAGE - 1);
-    let end = (bytes.as_ptr() as usize + bytes.len() + PAGE - 1) & !(PAGE - 1);
+    // The kernel's page size (4, 16 or 64 KiB on aarch64): madvise takes
+    // only a start on one of its pages.
+    // SAFETY: getauxval reads the aux vector libc saved at start-up.
+    let page = match unsafe { libc::getauxval(libc::AT_PAGESZ) } as usize {
+        0 => dlfm_cache::layout::PAGE as usize,
+        p => p,
+    };
+    let start = bytes.as_ptr() as usize & !(page - 1);
+    let end = (bytes.as_ptr() as usize + bytes.len() + page - 1) & !(page - 1);
     // SAFETY: advice on pages of a private read-only file mapping, which
     // are read back from the file on the next access.
     let _advised = unsafe {

@@ -1,7 +1,7 @@
 //! The entry point the patched ld.so calls, and the one-time start-up that
 //! reads the environment and opens the cache or the journal.
 
-use linux_raw_sys::auxvec::AT_EUID;
+use linux_raw_sys::auxvec::{AT_EUID, AT_PAGESZ};
 
 use dlfm_cache::journal::interposers;
 use dlfm_runtime::elf;
@@ -236,6 +236,7 @@ unsafe fn start(st: &mut State, stack_end: *const u64) {
 /// Starts replay from the node-local copy of the cache (see `stager`), or
 /// from the shared cache when there is none or replay refuses it.
 fn start_replay(st: &mut State, stack: &InitialStack, euid: u32) -> Result<(), StartError> {
+    st.replay.set_page_size(stack.aux(AT_PAGESZ));
     match st.stage.stage(stack, &st.cache_path, euid) {
         Ok(how) => match st.replay.start_copy(&st.stage.copy, &st.ids, euid) {
             Ok(()) => {

@@ -28,6 +28,9 @@ pub enum OffReason {
     JournalOpen,
     /// The journal path names a FIFO, a device or a directory.
     JournalNotRegular,
+    /// The kernel's pages are larger than the cache file's alignment of
+    /// the loader's files, and there is no node copy to map them from.
+    PageTooLarge,
 }
 
 impl OffReason {
@@ -47,6 +50,9 @@ impl OffReason {
                 b"cannot open the journal (dlfm.pre write-cache creates it; it is never created here)"
             }
             OffReason::JournalNotRegular => b"the journal is not a regular file",
+            OffReason::PageTooLarge => {
+                b"this kernel's pages are larger than the cache's 64 KiB alignment, and there is no node-local copy"
+            }
         }
     }
 }

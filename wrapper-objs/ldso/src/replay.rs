@@ -14,7 +14,7 @@
 //! pages, zero copy). `close` frees it. A lookup the cache does not hold
 //! goes to the kernel (a miss).
 
-use dlfm_cache::layout::{IdKind, Outcome, HEADER_LEN, STAT_SIZE};
+use dlfm_cache::layout::{self, IdKind, Outcome, HEADER_LEN, STAT_SIZE};
 use dlfm_cache::node_files::ContentId;
 use dlfm_cache::node_files::{TREE_CACHE, TREE_ROOT};
 use dlfm_cache::read::{Cache, FileRef};
@@ -55,6 +55,10 @@ pub struct Replayer {
     scratch: FixedPath,
     /// The node copy's metadata file, `<copy>/cache`.
     metadata: FixedPath,
+    /// The kernel's page size (`AT_PAGESZ`), which mappings from the cache
+    /// file must be aligned to (0 until `set_page_size`: the wrapper's state
+    /// starts as zeros, `dlpatch --embed` carries no initialised data).
+    page: u64,
 }
 
 /// Why `start` failed: the reason, and a detail for the trace line.
@@ -70,6 +74,7 @@ impl Replayer {
         root: FixedPath::EMPTY,
         scratch: FixedPath::EMPTY,
         metadata: FixedPath::EMPTY,
+        page: 0,
     };
 
     /// Starts replay from the node's copy at `copy` (a directory: its
@@ -98,7 +103,15 @@ impl Replayer {
     /// by root, and writable by nobody else: replay trusts its bytes.
     pub fn start(&mut self, path: &FixedPath, ids: &Ids, euid: u32) -> Result<(), StartError> {
         self.root.truncate(0);
+        if self.page > layout::MAP_ALIGN {
+            return Err((OffReason::PageTooLarge, b""));
+        }
         self.open_and_check(Some(path), ids, euid, false)
+    }
+
+    /// Takes the kernel's page size (`AT_PAGESZ`; 0 or absent: 4 KiB).
+    pub fn set_page_size(&mut self, page: Option<u64>) {
+        self.page = page.filter(|&p| p != 0).unwrap_or(layout::PAGE);
     }
 
     /// [`Replayer::start`]'s work on `path` (None: the node copy's
@@ -305,7 +318,7 @@ impl Replayer {
         let Some(file) = cache.file(slot.file) else {
             return Answer::Served(-i64::from(errno::EIO));
         };
-        let at = match vfd::map_at(file.data_off, offset) {
+        let at = match vfd::map_at(file.data_off, offset, self.page.max(layout::PAGE)) {
             Ok(at) => at,
             Err(e) => return Answer::Served(e),
         };

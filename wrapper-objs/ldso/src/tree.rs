@@ -101,7 +101,8 @@ fn build_from(
         write_file(scratch, src, f.data_off, f.size, euid)?;
         if punch {
             // Best effort: the copy is right either way.
-            sys::punch_hole(src, f.data_off, f.size.div_ceil(4096) * 4096);
+            let page = dlfm_cache::layout::PAGE;
+            sys::punch_hole(src, f.data_off, f.size.div_ceil(page) * page);
         }
         built.bytes += f.size;
         built.files += 1;
