@@ -574,3 +574,150 @@ fn traces(dir: &Path) -> String {
     }
     text
 }
+
+/// An aarch64 C program that prints every field of what `stat`, `lstat`,
+/// `fstatat`, `fstat`, `statx` (by path and by descriptor) and the old
+/// `__xstat` family (version 0, glibc 2.17's) say about its arguments.
+const STATS_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+extern int __xstat(int, const char *, struct stat *);
+extern int __lxstat(int, const char *, struct stat *);
+__asm__(".symver __xstat,__xstat@GLIBC_2.17");
+__asm__(".symver __lxstat,__lxstat@GLIBC_2.17");
+static void show(const char *what, int r, const struct stat *st) {
+    if (r != 0) { printf("%s errno=%d\n", what, errno); return; }
+    printf("%s ino=%lu size=%ld blocks=%ld blksize=%ld mtime=%ld.%09ld ctime=%ld.%09ld mode=%o "
+           "nlink=%lu uid=%u gid=%u dev=%u:%u rdev=%u:%u\n", what,
+           (unsigned long)st->st_ino, (long)st->st_size, (long)st->st_blocks, (long)st->st_blksize,
+           (long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec, (long)st->st_ctim.tv_sec,
+           st->st_ctim.tv_nsec, st->st_mode, (unsigned long)st->st_nlink, st->st_uid, st->st_gid,
+           major(st->st_dev), minor(st->st_dev), major(st->st_rdev), minor(st->st_rdev));
+}
+static void show_x(const char *what, int r, const struct statx *x) {
+    if (r != 0) { printf("%s errno=%d\n", what, errno); return; }
+    printf("%s basic=%d ino=%llu size=%llu blocks=%llu blksize=%u mtime=%lld.%09u mode=%o "
+           "nlink=%u dev=%u:%u\n", what,
+           (x->stx_mask & STATX_BASIC_STATS) == STATX_BASIC_STATS,
+           (unsigned long long)x->stx_ino, (unsigned long long)x->stx_size,
+           (unsigned long long)x->stx_blocks, x->stx_blksize, (long long)x->stx_mtime.tv_sec,
+           x->stx_mtime.tv_nsec, x->stx_mode, x->stx_nlink, x->stx_dev_major, x->stx_dev_minor);
+}
+int main(int argc, char **argv) {
+    struct stat st;
+    struct statx x;
+    for (int i = 1; i < argc; i++) {
+        show("stat", stat(argv[i], &st), &st);
+        show("lstat", lstat(argv[i], &st), &st);
+        show("fstatat", fstatat(AT_FDCWD, argv[i], &st, 0), &st);
+        show_x("statx", statx(AT_FDCWD, argv[i], 0, STATX_BASIC_STATS, &x), &x);
+        show("xstat", __xstat(0, argv[i], &st), &st);
+        show("lxstat", __lxstat(0, argv[i], &st), &st);
+    }
+    int fd = open(argv[1], O_RDONLY);
+    show("fstat", fstat(fd, &st), &st);
+    show_x("statx-fd", statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &x), &x);
+    return 0;
+}
+"#;
+
+/// [`STATS_C`] built with the cross compiler against Debian 12's arm64
+/// glibc and run through the cross toolchain's loader patched by `dlpatch
+/// --embed --program`, on a Python module (code: served), a directory and
+/// a missing module, under qemu: baseline, pilot, pack and replay print
+/// the same fields, every field of the stored x86_64 `struct stat` moved
+/// back into aarch64's, and in the replay no call names those paths.
+/// Returns the calls naming them without dlfm.
+pub fn stat_calls_are_served() -> usize {
+    let loader = Loader::cross_toolchain();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let src = root.join("stats.c");
+    std::fs::write(&src, STATS_C).unwrap();
+    let prog = root.join("stats");
+    let out = Command::new(CC)
+        .arg("-O1")
+        .arg("-o")
+        .arg(&prog)
+        .arg(&src)
+        .output()
+        .expect("aarch64-linux-gnu-gcc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = root.join("stats.dlfm");
+    let out = Command::new(&artifacts().dlpatch)
+        .args(["--embed", "--wrapper"])
+        .arg(wrapper())
+        .arg("--program")
+        .arg(&prog)
+        .arg("-o")
+        .arg(&copy)
+        .arg("--loader")
+        .arg(root.join("ld.so"))
+        .arg("--ldso")
+        .arg(&loader.ldso)
+        .output()
+        .expect("dlpatch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    interposer();
+
+    let pkg = root.join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let module = pkg.join("mod.py");
+    std::fs::write(&module, "VALUE = 1\n").unwrap();
+    let missing = pkg.join("absent.py");
+    let cache = root.join("dlcache.dat");
+    let cache_s = cache.display().to_string();
+    let lib_path = loader.libc_dir.display().to_string();
+    let run = |op: &str| {
+        let env = [
+            ("LD_LIBRARY_PATH", lib_path.as_str()),
+            ("DLFM_OP", op),
+            ("DLFM_CACHE", cache_s.as_str()),
+            ("DLFM_STAGE_DIR", root.to_str().unwrap()),
+        ];
+        let args = [module.as_os_str(), pkg.as_os_str(), missing.as_os_str()];
+        qemu_args(root, &copy, &args, &env, None)
+    };
+    let named = |calls: &[Call]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| {
+                [&module, &pkg, &missing]
+                    .iter()
+                    .any(|p| c.path.as_deref() == p.to_str())
+            })
+            .map(|c| c.raw.clone())
+            .collect()
+    };
+    let (expected, base) = run("off");
+    assert!(
+        expected.contains("statx-fd basic=1") && expected.contains("xstat errno=2"),
+        "{expected}"
+    );
+    assert!(
+        !expected.contains("xstat errno=38"),
+        "__xstat is missing in this glibc:\n{expected}"
+    );
+    let base = named(&base);
+    pre(root, &["write-cache", "--cache", &cache_s]);
+    assert_eq!(run("write-cache").0, expected, "pilot");
+    pre(root, &["read-cache", "4", "--cache", &cache_s]);
+    let (got, replay) = run("read-cache");
+    assert_eq!(got, expected, "replay");
+    let reached = named(&replay);
+    assert!(reached.is_empty(), "reached the file system: {reached:#?}");
+    base.len()
+}
