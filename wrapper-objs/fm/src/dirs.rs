@@ -52,6 +52,9 @@ struct Slot {
 // stream to, as with libc's own `DIR`.
 unsafe impl Sync for Slot {}
 
+/// All zeros (`claim` sets every field before use), so the pool lies in
+/// `.bss`: pages the kernel maps in only when a stream is used, not 140 KB
+/// of `.data` in every process.
 static POOL: [Slot; SLOTS] = [const {
     Slot {
         used: AtomicBool::new(false),
@@ -59,7 +62,7 @@ static POOL: [Slot; SLOTS] = [const {
             listing: None,
             at: 0,
             pos: 0,
-            fd: -1,
+            fd: 0,
             path: FixedPath::EMPTY,
             // SAFETY: all-zero bytes are a valid dirent64.
             entry: unsafe { core::mem::zeroed() },
