@@ -14,13 +14,19 @@
 //! Reported per configuration: time until every rank is in `main`, metadata
 //! requests that reached the simulated file system in the job (per node and
 //! per rank), and read requests.
+//!
+//! Each node is a client of its own: one dlfm-pfs server (one queue of
+//! service slots, one set of counts) with one FUSE mount per node, each
+//! with the kernel's cache of that node, bind-mounted at the file system's
+//! path inside the node's mount namespace. Every measurement starts from
+//! cold client caches (the kernel's dentry and inode caches are dropped).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use dlfm_pfs::Mount;
+use dlfm_pfs::{Model, Mount};
 use dlfm_tests::slurm::Cluster;
 
 use crate::{ms, ranks_done, Job, Measure};
@@ -49,19 +55,63 @@ pub type Row = (
     u64,
 );
 
+/// Where a `--nodes` run's file system lies and how it behaves.
+pub struct Place<'a> {
+    /// The directory the simulated file system serves.
+    pub backing: &'a Path,
+    /// Where it is mounted (on the host and, each node's own client, on
+    /// every node).
+    pub pfs: &'a Path,
+    /// The ranks' working directory.
+    pub run_dir: &'a Path,
+    /// The server's latencies and threads, and each node's client cache.
+    pub model: &'a Model,
+}
+
+/// Where node `i`'s own client of the server is mounted before the nodes
+/// start (their mount namespaces copy it), to be bound at the file
+/// system's path inside each.
+fn node_mount_dir(i: usize) -> std::path::PathBuf {
+    Path::new("/run/dlfm-bench-nodes").join(format!("n{i}"))
+}
+
 /// Runs every configuration for each count in `per_node`, on `nodes` nodes.
 /// The cache is `pfs/dlcache.dat`; `dlfm_pre` is the tool.
 pub fn run(
     nodes: usize,
     per_node: &[usize],
     job: &Job,
-    pfs: &Path,
-    run_dir: &Path,
-    mount: &Mount,
+    place: &Place<'_>,
     dlfm_pre: &Path,
 ) -> Result<Vec<Row>> {
+    let (pfs, run_dir) = (place.pfs, place.run_dir);
+    dlfm_pfs::clean_stale(pfs);
+    dlfm_pfs::clean_stale_under("/run/dlfm-bench-nodes/");
+    // The host's client (dlfm.pre, sbcast) and one client per node, all of
+    // one server.
+    let mount = Mount::new(place.backing, pfs, place.model)?;
+    let mut node_mounts = Vec::new();
+    for i in 1..=nodes {
+        let dir = node_mount_dir(i);
+        std::fs::create_dir_all(&dir)?;
+        node_mounts.push(Mount::on(mount.server(), place.backing, &dir, place.model)?);
+    }
     eprintln!("starting a Slurm cluster of {nodes} nodes ...");
     let cluster = Cluster::start(nodes);
+    for i in 1..=nodes {
+        let script = format!(
+            "mount --bind {} {}",
+            node_mount_dir(i).display(),
+            pfs.display()
+        );
+        let out = cluster.on_node(i, &script);
+        if !out.status.success() {
+            bail!(
+                "node {i}: {script}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
     let cache = pfs.join("dlcache.dat");
     let mut rows = Vec::new();
     for &r in per_node {
@@ -100,6 +150,7 @@ pub fn run(
                 }
                 _ => {}
             }
+            drop_client_caches()?;
             mount.reset();
             let t0 = SystemTime::now();
             let start = Instant::now();
@@ -134,7 +185,18 @@ pub fn run(
             rows.push((r, config, m, stage_time, counts.get("read")));
         }
     }
+    // The nodes (and their copies of the mounts) go before the mounts.
+    drop(cluster);
+    drop(node_mounts);
     Ok(rows)
+}
+
+/// Empties every client cache (the kernel's unused dentries and inodes,
+/// the FUSE mounts' included): each measurement starts cold, as a new job
+/// on nodes that have not seen the files.
+fn drop_client_caches() -> Result<()> {
+    std::fs::write("/proc/sys/vm/drop_caches", "2")
+        .context("cannot drop the kernel's dentry and inode caches (/proc/sys/vm/drop_caches)")
 }
 
 /// A Slurm allocation of `nodes` nodes, held for a run of configurations.

@@ -229,9 +229,23 @@ fn main() -> Result<()> {
             bail!("--nodes runs the generated C program only (drop --python)");
         }
         let nodes = usize::from(nodes);
-        let rows = slurm_nodes::run(nodes, &args.ranks, &job, &pfs, &run, &mount, &art.dlfm_pre)?;
         drop(mount);
-        print_nodes(nodes, &rows, &job, &args);
+        for name in &args.clients {
+            let client =
+                Client::named(name).with_context(|| format!("--clients: no setting {name:?}"))?;
+            let model = Model {
+                client,
+                ..model.clone()
+            };
+            let place = slurm_nodes::Place {
+                backing: &backing,
+                pfs: &pfs,
+                run_dir: &run,
+                model: &model,
+            };
+            let rows = slurm_nodes::run(nodes, &args.ranks, &job, &place, &art.dlfm_pre)?;
+            print_nodes(nodes, name, &rows, &job, &args);
+        }
         return Ok(());
     }
 
@@ -419,9 +433,9 @@ fn print_learn(rows: &[Learned], job: &Job, args: &Args) {
 }
 
 /// The table of a `--nodes` run.
-fn print_nodes(nodes: usize, rows: &[slurm_nodes::Row], job: &Job, args: &Args) {
+fn print_nodes(nodes: usize, client: &str, rows: &[slurm_nodes::Row], job: &Job, args: &Args) {
     println!(
-        "bench/startup --nodes {nodes}: {}, {} µs per metadata request, {} service thread(s), srun on a Slurm cluster of namespaced nodes",
+        "bench/startup --nodes {nodes}: {}, {} µs per metadata request, {} service thread(s) shared by the nodes, client cache per node: {client}, srun on a Slurm cluster of namespaced nodes",
         job.what, args.latency_us, args.threads
     );
     println!(

@@ -1,6 +1,6 @@
 //! The FUSE handlers: each request is counted, waits its latency (on one of
-//! the session's bounded service threads, so requests queue), then is
-//! answered from the backing directory.
+//! the server's bounded service slots, shared by every mount of it, so
+//! requests queue), then is answered from the backing directory.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -8,7 +8,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
@@ -17,14 +17,14 @@ use fuser::{
     ReplyOpen, Request,
 };
 
-use crate::counters::Counters;
 use crate::inodes::Inodes;
+use crate::server::Server;
 use crate::Model;
 
 /// The simulated file system.
 pub struct SimFs {
     model: Model,
-    counters: Arc<Counters>,
+    server: Server,
     inodes: Inodes,
     files: Mutex<HashMap<u64, File>>,
     next_fh: AtomicU64,
@@ -32,11 +32,11 @@ pub struct SimFs {
 
 impl SimFs {
     /// Serves `backing` (whose own inode number is `backing_ino`) with
-    /// `model`'s latencies, counting into `counters`.
-    pub fn new(backing: PathBuf, backing_ino: u64, model: Model, counters: Arc<Counters>) -> SimFs {
+    /// `model`'s latencies, on `server`'s service slots and counts.
+    pub fn new(backing: PathBuf, backing_ino: u64, model: Model, server: Server) -> SimFs {
         SimFs {
             model,
-            counters,
+            server,
             inodes: Inodes::new(backing, backing_ino),
             files: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -45,8 +45,8 @@ impl SimFs {
 
     /// Counts a metadata request and makes it take the model's time.
     fn metadata(&self, kind: &str) {
-        self.counters.hit(kind);
-        std::thread::sleep(self.model.metadata_latency);
+        self.server.counters.hit(kind);
+        self.server.serve(self.model.metadata_latency);
     }
 
     fn attr(&self, ino: u64, m: &Metadata) -> FileAttr {
@@ -156,8 +156,8 @@ impl Filesystem for SimFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.counters.hit("read");
-        std::thread::sleep(self.model.read_latency);
+        self.server.counters.hit("read");
+        self.server.serve(self.model.read_latency);
         let files = self.files.lock().expect("file table");
         let Some(f) = files.get(&fh.0) else {
             return reply.error(Errno::EBADF);

@@ -11,14 +11,15 @@
 mod counters;
 mod fs;
 mod inodes;
+mod server;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use counters::Counters;
 pub use counters::Counts;
 pub use fs::SimFs;
+pub use server::Server;
 
 /// Why the file system could not be mounted.
 #[derive(Debug, thiserror::Error)]
@@ -116,34 +117,48 @@ impl Client {
     }
 }
 
-/// A mounted simulated file system; unmounted when dropped or by `unmount`.
+/// A mounted simulated file system (one node's client of its server);
+/// unmounted when dropped or by `unmount`.
 pub struct Mount {
     session: Option<fuser::BackgroundSession>,
-    counters: std::sync::Arc<Counters>,
+    server: Server,
     /// Where it is mounted.
     pub mountpoint: PathBuf,
 }
 
 impl Mount {
-    /// Serves `backing` at `mountpoint` (an existing empty directory).
+    /// Serves `backing` at `mountpoint` (an existing empty directory), from
+    /// a server of its own.
     pub fn new(backing: &Path, mountpoint: &Path, model: &Model) -> Result<Mount, MountError> {
+        if model.threads == 0 {
+            return Err(MountError::NoThreads);
+        }
+        Mount::on(&Server::new(model.threads), backing, mountpoint, model)
+    }
+
+    /// Serves `backing` at `mountpoint` from `server`, which other mounts
+    /// (other nodes, each with its own client cache) may share: their
+    /// requests queue for its service slots together and are counted
+    /// together.
+    pub fn on(
+        server: &Server,
+        backing: &Path,
+        mountpoint: &Path,
+        model: &Model,
+    ) -> Result<Mount, MountError> {
         let backing = backing
             .canonicalize()
             .map_err(|source| MountError::Backing {
                 path: backing.to_path_buf(),
                 source,
             })?;
-        if model.threads == 0 {
-            return Err(MountError::NoThreads);
-        }
-        let counters = std::sync::Arc::new(Counters::default());
         let backing_ino = std::fs::metadata(&backing)
             .map_err(|source| MountError::Backing {
                 path: backing.clone(),
                 source,
             })?
             .ino();
-        let fs = SimFs::new(backing, backing_ino, model.clone(), counters.clone());
+        let fs = SimFs::new(backing, backing_ino, model.clone(), server.clone());
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("dlfm-pfs".into()),
@@ -151,7 +166,7 @@ impl Mount {
             fuser::MountOption::Exec,
         ];
         config.acl = fuser::SessionACL::All;
-        config.n_threads = Some(model.threads);
+        config.n_threads = Some(model.threads.max(1));
         let session =
             fuser::spawn_mount(fs, mountpoint, &config).map_err(|source| MountError::Mount {
                 path: mountpoint.to_path_buf(),
@@ -159,25 +174,30 @@ impl Mount {
             })?;
         Ok(Mount {
             session: Some(session),
-            counters,
+            server: server.clone(),
             mountpoint: mountpoint.to_path_buf(),
         })
     }
 
-    /// The requests counted so far.
+    /// Its server (to mount another node's client of it).
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The requests its server counted so far (every mount of it).
     pub fn counts(&self) -> Counts {
-        self.counters.snapshot()
+        self.server.counts()
     }
 
-    /// Sets every count back to zero.
+    /// Sets every count of its server back to zero.
     pub fn reset(&self) {
-        self.counters.reset();
+        self.server.reset();
     }
 
-    /// Unmounts (if still mounted) and returns the final counts.
+    /// Unmounts (if still mounted) and returns its server's final counts.
     pub fn unmount(mut self) -> Counts {
         self.stop();
-        self.counters.snapshot()
+        self.server.counts()
     }
 
     fn stop(&mut self) {

@@ -154,3 +154,65 @@ fn client_settings_cache_what_they_say() {
     assert_eq!(lookups, 3, "gpfs: lib/, data.bin and missing.so once each");
     assert_eq!(opens, 3);
 }
+
+/// Two nodes: two mounts of one server. Each has its own client cache (a
+/// name one node looked up is asked for again by the other), and their
+/// requests queue for the server's one service thread together.
+#[test]
+fn two_nodes_have_their_own_client_caches_and_share_the_queue() {
+    let (dir, backing, mnt) = setup();
+    let mnt2 = dir.path().join("mnt2");
+    std::fs::create_dir_all(&mnt2).unwrap();
+    let model = Model {
+        metadata_latency: Duration::ZERO,
+        client: Client::LUSTRE,
+        ..Model::default()
+    };
+    let a = Mount::new(&backing, &mnt, &model).unwrap();
+    let b = Mount::on(a.server(), &backing, &mnt2, &model).unwrap();
+    let _ = (std::fs::metadata(&mnt), std::fs::metadata(&mnt2));
+    a.reset();
+    for _ in 0..3 {
+        assert!(std::fs::metadata(mnt.join("lib/data.bin")).is_ok());
+    }
+    assert_eq!(
+        a.counts().get("lookup"),
+        2,
+        "node 1: lib/ and data.bin once"
+    );
+    for _ in 0..3 {
+        assert!(std::fs::metadata(mnt2.join("lib/data.bin")).is_ok());
+    }
+    assert_eq!(
+        b.counts().get("lookup"),
+        4,
+        "node 2 asks again (its own cache), counted by the one server: {}",
+        b.counts().report()
+    );
+    drop((a, b));
+
+    let slow = Model {
+        metadata_latency: Duration::from_millis(20),
+        threads: 1,
+        ..Model::default()
+    };
+    let a = Mount::new(&backing, &mnt, &slow).unwrap();
+    let b = Mount::on(a.server(), &backing, &mnt2, &slow).unwrap();
+    let _ = (std::fs::metadata(&mnt), std::fs::metadata(&mnt2));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            for m in [&mnt, &mnt2] {
+                let p = m.join(format!("missing{i}"));
+                s.spawn(move || assert!(std::fs::metadata(p).is_err()));
+            }
+        }
+    });
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(160),
+        "8 lookups of 20 ms, from two nodes, on the server's one thread queue: {took:?}"
+    );
+    drop((a, b));
+    assert!(!mounted(&mnt) && !mounted(&mnt2));
+}
