@@ -231,12 +231,7 @@ fn main() -> Result<()> {
         let nodes = usize::from(nodes);
         drop(mount);
         for name in &args.clients {
-            let client =
-                Client::named(name).with_context(|| format!("--clients: no setting {name:?}"))?;
-            let model = Model {
-                client,
-                ..model.clone()
-            };
+            let model = with_client(&model, name)?;
             let place = slurm_nodes::Place {
                 backing: &backing,
                 pfs: &pfs,
@@ -254,12 +249,7 @@ fn main() -> Result<()> {
     drop(mount);
     let mut all: Vec<(&str, Vec<Row>)> = Vec::new();
     for name in &args.clients {
-        let client =
-            Client::named(name).with_context(|| format!("--clients: no setting {name:?}"))?;
-        let model = Model {
-            client,
-            ..model.clone()
-        };
+        let model = with_client(&model, name)?;
         let mut rows = Vec::new();
         for &r in &args.ranks {
             for config in CONFIGS {
@@ -290,6 +280,15 @@ fn main() -> Result<()> {
         println!("plot: {}", path.display());
     }
     Ok(())
+}
+
+/// `model` with the client-cache setting `name` (of `--clients`).
+fn with_client(model: &Model, name: &str) -> Result<Model> {
+    let client = Client::named(name).with_context(|| format!("--clients: no setting {name:?}"))?;
+    Ok(Model {
+        client,
+        ..model.clone()
+    })
 }
 
 /// Prints the table of one client setting's measurements, and the ratios

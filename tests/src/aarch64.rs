@@ -39,20 +39,7 @@ pub fn cargo(subcommand: &str) -> Command {
 /// The wrapper built for aarch64 (`libdlfm_wrap.a`), once per test process.
 pub fn wrapper() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = cargo("build")
-            .args(["--quiet", "-p", "dlfm-wrap"])
-            .output()
-            .expect("run cargo");
-        assert!(
-            out.status.success(),
-            "building the aarch64 wrapper failed (rustup target add {TARGET}?):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let a = target_dir().join(TARGET).join("release/libdlfm_wrap.a");
-        assert!(a.exists(), "{} missing after the build", a.display());
-        a
-    })
+    BUILT.get_or_init(|| build("dlfm-wrap", "libdlfm_wrap.a"))
 }
 
 /// FMCaching's interposer built for aarch64 (`libdlfm_fm.so` in
@@ -60,20 +47,27 @@ pub fn wrapper() -> &'static PathBuf {
 /// write-cache` finds it beside the host's), once per test process.
 pub fn interposer() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = cargo("build")
-            .args(["--quiet", "-p", "dlfm-fm"])
-            .output()
-            .expect("run cargo");
-        assert!(
-            out.status.success(),
-            "building the aarch64 interposer failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let so = target_dir().join(TARGET).join("release/libdlfm_fm.so");
-        assert!(so.exists(), "{} missing after the build", so.display());
-        so
-    })
+    BUILT.get_or_init(|| build("dlfm-fm", "libdlfm_fm.so"))
+}
+
+/// Builds `package` for aarch64: the path of its `file`.
+fn build(package: &str, file: &str) -> PathBuf {
+    let out = cargo("build")
+        .args(["--quiet", "-p", package])
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building {package} for aarch64 failed (rustup target add {TARGET}?):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = target_dir().join(TARGET).join("release").join(file);
+    assert!(
+        built.exists(),
+        "{} missing after the build",
+        built.display()
+    );
+    built
 }
 
 /// An aarch64 loader and the glibc it belongs to.

@@ -71,8 +71,7 @@ pub fn interposers() -> Vec<PathBuf> {
             let Ok(p) = p.canonicalize() else {
                 continue;
             };
-            let known = |q: &PathBuf| q.canonicalize().ok().as_ref() == Some(&p);
-            if p.is_file() && !found.iter().any(known) {
+            if p.is_file() && !found.contains(&p) {
                 found.push(p);
             }
         }

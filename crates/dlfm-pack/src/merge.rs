@@ -184,9 +184,10 @@ pub fn merge(records: &[(Record<'_>, Origin)]) -> Merged {
             .get(*p)
             .is_some_and(|f| f.by_ldso && matches!(f.open, Some(OpenFact::File(_))))
     };
-    let mut candidates = interposers(fm_paths);
-    let first = interposers(fm_paths).next();
-    m.fm_path = candidates.find(opened).or(first).map(<[u8]>::to_vec);
+    m.fm_path = interposers(fm_paths)
+        .find(opened)
+        .or_else(|| interposers(fm_paths).next())
+        .map(<[u8]>::to_vec);
     m
 }
 
