@@ -58,6 +58,11 @@ struct Args {
     /// Shared libraries in the generated program.
     #[arg(long, default_value_t = 200)]
     libs: usize,
+    /// Pad each generated library with this many MiB after its ELF
+    /// contents (which ld.so never maps, but the cache stores whole): a
+    /// cache of about libs x MiB, for multi-GB staging and sbcast.
+    #[arg(long, default_value_t = 0, value_name = "MIB")]
+    pad_mib: u64,
     /// Microseconds per metadata request at the simulated server.
     #[arg(long, default_value_t = 200)]
     latency_us: u64,
@@ -589,8 +594,19 @@ fn c_job(args: &Args, pfs: &Path, local: &Path) -> Result<Job> {
     )?;
     let program = local.join("prog");
     std::fs::rename(&w.program, &program)?;
+    if args.pad_mib > 0 {
+        for lib in w.all_libs() {
+            let f = std::fs::OpenOptions::new().write(true).open(lib)?;
+            f.set_len(f.metadata()?.len() + args.pad_mib * 1024 * 1024)?;
+        }
+    }
+    let padded = if args.pad_mib > 0 {
+        format!(", each padded by {} MiB", args.pad_mib)
+    } else {
+        String::new()
+    };
     Ok(Job {
-        what: format!("{} libraries", args.libs),
+        what: format!("{} libraries{padded}", args.libs),
         program: program.clone(),
         dlfm_program: program,
         args: Vec::new(),

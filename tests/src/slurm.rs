@@ -125,7 +125,7 @@ impl Cluster {
                     "sh",
                     "-c",
                     &format!(
-                        "hostname {n} && mount -t tmpfs -o size=1g tmpfs /dev/shm && exec slurmd -f {} -N {n}",
+                        "hostname {n} && mount -t tmpfs tmpfs /dev/shm && exec slurmd -f {} -N {n}",
                         c.conf.display()
                     ),
                 ],
