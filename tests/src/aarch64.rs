@@ -397,32 +397,7 @@ pub fn python_records_and_replays() -> (OnTrees, OnTrees) {
     let fm = interposer();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let patched = root.join("ld.so");
-    let copy = root.join("python3.dlfm");
-    let dlpatch = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(&artifacts().dlpatch)
-            .args(args)
-            .output()
-            .expect("dlpatch");
-        assert!(
-            out.status.success(),
-            "dlpatch {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    dlpatch(&[
-        "--embed".as_ref(),
-        "--wrapper".as_ref(),
-        wrapper().as_os_str(),
-        "--program".as_ref(),
-        py.python().as_os_str(),
-        "-o".as_ref(),
-        copy.as_os_str(),
-        "--loader".as_ref(),
-        patched.as_os_str(),
-        "--ldso".as_ref(),
-        py.ldso().as_os_str(),
-    ]);
+    let copy = program_copy(&py.python(), &py.ldso(), root);
 
     let tree = dlfm_workload::generate_package_tree(
         &crate::scenario::python(),
@@ -557,6 +532,34 @@ pub fn python_records_and_replays() -> (OnTrees, OnTrees) {
     (base, left)
 }
 
+/// `dlpatch --embed --program`: a copy of the aarch64 `program` in `dir`
+/// (`<name>.dlfm`) that loads through `ldso` patched with the aarch64
+/// wrapper embedded (`dir/ld.so`).
+fn program_copy(program: &Path, ldso: &Path, dir: &Path) -> PathBuf {
+    let name = program.file_name().expect("a program file name");
+    let copy = dir.join(format!("{}.dlfm", name.to_string_lossy()));
+    let out = Command::new(&artifacts().dlpatch)
+        .args(["--embed", "--wrapper"])
+        .arg(wrapper())
+        .arg("--program")
+        .arg(program)
+        .arg("-o")
+        .arg(&copy)
+        .arg("--loader")
+        .arg(dir.join("ld.so"))
+        .arg("--ldso")
+        .arg(ldso)
+        .output()
+        .expect("dlpatch");
+    assert!(
+        out.status.success(),
+        "dlpatch --embed --program {}: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    copy
+}
+
 /// Everything in the DLCACHE_DBG trace files under `dir`.
 fn traces(dir: &Path) -> String {
     let mut text = String::new();
@@ -646,25 +649,7 @@ pub fn stat_calls_are_served() -> usize {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let copy = root.join("stats.dlfm");
-    let out = Command::new(&artifacts().dlpatch)
-        .args(["--embed", "--wrapper"])
-        .arg(wrapper())
-        .arg("--program")
-        .arg(&prog)
-        .arg("-o")
-        .arg(&copy)
-        .arg("--loader")
-        .arg(root.join("ld.so"))
-        .arg("--ldso")
-        .arg(&loader.ldso)
-        .output()
-        .expect("dlpatch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let copy = program_copy(&prog, &loader.ldso, root);
     interposer();
 
     let pkg = root.join("pkg");

@@ -45,8 +45,7 @@ impl SimFs {
 
     /// Counts a metadata request and makes it take the model's time.
     fn metadata(&self, kind: &str) {
-        self.server.counters.hit(kind);
-        self.server.serve(self.model.metadata_latency);
+        self.server.request(kind, self.model.metadata_latency);
     }
 
     fn attr(&self, ino: u64, m: &Metadata) -> FileAttr {
@@ -156,8 +155,7 @@ impl Filesystem for SimFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.server.counters.hit("read");
-        self.server.serve(self.model.read_latency);
+        self.server.request("read", self.model.read_latency);
         let files = self.files.lock().expect("file table");
         let Some(f) = files.get(&fh.0) else {
             return reply.error(Errno::EBADF);

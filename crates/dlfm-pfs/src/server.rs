@@ -12,7 +12,7 @@ use crate::counters::{Counters, Counts};
 #[derive(Clone)]
 pub struct Server {
     slots: Arc<Slots>,
-    pub(crate) counters: Arc<Counters>,
+    counters: Arc<Counters>,
 }
 
 /// Free service slots, and the waiters for one.
@@ -33,9 +33,16 @@ impl Server {
         }
     }
 
+    /// One request of `kind` (of `counters::KINDS`): counted, then served
+    /// in `time` of a service slot.
+    pub(crate) fn request(&self, kind: &str, time: Duration) {
+        self.counters.hit(kind);
+        self.serve(time);
+    }
+
     /// Takes `time` of a service slot: waits for a free one (requests
     /// queue), holds it for `time`, gives it back.
-    pub(crate) fn serve(&self, time: Duration) {
+    fn serve(&self, time: Duration) {
         if time.is_zero() {
             return;
         }
