@@ -79,6 +79,36 @@ pub fn patch_ldso_embedded(bytes: &[u8], wrapper: &[u8]) -> Result<Patched, Patc
     patch(bytes, Some(wrapper))
 }
 
+/// How far past the end of its file an ld.so's segments may reach in
+/// memory: its `.bss` (a few KiB in every glibc). The added segments go at
+/// the file offset equal to that end, so a crafted loader claiming more
+/// would make dlpatch write a file of that size.
+const MAX_BSS: u64 = 16 << 20;
+
+/// The end address of ld.so's highest PT_LOAD, refused when it overflows or
+/// lies more than [`MAX_BSS`] past the end of the file.
+fn loads_end(elf: &Elf, build_id: &str) -> Result<u64, PatchError> {
+    let mut end = 0u64;
+    for p in elf.phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+        let this = p.p_vaddr.checked_add(p.p_memsz);
+        match this {
+            Some(e) if e <= (elf.bytes.len() as u64).saturating_add(MAX_BSS) => end = end.max(e),
+            _ => {
+                return Err(PatchError::UnknownLdso {
+                    detail: format!(
+                        "a loadable segment ({:#x} bytes at {:#x}) reaches far past the end of the {}-byte file",
+                        p.p_memsz,
+                        p.p_vaddr,
+                        elf.bytes.len()
+                    ),
+                    build_id: build_id.to_string(),
+                })
+            }
+        }
+    }
+    Ok(end)
+}
+
 fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
     let elf = Elf::parse(bytes, "ld.so")?;
     if elf.kind != ET_DYN {
@@ -101,13 +131,7 @@ fn patch(bytes: &[u8], wrapper: Option<&[u8]>) -> Result<Patched, PatchError> {
     let page = page_of(elf.arch);
     let stub_room = page;
 
-    let load_end = elf
-        .phdrs
-        .iter()
-        .filter(|p| p.p_type == PT_LOAD)
-        .map(|p| p.p_vaddr + p.p_memsz)
-        .max()
-        .unwrap_or(0);
+    let load_end = loads_end(&elf, &build_id)?;
     let rx_vaddr = (bytes.len() as u64).max(load_end).next_multiple_of(page);
     let table_len = (elf.phdrs.len() + 2) * PHENT;
     let code_vaddr = rx_vaddr + (table_len as u64).next_multiple_of(16);

@@ -202,6 +202,37 @@ fn a_loader_whose_calls_cannot_be_read_or_moved_is_refused_in_one_line() {
     ));
 }
 
+/// A crafted loader whose last PT_LOAD claims `memsz` bytes of memory.
+fn with_last_load_memsz(memsz: u64) -> Vec<u8> {
+    let mut bytes = ldso();
+    let phoff = u64_at(&bytes, 32) as usize;
+    let phnum = u16::from_le_bytes([bytes[56], bytes[57]]) as usize;
+    let last = (0..phnum)
+        .map(|i| phoff + i * 56)
+        .filter(|&at| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) == 1)
+        .last()
+        .expect("ld.so has a PT_LOAD");
+    bytes[last + 40..last + 48].copy_from_slice(&memsz.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn a_loader_whose_segments_reach_far_past_its_file_is_refused() {
+    // The patcher places its segments at the file offset equal to the end
+    // of the loads: these would ask for a 2 TiB file, or overflow.
+    for memsz in [1u64 << 41, u64::MAX - 8] {
+        let msg = refusal(&with_last_load_memsz(memsz));
+        assert!(
+            msg.contains("reaches far past the end of the") && !msg.contains('\n'),
+            "{msg}"
+        );
+    }
+    // A .bss of 1 MiB is still a loader.
+    let bss = with_last_load_memsz(1 << 20);
+    let p = patch_ldso(&bss).expect("a loader with a larger .bss is patched");
+    assert!(p.bytes.len() as u64 >= 1 << 20);
+}
+
 #[test]
 fn a_patched_copy_is_not_patched_twice() {
     let p = patch_ldso(&ldso()).unwrap();
