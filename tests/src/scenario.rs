@@ -214,6 +214,11 @@ impl Scenario {
 
     /// Runs `dlfm.pre` with `args` in the run directory (extra env given).
     pub fn pre(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.pre_cmd(args, env).output().expect("run dlfm.pre")
+    }
+
+    /// The command [`Scenario::pre`] runs.
+    pub fn pre_cmd(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new(&self.art.dlfm_pre);
         c.args(args).current_dir(&self.run_dir);
         for v in ISOLATE {
@@ -222,7 +227,7 @@ impl Scenario {
         for (k, v) in env {
             c.env(k, v);
         }
-        c.output().expect("run dlfm.pre")
+        c
     }
 
     /// `dlfm.pre write-cache`, a pilot run, `dlfm.pre read-cache 24`; with

@@ -1042,9 +1042,26 @@ fn installed_package_data_is_served_and_checked() {
         assert_eq!(out, format!("{expected}first\n"));
     };
     pilot("pilot.strace");
-    let packed = s.pre(&["read-cache", "4"], &[]);
-    assert_ok(&packed, "read-cache");
-    let summary = String::from_utf8_lossy(&packed.stdout);
+    let (summary, pack_calls) = s.traced_output(
+        &s.pre_cmd(&["read-cache", "4"], &[]),
+        "pack.strace",
+        "read-cache",
+    );
+    // The pack lists the data directory once to find manifests in it, and
+    // once more to judge it (to serve the absent override.css) and store
+    // that same listing.
+    let listed: Vec<&str> = pack_calls
+        .iter()
+        .filter(|c| {
+            c.name == "openat" && c.path.as_deref() == data.to_str() && !c.raw.contains("O_PATH")
+        })
+        .map(|c| c.raw.as_str())
+        .collect();
+    assert_eq!(
+        listed.len(),
+        2,
+        "the pack's listings of the data directory: {listed:#?}"
+    );
     assert!(
         summary.contains("pip RECORD") && summary.contains("package data (manifests)"),
         "{summary}"

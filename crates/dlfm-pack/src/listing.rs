@@ -8,7 +8,7 @@
 //! directory, a source tree with its build files) is always listed by the
 //! file system. Subdirectories, links and other entries do not count against it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -41,11 +41,7 @@ pub struct Packed {
 
 /// Lists `dir` for the cache: `None` when it holds a regular file the
 /// scope does not take, or a name the format cannot hold.
-pub fn pack_listing(
-    dir: &[u8],
-    scope: &Scope,
-    installed: &Installed,
-) -> io::Result<Option<Packed>> {
+fn pack_listing(dir: &[u8], scope: &Scope, installed: &Installed) -> io::Result<Option<Packed>> {
     let path = Path::new(OsStr::from_bytes(dir));
     let mut out = Packed {
         data: Vec::new(),
@@ -76,6 +72,31 @@ pub fn pack_listing(
         }
     }
     Ok(Some(out))
+}
+
+/// The listings one pack reads, each from the disk once: the pack judges a
+/// directory by its listing before deciding to serve missing names in it,
+/// then stores that same listing.
+#[derive(Default)]
+pub struct Listings(HashMap<Vec<u8>, Option<Packed>>);
+
+impl Listings {
+    /// Whether `dir` can be listed from the cache (see [`pack_listing`]).
+    pub fn cacheable(&mut self, dir: &[u8], scope: &Scope, installed: &Installed) -> bool {
+        self.0
+            .entry(dir.to_vec())
+            .or_insert_with(|| pack_listing(dir, scope, installed).ok().flatten())
+            .is_some()
+    }
+
+    /// `dir`'s listing for the cache, read now unless [`Listings::cacheable`]
+    /// already read it; `None` if it cannot be cached (or is gone).
+    pub fn take(&mut self, dir: &[u8], scope: &Scope, installed: &Installed) -> Option<Packed> {
+        match self.0.remove(dir) {
+            Some(judged) => judged,
+            None => pack_listing(dir, scope, installed).ok().flatten(),
+        }
+    }
 }
 
 /// The names in `dir` now (without `.` and `..`), for `dlfm.pre check`.

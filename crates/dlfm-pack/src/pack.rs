@@ -10,7 +10,7 @@ use crate::bytecode::take_in_present_bytecode;
 use crate::disk::{disk_change, stat_of, Prober};
 use crate::error::PackError;
 use crate::installed::{Installed, DPKG_INFO};
-use crate::listing::pack_listing;
+use crate::listing::Listings;
 use crate::merge::{merge, Merged, OpenFact, PathFacts, RecordedPair, StatFact, ENOENT};
 use crate::scan::{scan, Damage};
 use crate::scope::{Class, Decision, Scope};
@@ -108,7 +108,8 @@ pub fn pack(
             .map(|(p, _)| p.as_slice()),
         &installed,
     );
-    serve_absent(&mut merged, &mut decision, scope, &installed);
+    let mut listings = Listings::default();
+    serve_absent(&mut merged, &mut decision, scope, &installed, &mut listings);
     let ancestors_from_disk = serve_ancestors(&mut merged, &mut decision);
     let cached =
         |path: &[u8], facts: &PathFacts| facts.by_ldso || decision.admitted.contains_key(path);
@@ -141,7 +142,15 @@ pub fn pack(
             .map(|(k, n)| (k.name(), *n))
             .collect(),
     };
-    let writer = collect(&merged, width, scope, &installed, &cached, &mut report);
+    let writer = collect(
+        &merged,
+        width,
+        scope,
+        &installed,
+        &mut listings,
+        &cached,
+        &mut report,
+    );
     report.scope = decision;
     report.written = writer
         .write_with(cache, prepare, progress)
@@ -175,6 +184,7 @@ fn serve_absent(
     decision: &mut Decision,
     scope: &Scope,
     installed: &Installed,
+    listings: &mut Listings,
 ) {
     let rules = scope.rules();
     let missing_only = |f: &PathFacts| {
@@ -219,7 +229,7 @@ fn serve_absent(
             let of_a_package = meta.is_dir()
                 && !rules.excludes(&dir)
                 && installed.holds_owned(&dir)
-                && matches!(pack_listing(&dir, scope, installed), Ok(Some(_)));
+                && listings.cacheable(&dir, scope, installed);
             of_a_package.then_some(meta)
         });
         let Some(meta) = verdict else { continue };
@@ -350,6 +360,7 @@ fn collect(
     width: u32,
     scope: &Scope,
     installed: &Installed,
+    listings: &mut Listings,
     cached: &impl Fn(&[u8], &PathFacts) -> bool,
     report: &mut PackReport,
 ) -> CacheWriter {
@@ -398,8 +409,8 @@ fn collect(
         }
         match &facts.listed {
             Some(OpenFact::Err(errno)) => b.set_list(path, Outcome::Err(*errno)),
-            Some(OpenFact::File(_)) => match pack_listing(path, scope, installed) {
-                Ok(Some(l)) => {
+            Some(OpenFact::File(_)) => match listings.take(path, scope, installed) {
+                Some(l) => {
                     report.listings += 1;
                     let i = b.add_listing(l.data, l.count);
                     b.set_list(path, Outcome::Ok(i));
