@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use dlfm_cache::journal::{encode, Origin, Record, MAX_RECORD};
 use dlfm_cache::names::{MISSES_SUFFIX, MISS_JOURNAL_EXT, TRACE_DIR};
+use dlfm_cache::read::Cache;
 use dlfm_pack::scope::Scope;
 use dlfm_runtime::scope::{self, Maker, Rules};
 use dlfm_runtime::summary;
@@ -110,10 +111,12 @@ pub fn fold(cache: &Path, journal: &Path, scope: &Scope) -> Result<Folded> {
         .open(journal)
         .with_context(|| format!("cannot append to the journal {}", journal.display()))?;
     let rules = scope.rules();
+    let used = dlfm_pack::metadata::Metadata::read(cache).ok();
+    let used = used.as_ref().and_then(|m| m.parse(cache).ok());
     for MissJournal { node, path, .. } in found {
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let records = dlfm_pack::scan::scan(&bytes).records;
-        let keep = noted(&records, &rules);
+        let keep = noted(&records, &rules, used.as_ref());
         let mut kept = Vec::new();
         let mut buf = vec![0u8; MAX_RECORD];
         let mut lookups = 0;
@@ -139,11 +142,17 @@ pub fn fold(cache: &Path, journal: &Path, scope: &Scope) -> Result<Folded> {
 }
 
 /// Which of `records` the next pack serves, by `dlfm_runtime::scope`'s
-/// rule with `rules`: every `Process` record, every lookup ld.so made, and
-/// of the program's own lookups those of code and its metadata (by name or
-/// `--include`), never a directory. The noting side applied the same rule;
-/// this keeps journals of older versions, and a changed `--include`, right.
-fn noted(records: &[(Record<'_>, Origin)], rules: &Rules<'_>) -> Vec<bool> {
+/// rule with `rules` and the cache the replay `used` (if it can be read):
+/// every `Process` record, every lookup ld.so made, and of the program's
+/// own lookups those of code and its metadata (by name or `--include`) and
+/// of files in directories that cache lists, never a directory. The noting
+/// side applied the same rule; this keeps journals of older versions, and a
+/// changed `--include`, right.
+fn noted(
+    records: &[(Record<'_>, Origin)],
+    rules: &Rules<'_>,
+    used: Option<&Cache<'_>>,
+) -> Vec<bool> {
     records
         .iter()
         .map(|(r, o)| match lookup(r) {
@@ -153,7 +162,7 @@ fn noted(records: &[(Record<'_>, Origin)], rules: &Rules<'_>) -> Vec<bool> {
                     Origin::Ldso => Maker::Ldso,
                     Origin::Program => Maker::Program,
                 };
-                scope::worth_noting(maker, p, r.found_directory(), rules)
+                scope::worth_noting(maker, p, r.found_directory(), rules, used)
             }
         })
         .collect()
@@ -246,13 +255,17 @@ pub fn report(cache: &Path) -> Result<Report> {
     let mut processes = 0;
     let mut lookups = 0;
     let mut paths: BTreeMap<Vec<u8>, Seen> = BTreeMap::new();
-    let patterns = cache_patterns(cache);
-    let rules = Rules::new(&patterns).unwrap_or(Rules::NONE);
+    let used = dlfm_pack::metadata::Metadata::read(cache).ok();
+    let used = used.as_ref().and_then(|m| m.parse(cache).ok());
+    let rules = used
+        .as_ref()
+        .and_then(|c| Rules::new(c.scope_patterns()))
+        .unwrap_or(Rules::NONE);
     for j in journals(&dir)? {
         let bytes =
             fs::read(&j.path).with_context(|| format!("cannot read {}", j.path.display()))?;
         let records = dlfm_pack::scan::scan(&bytes).records;
-        let keep = noted(&records, &rules);
+        let keep = noted(&records, &rules, used.as_ref());
         let mut any = false;
         for ((r, _), _) in records.iter().zip(&keep).filter(|(_, k)| **k) {
             if let Some((call, p, result)) = lookup(r) {
@@ -297,15 +310,6 @@ pub fn report(cache: &Path) -> Result<Report> {
             .collect(),
         traced: traced()?,
     })
-}
-
-/// The `--include`/`--exclude` patterns the cache at `cache` was packed
-/// with (none if it cannot be read: the default rule then).
-fn cache_patterns(cache: &Path) -> Vec<u8> {
-    dlfm_pack::metadata::Metadata::read(cache)
-        .ok()
-        .and_then(|m| Some(m.parse(cache).ok()?.scope_patterns().to_vec()))
-        .unwrap_or_default()
 }
 
 /// Sums the read-cache summary lines of the trace files in the working

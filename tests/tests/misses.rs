@@ -408,3 +408,118 @@ fn a_replay_notes_only_what_the_next_pack_serves() {
         touched.join("\n")
     );
 }
+
+/// Package data a replay missed is learned: a pip-installed package
+/// (`RECORD` names its files) lists its data directory and reads one style
+/// in the pilot; a wide run reads another style from that directory. The
+/// cache holds the directory's listing, so the replay notes the file it
+/// missed; the next pack reads the manifest and serves it; then strace
+/// shows no call on it, and runs note nothing more.
+#[test]
+fn package_data_a_replay_missed_is_learned() {
+    let (s, copy) = Scenario::python();
+    let site = s.root.join("site");
+    let data = site.join("stylepkg/styles");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        site.join("stylepkg/__init__.py"),
+        "import os\n\
+         HERE = os.path.join(os.path.dirname(__file__), 'styles')\n\
+         def load(name):\n\
+         \x20   return open(os.path.join(HERE, name + '.css')).read().strip()\n\
+         NAMES = sorted(os.listdir(HERE))\n",
+    )
+    .unwrap();
+    for (name, body) in [("base", "a {}"), ("dark", "b {}"), ("print", "c {}")] {
+        std::fs::write(data.join(format!("{name}.css")), format!("{body}\n")).unwrap();
+    }
+    let info = site.join("stylepkg-1.0.dist-info");
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(
+        info.join("RECORD"),
+        "stylepkg/__init__.py,,\nstylepkg/styles/base.css,,\nstylepkg/styles/dark.css,,\n\
+         stylepkg/styles/print.css,,\nstylepkg-1.0.dist-info/RECORD,,\n",
+    )
+    .unwrap();
+    let script = s.root.join("styled.py");
+    std::fs::write(
+        &script,
+        "import os, stylepkg\n\
+         print(stylepkg.NAMES, [stylepkg.load(n) for n in os.environ['STYLES'].split(',')])\n",
+    )
+    .unwrap();
+    let run = |op: &str, styles: &str, log: &str| -> Vec<dlfm_tests::strace::Call> {
+        let mut c = s.cmd_for(&copy, Some(op));
+        c.arg(&script)
+            .env("PYTHONPATH", &site)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("STYLES", styles);
+        let (out, calls) = s.traced_output(&c, log, op);
+        let loaded: Vec<String> = styles
+            .split(',')
+            .map(|n| {
+                let body = std::fs::read_to_string(data.join(format!("{n}.css"))).unwrap();
+                format!("'{}'", body.trim())
+            })
+            .collect();
+        assert_eq!(
+            out,
+            format!(
+                "['base.css', 'dark.css', 'print.css'] [{}]\n",
+                loaded.join(", ")
+            ),
+            "{op} {styles}"
+        );
+        calls
+    };
+    let dark = data.join("dark.css");
+    let on_dark = |calls: &[dlfm_tests::strace::Call]| -> Vec<String> {
+        s.shared(calls)
+            .iter()
+            .filter(|c| c.path.as_deref() == dark.to_str())
+            .map(|c| c.raw.clone())
+            .collect()
+    };
+    assert_ok(&s.pre(&["write-cache"], &[]), "dlfm.pre write-cache");
+    run("write-cache", "base", "pilot.strace");
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "dlfm.pre read-cache");
+    run("read-cache", "base", "served.strace");
+    assert_eq!(miss_journals(&s), vec![], "the pilot's style is served");
+
+    // The wide run reads dark.css too: it reaches the file system, once
+    // noted.
+    let missed = run("read-cache", "base,dark", "missed.strace");
+    assert!(
+        !on_dark(&missed).is_empty(),
+        "dark.css is not in the cache yet"
+    );
+    assert_eq!(miss_journals(&s).len(), 1);
+    let report = json(&s.pre(&["report", "--json"], &[]));
+    let noted: Vec<&str> = report["dirs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["paths"].as_array().unwrap())
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(noted, vec![dark.to_str().unwrap()], "{report}");
+    let packed = json(&s.pre(&["read-cache", "4", "--json"], &[]));
+    assert!(
+        packed["folded"]["lookups"].as_u64().unwrap() >= 1,
+        "{packed}"
+    );
+
+    // Learned: served, and never noted again.
+    let learned = run("read-cache", "base,dark", "learned.strace");
+    assert_eq!(
+        on_dark(&learned),
+        Vec::<String>::new(),
+        "dark.css after learning"
+    );
+    run("read-cache", "base,dark", "again.strace");
+    assert_eq!(
+        miss_journals(&s),
+        vec![],
+        "a learned miss is not noted again"
+    );
+}

@@ -209,8 +209,7 @@ fn with_last_load_memsz(memsz: u64) -> Vec<u8> {
     let phnum = u16::from_le_bytes([bytes[56], bytes[57]]) as usize;
     let last = (0..phnum)
         .map(|i| phoff + i * 56)
-        .filter(|&at| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) == 1)
-        .last()
+        .rfind(|&at| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) == 1)
         .expect("ld.so has a PT_LOAD");
     bytes[last + 40..last + 48].copy_from_slice(&memsz.to_le_bytes());
     bytes

@@ -15,9 +15,13 @@
 //! - The pack widens this with what it alone can know (`dlfm-pack`'s
 //!   `installed`): files an installed package's manifest names
 //!   ([`Class::PackageData`]) and names missing in a directory of an
-//!   installed package ([`Class::Absent`]). A replay that misses one of
-//!   those does not note it (the noting side cannot read manifests); the
-//!   next pilot's pack takes it in.
+//!   installed package ([`Class::Absent`]). The noting side cannot read
+//!   manifests, but the cache holds the listing of a directory only when
+//!   the pack takes every regular file in it: a replay notes a file it
+//!   missed in such a directory ([`in_listed_directory`]; package data the
+//!   pilot did not read), and the fold, which reads the manifests through
+//!   the pack, takes it in. Package data elsewhere is taken in by the next
+//!   pilot.
 //! - Directories: every existing ancestor directory of a served path is
 //!   served for `stat` and `lstat` (importlib's directory checks, a
 //!   `realpath` walk up to `/`); the pack takes their status from the pilot
@@ -36,6 +40,9 @@
 //! one character.
 //!
 //! No std, no allocation: the wrapper's rules apply (see the crate doc).
+
+use dlfm_cache::layout::Outcome;
+use dlfm_cache::read::Cache;
 
 /// What kind of path a served lookup was about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -133,14 +140,38 @@ pub enum Maker {
 
 /// Whether a lookup of `path` by `maker`, which found a directory there if
 /// `is_dir`, is one the cache serves after the next pack, and so worth
-/// noting when a replay missed it. Directories never are: the pack serves
-/// the ones above served paths by itself (see the module doc).
+/// noting when a replay missed it: by the rules, or, given the `cache` the
+/// replay used, because that cache lists the path's directory. Directories
+/// never are: the pack serves the ones above served paths by itself (see
+/// the module doc).
 #[inline]
-pub fn worth_noting(maker: Maker, path: &[u8], is_dir: bool, rules: &Rules<'_>) -> bool {
+pub fn worth_noting(
+    maker: Maker,
+    path: &[u8],
+    is_dir: bool,
+    rules: &Rules<'_>,
+    cache: Option<&Cache<'_>>,
+) -> bool {
     match maker {
         Maker::Ldso => true,
-        Maker::Program => !is_dir && takes(path, false, rules).is_some(),
+        Maker::Program => {
+            !is_dir
+                && !rules.excludes(path)
+                && (takes(path, false, rules).is_some()
+                    || cache.is_some_and(|c| in_listed_directory(path, c)))
+        }
     }
+}
+
+/// Whether `cache` holds the listing of the directory that holds `path`.
+/// The pack lists a directory only when it takes every regular file in it
+/// (code, package metadata, a file an installed package's manifest names),
+/// so a file there is one the next pack serves.
+#[inline]
+pub fn in_listed_directory(path: &[u8], cache: &Cache<'_>) -> bool {
+    parent(path)
+        .and_then(|dir| cache.lookup(dir))
+        .is_some_and(|e| matches!(e.list, Outcome::Ok(_)))
 }
 
 /// Of a lookup only the program made of `path` (a directory if `is_dir`),
@@ -453,18 +484,20 @@ mod tests {
     #[test]
     fn only_what_the_next_pack_serves_is_worth_noting() {
         let none = Rules::NONE;
-        assert!(worth_noting(Maker::Ldso, b"/proc/x", false, &none));
+        assert!(worth_noting(Maker::Ldso, b"/proc/x", false, &none, None));
         assert!(worth_noting(
             Maker::Program,
             b"/sp/new/mod.py",
             false,
-            &none
+            &none,
+            None
         ));
         assert!(worth_noting(
             Maker::Program,
             b"/sp/new/__init__.cpython-311.pyc",
             false,
-            &none
+            &none,
+            None
         ));
         for p in [
             &b"/proc/self/maps"[..],
@@ -474,16 +507,23 @@ mod tests {
             b"/usr/lib/python3.11/dist-packages",
             b"/tmp/run/Modules/Setup.local",
         ] {
-            assert!(!worth_noting(Maker::Program, p, false, &none));
+            assert!(!worth_noting(Maker::Program, p, false, &none, None));
         }
-        assert!(!worth_noting(Maker::Program, b"/usr", true, &none));
-        assert!(!worth_noting(Maker::Program, b"/sp/pkg.py", true, &none));
+        assert!(!worth_noting(Maker::Program, b"/usr", true, &none, None));
+        assert!(!worth_noting(
+            Maker::Program,
+            b"/sp/pkg.py",
+            true,
+            &none,
+            None
+        ));
         let enc = encode(&[(INCLUDE, "/job/*.csv")]);
         assert!(worth_noting(
             Maker::Program,
             b"/job/input.csv",
             false,
-            &Rules::new(&enc).unwrap()
+            &Rules::new(&enc).unwrap(),
+            None
         ));
     }
 

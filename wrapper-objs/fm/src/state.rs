@@ -104,7 +104,7 @@ pub enum Sink {
 /// every one into the pilot's journal when recording; in replay, for the
 /// process that notes its node's misses
 /// (`dlfm_runtime::env::records_misses`), only one the next pack would
-/// serve (`dlfm_runtime::scope`, with the cache's patterns), so that
+/// serve (`dlfm_runtime::scope`, with the cache's patterns and listings), so that
 /// nothing is noted that would be missed again every run. A directory is
 /// never worth noting; `record::append` drops one when the result shows it.
 pub fn sink_for(path: &[u8]) -> Option<Sink> {
@@ -113,7 +113,8 @@ pub fn sink_for(path: &[u8]) -> Option<Sink> {
         Mode::Replay if JOURNAL_STATE.load(Ordering::Acquire) != NOT_ARMED => {
             let (cache, _) = cache()?;
             let rules = Rules::new(cache.scope_patterns())?;
-            scope::worth_noting(Maker::Program, path, false, &rules).then_some(Sink::Misses)
+            scope::worth_noting(Maker::Program, path, false, &rules, Some(&cache))
+                .then_some(Sink::Misses)
         }
         _ => None,
     }
