@@ -586,6 +586,62 @@ print("cache-rss-kib", rss)
     );
 }
 
+/// The cache's index is mapped once per process: the interposer reads it
+/// through the ld.so wrapper's mapping of the node copy's metadata, in the
+/// process and in a forked child, instead of mapping the file again.
+#[test]
+fn the_index_is_mapped_once_per_process() {
+    let (s, copy) = Scenario::python();
+    let tree = generate(&s);
+    let stage = s.stage_dir();
+    let driver = s.root.join("mapped.py");
+    std::fs::write(
+        &driver,
+        format!(
+            r#"import os, runpy
+runpy.run_path({script:?}, run_name="__main__")
+def index_maps():
+    n = 0
+    for line in open("/proc/self/maps"):
+        f = line.split()
+        if len(f) > 5 and f[5].startswith({stage:?}) and f[5].endswith("/cache") and f[2] == "00000000":
+            n += 1
+    return n
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    import json, email.parser
+    os.write(w, str(index_maps()).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+print("index-mappings", index_maps(), os.read(r, 16).decode())
+"#,
+            script = tree.script.to_str().unwrap(),
+            stage = stage.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let run = |op: &str| -> String {
+        let out = s.cmd_for(&copy, Some(op)).arg(&driver).output().unwrap();
+        assert_ok(&out, &format!("mapped.py {op}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(stdout.starts_with(&tree.expected_stdout), "{stdout}");
+        stdout.lines().last().unwrap().to_string()
+    };
+    assert_ok(&s.pre(&["write-cache"], &[]), "write-cache");
+    assert_eq!(run("write-cache"), "index-mappings 0 0");
+    assert_ok(&s.pre(&["read-cache", "4"], &[]), "read-cache");
+    assert_eq!(
+        run("read-cache"),
+        "index-mappings 1 1",
+        "the node copy's index, in the process and its forked child"
+    );
+    assert!(
+        !s.staged_copies().is_empty(),
+        "the replay staged a node copy"
+    );
+}
+
 /// Every file under `dir`, recursively.
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

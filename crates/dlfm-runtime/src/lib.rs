@@ -38,6 +38,7 @@ pub mod keys;
 pub mod legacy_calls;
 pub mod line;
 pub mod name_walk;
+pub mod proc_maps;
 pub mod scope;
 pub mod staging_policy;
 pub mod summary;

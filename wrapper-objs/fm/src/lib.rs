@@ -41,6 +41,7 @@ mod realpath;
 mod record;
 mod replay;
 mod served;
+mod shared_index;
 mod state;
 mod statx;
 mod stored_stat;

@@ -17,7 +17,7 @@ use dlfm_runtime::scope::{self, Maker, Rules};
 use dlfm_runtime::trace_name::miss_journal_path;
 
 use crate::own_fd::OwnFd;
-use crate::{node_copy, sys, trace};
+use crate::{node_copy, shared_index, sys, trace};
 
 /// The process's mode (`Mode as u8`): `Off` until `init` decides (and
 /// when FMCaching is off: every call goes to libc).
@@ -245,8 +245,15 @@ pub fn init() {
                 return;
             };
             let size = file.size;
-            // The mapping stays; the descriptor is closed when `file` goes.
-            let Ok(bytes) = sys::map_whole(&file.fd, size) else {
+            // A node copy's metadata file: the ld.so wrapper's mapping of
+            // it, if it has one. Otherwise a mapping of ours, which stays;
+            // the descriptor is closed when `file` goes.
+            let wrappers = if root.is_empty() {
+                None
+            } else {
+                shared_index::find(&file.fd, size)
+            };
+            let Some(bytes) = wrappers.or_else(|| sys::map_whole(&file.fd, size).ok()) else {
                 return;
             };
             // A node copy's metadata file holds the metadata alone: the
@@ -255,7 +262,14 @@ pub fn init() {
                 Some(id) if !root.is_empty() => id.file_len,
                 _ => size as u64,
             };
-            match Cache::parse(bytes, file_len) {
+            let parsed = Cache::parse(bytes, file_len);
+            if wrappers.is_some() {
+                // The checksum pass touched every page: let go of them, as
+                // the wrapper did after its own, so that only the pages
+                // lookups use stay resident.
+                sys::forget_pages(bytes);
+            }
+            match parsed {
                 Ok(c) if c.fm_path().is_some() => {
                     // SAFETY: single-threaded, before MODE is published.
                     unsafe { (*CACHE.0.get()).write((c, bytes)) };
@@ -275,6 +289,7 @@ pub fn init() {
                     open_trace();
                     MODE.store(Mode::Replay as u8, Ordering::Release);
                 }
+                _ if wrappers.is_some() => {}
                 _ => sys::unmap(bytes),
             }
         }

@@ -198,6 +198,32 @@ pub fn pread(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize> {
     .map(|n| n as usize)
 }
 
+/// `read(fd, buf)`: the count read.
+pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: `buf` is writable for its length.
+    unsafe {
+        call(
+            libc::SYS_read,
+            [
+                fd.raw() as c_long,
+                buf.as_mut_ptr() as c_long,
+                buf.len() as c_long,
+                0,
+            ],
+        )
+    }
+    .map(|n| n as usize)
+}
+
+/// The kernel's page size (4, 16 or 64 KiB on aarch64).
+pub fn page_size() -> usize {
+    // SAFETY: getauxval reads the aux vector libc saved at start-up.
+    match unsafe { libc::getauxval(libc::AT_PAGESZ) } as usize {
+        0 => dlfm_cache::layout::PAGE as usize,
+        p => p,
+    }
+}
+
 /// `getcwd` into `buf`: the length written, NUL included (the form
 /// `FixedPath::push_absolute` asks for).
 pub fn getcwd(buf: &mut [u8]) -> Option<usize> {
@@ -260,13 +286,8 @@ pub fn unmap(bytes: &'static [u8]) {
 /// process on the node, and a later read maps them again. Keeps the cache
 /// pages a served open copied from out of the process's resident set.
 pub fn forget_pages(bytes: &[u8]) {
-    // The kernel's page size (4, 16 or 64 KiB on aarch64): madvise takes
-    // only a start on one of its pages.
-    // SAFETY: getauxval reads the aux vector libc saved at start-up.
-    let page = match unsafe { libc::getauxval(libc::AT_PAGESZ) } as usize {
-        0 => dlfm_cache::layout::PAGE as usize,
-        p => p,
-    };
+    // madvise takes only a start on one of the kernel's pages.
+    let page = page_size();
     let start = bytes.as_ptr() as usize & !(page - 1);
     let end = (bytes.as_ptr() as usize + bytes.len() + page - 1) & !(page - 1);
     // SAFETY: advice on pages of a private read-only file mapping, which
