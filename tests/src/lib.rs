@@ -11,6 +11,7 @@ pub mod debian;
 pub mod mpi_hello;
 pub mod node_copy;
 pub mod old_loader;
+pub mod pip_package;
 pub mod pydeps;
 pub mod scenario;
 pub mod slurm;

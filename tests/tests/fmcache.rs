@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use dlfm_tests::pip_package;
 use dlfm_tests::scenario::{assert_ok, python};
 use dlfm_tests::strace::Call;
 use dlfm_tests::Scenario;
@@ -1046,30 +1047,24 @@ fn installed_package_data_is_served_and_checked() {
     let (s, copy) = Scenario::python();
     let site = s.root.join("site");
     let data = site.join("mypkg/data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        site.join("mypkg/__init__.py"),
-        "import os\n\
-         HERE = os.path.join(os.path.dirname(__file__), 'data')\n\
-         NAMES = sorted(os.listdir(HERE))\n\
-         with open(os.path.join(HERE, 'table.txt')) as f:\n\
-         \x20   TABLE = f.read().split()\n\
-         STYLE = open(os.path.join(HERE, 'style.css')).read().strip()\n\
-         OVERRIDE = os.path.exists(os.path.join(HERE, 'override.css'))\n",
-    )
-    .unwrap();
-    std::fs::write(data.join("table.txt"), "1 2 3 5 8\n").unwrap();
-    std::fs::write(data.join("style.css"), "body { color: teal }\n").unwrap();
-    let info = site.join("mypkg-1.0.dist-info");
-    std::fs::create_dir_all(&info).unwrap();
-    std::fs::write(info.join("METADATA"), "Name: mypkg\nVersion: 1.0\n").unwrap();
-    std::fs::write(
-        info.join("RECORD"),
-        "mypkg/__init__.py,sha256=x,1\nmypkg/data/table.txt,sha256=y,2\n\
-         \"mypkg/data/style.css\",sha256=z,3\nmypkg-1.0.dist-info/METADATA,,\n\
-         mypkg-1.0.dist-info/RECORD,,\n",
-    )
-    .unwrap();
+    pip_package::install(
+        &site,
+        "mypkg",
+        &[
+            (
+                "mypkg/__init__.py",
+                "import os\n\
+                 HERE = os.path.join(os.path.dirname(__file__), 'data')\n\
+                 NAMES = sorted(os.listdir(HERE))\n\
+                 with open(os.path.join(HERE, 'table.txt')) as f:\n\
+                 \x20   TABLE = f.read().split()\n\
+                 STYLE = open(os.path.join(HERE, 'style.css')).read().strip()\n\
+                 OVERRIDE = os.path.exists(os.path.join(HERE, 'override.css'))\n",
+            ),
+            ("mypkg/data/table.txt", "1 2 3 5 8\n"),
+            ("mypkg/data/style.css", "body { color: teal }\n"),
+        ],
+    );
     let input = s.run_dir.join("input.txt");
     std::fs::write(&input, "first\n").unwrap();
     let script = s.root.join("uses_data.py");

@@ -7,6 +7,7 @@
 use std::process::Command;
 
 use dlfm_tests::mpi_hello;
+use dlfm_tests::pip_package;
 use dlfm_tests::scenario::{assert_ok, rpath};
 use dlfm_tests::Scenario;
 use dlfm_workload::Spec;
@@ -420,27 +421,23 @@ fn package_data_a_replay_missed_is_learned() {
     let (s, copy) = Scenario::python();
     let site = s.root.join("site");
     let data = site.join("stylepkg/styles");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        site.join("stylepkg/__init__.py"),
-        "import os\n\
-         HERE = os.path.join(os.path.dirname(__file__), 'styles')\n\
-         def load(name):\n\
-         \x20   return open(os.path.join(HERE, name + '.css')).read().strip()\n\
-         NAMES = sorted(os.listdir(HERE))\n",
-    )
-    .unwrap();
-    for (name, body) in [("base", "a {}"), ("dark", "b {}"), ("print", "c {}")] {
-        std::fs::write(data.join(format!("{name}.css")), format!("{body}\n")).unwrap();
-    }
-    let info = site.join("stylepkg-1.0.dist-info");
-    std::fs::create_dir_all(&info).unwrap();
-    std::fs::write(
-        info.join("RECORD"),
-        "stylepkg/__init__.py,,\nstylepkg/styles/base.css,,\nstylepkg/styles/dark.css,,\n\
-         stylepkg/styles/print.css,,\nstylepkg-1.0.dist-info/RECORD,,\n",
-    )
-    .unwrap();
+    pip_package::install(
+        &site,
+        "stylepkg",
+        &[
+            (
+                "stylepkg/__init__.py",
+                "import os\n\
+                 HERE = os.path.join(os.path.dirname(__file__), 'styles')\n\
+                 def load(name):\n\
+                 \x20   return open(os.path.join(HERE, name + '.css')).read().strip()\n\
+                 NAMES = sorted(os.listdir(HERE))\n",
+            ),
+            ("stylepkg/styles/base.css", "a {}\n"),
+            ("stylepkg/styles/dark.css", "b {}\n"),
+            ("stylepkg/styles/print.css", "c {}\n"),
+        ],
+    );
     let script = s.root.join("styled.py");
     std::fs::write(
         &script,

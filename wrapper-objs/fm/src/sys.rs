@@ -183,32 +183,25 @@ pub fn with_nodename<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
 
 /// `pread64(fd, buf, offset)`: the count read.
 pub fn pread(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize> {
+    read_by(libc::SYS_pread64, fd, buf, offset)
+}
+
+/// `read(fd, buf)`: the count read.
+pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize> {
+    read_by(libc::SYS_read, fd, buf, 0)
+}
+
+/// `read` or `pread64` (`nr`) into `buf` (`offset` only for the latter).
+fn read_by(nr: c_long, fd: &OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize> {
     // SAFETY: `buf` is writable for its length.
     unsafe {
         call(
-            libc::SYS_pread64,
+            nr,
             [
                 fd.raw() as c_long,
                 buf.as_mut_ptr() as c_long,
                 buf.len() as c_long,
                 offset as c_long,
-            ],
-        )
-    }
-    .map(|n| n as usize)
-}
-
-/// `read(fd, buf)`: the count read.
-pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize> {
-    // SAFETY: `buf` is writable for its length.
-    unsafe {
-        call(
-            libc::SYS_read,
-            [
-                fd.raw() as c_long,
-                buf.as_mut_ptr() as c_long,
-                buf.len() as c_long,
-                0,
             ],
         )
     }
