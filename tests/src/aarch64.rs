@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use dlfm_workload::{generate, Link, Spec};
 
 use crate::artifacts::{artifacts, target_dir, workspace_root};
+use crate::scenario::assert_ok;
 use crate::strace::{looked_up, parse_qemu, touches, Call};
 
 /// Rust's name for the target.
@@ -56,10 +57,9 @@ fn build(package: &str, file: &str) -> PathBuf {
         .args(["--quiet", "-p", package])
         .output()
         .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building {package} for aarch64 failed (rustup target add {TARGET}?):\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_ok(
+        &out,
+        &format!("building {package} for aarch64 (rustup target add {TARGET}?)"),
     );
     let built = target_dir().join(TARGET).join("release").join(file);
     assert!(
@@ -124,13 +124,9 @@ fn qemu_args(
         .envs(env.iter().copied())
         .output()
         .expect("qemu-aarch64-static (qemu-user-static)");
+    assert_ok(&out, &prog.display().to_string());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{} failed:\n{stdout}\n{stderr}",
-        prog.display()
-    );
     let complaint = stderr.lines().find(|l| l.starts_with("ERROR: ld.so"));
     assert!(complaint.is_none(), "ld.so complained: {complaint:?}");
     (stdout, parse_qemu(&stderr))
@@ -144,11 +140,7 @@ fn pre(dir: &Path, args: &[&str]) -> String {
         .env("DLCACHE_DBG", "1")
         .output()
         .expect("dlfm.pre");
-    assert!(
-        out.status.success(),
-        "dlfm.pre {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, &format!("dlfm.pre {args:?}"));
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -194,11 +186,7 @@ pub fn records_and_replays(loader: &Loader, embed: bool) {
         .arg(&patched)
         .output()
         .expect("dlpatch");
-    assert!(
-        out.status.success(),
-        "{what}: dlpatch: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, &format!("{what}: dlpatch"));
 
     let cache = root.join("dlcache.dat");
     let cache_s = cache.display().to_string();
@@ -551,11 +539,9 @@ fn program_copy(program: &Path, ldso: &Path, dir: &Path) -> PathBuf {
         .arg(ldso)
         .output()
         .expect("dlpatch");
-    assert!(
-        out.status.success(),
-        "dlpatch --embed --program {}: {}",
-        program.display(),
-        String::from_utf8_lossy(&out.stderr)
+    assert_ok(
+        &out,
+        &format!("dlpatch --embed --program {}", program.display()),
     );
     copy
 }
@@ -644,11 +630,7 @@ pub fn stat_calls_are_served() -> usize {
         .arg(&src)
         .output()
         .expect("aarch64-linux-gnu-gcc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out, &format!("{CC} {}", src.display()));
     let copy = program_copy(&prog, &loader.ldso, root);
     interposer();
 

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use crate::artifacts::target_dir;
+use crate::scenario::assert_ok;
 
 /// The packages whose versions the tests look up.
 const PACKAGES: &[&str] = &[
@@ -125,11 +126,7 @@ pub fn python_arm64() -> ArmPython {
         .arg(py.stdlib())
         .output()
         .expect("run python3 -m compileall");
-    assert!(
-        out.status.success(),
-        "compiling the arm64 standard library failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_ok(&out, "compiling the arm64 standard library");
     write_conda_manifest(&py.home());
     py
 }
@@ -408,12 +405,7 @@ impl Apt {
                 .arg(root)
                 .output()
                 .expect("run dpkg-deb");
-            assert!(
-                out.status.success(),
-                "dpkg-deb -x {}: {}",
-                deb.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert_ok(&out, &format!("dpkg-deb -x {}", deb.display()));
         }
         relative_links(root, root);
         fs::write(&marker, want).expect("write the unpack marker");
