@@ -418,6 +418,20 @@ fn a_replay_notes_only_what_the_next_pack_serves() {
 /// shows no call on it, and runs note nothing more.
 #[test]
 fn package_data_a_replay_missed_is_learned() {
+    missed_style_is_learned(true);
+}
+
+/// The same when the package only opens its data by name and nothing lists
+/// the directory (matplotlib's fonts): the pack lists it anyway, because it
+/// serves a file there and a manifest names every file in it.
+#[test]
+fn package_data_missed_in_a_directory_nothing_listed_is_learned() {
+    missed_style_is_learned(false);
+}
+
+/// A style package's pilot reads `base.css`; a wide run reads `dark.css` too
+/// (see the two tests above). `listed`: the package lists its styles.
+fn missed_style_is_learned(listed: bool) {
     let (s, copy) = Scenario::python();
     let site = s.root.join("site");
     let data = site.join("stylepkg/styles");
@@ -431,7 +445,7 @@ fn package_data_a_replay_missed_is_learned() {
                  HERE = os.path.join(os.path.dirname(__file__), 'styles')\n\
                  def load(name):\n\
                  \x20   return open(os.path.join(HERE, name + '.css')).read().strip()\n\
-                 NAMES = sorted(os.listdir(HERE))\n",
+                 NAMES = sorted(os.listdir(HERE)) if os.environ['LIST'] == '1' else []\n",
             ),
             ("stylepkg/styles/base.css", "a {}\n"),
             ("stylepkg/styles/dark.css", "b {}\n"),
@@ -450,7 +464,8 @@ fn package_data_a_replay_missed_is_learned() {
         c.arg(&script)
             .env("PYTHONPATH", &site)
             .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("STYLES", styles);
+            .env("STYLES", styles)
+            .env("LIST", if listed { "1" } else { "0" });
         let (out, calls) = s.traced_output(&c, log, op);
         let loaded: Vec<String> = styles
             .split(',')
@@ -459,12 +474,14 @@ fn package_data_a_replay_missed_is_learned() {
                 format!("'{}'", body.trim())
             })
             .collect();
+        let names = if listed {
+            "['base.css', 'dark.css', 'print.css']"
+        } else {
+            "[]"
+        };
         assert_eq!(
             out,
-            format!(
-                "['base.css', 'dark.css', 'print.css'] [{}]\n",
-                loaded.join(", ")
-            ),
+            format!("{names} [{}]\n", loaded.join(", ")),
             "{op} {styles}"
         );
         calls
@@ -478,7 +495,16 @@ fn package_data_a_replay_missed_is_learned() {
             .collect()
     };
     assert_ok(&s.pre(&["write-cache"], &[]), "dlfm.pre write-cache");
-    run("write-cache", "base", "pilot.strace");
+    let pilot = run("write-cache", "base", "pilot.strace");
+    let listings_of_styles = pilot
+        .iter()
+        .filter(|c| c.name == "getdents64" && c.fd_path.as_deref() == data.to_str())
+        .count();
+    assert_eq!(
+        listings_of_styles > 0,
+        listed,
+        "the pilot lists the styles only if asked to"
+    );
     assert_ok(&s.pre(&["read-cache", "4"], &[]), "dlfm.pre read-cache");
     run("read-cache", "base", "served.strace");
     assert_eq!(miss_journals(&s), vec![], "the pilot's style is served");

@@ -1,5 +1,6 @@
 //! Packing: journal → merged facts → stale-library check → `dlcache.dat`.
 
+use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -110,6 +111,7 @@ pub fn pack(
     );
     let mut listings = Listings::default();
     serve_absent(&mut merged, &mut decision, scope, &installed, &mut listings);
+    list_package_data_dirs(&mut merged, &decision, scope, &installed, &mut listings);
     let ancestors_from_disk = serve_ancestors(&mut merged, &mut decision);
     let cached =
         |path: &[u8], facts: &PathFacts| facts.by_ldso || decision.admitted.contains_key(path);
@@ -247,6 +249,41 @@ fn serve_absent(
         }
     }
     decision.left_out.retain(|_, n| *n > 0);
+}
+
+/// Lists in the cache the directory of each package-data file it serves
+/// (when every regular file there is one the scope takes), though the pilot
+/// only opened files there by name (matplotlib's fonts): a replay that
+/// misses another file there then notes it (`dlfm_runtime::scope::
+/// in_listed_directory`) and the next pack serves it. `dlfm.pre check`
+/// compares such a listing with the disk as any other.
+fn list_package_data_dirs(
+    merged: &mut Merged,
+    decision: &Decision,
+    scope: &Scope,
+    installed: &Installed,
+    listings: &mut Listings,
+) {
+    let rules = scope.rules();
+    let dirs: BTreeSet<&[u8]> = decision
+        .admitted
+        .iter()
+        .filter(|(_, c)| **c == Class::PackageData)
+        .filter_map(|(p, _)| dlfm_runtime::scope::parent(p))
+        .collect();
+    for dir in dirs {
+        if rules.excludes(dir) || merged.paths.get(dir).is_some_and(|f| f.listed.is_some()) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(Path::new(std::ffi::OsStr::from_bytes(dir)))
+        else {
+            continue;
+        };
+        if meta.is_dir() && listings.cacheable(dir, scope, installed) {
+            merged.paths.entry(dir.to_vec()).or_default().listed =
+                Some(OpenFact::File(stat_of(&meta)));
+        }
+    }
 }
 
 /// Serves every directory above a served path for `stat` and `lstat`
