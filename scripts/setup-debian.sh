@@ -33,9 +33,10 @@ if [ "$mode" != demo ]; then
     # qemu-user (the aarch64 wrapper), pip (numpy, scipy, pandas, matplotlib for the
     # FMCaching tests), Slurm and munge (a real cluster in network
     # namespaces: iproute2 for ip, util-linux for nsenter and unshare), Lmod
-    # (dlfm's modulefile after `make install`).
+    # (dlfm's modulefile after `make install`), GNU time (the benchmarks' peak
+    # memory per process).
     packages+=(gdb-multiarch binutils gcc-aarch64-linux-gnu qemu-user-static python3-pip
-        slurm-wlm munge util-linux iproute2 lmod)
+        slurm-wlm munge util-linux iproute2 lmod time)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -5,7 +5,7 @@
 //!   on recorded objects (paths ld.so looked up and their descriptors),
 //!   calls on the cache file, and the rest;
 //! - start-up wall time over `--runs` runs each (median, min, ratio);
-//! - peak resident memory (ru_maxrss from wait4).
+//! - peak resident memory (GNU time's `%M`: see `timed`).
 //!
 //! Then the same for an unmodified program: Debian's python3, run through a
 //! copy that loads through the embedded-wrapper ld.so (`dlpatch --embed
@@ -120,32 +120,7 @@ fn main() -> Result<()> {
         r.other()
     );
     println!();
-    let (mb, mr) = (median(&times[0]), median(&times[1]));
-    println!(
-        "start-up to exit, wall time, {} runs each, interleaved",
-        args.runs
-    );
-    println!("  {:<40}{:>14}{:>14}", "median (ms)", ms(mb), ms(mr));
-    println!(
-        "  {:<40}{:>14}{:>14}",
-        "min (ms)",
-        ms(min(&times[0])),
-        ms(min(&times[1]))
-    );
-    println!(
-        "  {:<40}{:>28.3}",
-        "ratio read-cache / without (median)",
-        mr.as_secs_f64() / mb.as_secs_f64()
-    );
-    println!();
-    let (kb, kr) = (median_u64(&rss[0]), median_u64(&rss[1]));
-    println!("peak resident memory per process (ru_maxrss, median)");
-    println!("  {:<40}{:>14}{:>14}", "KiB", kb, kr);
-    println!(
-        "  {:<40}{:>28.3}",
-        "ratio read-cache / without",
-        kr as f64 / kb as f64
-    );
+    print_runs(&times, &rss);
     if args.python_modules > 0 {
         python_case(extension_case(&args)?, args.runs)?;
     }
@@ -192,10 +167,12 @@ fn is_python_file(c: &Call) -> bool {
 }
 
 /// Runs `case` through a copy of python3 made by `dlpatch --embed
-/// --program`: pilot, pack, one run that stages the node copy, one traced
-/// run of python3 and of the copy in read-cache, then `runs` timed runs of each, interleaved; prints a table.
-fn python_case(case: PyCase, runs: usize) -> Result<()> {
+/// --program`: pilot, pack, one run that stages the node copy (in /dev/shm,
+/// where `dlfm run` stages), one traced run of python3 and of the copy in
+/// read-cache, then `runs` timed runs of each, interleaved; prints a table.
+fn python_case(mut case: PyCase, runs: usize) -> Result<()> {
     let python = Path::new("/usr/bin/python3").canonicalize()?;
+    case.s.stage_in_memory()?;
     let s = &case.s;
     let copy = s.root.join("python3.dlfm");
     s.program_copy(&python, &copy);
@@ -229,9 +206,16 @@ fn python_case(case: PyCase, runs: usize) -> Result<()> {
     let replay = trace(cmd(&copy, Some("read-cache")), "py-replay.strace");
     eprintln!("timing {runs} runs of each, interleaved ...");
     let mut times = [Vec::new(), Vec::new()];
+    let mut rss = [Vec::new(), Vec::new()];
     for _ in 0..runs {
-        times[0].push(timed(cmd(&python, None), &case.expected)?.0);
-        times[1].push(timed(cmd(&copy, Some("read-cache")), &case.expected)?.0);
+        for (i, (program, op)) in [(&python, None), (&copy, Some("read-cache"))]
+            .into_iter()
+            .enumerate()
+        {
+            let (t, kib) = timed(cmd(program, op), &case.expected)?;
+            times[i].push(t);
+            rss[i].push(kib);
+        }
     }
     println!();
     println!("{}", case.title);
@@ -267,14 +251,7 @@ fn python_case(case: PyCase, runs: usize) -> Result<()> {
         };
         println!("  {label:<40}{b:>14}{r:>14}{share}");
     }
-    let (mb, mr) = (median(&times[0]), median(&times[1]));
-    println!("start-up to exit, wall time, {runs} runs each, interleaved");
-    println!("  {:<40}{:>14}{:>14}", "median (ms)", ms(mb), ms(mr));
-    println!(
-        "  {:<40}{:>28.3}",
-        "ratio read-cache / without (median)",
-        mr.as_secs_f64() / mb.as_secs_f64()
-    );
+    print_runs(&times, &rss);
     Ok(())
 }
 
@@ -480,29 +457,82 @@ impl Counts {
 }
 
 /// Runs `cmd`, checks its output, and returns its wall time and peak RSS.
-fn timed(mut cmd: Command, expected: &str) -> Result<(Duration, u64)> {
+///
+/// The peak is GNU time's (`%M`): a child's `ru_maxrss` starts from the
+/// memory of the process that spawned it (the kernel keeps the larger of
+/// the two across `exec`), and this benchmark holds megabytes of parsed
+/// traces, so the program is started by the small `time` process instead.
+fn timed(cmd: Command, expected: &str) -> Result<(Duration, u64)> {
+    let report = std::env::temp_dir().join(format!("dlfm-bench-rss.{}", std::process::id()));
+    let mut timed = Command::new(TIME);
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
     let start = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("spawn")?;
-    let pid = child.id() as libc::pid_t;
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.expect("piped stdout"), &mut out)?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our child, not yet waited for; both out-pointers are
-    // valid for the call.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let out = timed
+        .output()
+        .with_context(|| format!("{TIME} (apt-get install time)"))?;
     let elapsed = start.elapsed();
-    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("the program failed (status {status:#x})");
+    let kib = std::fs::read_to_string(&report);
+    let _ = std::fs::remove_file(&report);
+    if !out.status.success() {
+        bail!("the program failed ({})", out.status);
     }
-    if out != expected {
-        bail!("wrong output: {out:?}, expected {expected:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if stdout != expected {
+        bail!("wrong output: {stdout:?}, expected {expected:?}");
     }
-    Ok((elapsed, usage.ru_maxrss as u64))
+    let kib = kib.with_context(|| format!("{TIME}'s report {}", report.display()))?;
+    let kib = kib
+        .trim()
+        .parse()
+        .with_context(|| format!("{TIME}'s report: {kib:?}"))?;
+    Ok((elapsed, kib))
+}
+
+/// GNU time (Debian's package `time`).
+const TIME: &str = "/usr/bin/time";
+
+/// Prints the wall times and peak resident memory of the interleaved runs
+/// (index 0 without dlfm, 1 in read-cache): medians, minimum times, ratios.
+fn print_runs(times: &[Vec<Duration>; 2], rss: &[Vec<u64>; 2]) {
+    let (mb, mr) = (median(&times[0]), median(&times[1]));
+    println!(
+        "start-up to exit, wall time, {} runs each, interleaved",
+        times[0].len()
+    );
+    println!("  {:<40}{:>14}{:>14}", "median (ms)", ms(mb), ms(mr));
+    println!(
+        "  {:<40}{:>14}{:>14}",
+        "min (ms)",
+        ms(min(&times[0])),
+        ms(min(&times[1]))
+    );
+    println!(
+        "  {:<40}{:>28.3}",
+        "ratio read-cache / without (median)",
+        mr.as_secs_f64() / mb.as_secs_f64()
+    );
+    let (kb, kr) = (median_u64(&rss[0]), median_u64(&rss[1]));
+    println!("peak resident memory per process (GNU time's %M, median)");
+    println!("  {:<40}{:>14}{:>14}", "KiB", kb, kr);
+    println!(
+        "  {:<40}{:>28.3}",
+        "ratio read-cache / without",
+        kr as f64 / kb as f64
+    );
 }
 
 fn median(v: &[Duration]) -> Duration {
