@@ -65,16 +65,7 @@ fn main() -> Result<()> {
         Counts::of(&replay, &recorded, &cache),
     );
 
-    eprintln!("timing {} runs of each, interleaved ...", args.runs);
-    let mut times = [Vec::new(), Vec::new()];
-    let mut rss = [Vec::new(), Vec::new()];
-    for _ in 0..args.runs {
-        for (i, op) in [None, Some("read-cache")].into_iter().enumerate() {
-            let (t, kib) = timed(s.cmd(op), &s.w.expected_stdout)?;
-            times[i].push(t);
-            rss[i].push(kib);
-        }
-    }
+    let runs = run_interleaved(args.runs, &s.w.expected_stdout, |op| s.cmd(op))?;
 
     let spec = Spec::bench(args.libs);
     println!(
@@ -120,7 +111,7 @@ fn main() -> Result<()> {
         r.other()
     );
     println!();
-    print_runs(&times, &rss);
+    print_runs(&runs);
     if args.python_modules > 0 {
         python_case(extension_case(&args)?, args.runs)?;
     }
@@ -204,19 +195,9 @@ fn python_case(mut case: PyCase, runs: usize) -> Result<()> {
     timed(cmd(&copy, Some("read-cache")), &case.expected)?;
     let base = trace(cmd(&python, None), "py-base.strace");
     let replay = trace(cmd(&copy, Some("read-cache")), "py-replay.strace");
-    eprintln!("timing {runs} runs of each, interleaved ...");
-    let mut times = [Vec::new(), Vec::new()];
-    let mut rss = [Vec::new(), Vec::new()];
-    for _ in 0..runs {
-        for (i, (program, op)) in [(&python, None), (&copy, Some("read-cache"))]
-            .into_iter()
-            .enumerate()
-        {
-            let (t, kib) = timed(cmd(program, op), &case.expected)?;
-            times[i].push(t);
-            rss[i].push(kib);
-        }
-    }
+    let timings = run_interleaved(runs, &case.expected, |op| {
+        cmd(if op.is_some() { &copy } else { &python }, op)
+    })?;
     println!();
     println!("{}", case.title);
     println!(
@@ -251,7 +232,7 @@ fn python_case(mut case: PyCase, runs: usize) -> Result<()> {
         };
         println!("  {label:<40}{b:>14}{r:>14}{share}");
     }
-    print_runs(&times, &rss);
+    print_runs(&timings);
     Ok(())
 }
 
@@ -505,9 +486,38 @@ fn timed(cmd: Command, expected: &str) -> Result<(Duration, u64)> {
 /// GNU time (Debian's package `time`).
 const TIME: &str = "/usr/bin/time";
 
-/// Prints the wall times and peak resident memory of the interleaved runs
-/// (index 0 without dlfm, 1 in read-cache): medians, minimum times, ratios.
-fn print_runs(times: &[Vec<Duration>; 2], rss: &[Vec<u64>; 2]) {
+/// Wall times and peak resident memory (KiB) of interleaved runs: index 0
+/// without dlfm, 1 in read-cache.
+struct Runs {
+    times: [Vec<Duration>; 2],
+    rss: [Vec<u64>; 2],
+}
+
+/// Runs `cmd(None)` (without dlfm) and `cmd(Some("read-cache"))`, `runs`
+/// times each, interleaved, checking each one's output against `expected`.
+fn run_interleaved(
+    runs: usize,
+    expected: &str,
+    cmd: impl Fn(Option<&str>) -> Command,
+) -> Result<Runs> {
+    eprintln!("timing {runs} runs of each, interleaved ...");
+    let mut out = Runs {
+        times: [Vec::new(), Vec::new()],
+        rss: [Vec::new(), Vec::new()],
+    };
+    for _ in 0..runs {
+        for (i, op) in [None, Some("read-cache")].into_iter().enumerate() {
+            let (t, kib) = timed(cmd(op), expected)?;
+            out.times[i].push(t);
+            out.rss[i].push(kib);
+        }
+    }
+    Ok(out)
+}
+
+/// Prints `runs`: medians, minimum times, ratios.
+fn print_runs(runs: &Runs) {
+    let Runs { times, rss } = runs;
     let (mb, mr) = (median(&times[0]), median(&times[1]));
     println!(
         "start-up to exit, wall time, {} runs each, interleaved",
